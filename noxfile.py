@@ -1,0 +1,49 @@
+"""Per-backend test sessions, lint and type checks.
+
+    nox -s "tests(backend='numpy')"     # or array_api_strict, torch, cupy
+    nox -s lint typecheck
+
+Each tests session installs only its backend's extra (plus the test tools) and runs
+pytest with ``--backend`` for it; the cross-backend tests always compare against NumPy.
+The torch version used on the project's machines is pinned once, in constraints.txt.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = [
+    "tests(backend='numpy')",
+    "tests(backend='array_api_strict')",
+    "tests(backend='torch')",
+    "lint",
+    "typecheck",
+]
+nox.options.reuse_existing_virtualenvs = True
+
+EXTRAS = {
+    "numpy": "test",
+    "array_api_strict": "test,strict",
+    "torch": "test,torch",
+    "cupy": "test,cupy",
+}
+
+
+@nox.session
+@nox.parametrize("backend", list(EXTRAS))
+def tests(session: nox.Session, backend: str) -> None:
+    """Run the test suite on one backend (NumPy is always the reference)."""
+    session.install("-c", "constraints.txt", "-e", f".[{EXTRAS[backend]}]")
+    session.run("pytest", "--backend", backend, *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    session.install("mypy", "-e", ".")
+    session.run("mypy", "src")

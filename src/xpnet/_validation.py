@@ -1,0 +1,194 @@
+"""Input checks shared by the network, the training loop and the command line.
+
+Every error names the argument and says what was expected and what was given.
+Checks run once per public call (once per ``fit``), never inside the training loop.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+from .backends import Backend
+
+Array = Any
+
+_ARRAY_MODULES = ("numpy", "cupy", "torch", "array_api_strict", "jax", "jaxlib", "dask")
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    return int(value)
+
+
+def check_positive_float(name: str, value: Any) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{name} must be a positive finite number; got {value!r}")
+    return float(value)
+
+
+def check_nonnegative_float(name: str, value: Any) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+    return float(value)
+
+
+def _array_module(obj: Any) -> str | None:
+    """Top-level module of an array object (``"torch"``, ``"cupy"``...), else ``None``."""
+    module = type(obj).__module__.split(".")[0]
+    return module if module in _ARRAY_MODULES else None
+
+
+def to_backend(backend: Backend, obj: Any, name: str) -> Array:
+    """Bring ``obj`` onto ``backend`` keeping its dtype: NumPy/lists are moved there,
+    arrays of the backend itself are used as they are, other backends' arrays refused.
+    """
+    module = _array_module(obj)
+    if module is None or module == "numpy":
+        try:
+            host = np.asarray(obj)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(
+                f"{name} must be a rectangular numeric array; could not convert it ({exc})"
+            ) from None
+        if host.dtype.kind not in "biuf":
+            raise TypeError(
+                f"{name} must hold numbers (bool, int or float); got dtype {host.dtype}"
+            )
+        if backend.name == "numpy":
+            return host
+        return backend.asarray(host)
+    if module != backend.name:
+        raise TypeError(
+            f"{name} is a {module} array but this network uses backend {backend.name!r}. "
+            f"Convert it first, e.g. xpnet.to_numpy({name}), or build the network with "
+            f"backend={module!r}."
+        )
+    xp = backend.xp
+    if not xp.isdtype(obj.dtype, ("bool", "integral", "real floating")):
+        raise TypeError(f"{name} must hold real numbers; got dtype {obj.dtype}")
+    if backend.device is not None and _device_of(obj) != backend.device:
+        obj = backend.asarray(obj)  # same library, other device: move it
+    return obj
+
+
+def _device_of(array: Array) -> Any:
+    from array_api_compat import device
+
+    return device(array)
+
+
+def all_finite(xp: Any, array: Array) -> bool:
+    if xp.isdtype(array.dtype, "real floating"):
+        return bool(xp.all(xp.isfinite(array)))
+    return True
+
+
+def check_X(backend: Backend, X: Any, n_features: int, dtype: Any, name: str = "X") -> Array:
+    """``X`` as a finite ``(m, n_features)`` array of ``dtype`` on ``backend``."""
+    xp = backend.xp
+    X = to_backend(backend, X, name)
+    if X.ndim != 2:
+        hint = " (use X.reshape(-1, 1) for a single feature)" if X.ndim == 1 else ""
+        raise ValueError(
+            f"{name} must be 2-D of shape (m, {n_features}); got shape {tuple(X.shape)}{hint}"
+        )
+    if X.shape[0] < 1:
+        raise ValueError(f"{name} must have at least one row; got shape {tuple(X.shape)}")
+    if X.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {X.shape[1]} features (columns) but the network expects "
+            f"{n_features}; got shape {tuple(X.shape)}"
+        )
+    if X.dtype != dtype:
+        X = xp.astype(X, dtype)
+    if not all_finite(xp, X):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return X
+
+
+def check_Y(
+    backend: Backend, Y: Any, m: int, task: str, n_out: int, dtype: Any, name: str = "Y"
+) -> Array:
+    """``Y`` as a finite ``(m, n_out)`` float array on ``backend``, encoded for ``task``.
+
+    ``task`` is ``"binary"`` (sigmoid outputs: 0/1 targets), ``"multiclass"`` (softmax:
+    integer labels in ``[0, n_out)`` or one-hot rows) or ``"regression"`` (identity).
+    A 1-D target is accepted only where it is unambiguous and is reshaped explicitly,
+    never broadcast.
+    """
+    xp = backend.xp
+    Y = to_backend(backend, Y, name)
+    if Y.ndim == 0 or Y.ndim > 2:
+        raise ValueError(f"{name} must be 1-D or 2-D; got shape {tuple(Y.shape)}")
+    if Y.shape[0] != m:
+        raise ValueError(
+            f"{name} has {Y.shape[0]} rows but X has {m}; they must match "
+            f"(got {name} shape {tuple(Y.shape)})"
+        )
+    if not all_finite(xp, Y):
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+    if task == "multiclass" and Y.ndim == 1:
+        if xp.isdtype(Y.dtype, "real floating") and not bool(xp.all(Y == xp.round(Y))):
+            raise ValueError(
+                f"{name} as 1-D softmax targets must be integer class labels in [0, {n_out}); "
+                "got non-integer values"
+            )
+        labels = xp.astype(Y, xp.int64)
+        low, high = int(xp.min(labels)), int(xp.max(labels))
+        if low < 0 or high >= n_out:
+            raise ValueError(
+                f"{name} holds class labels in [{low}, {high}] but the network has {n_out} "
+                f"softmax outputs, so labels must lie in [0, {n_out - 1}]"
+            )
+        classes = xp.arange(n_out, dtype=xp.int64, device=_device_of(labels))
+        return xp.astype(xp.reshape(labels, (m, 1)) == classes, dtype)
+
+    if Y.ndim == 1:
+        if n_out != 1:
+            expected = (
+                f"(m, {n_out})" if task != "multiclass" else f"(m,) labels or (m, {n_out})"
+            )
+            raise ValueError(
+                f"{name} has shape {tuple(Y.shape)} but the network has {n_out} outputs; "
+                f"expected {expected}"
+            )
+        Y = xp.reshape(Y, (m, 1))
+    elif Y.shape[1] != n_out:
+        extra = " or (m,) class labels" if task == "multiclass" else ""
+        raise ValueError(
+            f"{name} has shape {tuple(Y.shape)} but the network has {n_out} outputs; "
+            f"expected (m, {n_out}){extra}"
+        )
+
+    Y = xp.astype(Y, dtype) if Y.dtype != dtype else Y
+    if task == "binary":
+        if not bool(xp.all((Y == 0.0) | (Y == 1.0))):
+            raise ValueError(
+                f"{name} for sigmoid outputs must be binary (only 0 and 1); got other values"
+            )
+    elif task == "multiclass":
+        rows_ok = bool(xp.all(Y >= 0.0)) and bool(
+            xp.all(xp.abs(xp.sum(Y, axis=1) - 1.0) <= 1e-6)
+        )
+        if not rows_ok:
+            raise ValueError(
+                f"{name} of shape (m, {n_out}) for softmax outputs must be one-hot rows "
+                "(non-negative, each row summing to 1)"
+            )
+    return Y

@@ -1,0 +1,99 @@
+"""Hidden-layer activations, each defined next to its derivative.
+
+Every function takes the namespace ``xp`` first, then arrays of that namespace, and
+uses only the Python Array API standard (no NumPy). Derivatives are written in
+terms of the activation's *output* ``A`` (never ``Z``), so the backward pass only
+needs the cached activations:
+
+==========  ==========================  ==============================
+name        g(z)                         g'(z) written with a = g(z)
+==========  ==========================  ==============================
+sigmoid     1 / (1 + exp(-z))            a * (1 - a)
+tanh        tanh(z)                      1 - a**2
+relu        max(z, 0)                    1[a > 0]   (= 1[z > 0])
+identity    z                            1
+==========  ==========================  ==============================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ACTIVATIONS", "Activation", "get_activation", "sigmoid", "softmax", "relu"]
+
+Array = Any
+
+
+def sigmoid(xp: Any, z: Array) -> Array:
+    """Logistic function without overflow: exp is only ever taken of ``-|z|``."""
+    e = xp.exp(-xp.abs(z))  # in (0, 1]: never overflows
+    r = 1.0 / (1.0 + e)  # sigmoid(|z|)
+    return xp.where(z >= 0, r, e * r)  # sigmoid(-|z|) = e / (1 + e)
+
+
+def sigmoid_derivative(xp: Any, a: Array) -> Array:
+    return a * (1.0 - a)
+
+
+def tanh(xp: Any, z: Array) -> Array:
+    return xp.tanh(z)
+
+
+def tanh_derivative(xp: Any, a: Array) -> Array:
+    return 1.0 - a * a
+
+
+def relu(xp: Any, z: Array) -> Array:
+    # (z + |z|) / 2 is exactly max(z, 0) in floating point and needs no scalar argument
+    # to a function (scalars in xp.maximum/xp.where only arrived in the 2024.12 standard).
+    return (z + xp.abs(z)) * 0.5
+
+
+def relu_derivative(xp: Any, a: Array) -> Array:
+    return xp.astype(a > 0, a.dtype)
+
+
+def identity(xp: Any, z: Array) -> Array:
+    return z
+
+
+def softmax(xp: Any, z: Array) -> Array:
+    """Row-wise softmax with the row maximum subtracted (no overflow)."""
+    e = xp.exp(z - xp.max(z, axis=1, keepdims=True))
+    return e / xp.sum(e, axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation ``g`` and its derivative ``g'`` expressed through ``a = g(z)``.
+
+    ``derivative`` is ``None`` for the identity, whose derivative is 1: the backward
+    pass then skips the element-wise product instead of multiplying by ones.
+    """
+
+    name: str
+    forward: Callable[[Any, Array], Array]
+    derivative: Callable[[Any, Array], Array] | None
+    init: str  # weight initialisation suited to this activation: "glorot" or "he"
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    act.name: act
+    for act in (
+        Activation("sigmoid", sigmoid, sigmoid_derivative, "glorot"),
+        Activation("tanh", tanh, tanh_derivative, "glorot"),
+        Activation("relu", relu, relu_derivative, "he"),
+        Activation("identity", identity, None, "glorot"),
+    )
+}
+
+
+def get_activation(name: str) -> Activation:
+    """Look up a hidden activation by name; a clear ``ValueError`` lists the valid ones."""
+    if not isinstance(name, str) or name not in ACTIVATIONS:
+        raise ValueError(
+            f"activation must be one of {', '.join(sorted(ACTIVATIONS))}; got {name!r}"
+        )
+    return ACTIVATIONS[name]

@@ -1,0 +1,304 @@
+"""Registry of array backends: import, device, dtypes, conversion and synchronisation.
+
+No math lives here. Every backend is described by a :class:`Backend` holding the
+Array API namespace (``xp``), the device arrays are created on, and a few hooks
+(``to_numpy``, ``synchronize``) that are not part of the standard.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Backend",
+    "BackendUnavailableError",
+    "BACKEND_NAMES",
+    "DTYPE_NAMES",
+    "available_backends",
+    "backend_info",
+    "get_backend",
+    "to_numpy",
+]
+
+
+class BackendUnavailableError(RuntimeError):
+    """A backend was asked for that cannot be used here (not installed, or no device).
+
+    The message says what is missing and how to install or enable it.
+    """
+
+
+DTYPE_NAMES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """How to load one backend and what to tell the user when it is missing."""
+
+    name: str
+    module: str
+    install: str
+    description: str
+
+
+_SPECS: dict[str, _Spec] = {
+    spec.name: spec
+    for spec in (
+        _Spec("numpy", "numpy", "pip install numpy", "NumPy on the CPU (the reference backend)"),
+        _Spec(
+            "cupy",
+            "cupy",
+            "pip install 'xpnet[cupy]'  (or the cupy-cudaXXx wheel matching your CUDA)",
+            "CuPy on an NVIDIA GPU (CUDA)",
+        ),
+        _Spec(
+            "torch",
+            "torch",
+            "pip install 'xpnet[torch]'  (see pytorch.org for CUDA builds)",
+            "PyTorch tensors on the CPU or a CUDA GPU",
+        ),
+        _Spec(
+            "array_api_strict",
+            "array_api_strict",
+            "pip install 'xpnet[strict]'",
+            "array-api-strict: the standard and nothing else (compliance check)",
+        ),
+    )
+}
+
+BACKEND_NAMES = tuple(_SPECS)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A usable backend: its namespace, the device arrays live on, and host hooks.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (``"numpy"``, ``"cupy"``, ``"torch"``, ``"array_api_strict"``).
+    xp : module
+        The Array API compatible namespace (from ``array_api_compat``).
+    device : object or None
+        Device object passed to ``xp.asarray(..., device=...)``; ``None`` means the
+        backend's default device.
+    """
+
+    name: str
+    xp: Any
+    device: Any
+    _sync: Callable[[], None] = field(repr=False, compare=False, default=lambda: None)
+
+    def dtype(self, name: str) -> Any:
+        """The backend's dtype object for ``"float32"`` or ``"float64"``."""
+        _check_dtype_name(name)
+        return getattr(self.xp, name)
+
+    def asarray(self, obj: Any, dtype: Any = None, copy: bool | None = None) -> Any:
+        """Move ``obj`` (NumPy array, list or array of this backend) onto this backend."""
+        return self.xp.asarray(obj, dtype=dtype, device=self.device, copy=copy)
+
+    def synchronize(self) -> None:
+        """Block until queued device work is done (no-op on CPU backends)."""
+        self._sync()
+
+    def to_numpy(self, array: Any) -> np.ndarray:
+        """Copy an array of this backend to a NumPy array on the host."""
+        return to_numpy(array)
+
+
+def _check_dtype_name(name: object) -> None:
+    if name not in DTYPE_NAMES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPE_NAMES)}; got {name!r}")
+
+
+def _import(name: str) -> Any:
+    spec = _SPECS[name]
+    try:
+        return importlib.import_module(spec.module)
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"backend {name!r} is not installed ({exc}). Install it with: {spec.install}"
+        ) from None
+
+
+def _parse_cuda_index(device: Any, backend: str) -> int:
+    """Turn ``None``, ``0``, ``"cuda"``, ``"cuda:1"`` or ``"gpu:1"`` into a device index."""
+    if device is None:
+        return 0
+    if isinstance(device, int) and not isinstance(device, bool):
+        return device
+    if isinstance(device, str):
+        kind, _, index = device.partition(":")
+        if kind in ("cuda", "gpu") and (index == "" or index.isdigit()):
+            return int(index or 0)
+    raise ValueError(
+        f"device for backend {backend!r} must be None, an index or 'cuda:N'; got {device!r}"
+    )
+
+
+def _make_numpy(device: Any) -> Backend:
+    import array_api_compat.numpy as xp
+
+    if device not in (None, "cpu"):
+        raise ValueError(f"device for backend 'numpy' must be None or 'cpu'; got {device!r}")
+    return Backend("numpy", xp, "cpu")
+
+
+def _make_cupy(device: Any) -> Backend:
+    cupy = _import("cupy")
+    index = _parse_cuda_index(device, "cupy")
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDA driver/runtime errors come in several types
+        raise BackendUnavailableError(
+            f"backend 'cupy' is installed but no CUDA device is usable here ({exc}). "
+            "CuPy needs an NVIDIA GPU with a working driver; use --backend numpy or torch instead."
+        ) from None
+    if count < 1:
+        raise BackendUnavailableError(
+            "backend 'cupy' is installed but no CUDA device was found. "
+            "CuPy needs an NVIDIA GPU; use --backend numpy or torch instead."
+        )
+    if not 0 <= index < count:
+        raise BackendUnavailableError(
+            f"CUDA device {index} requested but only {count} device(s) exist (0..{count - 1})"
+        )
+    import array_api_compat.cupy as xp
+
+    dev = cupy.cuda.Device(index)
+
+    def sync() -> None:
+        dev.synchronize()
+
+    return Backend("cupy", xp, dev, sync)
+
+
+def _make_torch(device: Any) -> Backend:
+    torch = _import("torch")
+    import array_api_compat.torch as xp
+
+    if device is None:
+        dev = torch.device("cpu")
+    else:
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(
+                f"device for backend 'torch' must be like 'cpu' or 'cuda:0'; got {device!r} ({exc})"
+            ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BackendUnavailableError(
+                f"torch device {device!r} requested but this torch has no usable CUDA device "
+                f"(torch {torch.__version__}). Use device 'cpu' or install a CUDA build of torch."
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise BackendUnavailableError(
+                f"torch device {device!r} requested but only "
+                f"{torch.cuda.device_count()} CUDA device(s) exist"
+            )
+
+        def sync() -> None:
+            torch.cuda.synchronize(dev)
+
+        return Backend("torch", xp, dev, sync)
+    if dev.type != "cpu":
+        raise ValueError(f"torch device type {dev.type!r} is not supported; use 'cpu' or 'cuda:N'")
+    return Backend("torch", xp, dev)
+
+
+def _make_strict(device: Any) -> Backend:
+    strict = _import("array_api_strict")
+    if device is None:
+        dev = None
+    elif isinstance(device, str):
+        dev = strict.Device(device)
+    else:
+        dev = device
+    return Backend("array_api_strict", strict, dev)
+
+
+_FACTORIES: dict[str, Callable[[Any], Backend]] = {
+    "numpy": _make_numpy,
+    "cupy": _make_cupy,
+    "torch": _make_torch,
+    "array_api_strict": _make_strict,
+}
+
+
+def get_backend(name: str | Backend = "numpy", device: Any = None) -> Backend:
+    """Load backend ``name`` on ``device`` (``None``: the backend's default device).
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not a known backend, or ``device`` is malformed.
+    BackendUnavailableError
+        The backend is not installed, or has no usable device here; the message
+        says how to install it.
+    """
+    if isinstance(name, Backend):
+        return name
+    if name not in _FACTORIES:
+        raise ValueError(f"backend must be one of {', '.join(BACKEND_NAMES)}; got {name!r}")
+    return _FACTORIES[name](device)
+
+
+def available_backends() -> list[str]:
+    """Names of the backends that are installed and usable on their default device."""
+    usable = []
+    for name in BACKEND_NAMES:
+        try:
+            get_backend(name)
+        except BackendUnavailableError:
+            continue
+        usable.append(name)
+    return usable
+
+
+def backend_info(name: str) -> dict[str, Any]:
+    """Status of one backend: installed, version, usable, reason and install line."""
+    spec = _SPECS[name]
+    info: dict[str, Any] = {
+        "name": name,
+        "description": spec.description,
+        "install": spec.install,
+        "installed": False,
+        "version": None,
+        "usable": False,
+        "reason": None,
+    }
+    try:
+        module = importlib.import_module(spec.module)
+    except ImportError as exc:
+        info["reason"] = f"not installed ({exc})"
+        return info
+    info["installed"] = True
+    info["version"] = getattr(module, "__version__", None)
+    try:
+        get_backend(name)
+    except BackendUnavailableError as exc:
+        info["reason"] = str(exc)
+    else:
+        info["usable"] = True
+    return info
+
+
+def to_numpy(array: Any) -> np.ndarray:
+    """Copy an array of any supported backend (or a list/scalar) to a NumPy array."""
+    if isinstance(array, np.ndarray):
+        return array
+    module = type(array).__module__.split(".")[0]
+    if module == "cupy":
+        return array.get()
+    if module == "torch":
+        return array.detach().cpu().numpy()
+    if module == "array_api_strict":
+        return np.from_dlpack(array)
+    return np.asarray(array)

@@ -1,0 +1,85 @@
+"""Output activations paired with their losses.
+
+Each pair is *matched*: the derivative of the mean loss with respect to the output
+pre-activation ``Z`` collapses to ``dZ = (A - Y) / m`` (``m`` = rows in the batch):
+
+=========  ==============================  =======================================
+output     loss (mean over the batch)       computed from the logits ``Z`` as
+=========  ==============================  =======================================
+sigmoid    binary cross-entropy             (1/m) Σ [softplus(z) - y·z]
+softmax    categorical cross-entropy        (1/m) Σ_i Σ_j y_ij (logsumexp(z_i) - z_ij)
+identity   half squared error               (1/2m) Σ_i ‖y_i - a_i‖²
+=========  ==============================  =======================================
+
+Losses are computed from ``Z`` rather than from ``A = g(Z)`` so that they stay finite
+when the output saturates (``log(0)`` never happens). Only Array API functions are used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .activations import identity, sigmoid, softmax
+
+__all__ = ["OUTPUTS", "OutputLoss", "get_output"]
+
+Array = Any
+
+
+def softplus(xp: Any, z: Array) -> Array:
+    """log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)), finite for any finite z."""
+    abs_z = xp.abs(z)
+    return (z + abs_z) * 0.5 + xp.log1p(xp.exp(-abs_z))
+
+
+def binary_cross_entropy(xp: Any, z: Array, a: Array, y: Array) -> Array:
+    # -[y log σ(z) + (1-y) log(1-σ(z))] = softplus(z) - y·z  (summed over outputs)
+    m = z.shape[0]
+    return xp.sum(softplus(xp, z) - y * z) / m
+
+
+def categorical_cross_entropy(xp: Any, z: Array, a: Array, y: Array) -> Array:
+    # -Σ_j y_j log softmax(z)_j = Σ_j y_j (logsumexp(z) - z_j), with the max shifted out
+    m = z.shape[0]
+    z_max = xp.max(z, axis=1, keepdims=True)
+    lse = z_max + xp.log(xp.sum(xp.exp(z - z_max), axis=1, keepdims=True))
+    return xp.sum(y * (lse - z)) / m
+
+
+def half_squared_error(xp: Any, z: Array, a: Array, y: Array) -> Array:
+    m = z.shape[0]
+    diff = a - y
+    return xp.sum(diff * diff) / (2 * m)
+
+
+@dataclass(frozen=True)
+class OutputLoss:
+    """An output activation, its matched loss, and how predictions are read off it."""
+
+    name: str
+    loss_name: str
+    activation: Callable[[Any, Array], Array]
+    loss: Callable[[Any, Array, Array, Array], Array]
+    task: str  # "binary" (also multi-label), "multiclass" or "regression"
+
+
+OUTPUTS: dict[str, OutputLoss] = {
+    out.name: out
+    for out in (
+        OutputLoss("sigmoid", "binary_cross_entropy", sigmoid, binary_cross_entropy, "binary"),
+        OutputLoss(
+            "softmax", "categorical_cross_entropy", softmax, categorical_cross_entropy,
+            "multiclass",
+        ),
+        OutputLoss("identity", "half_squared_error", identity, half_squared_error, "regression"),
+    )
+}
+
+
+def get_output(name: str) -> OutputLoss:
+    """Look up an output/loss pair by output name; ``ValueError`` lists the valid ones."""
+    if not isinstance(name, str) or name not in OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(OUTPUTS)}; got {name!r}")
+    return OUTPUTS[name]

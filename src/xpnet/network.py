@@ -1,0 +1,372 @@
+"""The multilayer perceptron: parameters, forward pass with cache, explicit backward pass.
+
+Rows are samples. For layers ``l = 1..L`` (``A_0 = X``)::
+
+    Z_l = A_{l-1} @ W_l + b_l          W_l: (n_{l-1}, n_l),  b_l: (n_l,)
+    A_l = g_l(Z_l)
+
+and the four backpropagation equations, with ``m`` rows in the batch::
+
+    (BP1) dZ_L     = (A_L - Y) / m                      matched output/loss pair
+    (BP2) dZ_{l-1} = (dZ_l @ W_l.T) * g'_{l-1}(A_{l-1})  W_l (not dW_l) carries the error back
+    (BP3) dW_l     = A_{l-1}.T @ dZ_l  (+ alpha * W_l / m with L2)
+    (BP4) db_l     = sum over rows of dZ_l
+
+See ``docs/backprop.md`` for the derivation. Only Array API functions are used here:
+the namespace comes from the backend and is resolved once, at construction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _validation as v
+from .activations import Activation, get_activation
+from .backends import DTYPE_NAMES, Backend, get_backend
+from .losses import OutputLoss, get_output
+from .optim import SGD
+
+__all__ = ["MLP"]
+
+Array = Any
+
+
+def _check_layer_sizes(layer_sizes: Any) -> tuple[int, ...]:
+    try:
+        sizes = tuple(layer_sizes)
+    except TypeError:
+        raise TypeError(
+            f"layer_sizes must be a sequence of positive integers like [2, 4, 1]; "
+            f"got {layer_sizes!r}"
+        ) from None
+    if len(sizes) < 2:
+        raise ValueError(
+            f"layer_sizes needs at least an input and an output size, like [2, 4, 1]; "
+            f"got {list(sizes)!r}"
+        )
+    for size in sizes:
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise ValueError(
+                f"layer_sizes must hold positive integers; got {list(sizes)!r}"
+            )
+    return tuple(int(s) for s in sizes)
+
+
+def _check_dtype(dtype: Any) -> str:
+    name = dtype if isinstance(dtype, str) else getattr(dtype, "__name__", None)
+    if name is None:
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:
+            name = None
+    if name not in DTYPE_NAMES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPE_NAMES)}; got {dtype!r}")
+    return name
+
+
+class MLP:
+    """A fully connected network trained by explicit backpropagation on any Array API backend.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        ``[n_features, hidden_1, ..., n_outputs]``; at least two entries.
+    activation : str or sequence of str, default "sigmoid"
+        Hidden-layer activation (``sigmoid``, ``tanh``, ``relu``, ``identity``), one name
+        for all hidden layers or one per hidden layer.
+    output : str, default "sigmoid"
+        Output activation, which fixes the loss: ``sigmoid`` (binary cross-entropy, also
+        multi-label), ``softmax`` (categorical cross-entropy) or ``identity`` (half
+        squared error).
+    backend : str, default "numpy"
+        ``numpy``, ``cupy``, ``torch`` or ``array_api_strict`` (see
+        :func:`xpnet.available_backends`).
+    device : str, int or None
+        Device on the backend (``None``: the backend's default; ``"cuda:0"`` for GPUs).
+    dtype : {"float32", "float64"}
+        Floating-point type of parameters and computations.
+    seed : int or None, default 0
+        Seeds the NumPy generator that draws the initial weights (identical bits on every
+        backend) and the per-epoch shuffles.
+    alpha : float, default 0.0
+        L2 penalty: ``alpha / (2m) * sum ||W||^2`` is added to the loss (biases are not
+        penalised), as in scikit-learn.
+    """
+
+    def __init__(
+        self,
+        layer_sizes: Sequence[int],
+        activation: str | Sequence[str] = "sigmoid",
+        output: str = "sigmoid",
+        backend: str = "numpy",
+        device: Any = None,
+        dtype: str = "float64",
+        seed: int | None = 0,
+        alpha: float = 0.0,
+    ) -> None:
+        self.layer_sizes = _check_layer_sizes(layer_sizes)
+        n_hidden = len(self.layer_sizes) - 2
+        if isinstance(activation, str):
+            names = [activation] * n_hidden
+            get_activation(activation)  # validate even when there is no hidden layer
+        else:
+            names = list(activation)
+            if len(names) != n_hidden:
+                raise ValueError(
+                    f"activation lists {len(names)} names but the network has {n_hidden} "
+                    "hidden layers; give one name, or one per hidden layer"
+                )
+        self._hidden: list[Activation] = [get_activation(name) for name in names]
+        self._output: OutputLoss = get_output(output)
+        if output == "softmax" and self.layer_sizes[-1] < 2:
+            raise ValueError(
+                "output 'softmax' needs at least 2 output units; got layer_sizes "
+                f"{list(self.layer_sizes)!r} (use output='sigmoid' for one binary output)"
+            )
+        self.dtype = _check_dtype(dtype)
+        self.alpha = v.check_nonnegative_float("alpha", alpha)
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
+        ):
+            raise ValueError(f"seed must be a non-negative integer or None; got {seed!r}")
+        self.seed = seed
+        self.array_backend: Backend = get_backend(backend, device)
+        self.xp = self.array_backend.xp
+        self._dtype = self.array_backend.dtype(self.dtype)
+        init_seq, shuffle_seq = np.random.SeedSequence(seed).spawn(2)
+        self._shuffle_rng = np.random.default_rng(shuffle_seq)
+        self._params: list[Array] = self._initial_params(np.random.default_rng(init_seq))
+
+    # ------------------------------------------------------------------ description
+    @property
+    def backend(self) -> str:
+        """Name of the backend the parameters live on."""
+        return self.array_backend.name
+
+    @property
+    def device(self) -> Any:
+        return self.array_backend.device
+
+    @property
+    def activations(self) -> tuple[str, ...]:
+        """Names of the hidden activations, one per hidden layer."""
+        return tuple(act.name for act in self._hidden)
+
+    @property
+    def output(self) -> str:
+        return self._output.name
+
+    @property
+    def loss_name(self) -> str:
+        return self._output.loss_name
+
+    @property
+    def n_layers(self) -> int:
+        """Number of weight layers (``len(layer_sizes) - 1``)."""
+        return len(self.layer_sizes) - 1
+
+    @property
+    def n_params(self) -> int:
+        return sum(a * b + b for a, b in zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
+
+    def __repr__(self) -> str:
+        acts = self.activations[0] if len(set(self.activations)) == 1 else list(self.activations)
+        return (
+            f"MLP({list(self.layer_sizes)}, activation={acts!r}, output={self.output!r}, "
+            f"backend={self.backend!r}, device={self.device!r}, dtype={self.dtype!r}, "
+            f"seed={self.seed!r}, alpha={self.alpha!r})"
+        )
+
+    # ------------------------------------------------------------------ parameters
+    def _initial_params(self, rng: np.random.Generator) -> list[Array]:
+        """Glorot/Xavier uniform (He normal before relu), drawn in float64 by NumPy."""
+        params = []
+        inits = [act.init for act in self._hidden] + ["glorot"]
+        for (fan_in, fan_out), init in zip(
+            zip(self.layer_sizes[:-1], self.layer_sizes[1:]), inits
+        ):
+            if init == "he":
+                W = rng.normal(0.0, math.sqrt(2.0 / fan_in), size=(fan_in, fan_out))
+            else:
+                limit = math.sqrt(6.0 / (fan_in + fan_out))
+                W = rng.uniform(-limit, limit, size=(fan_in, fan_out))
+            params.append(self.array_backend.asarray(W, dtype=self._dtype))
+            params.append(self.array_backend.asarray(np.zeros(fan_out), dtype=self._dtype))
+        return params
+
+    @property
+    def params(self) -> list[tuple[Array, Array]]:
+        """A copy of the parameters: list of ``(W, b)``, ``W (n_in, n_out)``, ``b (n_out,)``."""
+        xp = self.xp
+        copies = [xp.asarray(p, copy=True) for p in self._params]
+        return list(zip(copies[0::2], copies[1::2]))
+
+    def set_params(self, params: Sequence[tuple[Any, Any]]) -> None:
+        """Replace all parameters with copies of ``params`` (NumPy or backend arrays).
+
+        Shapes must match the network exactly; nothing changes if any entry is invalid.
+        """
+        params = list(params)
+        if len(params) != self.n_layers:
+            raise ValueError(
+                f"params must hold {self.n_layers} (W, b) pairs; got {len(params)}"
+            )
+        new = []
+        for index, pair in enumerate(params):
+            try:
+                W, b = pair
+            except (TypeError, ValueError):
+                raise ValueError(f"params[{index}] must be a (W, b) pair") from None
+            fan_in, fan_out = self.layer_sizes[index], self.layer_sizes[index + 1]
+            for name, value, shape in (
+                (f"params[{index}][0] (W)", W, (fan_in, fan_out)),
+                (f"params[{index}][1] (b)", b, (fan_out,)),
+            ):
+                array = v.to_backend(self.array_backend, value, name)
+                if tuple(array.shape) != shape:
+                    raise ValueError(
+                        f"{name} must have shape {shape}; got {tuple(array.shape)}"
+                    )
+                array = self.xp.astype(array, self._dtype, copy=True)
+                if not v.all_finite(self.xp, array):
+                    raise ValueError(f"{name} contains NaN or infinite values")
+                new.append(array)
+        self._params = new
+
+    # ------------------------------------------------------------------ checks
+    def _check_X(self, X: Any, name: str = "X") -> Array:
+        return v.check_X(self.array_backend, X, self.layer_sizes[0], self._dtype, name)
+
+    def _check_XY(self, X: Any, Y: Any) -> tuple[Array, Array]:
+        X = self._check_X(X)
+        Y = v.check_Y(
+            self.array_backend, Y, X.shape[0], self._output.task, self.layer_sizes[-1],
+            self._dtype,
+        )
+        return X, Y
+
+    # ------------------------------------------------------------------ math
+    def _forward(self, X: Array) -> tuple[list[Array], Array, Array]:
+        """Forward pass. Returns the cache ``[A_0=X, A_1, ..., A_{L-1}]``, ``Z_L`` and ``A_L``."""
+        xp = self.xp
+        params = self._params
+        cache = [X]
+        A = X
+        for layer, act in enumerate(self._hidden):
+            Z = A @ params[2 * layer] + params[2 * layer + 1]  # Z_l = A_{l-1} W_l + b_l
+            A = act.forward(xp, Z)  # A_l = g_l(Z_l)
+            cache.append(A)
+        Z_out = A @ params[-2] + params[-1]
+        return cache, Z_out, self._output.activation(xp, Z_out)
+
+    def _loss(self, Z_out: Array, A_out: Array, Y: Array) -> Array:
+        xp = self.xp
+        loss = self._output.loss(xp, Z_out, A_out, Y)
+        if self.alpha:
+            m = Z_out.shape[0]
+            penalty = sum(xp.sum(W * W) for W in self._params[0::2])
+            loss = loss + (self.alpha / (2 * m)) * penalty
+        return loss
+
+    def _loss_and_grads(self, X: Array, Y: Array) -> tuple[Array, list[Array]]:
+        """Loss and flat gradients ``[dW_1, db_1, ...]`` for checked arrays."""
+        xp = self.xp
+        params = self._params
+        cache, Z_out, A_out = self._forward(X)
+        loss = self._loss(Z_out, A_out, Y)
+        m = X.shape[0]
+        grads: list[Array] = [None] * len(params)
+        dZ = (A_out - Y) / m  # (BP1) matched output/loss pair
+        for layer in range(self.n_layers - 1, -1, -1):
+            A_prev = cache[layer]
+            W = params[2 * layer]
+            dW = A_prev.T @ dZ  # (BP3)
+            if self.alpha:
+                dW = dW + (self.alpha / m) * W
+            grads[2 * layer] = dW
+            grads[2 * layer + 1] = xp.sum(dZ, axis=0)  # (BP4)
+            if layer:
+                dZ = dZ @ W.T  # (BP2): the weights W_l carry the error back ...
+                derivative = self._hidden[layer - 1].derivative
+                if derivative is not None:  # ... times g'_{l-1}, written with A_{l-1}
+                    dZ = dZ * derivative(xp, A_prev)
+        return loss, grads
+
+    # ------------------------------------------------------------------ public API
+    def forward(self, X: Any) -> Array:
+        """Output activations ``A_L`` of shape ``(m, n_outputs)`` (same as predict_proba)."""
+        return self._forward(self._check_X(X))[2]
+
+    def loss(self, X: Any, Y: Any) -> Array:
+        """Mean loss on ``(X, Y)`` plus the L2 penalty, as a 0-d backend array."""
+        X, Y = self._check_XY(X, Y)
+        _, Z_out, A_out = self._forward(X)
+        return self._loss(Z_out, A_out, Y)
+
+    def loss_and_grads(self, X: Any, Y: Any) -> tuple[Array, list[tuple[Array, Array]]]:
+        """Loss (0-d backend array, no host sync) and gradients ``[(dW, db), ...]``.
+
+        ``X``: ``(m, n_features)``. ``Y``: see the class docs; for sigmoid outputs 0/1 of
+        shape ``(m,)`` (one output) or ``(m, k)``; for softmax integer labels ``(m,)`` or
+        one-hot ``(m, k)``; for identity ``(m,)`` (one output) or ``(m, k)``.
+        """
+        X, Y = self._check_XY(X, Y)
+        loss, grads = self._loss_and_grads(X, Y)
+        return loss, list(zip(grads[0::2], grads[1::2]))
+
+    def step(self, X: Any, Y: Any, lr: float = 0.1) -> Array:
+        """One gradient-descent update ``W ← W − lr·dW`` on this batch.
+
+        Returns the loss before the update (0-d backend array). Inputs are checked before
+        anything changes, so a failing call leaves the parameters as they were.
+        """
+        optimizer = SGD(lr)
+        X, Y = self._check_XY(X, Y)
+        loss, grads = self._loss_and_grads(X, Y)
+        optimizer.update(self._params, grads)
+        return loss
+
+    def fit(
+        self,
+        X: Any,
+        Y: Any,
+        epochs: int = 100,
+        lr: float = 0.5,
+        batch_size: int | None = None,
+        shuffle: bool = True,
+        callback: Any = None,
+    ) -> Any:
+        """Train by gradient descent; returns a :class:`xpnet.train.History`.
+
+        ``batch_size=None`` is full-batch gradient descent. With mini-batches the rows are
+        reshuffled every epoch (``shuffle=True``) by a generator seeded from ``seed``.
+        ``history.loss[e]`` is the mean loss over epoch ``e`` (each batch's loss before its
+        update, weighted by its size). ``callback(epoch, loss)`` is called after each epoch.
+        """
+        from .train import fit
+
+        return fit(
+            self, X, Y, epochs=epochs, lr=lr, batch_size=batch_size, shuffle=shuffle,
+            callback=callback,
+        )
+
+    def predict_proba(self, X: Any) -> Array:
+        """Output activations, shape ``(m, n_outputs)``: probabilities for sigmoid/softmax."""
+        return self.forward(X)
+
+    def predict(self, X: Any) -> Array:
+        """Predictions: class index ``(m,)`` for softmax; 0/1 for sigmoid (``(m,)`` with one
+        output, ``(m, k)`` multi-label); raw outputs for identity (``(m,)`` with one output).
+        """
+        xp = self.xp
+        A = self.forward(X)
+        task = self._output.task
+        if task == "multiclass":
+            return xp.argmax(A, axis=1)
+        if task == "binary":
+            A = xp.astype(A >= 0.5, xp.int64)
+        return A[:, 0] if A.shape[1] == 1 else A
