@@ -8,6 +8,7 @@ from .backends import (
     get_backend,
     to_numpy,
 )
+from .io import load, save
 from .network import MLP
 from .train import History
 
@@ -22,5 +23,7 @@ __all__ = [
     "__version__",
     "available_backends",
     "get_backend",
+    "load",
+    "save",
     "to_numpy",
 ]

@@ -1,15 +1,53 @@
-"""Built-in data sets and splitting. Data are NumPy arrays; nothing here does math on the
-network's backend."""
+"""Data sets, user files, splitting and standardisation.
+
+Data are NumPy arrays on the host; nothing here does math on the network's backend.
+
+- Generated 2-D sets: :func:`make_xor`, :func:`make_moons`, :func:`make_circles`,
+  :func:`make_spirals`, :func:`make_flower`.
+- scikit-learn's bundled sets (``digits``, ``breast_cancer``, ``iris``, ``wine``,
+  ``diabetes``) through the optional ``sklearn`` extra.
+- User files: CSV with a header row, ``.npz`` with ``X`` and ``y``, ``.npy`` (2-D,
+  target in one column). Every problem raises :class:`DataError` with one clear line.
+- :class:`Standardizer`: statistics from the training split only.
+"""
 
 from __future__ import annotations
 
+import csv
 import math
+import os
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from ._validation import check_nonnegative_float, check_positive_int
 
-__all__ = ["make_moons", "train_test_split"]
+__all__ = [
+    "DATASETS",
+    "DataError",
+    "GENERATED",
+    "Dataset",
+    "Standardizer",
+    "encode_labels",
+    "encode_target",
+    "load_dataset",
+    "load_file",
+    "make_circles",
+    "make_flower",
+    "make_moons",
+    "make_spirals",
+    "make_xor",
+    "split_indices",
+    "stratified_split",
+    "train_test_split",
+]
+
+
+class DataError(ValueError):
+    """A data set or data file cannot be used; the message says why and what to do."""
 
 
 def make_moons(
@@ -48,3 +86,590 @@ def train_test_split(
     order = np.random.default_rng(seed).permutation(m)
     test, train = order[:n_test], order[n_test:]
     return X[train], X[test], y[train], y[test]
+
+
+# --------------------------------------------------------------------------- generators
+def _check_seed_noise(n_samples: int, noise: float) -> tuple[int, float]:
+    return check_positive_int("n_samples", n_samples), check_nonnegative_float("noise", noise)
+
+
+def make_xor(
+    n_samples: int = 400, noise: float = 0.25, seed: int | None = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Four Gaussian blobs at ``(±1, ±1)``; class 1 where the two signs differ (XOR).
+
+    Returns ``X (n_samples, 2)`` float64 and ``y (n_samples,)`` 0/1. ``noise`` is the
+    standard deviation of each blob.
+    """
+    n_samples, noise = _check_seed_noise(n_samples, noise)
+    rng = np.random.default_rng(seed)
+    corner = np.arange(n_samples) % 4  # balanced: 0 (+,+), 1 (-,+), 2 (-,-), 3 (+,-)
+    signs = np.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])[corner]
+    X = signs + rng.normal(0.0, noise, size=(n_samples, 2))
+    y = (signs[:, 0] != signs[:, 1]).astype(np.int64)
+    return X, y
+
+
+def make_circles(
+    n_samples: int = 400, noise: float = 0.1, factor: float = 0.5, seed: int | None = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A circle of radius 1 (class 0) around a circle of radius ``factor`` (class 1)."""
+    n_samples, noise = _check_seed_noise(n_samples, noise)
+    if not 0.0 < factor < 1.0:
+        raise ValueError(f"factor must lie in (0, 1); got {factor!r}")
+    rng = np.random.default_rng(seed)
+    n_outer = (n_samples + 1) // 2
+    n_inner = n_samples - n_outer
+    t_outer = np.linspace(0.0, 2 * math.pi, n_outer, endpoint=False)
+    t_inner = np.linspace(0.0, 2 * math.pi, n_inner, endpoint=False)
+    outer = np.column_stack([np.cos(t_outer), np.sin(t_outer)])
+    inner = factor * np.column_stack([np.cos(t_inner), np.sin(t_inner)])
+    X = np.vstack([outer, inner]) + rng.normal(0.0, noise, size=(n_samples, 2))
+    y = np.concatenate([np.zeros(n_outer, dtype=np.int64), np.ones(n_inner, dtype=np.int64)])
+    return X, y
+
+
+def make_spirals(
+    n_samples: int = 400,
+    noise: float = 0.05,
+    n_classes: int = 2,
+    turns: float = 1.5,
+    seed: int | None = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n_classes`` interleaved spiral arms (class ``j`` is arm ``j``), radius in (0, 1].
+
+    Arm ``j`` at parameter ``t`` in ``(0, 1]`` lies at radius ``t`` and angle
+    ``2π·turns·t + 2πj/n_classes``; ``noise`` is added to every coordinate.
+    """
+    n_samples, noise = _check_seed_noise(n_samples, noise)
+    n_classes = check_positive_int("n_classes", n_classes)
+    if n_classes < 2:
+        raise ValueError(f"n_classes must be at least 2; got {n_classes}")
+    rng = np.random.default_rng(seed)
+    y = np.arange(n_samples, dtype=np.int64) % n_classes
+    y.sort()
+    X = np.empty((n_samples, 2))
+    for j in range(n_classes):
+        rows = np.flatnonzero(y == j)
+        t = np.linspace(0.08, 1.0, rows.size)
+        angle = 2 * math.pi * (turns * t + j / n_classes)
+        X[rows] = np.column_stack([t * np.cos(angle), t * np.sin(angle)])
+    X += rng.normal(0.0, noise, size=X.shape)
+    return X, y
+
+
+def make_flower(
+    n_samples: int = 400, noise: float = 0.2, petals: int = 4, seed: int | None = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The planar "flower": points on the rose ``r = 4 sin(petals·θ)``, two classes.
+
+    Class 0 takes angles in ``[0, π)``, class 1 in ``[π, 2π)`` (both jittered by
+    ``noise``), and the radius is jittered by ``noise`` too, so each petal is shared by
+    the two classes on either side of it, the pattern that a linear classifier cannot
+    separate but one hidden layer can.
+    """
+    n_samples, noise = _check_seed_noise(n_samples, noise)
+    petals = check_positive_int("petals", petals)
+    rng = np.random.default_rng(seed)
+    n_first = (n_samples + 1) // 2
+    parts, labels = [], []
+    for label, count in enumerate((n_first, n_samples - n_first)):
+        theta = np.linspace(label * math.pi, (label + 1) * math.pi, count)
+        theta = theta + rng.normal(0.0, noise, count)
+        radius = 4.0 * np.sin(petals * theta) + rng.normal(0.0, noise, count)
+        parts.append(np.column_stack([radius * np.sin(theta), radius * np.cos(theta)]))
+        labels.append(np.full(count, label, dtype=np.int64))
+    return np.vstack(parts), np.concatenate(labels)
+
+
+# --------------------------------------------------------------------------- data sets
+@dataclass
+class Dataset:
+    """Features and (optionally) targets, as loaded from a data set or a file.
+
+    ``X`` is ``(m, n_features)`` float64 and finite; ``y`` is ``(m,)`` (numbers, or
+    strings for labelled classes) or ``None`` when the file holds features only.
+    """
+
+    X: np.ndarray
+    y: np.ndarray | None
+    name: str
+    feature_names: list[str] = field(default_factory=list)
+    target_name: str | None = None
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X.shape[1])
+
+
+_GENERATED: dict[str, tuple[Callable[..., tuple[np.ndarray, np.ndarray]], str]] = {
+    "xor": (make_xor, "four Gaussian blobs, label = XOR of the signs (2-D, 2 classes)"),
+    "moons": (make_moons, "two interleaving half circles (2-D, 2 classes)"),
+    "circles": (make_circles, "a small circle inside a large one (2-D, 2 classes)"),
+    "spirals": (make_spirals, "two interleaved spiral arms (2-D, 2 classes)"),
+    "flower": (make_flower, "the planar four-petal flower (2-D, 2 classes)"),
+}
+_SKLEARN = {
+    "digits": ("load_digits", "8x8 images of handwritten digits (1797 x 64, 10 classes)"),
+    "breast_cancer": ("load_breast_cancer", "Wisconsin breast cancer (569 x 30, 2 classes)"),
+    "iris": ("load_iris", "Fisher's iris flowers (150 x 4, 3 classes)"),
+    "wine": ("load_wine", "wine cultivars (178 x 13, 3 classes)"),
+    "diabetes": ("load_diabetes", "diabetes progression (442 x 10, regression)"),
+}
+#: Names of the generated 2-D data sets.
+GENERATED = tuple(_GENERATED)
+#: Every built-in data set name and a one-line description.
+DATASETS: dict[str, str] = {
+    **{name: text for name, (_, text) in _GENERATED.items()},
+    **{name: text + " [scikit-learn]" for name, (_, text) in _SKLEARN.items()},
+}
+
+
+def load_dataset(
+    name: str,
+    n_samples: int | None = None,
+    noise: float | None = None,
+    seed: int | None = 0,
+) -> Dataset:
+    """A built-in data set by name (see :data:`DATASETS`); no network access needed.
+
+    ``n_samples``, ``noise`` and ``seed`` apply to the generated 2-D sets. The
+    scikit-learn sets need the optional extra: ``pip install 'xpnet[sklearn]'``.
+    """
+    if name in _GENERATED:
+        make = _GENERATED[name][0]
+        kwargs: dict[str, Any] = {"seed": seed}
+        if n_samples is not None:
+            kwargs["n_samples"] = n_samples
+        if noise is not None:
+            kwargs["noise"] = noise
+        X, y = make(**kwargs)
+        return Dataset(X, y, name, ["x1", "x2"], "class")
+    if name in _SKLEARN:
+        if n_samples is not None or noise is not None:
+            raise DataError(
+                f"n_samples and noise apply to the generated data sets only, not to {name!r}"
+            )
+        try:
+            from sklearn import datasets
+        except ImportError:
+            raise DataError(
+                f"data set {name!r} comes with scikit-learn, which is not installed; "
+                "install it with: pip install 'xpnet[sklearn]'"
+            ) from None
+        bunch = getattr(datasets, _SKLEARN[name][0])()
+        X = np.asarray(bunch.data, dtype=np.float64)
+        target = np.asarray(bunch.target)
+        names = getattr(bunch, "target_names", None)
+        if name != "digits" and names is not None and target.dtype.kind in "iu":
+            target = np.asarray(names)[target].astype(str)  # class names as labels
+        features = [str(f) for f in getattr(bunch, "feature_names", [])]
+        if len(features) != X.shape[1]:
+            features = [f"x{i + 1}" for i in range(X.shape[1])]
+        return Dataset(X, target, name, features, "target")
+    raise DataError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}")
+
+
+# --------------------------------------------------------------------------- files
+def _display(path: str | os.PathLike[str]) -> str:
+    return os.fspath(path)
+
+
+def _check_path(path: str | os.PathLike[str]) -> str:
+    text = _display(path)
+    if not os.path.exists(text):
+        raise DataError(f"data file {text!r} does not exist")
+    if os.path.isdir(text):
+        raise DataError(f"data file {text!r} is a directory, not a file")
+    if os.path.getsize(text) == 0:
+        raise DataError(f"data file {text!r} is empty")
+    return text
+
+
+def _parse_float(cell: str, where: str) -> float:
+    text = cell.strip()
+    if not text:
+        raise DataError(f"{where}: empty cell (missing value); fill it in or drop the row")
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(f"{where}: non-numeric value {text!r}; features must be numbers") from None
+    if not math.isfinite(value):
+        raise DataError(f"{where}: value {text!r} is NaN or infinite; clean the data first")
+    return value
+
+
+def _resolve_column(target: str | int | None, header: Sequence[str], what: str) -> int:
+    """Index of the target column: by name, else by (possibly negative) index."""
+    n = len(header)
+    if target is None:
+        return n - 1
+    if isinstance(target, str) and target in header:
+        return list(header).index(target)
+    try:
+        index = int(target)
+    except (TypeError, ValueError):
+        raise DataError(
+            f"target column {target!r} not found in {what}; columns are: {', '.join(header)}"
+        ) from None
+    if not -n <= index < n:
+        raise DataError(
+            f"target column index {index} is out of range for {what} with {n} columns"
+        )
+    return index % n
+
+
+def _read_csv(path: str) -> tuple[list[str], list[list[str]], list[int]]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            rows, lines = [], []
+            for row in reader:
+                if not row or all(not cell.strip() for cell in row):
+                    continue  # blank lines
+                rows.append(row)
+                lines.append(reader.line_num)
+    except UnicodeDecodeError:
+        raise DataError(f"data file {path!r} is not a UTF-8 text (CSV) file") from None
+    except csv.Error as exc:
+        raise DataError(f"data file {path!r} is not valid CSV ({exc})") from None
+    if not rows:
+        raise DataError(f"data file {path!r} is empty (no header row)")
+    header = [cell.strip() for cell in rows[0]]
+    if len(rows) == 1:
+        raise DataError(f"data file {path!r} has a header row but no data rows")
+    for row, line in zip(rows[1:], lines[1:], strict=True):
+        if len(row) != len(header):
+            raise DataError(
+                f"{path}, line {line}: {len(row)} cells but the header has {len(header)} "
+                "columns (ragged rows)"
+            )
+    return header, rows[1:], lines[1:]
+
+
+def _target_values(cells: list[str], lines: list[int], path: str, column: str) -> np.ndarray:
+    """Numeric targets when every cell is a number, else string labels."""
+    stripped = [cell.strip() for cell in cells]
+    for cell, line in zip(stripped, lines, strict=True):
+        if not cell:
+            raise DataError(f"{path}, line {line}, target column {column!r}: empty cell")
+    try:
+        values = np.array([float(cell) for cell in stripped])
+    except ValueError:
+        return np.array(stripped)  # class labels such as "setosa"
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise DataError(
+            f"{path}, line {lines[bad[0]]}, target column {column!r}: value "
+            f"{stripped[bad[0]]!r} is NaN or infinite"
+        )
+    return values
+
+
+def _load_csv(path: str, target: str | int | None, n_features: int | None) -> Dataset:
+    header, rows, lines = _read_csv(path)
+    name = os.path.basename(path)
+    target_index: int | None
+    if n_features is not None and len(header) == n_features and (
+        target is None or (isinstance(target, str) and target not in header)
+    ):
+        target_index = None  # features only (predict)
+    else:
+        target_index = _resolve_column(target, header, f"{path!r}")
+    feature_columns = [i for i in range(len(header)) if i != target_index]
+    if not feature_columns:
+        raise DataError(f"data file {path!r} has no feature columns besides the target")
+    X = np.empty((len(rows), len(feature_columns)))
+    for r, (row, line) in enumerate(zip(rows, lines, strict=True)):
+        for c, column in enumerate(feature_columns):
+            X[r, c] = _parse_float(row[column], f"{path}, line {line}, column {header[column]!r}")
+    y = None
+    target_name = None
+    if target_index is not None:
+        target_name = header[target_index]
+        y = _target_values([row[target_index] for row in rows], lines, path, target_name)
+    features = [header[i] or f"x{i + 1}" for i in feature_columns]
+    return Dataset(X, y, name, features, target_name)
+
+
+def _check_numeric(array: np.ndarray, what: str) -> np.ndarray:
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{what} must hold numbers; got dtype {array.dtype}")
+    array = array.astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise DataError(f"{what} contains NaN or infinite values; clean the data first")
+    return array
+
+
+def _load_npz(path: str, n_features: int | None) -> Dataset:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = set(archive.files)
+            if "X" not in keys:
+                raise DataError(
+                    f"{path!r} must hold an array named 'X' (and 'y'); it holds: "
+                    f"{', '.join(sorted(keys)) or 'nothing'}"
+                )
+            X = archive["X"]
+            y = archive["y"] if "y" in keys else None
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
+        raise DataError(f"{path!r} is not a readable .npz file ({exc})") from None
+    if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
+        raise DataError(f"'X' in {path!r} must be 2-D (rows, features); got shape {X.shape}")
+    X = _check_numeric(X, f"'X' in {path!r}")
+    if y is None:
+        if n_features is None:
+            raise DataError(f"{path!r} has no target array 'y'")
+    else:
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1 or y.shape[0] != X.shape[0]:
+            raise DataError(
+                f"'y' in {path!r} must be 1-D with one entry per row of X ({X.shape[0]}); "
+                f"got shape {y.shape}"
+            )
+        if y.dtype.kind in "biuf":
+            y = _check_numeric(y, f"'y' in {path!r}")
+        elif y.dtype.kind == "U":
+            y = y.astype(str)
+        else:
+            raise DataError(f"'y' in {path!r} must hold numbers or strings; got {y.dtype}")
+    features = [f"x{i + 1}" for i in range(X.shape[1])]
+    return Dataset(X, y, os.path.basename(path), features, "y" if y is not None else None)
+
+
+def _load_npy(path: str, target: str | int | None, n_features: int | None) -> Dataset:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path!r} is not a readable .npy file ({exc})") from None
+    if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 1:
+        raise DataError(
+            f"{path!r} must hold a 2-D array (rows, columns) with the target in one column; "
+            f"got shape {array.shape}"
+        )
+    array = _check_numeric(array, f"the array in {path!r}")
+    columns = [f"column {i}" for i in range(array.shape[1])]
+    if n_features is not None and array.shape[1] == n_features and target is None:
+        features = [f"x{i + 1}" for i in range(n_features)]
+        return Dataset(array, None, os.path.basename(path), features)
+    if array.shape[1] < 2:
+        raise DataError(f"{path!r} needs at least one feature column and a target column")
+    index = _resolve_column(target, columns, f"{path!r}")
+    X = np.delete(array, index, axis=1)
+    features = [f"x{i + 1}" for i in range(X.shape[1])]
+    return Dataset(X, array[:, index], os.path.basename(path), features, str(index))
+
+
+def load_file(
+    path: str | os.PathLike[str],
+    target: str | int | None = None,
+    n_features: int | None = None,
+) -> Dataset:
+    """Load features and target from a CSV, ``.npz`` or ``.npy`` file.
+
+    - CSV: a header row, then one row per sample; every feature cell a finite number.
+      ``target`` is the target column's name or index (default: the last column); the
+      target may hold numbers or class labels (strings).
+    - ``.npz``: arrays ``X`` ``(m, n)`` and ``y`` ``(m,)``; loaded without unpickling.
+    - ``.npy``: one 2-D numeric array; ``target`` is the index of its target column
+      (default: the last).
+
+    ``n_features`` (for prediction): when the file holds exactly that many columns and
+    no target column, it is read as features only and ``y`` is ``None``.
+
+    Raises :class:`DataError` (one line: what is wrong, where, what to do) for a missing
+    or empty file, ragged rows, non-numeric cells, a missing target column, NaN or inf.
+    """
+    text = _check_path(path)
+    suffix = os.path.splitext(text)[1].lower()
+    if suffix == ".npz":
+        return _load_npz(text, n_features)
+    if suffix == ".npy":
+        return _load_npy(text, target, n_features)
+    if suffix in (".csv", ".txt", ".tsv", ""):
+        return _load_csv(text, target, n_features)
+    raise DataError(f"unsupported data file type {suffix!r} for {text!r}; use .csv, .npz or .npy")
+
+
+# --------------------------------------------------------------------------- targets
+@dataclass
+class Target:
+    """A target encoded for the network: ``y`` (indices or values), task and classes."""
+
+    y: np.ndarray
+    task: str  # "binary", "multiclass" or "regression"
+    output: str  # the matching output activation
+    classes: list[Any] | None  # original labels, by class index (None for regression)
+
+
+def _is_classification(y: np.ndarray) -> bool:
+    if y.dtype.kind not in "biuf":
+        return True
+    if not np.all(y == np.round(y)):
+        return False
+    n_unique = np.unique(y).size
+    return n_unique <= 50 and n_unique <= max(2, y.size // 2)
+
+
+def _label(value: Any) -> Any:
+    """A class label as a plain JSON-friendly Python value (ints stay ints)."""
+    if isinstance(value, (np.floating, float)) and float(value).is_integer():
+        return int(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def encode_target(y: np.ndarray, output: str | None = None) -> Target:
+    """Choose the task from the target (or from ``output``) and encode it.
+
+    ``output=None`` picks: class labels (strings, or few distinct integers) give
+    ``sigmoid`` for two classes and ``softmax`` for more; other numbers give ``identity``
+    (regression). Classes are the sorted distinct labels; ``y`` becomes their index.
+    """
+    if output not in (None, "sigmoid", "softmax", "identity"):
+        raise DataError(f"output must be sigmoid, softmax or identity; got {output!r}")
+    if output == "identity" or (output is None and not _is_classification(y)):
+        if y.dtype.kind not in "biuf":
+            raise DataError("regression (output identity) needs a numeric target")
+        return Target(y.astype(np.float64), "regression", "identity", None)
+    labels, index = np.unique(y, return_inverse=True)
+    if labels.size < 2:
+        raise DataError(
+            f"the target has a single class ({_label(labels[0])!r}); classification needs two "
+            "or more"
+        )
+    if output == "sigmoid" and labels.size > 2:
+        raise DataError(
+            f"output sigmoid needs a binary target but it has {labels.size} classes; "
+            "use --output softmax"
+        )
+    chosen = output or ("sigmoid" if labels.size == 2 else "softmax")
+    task = "binary" if chosen == "sigmoid" else "multiclass"
+    return Target(index.astype(np.int64), task, chosen, [_label(v) for v in labels])
+
+
+def encode_labels(y: np.ndarray, classes: Sequence[Any]) -> np.ndarray:
+    """Class indices of the labels ``y`` in a model's ``classes`` (``DataError`` if one is
+    unknown). Numbers compare by value, so ``1.0`` in a file matches class ``1``."""
+    lookup = {_key(c): i for i, c in enumerate(classes)}
+    out = np.empty(len(y), dtype=np.int64)
+    for row, value in enumerate(y):
+        index = lookup.get(_key(_label(value)))
+        if index is None:
+            raise DataError(
+                f"row {row + 1}: label {_label(value)!r} is not one of the model's classes "
+                f"{list(classes)!r}"
+            )
+        out[row] = index
+    return out
+
+
+def _key(value: Any) -> tuple[str, Any]:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return ("number", float(value))
+    return ("text", str(value))
+
+
+# --------------------------------------------------------------------------- splitting
+def split_indices(
+    m: int,
+    test_fraction: float = 0.25,
+    seed: int | None = 0,
+    stratify: np.ndarray | None = None,
+    labels: Sequence[Any] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices ``(train, test)`` holding out ``test_fraction`` of the rows.
+
+    With ``stratify`` (class indices), each class is split in the same proportion and
+    must have at least two rows (one on each side); ``labels`` name the classes in the
+    error message.
+    """
+    if not 0.0 <= test_fraction < 1.0:
+        raise DataError(f"test fraction must lie in [0, 1); got {test_fraction!r}")
+    rng = np.random.default_rng(seed)
+    if test_fraction == 0:
+        return rng.permutation(m), np.empty(0, dtype=np.int64)
+    if m < 2:
+        raise DataError(f"cannot split {m} row into training and test sets; need at least 2")
+    if stratify is None:
+        order = rng.permutation(m)
+        n_test = min(max(int(round(m * test_fraction)), 1), m - 1)
+        return np.sort(order[n_test:]), np.sort(order[:n_test])
+    train, test = [], []
+    for k in np.unique(stratify):
+        rows = np.flatnonzero(stratify == k)
+        if rows.size < 2:
+            name = labels[int(k)] if labels is not None else int(k)
+            raise DataError(
+                f"class {name!r} has only {rows.size} row; each class needs at least 2 rows "
+                "to appear in both the training and the test split (add rows, or use "
+                "--test-fraction 0)"
+            )
+        rows = rng.permutation(rows)
+        n_test = min(max(int(round(rows.size * test_fraction)), 1), rows.size - 1)
+        test.append(rows[:n_test])
+        train.append(rows[n_test:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def stratified_split(
+    X: np.ndarray, y: np.ndarray, test_fraction: float = 0.25, seed: int | None = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Like :func:`train_test_split`, keeping each class's share on both sides."""
+    _, index = np.unique(y, return_inverse=True)
+    train, test = split_indices(X.shape[0], test_fraction, seed, stratify=index)
+    return X[train], X[test], y[train], y[test]
+
+
+# --------------------------------------------------------------------------- scaling
+@dataclass
+class Standardizer:
+    """Per-feature ``(x - mean) / scale``, with statistics from the training rows only.
+
+    Constant features get ``scale = 1`` (they are centred, never divided by zero).
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, X: np.ndarray) -> Standardizer:
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim == 1:
+            X = X[:, None]
+        mean = X.mean(axis=0)
+        std = X.std(axis=0)
+        constant = std <= 1e-12 * np.maximum(1.0, np.abs(mean))
+        return cls(mean, np.where(constant, 1.0, std))
+
+    def _check(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.mean.size:
+            raise DataError(
+                f"data have {X.shape[1] if X.ndim == 2 else X.shape} features but the "
+                f"standardisation statistics are for {self.mean.size}"
+            )
+        return X
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """``(X - mean) / scale`` as a new float64 array (``X`` is not modified)."""
+        return (self._check(X) - self.mean) / self.scale
+
+    def inverse_transform(self, X: np.ndarray) -> np.ndarray:
+        return self._check(X) * self.scale + self.mean
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": [float(v) for v in self.mean], "scale": [float(v) for v in self.scale]}
+
+    @classmethod
+    def from_dict(cls, stats: dict[str, Any]) -> Standardizer:
+        return cls(np.asarray(stats["mean"], dtype=np.float64),
+                   np.asarray(stats["scale"], dtype=np.float64))

@@ -1,0 +1,59 @@
+"""Scores of a trained network on NumPy data: loss, accuracy, MSE and R².
+
+The network computes on its backend; the outputs are copied to the host once and scored
+with NumPy here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .backends import to_numpy
+from .network import MLP
+
+__all__ = ["accuracy", "r2_score", "score"]
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Fraction of rows where the predicted class index equals the true one."""
+    return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
+
+
+def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Coefficient of determination ``1 - SS_res / SS_tot`` (averaged over outputs)."""
+    y_true = np.asarray(y_true, dtype=np.float64).reshape(len(y_true), -1)
+    y_pred = np.asarray(y_pred, dtype=np.float64).reshape(len(y_pred), -1)
+    ss_res = ((y_true - y_pred) ** 2).sum(axis=0)
+    ss_tot = ((y_true - y_true.mean(axis=0)) ** 2).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), 0.0)
+    return float(r2.mean())
+
+
+def score(
+    net: MLP,
+    X: np.ndarray,
+    y: np.ndarray,
+    task: str,
+    target_mean: float = 0.0,
+    target_scale: float = 1.0,
+) -> dict[str, Any]:
+    """Loss and metrics of ``net`` on prepared inputs ``X`` and encoded targets ``y``.
+
+    Classification (``y`` class indices): ``loss`` and ``accuracy``. Regression (``y`` in
+    the network's units, i.e. standardised with ``target_mean``/``target_scale``):
+    ``loss``, and ``mse`` and ``r2`` in the target's original units.
+    """
+    result: dict[str, Any] = {"rows": int(X.shape[0]), "loss": float(net.loss(X, y))}
+    outputs = to_numpy(net.predict_proba(X)).astype(np.float64)
+    if task == "regression":
+        pred = outputs[:, 0] * target_scale + target_mean
+        true = np.asarray(y, dtype=np.float64) * target_scale + target_mean
+        result["mse"] = float(np.mean((pred - true) ** 2))
+        result["r2"] = r2_score(true, pred)
+    else:
+        pred = (outputs[:, 0] >= 0.5).astype(np.int64) if task == "binary" else outputs.argmax(1)
+        result["accuracy"] = accuracy(y, pred)
+    return result
