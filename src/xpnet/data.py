@@ -374,10 +374,13 @@ def _load_csv(path: str, target: str | int | None, n_features: int | None) -> Da
     header, rows, lines = _read_csv(path)
     name = os.path.basename(path)
     target_index: int | None
-    if n_features is not None and len(header) == n_features and (
-        target is None or (isinstance(target, str) and target not in header)
+    named_but_absent = (
+        isinstance(target, str) and target not in header and not target.lstrip("-").isdigit()
+    )
+    if n_features is not None and (
+        (target is None and len(header) == n_features) or named_but_absent
     ):
-        target_index = None  # features only (predict)
+        target_index = None  # features only (predict): the target column is not there
     else:
         target_index = _resolve_column(target, header, f"{path!r}")
     feature_columns = [i for i in range(len(header)) if i != target_index]
@@ -481,8 +484,9 @@ def load_file(
     - ``.npy``: one 2-D numeric array; ``target`` is the index of its target column
       (default: the last).
 
-    ``n_features`` (for prediction): when the file holds exactly that many columns and
-    no target column, it is read as features only and ``y`` is ``None``.
+    ``n_features`` (for prediction): a CSV without the named ``target`` column, or with
+    exactly ``n_features`` columns and no ``target`` given, is read as features only
+    (``y`` is ``None``); the caller checks the feature count against the model.
 
     Raises :class:`DataError` (one line: what is wrong, where, what to do) for a missing
     or empty file, ragged rows, non-numeric cells, a missing target column, NaN or inf.
