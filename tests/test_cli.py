@@ -408,3 +408,37 @@ def test_bad_model_files(tmp_path, model, blobs_csv):
 def test_unwritable_outputs_fail_before_training(tmp_path):
     assert_error(run("train", "--save", tmp_path / "no" / "such" / "m.npz"), "does not exist")
     assert_error(run("train", "--plot", tmp_path), "is a directory")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") and sys.platform != "darwin",
+                    reason="needs a pseudo-terminal (pty), POSIX only")
+def test_progress_bar_only_on_a_terminal():
+    import pty
+
+    def on_terminal(*args):
+        leader, follower = pty.openpty()
+        proc = subprocess.Popen([sys.executable, "-m", "xpnet", *args], stdout=follower,
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(leader)
+        proc.wait(timeout=120)
+        return proc.returncode, b"".join(chunks).decode("utf-8", "replace")
+
+    code, shown = on_terminal("train", "--epochs", "400")
+    assert code == 0
+    assert "epoch" in shown and "/400" in shown and "epochs/s" in shown  # the live bar
+    assert "accuracy  train" in shown  # then the report
+    code, shown = on_terminal("train", "--epochs", "400", "--quiet")
+    assert code == 0 and shown == ""
+    code, shown = on_terminal("train", "--epochs", "400", "--json")
+    assert code == 0 and "epochs/s" not in shown
+    json.loads(shown.replace("\r\n", "\n"))
