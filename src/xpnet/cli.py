@@ -30,6 +30,7 @@ DEFAULT_HIDDEN = "8"
 DEFAULT_EPOCHS_2D = 3000
 DEFAULT_EPOCHS = 500
 DEFAULT_LR = 3.0
+DEFAULT_LR_REGRESSION = 0.3  # squared error with a linear output diverges at lr 3
 
 
 class CLIError(Exception):
@@ -206,12 +207,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.save:
         _check_writable(args.save, "model file")
     if args.plot:
+        from .plotting import check_plot_path
+
         _check_writable(args.plot, "plot")
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            _fail("--plot needs matplotlib, which is not installed; install it with: "
-                  "pip install 'xpnet[plot]'")
+        check_plot_path(args.plot)  # matplotlib installed, file type known: before training
 
     data = _load_data(args)
     if data.y is None:
@@ -221,6 +220,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         args.epochs = DEFAULT_EPOCHS_2D if generated else DEFAULT_EPOCHS
     target = encode_target(data.y, args.output)
     classification = target.task != "regression"
+    if args.lr is None:
+        args.lr = DEFAULT_LR if classification else DEFAULT_LR_REGRESSION
     train_rows, test_rows = split_indices(
         data.n_samples, args.test_fraction, args.seed,
         stratify=target.y if classification else None, labels=target.classes,
@@ -357,6 +358,13 @@ def _load_model(args: argparse.Namespace) -> Any:
     return load(args.model, backend=args.backend, device=device)
 
 
+def _default_seed(args: argparse.Namespace, meta: dict[str, Any]) -> None:
+    """A generated --dataset is re-created with the training run's seed unless --seed says."""
+    if args.seed is None:
+        split = meta.get("split") or {}
+        args.seed = split.get("seed") or 0
+
+
 def _prepare(net: Any, X: np.ndarray, source: str) -> np.ndarray:
     from .data import Standardizer
 
@@ -385,6 +393,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     net = _load_model(args)
     meta = net.metadata
+    _default_seed(args, meta)
     data = _load_data(args, default_target=meta.get("target_name"))
     source = data.name
     if data.y is None:
@@ -437,6 +446,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     net = _load_model(args)
     meta = net.metadata
+    _default_seed(args, meta)
     n_in = net.layer_sizes[0]
     data = _load_data(args, n_features=n_in, default_target=meta.get("target_name"))
     X = _prepare(net, data.X, data.name)
@@ -706,8 +716,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="passes over the training rows (default: "
                    f"{DEFAULT_EPOCHS_2D} on the generated 2-D data sets, "
                    f"{DEFAULT_EPOCHS} on other data)")
-    p.add_argument("--lr", type=_positive_float, default=DEFAULT_LR,
-                   help=f"learning rate (default: {DEFAULT_LR:g})")
+    p.add_argument("--lr", type=_positive_float, default=None,
+                   help=f"learning rate (default: {DEFAULT_LR:g} for classification, "
+                   f"{DEFAULT_LR_REGRESSION:g} for regression)")
     p.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
                    help="mini-batch rows (default: full batch)")
     p.add_argument("--alpha", type=_nonnegative_float, default=0.0,
@@ -742,8 +753,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rows to score: all, or the training/test split recorded in the model "
                    "(the same data as in training) (default: all)")
     _add_backend_options(p)
-    p.add_argument("--seed", type=_nonnegative_int, default=0,
-                   help="seed of a generated --dataset (default: 0)")
+    p.add_argument("--seed", type=_nonnegative_int, default=None,
+                   help="seed of a generated --dataset (default: the training run's seed)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_cmd_evaluate)
@@ -759,8 +770,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p, required=True)
     p.add_argument("--out", metavar="FILE", help="write the CSV here instead of stdout")
     _add_backend_options(p)
-    p.add_argument("--seed", type=_nonnegative_int, default=0,
-                   help="seed of a generated --dataset (default: 0)")
+    p.add_argument("--seed", type=_nonnegative_int, default=None,
+                   help="seed of a generated --dataset (default: the training run's seed)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--quiet", "-q", action="store_true", help="no summary line with --out")
     p.set_defaults(func=_cmd_predict)
@@ -855,6 +866,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     expected = (CLIError, DataError, ModelFileError, BackendUnavailableError,
                 PlotUnavailableError, ValueError, TypeError, FloatingPointError, OSError)
+    if hasattr(sys.stdout, "reconfigure"):  # never fail on a terminal without UTF-8
+        sys.stdout.reconfigure(errors="replace")
     previous = warnings.showwarning
     warnings.showwarning = _show_warning
     try:

@@ -386,10 +386,17 @@ def _load_csv(path: str, target: str | int | None, n_features: int | None) -> Da
     feature_columns = [i for i in range(len(header)) if i != target_index]
     if not feature_columns:
         raise DataError(f"data file {path!r} has no feature columns besides the target")
-    X = np.empty((len(rows), len(feature_columns)))
-    for r, (row, line) in enumerate(zip(rows, lines, strict=True)):
-        for c, column in enumerate(feature_columns):
-            X[r, c] = _parse_float(row[column], f"{path}, line {line}, column {header[column]!r}")
+    try:  # fast path; on any problem the cell-by-cell pass below names the culprit
+        X = np.array([[row[c] for c in feature_columns] for row in rows], dtype=np.float64)
+        clean = bool(np.all(np.isfinite(X)))
+    except ValueError:
+        clean = False
+    if not clean:
+        X = np.empty((len(rows), len(feature_columns)))
+        for r, (row, line) in enumerate(zip(rows, lines, strict=True)):
+            for c, column in enumerate(feature_columns):
+                where = f"{path}, line {line}, column {header[column]!r}"
+                X[r, c] = _parse_float(row[column], where)
     y = None
     target_name = None
     if target_index is not None:

@@ -12,11 +12,23 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PlotUnavailableError", "plot_training"]
+__all__ = ["PlotUnavailableError", "check_plot_path", "plot_training"]
 
 
 class PlotUnavailableError(RuntimeError):
     """matplotlib is not installed; the message says how to install it."""
+
+
+def check_plot_path(path: str | os.PathLike[str]) -> None:
+    """Fail early if matplotlib is missing or cannot write the file type of ``path``."""
+    fig, _ = _figure(1)
+    suffix = os.path.splitext(os.fspath(path))[1].lstrip(".").lower()
+    supported = fig.canvas.get_supported_filetypes()
+    if suffix not in supported:
+        raise ValueError(
+            f"cannot write a plot to {os.fspath(path)!r}: use one of the file types "
+            f"{', '.join('.' + k for k in sorted(supported))}"
+        )
 
 
 def _figure(n_panels: int) -> Any:
