@@ -35,6 +35,14 @@ def run(*args, cwd=None, timeout=120):
     )
 
 
+def run_many(*commands):
+    """Run several independent commands side by side (each is its own process)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        return list(pool.map(lambda args: run(*args), commands))
+
+
 def assert_error(proc, *fragments):
     """Exit 2, nothing on stdout, one ``xpnet: error:`` line on stderr naming the problem."""
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
@@ -293,14 +301,14 @@ def test_explain_shows_equations_with_shapes():
     assert "dZ1 = dA1 ⊙ 1[A1 > 0]" in proc.stdout and "(alpha/m) W2" in proc.stdout
 
 
-@pytest.mark.parametrize("command", ["", "train", "evaluate", "predict", "backends",
-                                     "gradcheck", "explain"])
-def test_help_has_examples(command):
-    proc = run(*([command] if command else []), "--help")
-    assert proc.returncode == 0 and proc.stderr == ""
-    assert "usage: xpnet" in proc.stdout
-    if command:
-        assert "examples:" in proc.stdout
+def test_help_has_examples():
+    commands = ["train", "evaluate", "predict", "backends", "gradcheck", "explain"]
+    procs = run_many(["--help"], *([command, "--help"] for command in commands))
+    for command, proc in zip(["", *commands], procs, strict=True):
+        assert proc.returncode == 0 and proc.stderr == "", command
+        assert proc.stdout.startswith("usage: xpnet"), command
+        if command:
+            assert "examples:" in proc.stdout, command
 
 
 def test_version_and_console_script():
@@ -320,15 +328,19 @@ def test_usage_errors_are_one_line():
     assert proc.returncode == 2 and proc.stderr.strip().endswith("choose a command (train, "
                                                                   "evaluate, predict, backends, "
                                                                   "gradcheck, explain)")
-    assert_error(run("train", "--epochs", "0"), "--epochs", "positive integer")
-    assert_error(run("train", "--layers", "4,x"), "hidden layer sizes")
-    assert_error(run("train", "--bogus"), "unrecognized arguments: --bogus")
-    assert_error(run("train", "--dataset", "moons", "--data", "x.csv"), "not allowed with")
-    assert_error(run("train", "--dataset", "nope"), "unknown data set 'nope'")
-    assert_error(run("train", "--activation", "swish", "--epochs", "1"), "activation must be")
-    assert_error(run("train", "--activation", "relu,tanh", "--epochs", "1"),
-                 "2 names for 1 hidden layers")
-    assert_error(run("train", "--device", "cuda:0", "--epochs", "1"), "device")
+    cases = [
+        (["train", "--epochs", "0"], ["--epochs", "positive integer"]),
+        (["train", "--layers", "4,x"], ["hidden layer sizes"]),
+        (["train", "--bogus"], ["unrecognized arguments: --bogus"]),
+        (["train", "--dataset", "moons", "--data", "x.csv"], ["not allowed with"]),
+        (["train", "--dataset", "nope"], ["unknown data set 'nope'"]),
+        (["train", "--activation", "swish", "--epochs", "1"], ["activation must be"]),
+        (["train", "--activation", "relu,tanh", "--epochs", "1"], ["2 names for 1 hidden"]),
+        (["train", "--device", "cuda:0", "--epochs", "1"], ["device"]),
+        (["explain", "--layers", "3"], ["at least an input and an output size"]),
+    ]
+    for (_, fragments), proc in zip(cases, run_many(*(args for args, _ in cases)), strict=True):
+        assert_error(proc, *fragments)
 
 
 def test_unknown_backend():
@@ -365,16 +377,20 @@ def bad_csvs(tmp_path):
 
 
 def test_every_bad_data_file(tmp_path):
-    for name, (_, message) in bad_csvs(tmp_path).items():
-        assert_error(run("train", "--data", tmp_path / name, "--epochs", "1"), message)
-    assert_error(run("train", "--data", tmp_path / "missing.csv"), "does not exist")
+    cases = [(["train", "--data", tmp_path / name, "--epochs", "1"], [message])
+             for name, (_, message) in bad_csvs(tmp_path).items()]
     (tmp_path / "ok.csv").write_text("x1,x2,class\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n")
-    assert_error(run("train", "--data", tmp_path / "ok.csv", "--target", "label"),
-                 "target column 'label' not found", "x1, x2, class")
     np.savez(tmp_path / "nox.npz", features=np.zeros((3, 2)))
-    assert_error(run("train", "--data", tmp_path / "nox.npz"), "named 'X'")
     (tmp_path / "junk.npy").write_bytes(b"\x93NUMPY garbage")
-    assert_error(run("train", "--data", tmp_path / "junk.npy"), "not a readable .npy")
+    cases += [
+        (["train", "--data", tmp_path / "missing.csv"], ["does not exist"]),
+        (["train", "--data", tmp_path / "ok.csv", "--target", "label"],
+         ["target column 'label' not found", "x1, x2, class"]),
+        (["train", "--data", tmp_path / "nox.npz"], ["named 'X'"]),
+        (["train", "--data", tmp_path / "junk.npy"], ["not a readable .npy"]),
+    ]
+    for (_, fragments), proc in zip(cases, run_many(*(args for args, _ in cases)), strict=True):
+        assert_error(proc, *fragments)
 
 
 def test_feature_count_must_match_the_model(tmp_path, model):
