@@ -617,7 +617,7 @@ _FORMATTER = argparse.RawDescriptionHelpFormatter
 _EXAMPLES = {
     "train": """examples:
   xpnet train                                   # 2-8-1 sigmoid network on two moons, NumPy
-  xpnet train --dataset spirals --layers 32,32 --activation tanh --epochs 5000
+  xpnet train --dataset spirals --layers 32,32 --activation tanh --lr 0.3 --epochs 5000
   xpnet train --backend torch --dataset digits --layers 64 --save m.npz --plot p.png
   xpnet train --data my.csv --target label --test-fraction 0.2 --json
   xpnet train --backend cupy --dtype float32 --dataset digits --layers 256
