@@ -491,7 +491,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         for i, prediction in enumerate(predictions):
             row: list[Any] = [i + 1]
             if data.y is not None:
-                row.append(data.y[i].item() if hasattr(data.y[i], "item") else data.y[i])
+                true = data.y[i].item()
+                row.append(int(true) if isinstance(true, float) and true.is_integer() else true)
             if probabilities is None:
                 row += prediction if isinstance(prediction, list) else [f"{prediction:.6g}"]
             else:

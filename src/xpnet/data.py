@@ -385,7 +385,10 @@ def _load_csv(path: str, target: str | int | None, n_features: int | None) -> Da
         target_index = _resolve_column(target, header, f"{path!r}")
     feature_columns = [i for i in range(len(header)) if i != target_index]
     if not feature_columns:
-        raise DataError(f"data file {path!r} has no feature columns besides the target")
+        raise DataError(
+            f"data file {path!r} has no feature columns besides the target (a CSV needs "
+            "comma-separated columns: features and a target)"
+        )
     try:  # fast path; on any problem the cell-by-cell pass below names the culprit
         X = np.array([[row[c] for c in feature_columns] for row in rows], dtype=np.float64)
         clean = bool(np.all(np.isfinite(X)))
