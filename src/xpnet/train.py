@@ -85,7 +85,7 @@ def fit(
             X_epoch, Y_epoch = xp.take(X, order, axis=0), xp.take(Y, order, axis=0)
         else:
             X_epoch, Y_epoch = X, Y
-        total = None
+        total: Any = None
         for first in range(0, m, batch_size):
             last = min(first + batch_size, m)
             loss, grads = net._loss_and_grads(X_epoch[first:last, ...], Y_epoch[first:last, ...])

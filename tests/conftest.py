@@ -1,0 +1,55 @@
+"""Shared fixtures: a ``backend`` fixture over every installed backend, selectable with
+``pytest --backend NAME`` (repeatable), and a ``dtype`` fixture."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+import xpnet
+from xpnet.backends import BACKEND_NAMES, BackendUnavailableError
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        action="append",
+        choices=BACKEND_NAMES,
+        default=None,
+        help="run backend-parametrised tests on this backend only (repeatable); "
+        "default: every backend, those not usable here are skipped with the reason",
+    )
+
+
+def selected_backends(config: pytest.Config) -> list[str]:
+    return config.getoption("backend") or list(BACKEND_NAMES)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", selected_backends(metafunc.config), indirect=True)
+
+
+def _skip_reason(name: str, exc: Exception) -> str:
+    if name == "cupy":
+        installed = importlib.util.find_spec("cupy") is not None
+        return "no CUDA device" + ("" if installed else " (and cupy is not installed)")
+    return f"backend {name} unavailable: {exc}"
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """Name of a usable backend; skips (saying why) when it is not usable here."""
+    name = request.param
+    try:
+        xpnet.get_backend(name)
+    except BackendUnavailableError as exc:
+        pytest.skip(_skip_reason(name, exc))
+    return name
+
+
+@pytest.fixture(params=["float64", "float32"])
+def dtype(request: pytest.FixtureRequest) -> str:
+    return request.param
+
