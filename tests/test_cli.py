@@ -338,6 +338,9 @@ def test_usage_errors_are_one_line():
         (["train", "--activation", "relu,tanh", "--epochs", "1"], ["2 names for 1 hidden"]),
         (["train", "--device", "cuda:0", "--epochs", "1"], ["device"]),
         (["explain", "--layers", "3"], ["at least an input and an output size"]),
+        (["train", "--target", "x"], ["--target picks a column of a --data file"]),
+        (["train", "--data", "x.csv", "--noise", "0.1"], ["apply to the generated"]),
+        (["train", "--plot", "out.unknown"], ["cannot write a plot", ".png"]),
     ]
     for (_, fragments), proc in zip(cases, run_many(*(args for args, _ in cases)), strict=True):
         assert_error(proc, *fragments)

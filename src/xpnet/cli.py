@@ -178,6 +178,8 @@ def _load_data(args: argparse.Namespace, n_features: int | None = None,
     from .data import DataError, load_dataset, load_file
 
     if getattr(args, "data", None):
+        if getattr(args, "n_samples", None) is not None or getattr(args, "noise", None) is not None:
+            _fail("--n-samples and --noise apply to the generated --dataset sets, not to --data")
         target = args.target
         if target is None and default_target is not None:
             try:  # the model's target column, when the file has it
@@ -186,6 +188,8 @@ def _load_data(args: argparse.Namespace, n_features: int | None = None,
                 if "not found" not in str(exc):
                     raise
         return load_file(args.data, target=target, n_features=n_features)
+    if args.target is not None:
+        _fail("--target picks a column of a --data file; built-in data sets have their target")
     return load_dataset(
         args.dataset or "moons",
         n_samples=getattr(args, "n_samples", None),
@@ -474,7 +478,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         if net.output == "sigmoid" and outputs.shape[1] > 1:
             _fail("multi-label models are not supported by 'xpnet predict'")
         labels = classes if classes is not None else list(range(probs.shape[1]))
-        index = probs.argmax(axis=1)
+        index = (outputs[:, 0] >= 0.5).astype(np.int64) if probs is not outputs else (
+            probs.argmax(axis=1))  # the same rule as MLP.predict
         predictions = [labels[i] for i in index]
         probabilities = probs.tolist()
         header += ["prediction"] + [f"p_{label}" for label in labels]
@@ -482,9 +487,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         _emit_json({"command": "predict", "model": args.model, "data": data.name,
                     "rows": len(predictions), "classes": classes, "predictions": predictions,
                     "probabilities": probabilities, "out": args.out})
+        if not args.out:
+            return 0
     handle = open(args.out, "w", newline="") if args.out else sys.stdout  # noqa: SIM115
-    if args.json and not args.out:
-        return 0
     try:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(header)
@@ -494,7 +499,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 true = data.y[i].item()
                 row.append(int(true) if isinstance(true, float) and true.is_integer() else true)
             if probabilities is None:
-                row += prediction if isinstance(prediction, list) else [f"{prediction:.6g}"]
+                values_row = prediction if isinstance(prediction, list) else [prediction]
+                row += [f"{v:.10g}" for v in values_row]
             else:
                 row += [prediction] + [f"{p:.6f}" for p in probabilities[i]]
             writer.writerow(row)
