@@ -621,6 +621,12 @@ class _Parser(argparse.ArgumentParser):
 
 _FORMATTER = argparse.RawDescriptionHelpFormatter
 
+
+def _wrap(text: str) -> str:
+    import textwrap
+
+    return textwrap.fill(text, width=78)
+
 _EXAMPLES = {
     "train": """examples:
   xpnet train                                   # 2-8-1 sigmoid network on two moons, NumPy
@@ -686,8 +692,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(
         prog="xpnet", formatter_class=_FORMATTER,
-        description="Train, evaluate and inspect multilayer perceptrons with explicit "
-        "backpropagation on NumPy, CuPy, PyTorch or array-api-strict.",
+        description=_wrap("Train, evaluate and inspect multilayer perceptrons with explicit "
+                          "backpropagation on NumPy, CuPy, PyTorch or array-api-strict."),
         epilog="Run 'xpnet COMMAND --help' for a command's options and examples.",
     )
     parser.add_argument("--version", action="version", version=f"xpnet {__version__}")
@@ -697,10 +703,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train", help="train a network and report loss, accuracy and speed",
         formatter_class=_FORMATTER, epilog=_EXAMPLES["train"],
-        description="Train a network by gradient descent. With no options: the lesson's "
-        "network (2 inputs, one hidden sigmoid layer, sigmoid output, binary cross-entropy, "
-        "full-batch gradient descent) on the built-in two-moons data, on NumPy.\n\n"
-        "Data sets: " + "; ".join(f"{k} ({v})" for k, v in DATASETS.items()),
+        description=_wrap(
+            "Train a network by gradient descent and report loss, accuracy (or R² and "
+            "MSE), time and samples/s. With no options: the lesson's network (2 inputs, "
+            "one hidden sigmoid layer, sigmoid output, binary cross-entropy, full-batch "
+            "gradient descent) on the built-in two-moons data, on NumPy."
+        ) + "\n\nbuilt-in data sets:\n" + "\n".join(
+            f"  {name:<14} {text}" for name, text in DATASETS.items()),
     )
     _add_data_options(p, required=False)
     p.add_argument("--n-samples", type=_positive_int, default=None, metavar="N",
@@ -751,8 +760,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "evaluate", help="loss and accuracy (or R² and MSE) of a saved model on data",
         formatter_class=_FORMATTER, epilog=_EXAMPLES["evaluate"],
-        description="Score a saved model on a data set or file: loss and accuracy for "
-        "classifiers, loss, R² and MSE for regression.",
+        description=_wrap("Score a saved model on a data set or file: loss and accuracy for "
+                          "classifiers, loss, R² and MSE for regression."),
     )
     p.add_argument("model", metavar="MODEL", help="model file written by 'xpnet train --save'")
     _add_data_options(p, required=True)
@@ -770,8 +779,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "predict", help="predictions (and class probabilities) for every row",
         formatter_class=_FORMATTER, epilog=_EXAMPLES["predict"],
-        description="Predict each row of a data file with a saved model; writes CSV "
-        "(row, prediction, one probability column per class).",
+        description=_wrap("Predict each row of a data file with a saved model; writes CSV "
+                          "(row, prediction, one probability column per class)."),
     )
     p.add_argument("model", metavar="MODEL", help="model file written by 'xpnet train --save'")
     _add_data_options(p, required=True)
@@ -787,8 +796,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "backends", help="which backends are installed and usable here, and how to install",
         formatter_class=_FORMATTER, epilog=_EXAMPLES["backends"],
-        description="A table of every backend: installed or not, version, usable devices, "
-        "and the install line when missing.",
+        description=_wrap("A table of every backend: installed or not, version, usable "
+                          "devices, and the install line when missing."),
     )
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=_cmd_backends)
@@ -797,8 +806,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "gradcheck", help="finite-difference check of the explicit backpropagation",
         formatter_class=_FORMATTER, epilog=_EXAMPLES["gradcheck"],
-        description="Compare the hand-written gradients with central finite differences on "
-        "random data; print the largest relative error per parameter.",
+        description=_wrap("Compare the hand-written gradients with central finite "
+                          "differences on random data; print the largest relative error per "
+                          "parameter."),
     )
     p.add_argument("--layers", type=_layer_sizes, default=[2, 4, 1], metavar="SIZES",
                    help="all layer sizes, input to output, e.g. 2,4,1 (default: 2,4,1)")
@@ -827,9 +837,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "explain", help="the forward and backward equations of a network, with shapes",
         formatter_class=_FORMATTER, epilog=_EXAMPLES["explain"],
-        description="Print the forward pass, loss and backpropagation of the given network "
-        "layer by layer, with every array's shape: the lesson's derivation, corrected and "
-        "made concrete.",
+        description=_wrap("Print the forward pass, loss and backpropagation of the given "
+                          "network layer by layer, with every array's shape: the lesson's "
+                          "derivation, corrected and made concrete."),
     )
     p.add_argument("--layers", type=_layer_sizes, default=[2, 4, 1], metavar="SIZES",
                    help="all layer sizes, input to output (default: 2,4,1)")
