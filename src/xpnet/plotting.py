@@ -89,8 +89,9 @@ def _boundary_panel(
         filled = ax.contourf(gx, gy, z, levels=20, cmap="viridis", alpha=0.6)
         ax.figure.colorbar(filled, ax=ax, label="prediction")
     point_kw: dict[str, Any] = {"edgecolors": "k", "linewidths": 0.5}
-    if task == "regression":
-        ax.scatter(X_train[:, 0], X_train[:, 1], c=y_train, cmap="viridis", s=18, **point_kw)
+    if task == "regression":  # points coloured on the same scale as the prediction surface
+        ax.scatter(X_train[:, 0], X_train[:, 1], c=y_train, cmap="viridis", norm=filled.norm,
+                   s=18, **point_kw)
     else:
         colors = (
             np.array(["tab:blue", "tab:red"]) if task == "binary"
