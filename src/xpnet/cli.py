@@ -150,6 +150,10 @@ def _emit_json(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
+def _device_name(net: Any) -> str:
+    return "default device" if net.device is None else str(net.device)
+
+
 def _fmt(value: float, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}"
 
@@ -302,7 +306,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 "layer_sizes": list(net.layer_sizes), "activations": list(net.activations),
                 "output": net.output, "loss": net.loss_name, "parameters": net.n_params,
             },
-            "backend": {"name": net.backend, "device": str(net.device), "dtype": net.dtype},
+            "backend": {"name": net.backend, "device": _device_name(net), "dtype": net.dtype},
             "training": {
                 "epochs": history.epochs, "lr": args.lr, "batch_size": args.batch_size,
                 "alpha": args.alpha, "seed": args.seed,
@@ -329,7 +333,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"          {split}, features "
         + ("standardised (training-split statistics)" if scaler else "as given"),
         f"network   {_describe_net(net)}",
-        f"backend   {net.backend} on {net.device}, {net.dtype}",
+        f"backend   {net.backend} on {_device_name(net)}, {net.dtype}",
         f"training  {history.epochs} epochs, {batch}, lr {args.lr:g}, alpha {args.alpha:g}, "
         f"seed {args.seed}",
         f"loss      {_fmt(history.loss[-1])} (last epoch)   train {_fmt(train_scores['loss'])}"
@@ -581,7 +585,7 @@ def _cmd_gradcheck(args: argparse.Namespace) -> int:
         _emit_json({
             "command": "gradcheck", "layer_sizes": list(net.layer_sizes),
             "activations": list(net.activations), "output": net.output,
-            "backend": net.backend, "device": str(net.device), "dtype": net.dtype,
+            "backend": net.backend, "device": _device_name(net), "dtype": net.dtype,
             "rows": args.rows, "eps": eps, "threshold": threshold,
             "parameters": [{"name": r.name, "shape": list(r.shape), "checked": r.checked,
                             "max_rel_error": r.max_rel_error, "max_abs_error": r.max_abs_error}
@@ -590,8 +594,8 @@ def _cmd_gradcheck(args: argparse.Namespace) -> int:
         })
     elif not args.quiet or not passed:
         print(f"gradcheck {_describe_net(net)}")
-        print(f"          on {net.backend} ({net.device}, {net.dtype}), {args.rows} random rows, "
-              f"central differences with eps {eps:g}")
+        print(f"          on {net.backend} ({_device_name(net)}, {net.dtype}), "
+              f"{args.rows} random rows, central differences with eps {eps:g}")
         print(f"{'parameter':<10} {'shape':<12} {'checked':>7}  {'max rel error':>13}  "
               f"{'max abs error':>13}")
         for r in results:

@@ -133,7 +133,10 @@ def save(net: MLP, path: str | os.PathLike[str], **metadata: Any) -> None:
         "loss": net.loss_name,
         "dtype": net.dtype,
         "alpha": net.alpha,
-        "trained_on": {"backend": net.backend, "device": str(net.device)},
+        "trained_on": {
+            "backend": net.backend,
+            "device": "default device" if net.device is None else str(net.device),
+        },
         "metadata": meta,
     }
     _validate_header(header, source="the model to save")  # never write what load refuses
