@@ -461,3 +461,20 @@ def test_progress_bar_only_on_a_terminal():
     code, shown = on_terminal("train", "--epochs", "400", "--json")
     assert code == 0 and "epochs/s" not in shown
     json.loads(shown.replace("\r\n", "\n"))
+
+
+def test_saved_statistics_come_from_the_training_split_only(model, blobs_csv):
+    from xpnet.data import encode_target, load_file, split_indices
+
+    data = load_file(blobs_csv, target="colour")
+    target = encode_target(data.y)
+    train, test = split_indices(data.n_samples, 0.25, 0, stratify=target.y,
+                                labels=target.classes)
+    header = xpnet.io.read_header(model)
+    stats = header["metadata"]["standardize"]
+    np.testing.assert_allclose(stats["mean"], data.X[train].mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(stats["scale"], data.X[train].std(axis=0), rtol=1e-12)
+    assert not np.allclose(stats["mean"], data.X.mean(axis=0), rtol=1e-6)  # not all rows
+    assert header["metadata"]["classes"] == ["blue", "green", "red"]
+    assert header["metadata"]["feature_names"] == ["a", "b", "c"]
+    assert header["metadata"]["split"] == {"test_fraction": 0.25, "seed": 0}
