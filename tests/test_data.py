@@ -185,6 +185,13 @@ def test_bad_npz_and_npy(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"this is not a zip archive")
     with pytest.raises(DataError, match="not a readable .npz"):
         load_file(tmp_path / "junk.npz")
+    np.save(tmp_path / "array.npy", np.zeros((2, 2)))
+    (tmp_path / "array.npz").write_bytes((tmp_path / "array.npy").read_bytes())
+    with pytest.raises(DataError, match="single .npy array"):
+        load_file(tmp_path / "array.npz")
+    (tmp_path / "zipped.npy").write_bytes((tmp_path / "nan.npz").read_bytes())
+    with pytest.raises(DataError, match="is an .npz archive"):
+        load_file(tmp_path / "zipped.npy")
     np.save(tmp_path / "one.npy", np.zeros(5))
     with pytest.raises(DataError, match="2-D"):
         load_file(tmp_path / "one.npy")

@@ -420,7 +420,11 @@ def _check_numeric(array: np.ndarray, what: str) -> np.ndarray:
 
 def _load_npz(path: str, n_features: int | None) -> Dataset:
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        loaded = np.load(path, allow_pickle=False)
+        if not hasattr(loaded, "files"):
+            raise DataError(f"{path!r} holds a single .npy array, not an .npz archive with X "
+                            "and y; rename it to .npy")
+        with loaded as archive:
             keys = set(archive.files)
             if "X" not in keys:
                 raise DataError(
@@ -462,6 +466,10 @@ def _load_npy(path: str, target: str | int | None, n_features: int | None) -> Da
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"{path!r} is not a readable .npy file ({exc})") from None
+    if not isinstance(array, np.ndarray):
+        array.close()
+        raise DataError(f"{path!r} is an .npz archive, not a single .npy array; rename it "
+                        "to .npz")
     if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 1:
         raise DataError(
             f"{path!r} must hold a 2-D array (rows, columns) with the target in one column; "
