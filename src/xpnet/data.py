@@ -31,6 +31,7 @@ __all__ = [
     "GENERATED",
     "Dataset",
     "Standardizer",
+    "Target",
     "encode_labels",
     "encode_target",
     "load_dataset",
