@@ -25,7 +25,8 @@ BACKENDS = [b for b in ("numpy", "torch", "array_api_strict") if b in xpnet.avai
 
 
 def _random_params(rng: np.random.Generator) -> list[np.ndarray]:
-    return [rng.normal(size=(4, 3)), rng.normal(size=3), rng.normal(size=(3, 2)), rng.normal(size=2)]
+    shapes = [(4, 3), (3,), (3, 2), (2,)]
+    return [rng.normal(size=shape) for shape in shapes]
 
 
 OPTIMISERS = {
@@ -70,17 +71,17 @@ def test_updates_match_scikit_learn(name: str, backend: str) -> None:
         theirs.update_params(theirs_params, grads)
         ours.iteration_ends(10 * (step + 1))
         theirs.iteration_ends(10 * (step + 1))
-        for a, b in zip(ours_params, theirs_params):
+        for a, b in zip(ours_params, theirs_params, strict=True):
             # the same operations in the same order: equal to the last bit on NumPy
             rtol = 0 if backend == "numpy" else 1e-13
             np.testing.assert_allclose(xpnet.to_numpy(a), b, rtol=rtol, atol=1e-15)
         assert ours.learning_rate == pytest.approx(theirs.learning_rate, rel=1e-15)
     if isinstance(ours, Adam):
         assert ours.t == theirs.t
-        for a, b in zip(ours.ms + ours.vs, theirs.ms + theirs.vs):
+        for a, b in zip(ours.ms + ours.vs, theirs.ms + theirs.vs, strict=True):
             np.testing.assert_allclose(xpnet.to_numpy(a), b, rtol=1e-13, atol=1e-15)
     elif ours.velocities is not None:
-        for a, b in zip(ours.velocities, theirs.velocities):
+        for a, b in zip(ours.velocities, theirs.velocities, strict=True):
             np.testing.assert_allclose(xpnet.to_numpy(a), b, rtol=1e-13, atol=1e-15)
 
 
@@ -193,7 +194,7 @@ def test_unit_weights_equal_the_unweighted_loss(backend: str) -> None:
     loss_w, grads_w = net._weighted_loss_and_grads(X, Y, ones)
     loss, grads = net._loss_and_grads(X, Y)
     assert float(loss_w) == pytest.approx(float(loss), rel=1e-14)
-    for a, b in zip(grads_w, grads):
+    for a, b in zip(grads_w, grads, strict=True):
         np.testing.assert_allclose(xpnet.to_numpy(a), xpnet.to_numpy(b), rtol=1e-12, atol=1e-15)
 
 
@@ -205,7 +206,7 @@ def test_integer_weights_equal_repeated_rows() -> None:
     loss_w, grads_w = net._weighted_loss_and_grads(*net._check_XY(X, y), w.astype(float))
     loss_r, grads_r = net._loss_and_grads(*net._check_XY(np.repeat(X, w, 0), np.repeat(y, w)))
     assert float(loss_w) == pytest.approx(float(loss_r), rel=1e-13)
-    for a, b in zip(grads_w, grads_r):
+    for a, b in zip(grads_w, grads_r, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
 
 
@@ -272,7 +273,7 @@ def test_training_loop_matches_scikit_learn(case: str, weighted: bool, backend: 
     )
     # scikit-learn clips probabilities in its log-loss; the gradients do not differ
     np.testing.assert_allclose(history.loss, theirs.loss_curve_[1:], rtol=1e-9)
-    for (W, b), W_sk, b_sk in zip(net.params, theirs.coefs_, theirs.intercepts_):
+    for (W, b), W_sk, b_sk in zip(net.params, theirs.coefs_, theirs.intercepts_, strict=True):
         np.testing.assert_allclose(xpnet.to_numpy(W), W_sk, rtol=1e-10, atol=1e-13)
         np.testing.assert_allclose(xpnet.to_numpy(b), b_sk, rtol=1e-10, atol=1e-13)
 
@@ -297,7 +298,7 @@ def test_regression_loop_matches_scikit_learn() -> None:
         optimizer=SGD(0.01, momentum=0.9, nesterov=True),
     )
     np.testing.assert_allclose(history.loss, theirs.loss_curve_[1:], rtol=1e-12)
-    for (W, _), W_sk in zip(net.params, theirs.coefs_):
+    for (W, _), W_sk in zip(net.params, theirs.coefs_, strict=True):
         np.testing.assert_allclose(W, W_sk, rtol=1e-11, atol=1e-14)
 
 
@@ -316,7 +317,7 @@ def test_default_fit_is_unchanged_plain_gradient_descent() -> None:
     assert isinstance(history, History) and history.epochs == 5 and history.seconds > 0
     for _ in range(5):
         b.step(X, y, lr=0.7)
-    for (Wa, ba), (Wb, bb) in zip(a.params, b.params):
+    for (Wa, ba), (Wb, bb) in zip(a.params, b.params, strict=True):
         np.testing.assert_array_equal(Wa, Wb)
         np.testing.assert_array_equal(ba, bb)
     assert history.validation_scores == [] and history.converged is False
@@ -359,7 +360,7 @@ def test_early_stopping_restores_the_best_weights(backend: str) -> None:
     assert len(history.validation_scores) == history.n_iter
     best = int(np.argmax(history.validation_scores))  # first epoch with the best score
     assert history.best_validation_score == max(history.validation_scores)
-    for (W, b), (W_best, b_best) in zip(net.params, snapshots[best]):
+    for (W, b), (W_best, b_best) in zip(net.params, snapshots[best], strict=True):
         np.testing.assert_array_equal(xpnet.to_numpy(W), xpnet.to_numpy(W_best))
         np.testing.assert_array_equal(xpnet.to_numpy(b), xpnet.to_numpy(b_best))
     assert best < history.n_iter - 1  # it really went back

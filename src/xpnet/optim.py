@@ -44,15 +44,13 @@ SCHEDULES = ("constant", "invscaling", "adaptive")
 
 def _check_fraction(name: str, value: Any, one_allowed: bool = False) -> float:
     """A decay rate in ``[0, 1)`` (``[0, 1]`` with ``one_allowed``)."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or not (0.0 <= value <= 1.0 if one_allowed else 0.0 <= value < 1.0)
+    number = float(value) if isinstance(value, numbers.Real) else math.nan
+    if isinstance(value, bool) or not (
+        0.0 <= number <= 1.0 if one_allowed else 0.0 <= number < 1.0
     ):
         interval = "[0, 1]" if one_allowed else "[0, 1)"
         raise ValueError(f"{name} must be a number in {interval}; got {value!r}")
-    return float(value)
+    return number
 
 
 class Optimizer:

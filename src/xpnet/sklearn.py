@@ -130,6 +130,13 @@ class _BaseMLP(BaseEstimator):
     """Shared parameters, validation and the stochastic training driver."""
 
     _is_classifier = False
+    # fitted attributes (annotations only: nothing is set before fit)
+    coefs_: list[Array]
+    intercepts_: list[Array]
+    loss_curve_: list[float]
+    validation_scores_: list[float] | None
+    best_loss_: float | None
+    best_validation_score_: float | None
 
     def __init__(
         self,
@@ -188,7 +195,7 @@ class _BaseMLP(BaseEstimator):
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> list[int]:
-        sizes = self.hidden_layer_sizes
+        sizes: Any = self.hidden_layer_sizes
         if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
             sizes = [sizes]
         try:
@@ -301,9 +308,8 @@ class _BaseMLP(BaseEstimator):
             self._net, self._net_spec, self._net_device = net, spec, device
             reload = True
         if reload:
-            net.set_params(
-                [(to_numpy(W), to_numpy(b)) for W, b in zip(self.coefs_, self.intercepts_)]
-            )
+            pairs = zip(self.coefs_, self.intercepts_, strict=True)
+            net.set_params([(to_numpy(W), to_numpy(b)) for W, b in pairs])
         return net
 
     def _predict_net(self, library: str | None, device: Any) -> MLP:
@@ -338,7 +344,7 @@ class _BaseMLP(BaseEstimator):
         (``sqrt(2 / ...)`` for logistic hidden units)."""
         factor = 2.0 if self.activation == "logistic" else 6.0
         params = []
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
             bound = np.sqrt(factor / (fan_in + fan_out))
             W = random_state.uniform(-bound, bound, (fan_in, fan_out))
             b = random_state.uniform(-bound, bound, fan_out)

@@ -234,7 +234,9 @@ def fit(
 
     X, Y = net._check_XY(X, Y)
     m = X.shape[0]
-    w = None if sample_weight is None else _check_sample_weight(net, sample_weight, m, "sample_weight")
+    w = None
+    if sample_weight is not None:
+        w = _check_sample_weight(net, sample_weight, m, "sample_weight")
     X_val = Y_val = w_val = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
