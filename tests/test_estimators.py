@@ -184,9 +184,11 @@ PARITY_SPLITS = (0, 1, 2, 3, 4)
 PARITY_PARAMS = dict(hidden_layer_sizes=(32,), max_iter=100, alpha=1e-4, learning_rate_init=0.01)
 
 
-def _parity_row(name: str, loader) -> tuple[str, float, float]:
+def _parity_row(name: str, loader) -> tuple[str, float, float, float | None]:
+    """Mean test accuracy of xpnet (NumPy float64), scikit-learn, and xpnet trained on
+    float32 torch tensors (None without torch)."""
     X, y = loader(return_X_y=True)
-    ours_acc, theirs_acc = [], []
+    ours_acc, theirs_acc, torch_acc = [], [], []
     for seed in PARITY_SPLITS:
         X_tr, X_te, y_tr, y_te = train_test_split(
             X, y, test_size=0.25, stratify=y, random_state=seed
@@ -197,9 +199,17 @@ def _parity_row(name: str, loader) -> tuple[str, float, float]:
             warnings.simplefilter("ignore", ConvergenceWarning)
             ours = MLPClassifier(random_state=seed, **PARITY_PARAMS).fit(X_tr, y_tr)
             theirs = SkMLPClassifier(random_state=seed, **PARITY_PARAMS).fit(X_tr, y_tr)
+            if torch is not None:
+                on_torch = MLPClassifier(random_state=seed, **PARITY_PARAMS).fit(
+                    torch.asarray(X_tr, dtype=torch.float32), torch.asarray(y_tr)
+                )
+                torch_acc.append(
+                    on_torch.score(torch.asarray(X_te, dtype=torch.float32), torch.asarray(y_te))
+                )
         ours_acc.append(ours.score(X_te, y_te))
         theirs_acc.append(theirs.score(X_te, y_te))
-    return name, float(np.mean(ours_acc)), float(np.mean(theirs_acc))
+    on_torch_mean = float(np.mean(torch_acc)) if torch_acc else None
+    return name, float(np.mean(ours_acc)), float(np.mean(theirs_acc)), on_torch_mean
 
 
 def test_accuracy_parity_with_scikit_learn() -> None:
@@ -213,11 +223,23 @@ def test_accuracy_parity_with_scikit_learn() -> None:
         f"\naccuracy parity: mean test accuracy over splits {PARITY_SPLITS}, "
         f"standardised, {PARITY_PARAMS}, adam"
     )
-    print(f"{'data set':<14} {'xpnet':>8} {'sklearn':>8} {'diff (pp)':>10}")
-    for name, ours, theirs in rows:
-        print(f"{name:<14} {ours:>8.4f} {theirs:>8.4f} {100 * (ours - theirs):>+10.2f}")
-    for name, ours, theirs in rows:
+    print(
+        f"{'data set':<14} {'sklearn':>8} {'xpnet':>8} {'diff (pp)':>10} "
+        f"{'xpnet torch f32':>16} {'diff (pp)':>10}"
+    )
+    for name, ours, theirs, on_torch in rows:
+        torch_cells = (
+            f"{on_torch:>16.4f} {100 * (on_torch - theirs):>+10.2f}" if on_torch is not None
+            else f"{'(no torch)':>16}"
+        )
+        print(
+            f"{name:<14} {theirs:>8.4f} {ours:>8.4f} {100 * (ours - theirs):>+10.2f} "
+            + torch_cells
+        )
+    for name, ours, theirs, on_torch in rows:
         assert ours >= theirs - 0.005, f"{name}: xpnet {ours:.4f} < sklearn {theirs:.4f} - 0.5pp"
+        if on_torch is not None:
+            assert on_torch >= theirs - 0.005, f"{name}: xpnet on torch float32 {on_torch:.4f}"
 
 
 # ---------------------------------------------------------------------- array API dispatch
