@@ -166,6 +166,21 @@ def test_same_trajectory_as_scikit_learn(name: str) -> None:
         assert ours.out_activation_ == theirs.out_activation_
 
 
+def test_shared_random_state_instance_continues_like_scikit_learn() -> None:
+    """A RandomState instance is consumed across fits exactly as scikit-learn consumes it
+    (initial weights, then one shuffle per epoch even when the batch is the whole set)."""
+    X, y = _data("binary", n=50)
+    ours_rs, theirs_rs = np.random.RandomState(5), np.random.RandomState(5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(3):
+            ours = MLPClassifier((4,), max_iter=4, batch_size=50, random_state=ours_rs).fit(X, y)
+            theirs = SkMLPClassifier((4,), max_iter=4, batch_size=50, random_state=theirs_rs)
+            theirs.fit(X, y)
+            np.testing.assert_allclose(ours.coefs_[0], theirs.coefs_[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(ours_rs.randint(0, 1000, 5), theirs_rs.randint(0, 1000, 5))
+
+
 def test_partial_fit_follows_scikit_learn() -> None:
     X, y = _data("multiclass")
     ours = MLPClassifier((6,), solver="sgd", learning_rate_init=0.1, random_state=0)

@@ -472,6 +472,12 @@ class _BaseMLP(BaseEstimator):
                 f"large values and need to be preprocessed. ({exc})"
             ) from None
 
+        if self.shuffle and batch_size >= m:
+            # the loop skips shuffling a full batch (the gradient does not depend on the
+            # order); draw the shuffles scikit-learn draws so a shared RandomState
+            # instance continues exactly as it would there
+            for _ in range(history.n_iter):
+                random_state.permutation(m)
         self.n_iter_ = history.n_iter
         self.t_ = history.samples_seen
         self.loss_curve_ = list(history.loss)
@@ -538,7 +544,7 @@ class _BaseMLP(BaseEstimator):
 
     def __getstate__(self) -> dict[str, Any]:
         # The network holds a module (the namespace) and is rebuilt from coefs_ on demand.
-        state = self.__dict__.copy()
+        state = dict(super().__getstate__())
         state.pop("_net", None)
         return state
 
