@@ -507,3 +507,17 @@ def test_estimators_are_reexported_lazily() -> None:
     assert xpnet.MLPRegressor is module.MLPRegressor
     with pytest.raises(AttributeError, match="no attribute 'MLPRanker'"):
         xpnet.MLPRanker  # noqa: B018
+
+
+def test_verbose_prints_scikit_learn_style_progress(capsys: pytest.CaptureFixture) -> None:
+    X, y = _data("binary", n=60)
+    est = MLPClassifier(
+        (4,), solver="sgd", learning_rate="adaptive", tol=0.5, n_iter_no_change=1,
+        max_iter=4, verbose=True, random_state=0, early_stopping=True,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+    out = capsys.readouterr().out
+    assert "Iteration 1, loss = " in out and "Validation score: " in out
+    assert "did not improve more than tol=0.500000 for 1 consecutive epochs. Setting" in out

@@ -281,6 +281,8 @@ class _BaseMLP(BaseEstimator):
                 "Reshape your data with X.reshape(-1, 1) for a single feature."
             )
         validate_data(self, X, reset=reset, skip_check_array=True)
+        if library == "torch":
+            X = X.detach()  # the hand-written backward pass needs no autograd graph
         return X, library, _device_arg(X, library), self._dtype_name(X.dtype)
 
     # ------------------------------------------------------------------ the network

@@ -324,18 +324,19 @@ def fit(
             callback(epoch, epoch_loss)
 
         if n_iter_no_change is not None and history.no_improvement_count > n_iter_no_change:
+            what = "Validation score" if early_stopping else "Training loss"
+            message = (
+                f"{what} did not improve more than tol={tol:f} for {n_iter_no_change} "
+                "consecutive epochs."
+            )
             if opt.trigger_stopping():
                 history.converged = True
                 if verbose:
-                    what = "Validation score" if early_stopping else "Training loss"
-                    print(
-                        f"{what} did not improve more than tol={tol:f} for "
-                        f"{n_iter_no_change} consecutive epochs. Stopping."
-                    )
+                    print(f"{message} Stopping.")
                 break
             history.no_improvement_count = 0
             if verbose:
-                print(f"Setting learning rate to {opt.learning_rate:f}")
+                print(f"{message} Setting learning rate to {opt.learning_rate:f}")
     if early_stopping and history.best_params is not None:
         net._params = [xp.asarray(p, copy=True) for p in history.best_params]
     backend.synchronize()
