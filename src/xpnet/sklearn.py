@@ -304,7 +304,11 @@ class _BaseMLP(BaseEstimator):
         ``reload`` (the fitted attributes are the source of truth for warm starts)."""
         net = getattr(self, "_net", None)
         spec = (backend, str(device), dtype)
-        if net is None or getattr(self, "_net_spec", None) != spec or net.alpha != self.alpha:
+        # set_params between warm-started fits may change alpha or the activation
+        stale = net is None or net.alpha != self.alpha or any(
+            name != _ACTIVATIONS[self.activation] for name in net.activations
+        )
+        if stale or getattr(self, "_net_spec", None) != spec:
             sizes = [int(self.coefs_[0].shape[0])] + [int(c.shape[1]) for c in self.coefs_]
             net = self._make_net(sizes, backend, device, dtype)
             self._net, self._net_spec, self._net_device = net, spec, device
@@ -360,6 +364,8 @@ class _BaseMLP(BaseEstimator):
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
             )
         hidden = self._check_params()
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, library, device, dtype = self._validate_X(X, reset=first_pass)
         y = _host(y)
@@ -390,7 +396,7 @@ class _BaseMLP(BaseEstimator):
             )
             self.t_ = 0
         else:
-            expected = [self.coefs_[0].shape[0]] + [int(c.shape[1]) for c in self.coefs_]
+            expected = [int(self.coefs_[0].shape[0])] + [int(c.shape[1]) for c in self.coefs_]
             if sizes != expected:
                 raise ValueError(
                     f"The network has layer sizes {expected} but this call implies {sizes}; "
@@ -411,8 +417,6 @@ class _BaseMLP(BaseEstimator):
         w_dev = None if sample_weight is None else net.array_backend.asarray(
             sample_weight, dtype=net._dtype
         )
-        if self.early_stopping and incremental:
-            raise ValueError("partial_fit does not support early_stopping=True")
         validation_data = None
         if self.early_stopping:
             # don't stratify multi-output (multi-class one-hot, multi-label) targets
