@@ -302,13 +302,13 @@ class _BaseMLP(BaseEstimator):
         """The network on ``backend``/``device``/``dtype``; rebuilt from ``coefs_`` when it
         is missing (after unpickling) or lives elsewhere, reloaded from ``coefs_`` when
         ``reload`` (the fitted attributes are the source of truth for warm starts)."""
-        net = getattr(self, "_net", None)
+        net: MLP | None = getattr(self, "_net", None)
         spec = (backend, str(device), dtype)
         # set_params between warm-started fits may change alpha or the activation
         stale = net is None or net.alpha != self.alpha or any(
             name != _ACTIVATIONS[self.activation] for name in net.activations
         )
-        if stale or getattr(self, "_net_spec", None) != spec:
+        if net is None or stale or getattr(self, "_net_spec", None) != spec:
             sizes = [int(self.coefs_[0].shape[0])] + [int(c.shape[1]) for c in self.coefs_]
             net = self._make_net(sizes, backend, device, dtype)
             self._net, self._net_spec, self._net_device = net, spec, device
