@@ -14,12 +14,27 @@ from .train import History
 
 __version__ = "0.1.0"
 
+_SKLEARN_ESTIMATORS = ("MLPClassifier", "MLPRegressor")
+
+
+def __getattr__(name: str) -> object:
+    # The scikit-learn estimators import scikit-learn (an optional dependency), so they
+    # are loaded on first use: ``xpnet.MLPClassifier`` is ``xpnet.sklearn.MLPClassifier``.
+    if name in _SKLEARN_ESTIMATORS:
+        from . import sklearn as _sklearn
+
+        return getattr(_sklearn, name)
+    raise AttributeError(f"module 'xpnet' has no attribute {name!r}")
+
+
 __all__ = [
     "BACKEND_NAMES",
     "Backend",
     "BackendUnavailableError",
     "History",
     "MLP",
+    "MLPClassifier",
+    "MLPRegressor",
     "__version__",
     "available_backends",
     "get_backend",

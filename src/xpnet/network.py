@@ -339,6 +339,7 @@ class MLP:
         batch_size: int | None = None,
         shuffle: bool = True,
         callback: Any = None,
+        **options: Any,
     ) -> Any:
         """Train by gradient descent; returns a :class:`xpnet.train.History`.
 
@@ -346,12 +347,14 @@ class MLP:
         reshuffled every epoch (``shuffle=True``) by a generator seeded from ``seed``.
         ``history.loss[e]`` is the mean loss over epoch ``e`` (each batch's loss before its
         update, weighted by its size). ``callback(epoch, loss)`` is called after each epoch.
+        ``options`` are the optimiser and training controls of :func:`xpnet.train.fit`
+        (``optimizer``, ``sample_weight``, ``early_stopping``, ``tol``, ...).
         """
         from .train import fit
 
         return fit(
             self, X, Y, epochs=epochs, lr=lr, batch_size=batch_size, shuffle=shuffle,
-            callback=callback,
+            callback=callback, **options,
         )
 
     def predict_proba(self, X: Any) -> Array:
@@ -370,3 +373,66 @@ class MLP:
         if task == "binary":
             A = xp.astype(A >= 0.5, xp.int64)
         return A[:, 0] if A.shape[1] == 1 else A
+
+    # ------------------------------------------------------------------ sample weights
+    # A separate path so that the unweighted one above stays exactly as it is (and as
+    # fast). With per-row weights w_i >= 0 and S = Σ_i w_i the loss is the weighted mean
+    #
+    #     L_w = (1/S) Σ_i w_i ℓ_i  +  alpha/(2S) Σ‖W‖²          (scikit-learn's definition)
+    #
+    # where ℓ_i is row i's loss summed over the outputs. Only (BP1) changes, row by row:
+    #
+    #     (BP1w) dZ_L = w ⊙ (A_L − Y) / S      (w as a column, broadcast over the outputs)
+    #
+    # and the L2 gradient becomes alpha·W/S; (BP2)-(BP4) are unchanged. With all w_i = 1,
+    # S = m and this is the unweighted loss exactly.
+    def _weighted_loss(self, Z_out: Array, A_out: Array, Y: Array, w: Array, S: Array) -> Array:
+        xp = self.xp
+        task = self._output.task
+        if task == "binary":  # Σ_j softplus(z_ij) − y_ij z_ij
+            abs_z = xp.abs(Z_out)
+            terms = (Z_out + abs_z) * 0.5 + xp.log1p(xp.exp(-abs_z)) - Y * Z_out
+        elif task == "multiclass":  # Σ_j y_ij (logsumexp(z_i) − z_ij)
+            z_max = xp.max(Z_out, axis=1, keepdims=True)
+            lse = z_max + xp.log(xp.sum(xp.exp(Z_out - z_max), axis=1, keepdims=True))
+            terms = Y * (lse - Z_out)
+        else:  # ½ Σ_j (a_ij − y_ij)²
+            diff = A_out - Y
+            terms = 0.5 * (diff * diff)
+        loss = xp.sum(xp.sum(terms, axis=1) * w) / S
+        if self.alpha:
+            penalty = sum(xp.sum(W * W) for W in self._params[0::2])
+            loss = loss + (self.alpha / 2) * penalty / S
+        return loss
+
+    def _weighted_loss_and_grads(
+        self, X: Array, Y: Array, sample_weight: Array
+    ) -> tuple[Array, list[Array]]:
+        """Like :meth:`_loss_and_grads` for the weighted loss; ``sample_weight``: ``(m,)``
+        non-negative, on the backend in the network's dtype (checked by the caller).
+
+        A batch whose weights are all zero has loss 0 and zero gradients (S is taken as 1).
+        """
+        xp = self.xp
+        params = self._params
+        w = sample_weight
+        S = xp.sum(w)
+        S = S + xp.astype(S == 0, S.dtype)  # no host sync to guard an all-zero batch
+        cache, Z_out, A_out = self._forward(X)
+        loss = self._weighted_loss(Z_out, A_out, Y, w, S)
+        grads: list[Array] = [None] * len(params)
+        dZ = (A_out - Y) * (xp.reshape(w, (-1, 1)) / S)  # (BP1w)
+        for layer in range(self.n_layers - 1, -1, -1):
+            A_prev = cache[layer]
+            W = params[2 * layer]
+            dW = A_prev.T @ dZ  # (BP3)
+            if self.alpha:
+                dW = dW + (self.alpha / S) * W
+            grads[2 * layer] = dW
+            grads[2 * layer + 1] = xp.sum(dZ, axis=0)  # (BP4)
+            if layer:
+                dZ = dZ @ W.T  # (BP2)
+                derivative = self._hidden[layer - 1].derivative
+                if derivative is not None:
+                    dZ = dZ * derivative(xp, A_prev)
+        return loss, grads

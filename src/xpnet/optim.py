@@ -2,29 +2,252 @@
 
 ``params`` and ``grads`` are lists of the same length (``[W1, b1, W2, b2, ...]``).
 Updates are in place where the backend allows it (``p -= ...`` mutates NumPy, CuPy and
-torch arrays) and rebind the list entry, so immutable backends work too.
+torch arrays) and rebind the list entry, so immutable backends work too. The optimiser
+state (velocities, moments) is created on the first update with ``xp.zeros_like`` of the
+parameters, so it lives on the parameters' device and never leaves it; only the scalar
+learning rate is a Python float.
+
+The update definitions follow scikit-learn's ``sklearn/neural_network/_stochastic_optimizers.py``
+operation for operation, so both give the same numbers from the same weights and gradients:
+
+=========  ===============================================================================
+SGD        ``v ← μ·v − η·g``;  ``p ← p + v``  (Nesterov: ``p ← p + (μ·v − η·g)`` with the
+           new ``v``);  with ``μ = 0`` this is plain gradient descent ``p ← p − η·g``
+Adam       ``t ← t + 1``;  ``m ← β₁·m + (1 − β₁)·g``;  ``s ← β₂·s + (1 − β₂)·g²``;
+           ``η_t = η₀·√(1 − β₂ᵗ) / (1 − β₁ᵗ)`` (bias correction);  ``p ← p − η_t·m / (√s + ε)``
+=========  ===============================================================================
+
+Learning-rate schedules (SGD only, as in scikit-learn; Adam adapts its own steps):
+
+- ``constant``: ``η = η₀`` throughout.
+- ``invscaling``: at the end of each epoch ``η = η₀ / (t + 1)^power_t`` with ``t`` the
+  number of training samples seen so far.
+- ``adaptive``: ``η = η₀`` while training improves; each time the training loop finds no
+  improvement by ``tol`` for ``n_iter_no_change`` epochs it calls :meth:`trigger_stopping`,
+  which divides ``η`` by 5 instead of stopping, until ``η ≤ 1e-6``.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
-from ._validation import check_positive_float
+from ._validation import check_nonnegative_float, check_positive_float
 
-__all__ = ["SGD"]
+__all__ = ["SCHEDULES", "Adam", "Optimizer", "SGD", "get_optimizer"]
 
 Array = Any
 
+SCHEDULES = ("constant", "invscaling", "adaptive")
 
-class SGD:
-    """Plain gradient descent: ``p ← p − lr · dp``."""
 
-    def __init__(self, lr: float = 0.1) -> None:
-        self.lr = check_positive_float("lr", lr)
+def _check_fraction(name: str, value: Any, one_allowed: bool = False) -> float:
+    """A decay rate in ``[0, 1)`` (``[0, 1]`` with ``one_allowed``)."""
+    number = float(value) if isinstance(value, numbers.Real) else math.nan
+    if isinstance(value, bool) or not (
+        0.0 <= number <= 1.0 if one_allowed else 0.0 <= number < 1.0
+    ):
+        interval = "[0, 1]" if one_allowed else "[0, 1)"
+        raise ValueError(f"{name} must be a number in {interval}; got {value!r}")
+    return number
+
+
+class Optimizer:
+    """Base class: holds the current learning rate and the end-of-epoch hooks.
+
+    Subclasses implement :meth:`update`. ``learning_rate_init`` is the rate given at
+    construction; ``learning_rate`` is the current one (changed by the schedules).
+    """
+
+    def __init__(self, lr: float) -> None:
+        self.learning_rate_init = check_positive_float("lr", lr)
+        self.learning_rate = self.learning_rate_init
+
+    @property
+    def lr(self) -> float:
+        """The current learning rate (alias of ``learning_rate``)."""
+        return self.learning_rate
+
+    def update(self, params: list[Array], grads: list[Array]) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def iteration_ends(self, time_step: int) -> None:
+        """Called by the training loop after each epoch; ``time_step``: samples seen."""
+
+    def trigger_stopping(self) -> bool:
+        """The loop found no improvement: return True to stop (the default)."""
+        return True
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, optionally with (Nesterov) momentum and a schedule.
+
+    ``SGD(lr)`` is plain gradient descent ``p ← p − lr·dp`` and keeps no state.
+
+    Parameters
+    ----------
+    lr : float, default 0.1
+        Initial learning rate ``η₀``.
+    momentum : float in [0, 1], default 0.0
+        Momentum ``μ``; 0 turns momentum off.
+    nesterov : bool, default False
+        Use Nesterov's momentum (only meaningful with ``momentum > 0``).
+    schedule : {"constant", "invscaling", "adaptive"}, default "constant"
+        Learning-rate schedule (see the module docs).
+    power_t : float, default 0.5
+        Exponent of the ``invscaling`` schedule.
+    """
+
+    def __init__(
+        self,
+        lr: float = 0.1,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        schedule: str = "constant",
+        power_t: float = 0.5,
+    ) -> None:
+        super().__init__(lr)
+        self.momentum = _check_fraction("momentum", momentum, one_allowed=True)
+        if not isinstance(nesterov, bool):
+            raise TypeError(f"nesterov must be True or False; got {nesterov!r}")
+        self.nesterov = nesterov
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
+        self.schedule = schedule
+        self.power_t = check_nonnegative_float("power_t", power_t)
+        self.velocities: list[Array] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"SGD(lr={self.learning_rate_init!r}, momentum={self.momentum!r}, "
+            f"nesterov={self.nesterov!r}, schedule={self.schedule!r}, power_t={self.power_t!r})"
+        )
 
     def update(self, params: list[Array], grads: list[Array]) -> None:
-        lr = self.lr
+        lr = self.learning_rate
+        momentum = self.momentum
+        if momentum == 0.0:
+            for i, grad in enumerate(grads):
+                p = params[i]
+                p -= lr * grad
+                params[i] = p
+            return
+        if self.velocities is None:
+            self.velocities = [_zeros_like(p) for p in params]
+        velocities = self.velocities
         for i, grad in enumerate(grads):
+            step = lr * grad
+            v = velocities[i]
+            v *= momentum  # v ← μ·v − η·g, rounded exactly as scikit-learn's expression
+            v -= step
+            velocities[i] = v
             p = params[i]
-            p -= lr * grad
+            if self.nesterov:
+                p += momentum * v - step  # the look-ahead step with the new velocity
+            else:
+                p += v
             params[i] = p
+
+    def iteration_ends(self, time_step: int) -> None:
+        if self.schedule == "invscaling":
+            self.learning_rate = self.learning_rate_init / (time_step + 1) ** self.power_t
+
+    def trigger_stopping(self) -> bool:
+        if self.schedule != "adaptive":
+            return True
+        if self.learning_rate <= 1e-6:
+            return True
+        self.learning_rate /= 5.0
+        return False
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2014) with bias correction, as in scikit-learn.
+
+    Parameters
+    ----------
+    lr : float, default 0.001
+        Step size ``η₀``.
+    beta_1, beta_2 : float in [0, 1), default 0.9 and 0.999
+        Decay rates of the first and second moment estimates.
+    epsilon : float, default 1e-8
+        Added to ``√s`` for numerical stability.
+    """
+
+    def __init__(
+        self,
+        lr: float = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+    ) -> None:
+        super().__init__(lr)
+        self.beta_1 = _check_fraction("beta_1", beta_1)
+        self.beta_2 = _check_fraction("beta_2", beta_2)
+        self.epsilon = check_positive_float("epsilon", epsilon)
+        self.t = 0
+        self.ms: list[Array] | None = None
+        self.vs: list[Array] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Adam(lr={self.learning_rate_init!r}, beta_1={self.beta_1!r}, "
+            f"beta_2={self.beta_2!r}, epsilon={self.epsilon!r})"
+        )
+
+    def update(self, params: list[Array], grads: list[Array]) -> None:
+        if self.ms is None or self.vs is None:
+            self.ms = [_zeros_like(p) for p in params]
+            self.vs = [_zeros_like(p) for p in params]
+        beta_1, beta_2, epsilon = self.beta_1, self.beta_2, self.epsilon
+        self.t += 1
+        t = self.t
+        # Bias correction folded into the step size (host arithmetic on Python floats).
+        lr = self.learning_rate_init * math.sqrt(1 - beta_2**t) / (1 - beta_1**t)
+        self.learning_rate = lr
+        xp = _namespace(params[0])
+        ms, vs = self.ms, self.vs
+        for i, grad in enumerate(grads):
+            m = ms[i]
+            m *= beta_1  # m ← β₁·m + (1 − β₁)·g
+            m += (1 - beta_1) * grad
+            ms[i] = m
+            s = vs[i]
+            s *= beta_2  # s ← β₂·s + (1 − β₂)·g²
+            s += (1 - beta_2) * (grad * grad)
+            vs[i] = s
+            p = params[i]
+            p += -lr * m / (xp.sqrt(s) + epsilon)
+            params[i] = p
+
+
+def _namespace(array: Array) -> Any:
+    from array_api_compat import array_namespace
+
+    return array_namespace(array)
+
+
+def _zeros_like(array: Array) -> Array:
+    """Zeros with the array's shape, dtype and device (state stays on the device)."""
+    return _namespace(array).zeros_like(array)
+
+
+def get_optimizer(
+    name: str | Optimizer,
+    lr: float,
+    **options: Any,
+) -> Optimizer:
+    """Build an optimiser by name (``"sgd"`` or ``"adam"``); an instance is returned as is.
+
+    ``options`` are the keyword arguments of :class:`SGD` or :class:`Adam`.
+    """
+    if isinstance(name, Optimizer):
+        if options:
+            raise ValueError("options can only be given with an optimiser name, not an instance")
+        return name
+    if name == "sgd":
+        return SGD(lr, **options)
+    if name == "adam":
+        return Adam(lr, **options)
+    raise ValueError(f"optimizer must be 'sgd', 'adam' or an Optimizer instance; got {name!r}")

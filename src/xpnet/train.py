@@ -1,14 +1,27 @@
-"""The training loop: epochs, mini-batches, shuffling and the loss history.
+"""The training loop: epochs, mini-batches, shuffling, the loss history and stopping rules.
 
 It never computes a gradient itself; it asks the network for loss and gradients and
 the optimiser for the update. Data are checked and moved to the device once per fit,
 batches are slices of a device-resident (shuffled) copy, and the loss is read back to
-the host once per epoch.
+the host once per epoch (plus one validation score per epoch with early stopping).
+
+The stopping rules are scikit-learn's (``MLPClassifier``/``MLPRegressor`` with the
+``sgd``/``adam`` solvers), so the estimators in :mod:`xpnet.sklearn` behave the same:
+
+- without early stopping, an epoch *does not improve* when its training loss is above
+  ``best_loss - tol``; with early stopping, when its validation score is below
+  ``best_score + tol``;
+- after more than ``n_iter_no_change`` such epochs in a row the optimiser is asked
+  (:meth:`xpnet.optim.Optimizer.trigger_stopping`): it stops training, or, for the
+  ``adaptive`` schedule, divides the learning rate by 5 and training goes on;
+- with early stopping the weights of the epoch with the best validation score are
+  restored at the end.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import time
 import warnings
 from collections.abc import Callable
@@ -16,32 +29,134 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import _validation as v
-from .optim import SGD
+from .optim import SGD, Optimizer, get_optimizer
 
 if TYPE_CHECKING:
     from .network import MLP
 
-__all__ = ["History", "fit"]
+__all__ = ["History", "fit", "validation_score"]
+
+Array = Any
 
 
 @dataclass
 class History:
-    """What a call to ``fit`` measured.
+    """What calls to ``fit`` measured.
 
     Attributes
     ----------
     loss : list of float
         Mean training loss of each epoch.
     seconds : float
-        Wall time of the whole fit, device work included (the backend is synchronised).
+        Wall time of the fit(s), device work included (the backend is synchronised).
+    validation_scores : list of float
+        With early stopping: the validation score after each epoch (accuracy for
+        sigmoid/softmax outputs, R² for identity outputs, weighted when the validation
+        rows have weights). Empty otherwise.
+    best_loss : float
+        Lowest epoch loss seen (``inf`` before the first epoch).
+    best_validation_score : float
+        Highest validation score seen (``-inf`` without early stopping).
+    n_iter : int
+        Epochs run by the latest call to ``fit``.
+    samples_seen : int
+        Training rows processed over all calls (the ``t`` of the ``invscaling`` schedule).
+    converged : bool
+        Whether the latest call stopped on ``tol``/``n_iter_no_change`` rather than
+        after ``epochs``.
+    no_improvement_count : int
+        Epochs in a row without improvement at the end of the latest call.
+
+    Pass a History back as ``fit(..., history=h)`` to continue training where it left
+    off (the counters, best values and best weights carry over, as with scikit-learn's
+    ``warm_start``/``partial_fit``).
     """
 
     loss: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    validation_scores: list[float] = field(default_factory=list)
+    best_loss: float = math.inf
+    best_validation_score: float = -math.inf
+    n_iter: int = 0
+    samples_seen: int = 0
+    converged: bool = False
+    no_improvement_count: int = 0
+    best_params: list[Array] | None = field(default=None, repr=False, compare=False)
 
     @property
     def epochs(self) -> int:
         return len(self.loss)
+
+
+def _check_sample_weight(net: MLP, sample_weight: Any, m: int, name: str) -> Array:
+    xp = net.xp
+    w = v.to_backend(net.array_backend, sample_weight, name)
+    if w.ndim != 1 or w.shape[0] != m:
+        raise ValueError(f"{name} must have shape ({m},), one weight per row; got {tuple(w.shape)}")
+    w = xp.astype(w, net._dtype)
+    if not v.all_finite(xp, w):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if bool(xp.any(w < 0)):
+        raise ValueError(f"{name} must be non-negative")
+    return w
+
+
+def validation_score(net: MLP, X: Array, Y: Array, sample_weight: Array | None = None) -> Array:
+    """Score of ``net`` on checked arrays, as a 0-d backend array (higher is better).
+
+    Accuracy for sigmoid outputs (a row counts when every output is on the right side of
+    0.5, i.e. subset accuracy for multi-label) and softmax outputs (arg-max), R² averaged
+    over the outputs for identity outputs (1 for a constant target predicted exactly, 0
+    otherwise) — scikit-learn's ``accuracy_score``/``r2_score``. ``sample_weight``
+    weights the rows.
+    """
+    xp = net.xp
+    A = net._forward(X)[2]
+    task = net._output.task
+    if task == "regression":
+        if sample_weight is None:
+            mean = xp.mean(Y, axis=0)
+            num = xp.sum((Y - A) ** 2, axis=0)
+            den = xp.sum((Y - mean) ** 2, axis=0)
+        else:
+            w = xp.reshape(sample_weight, (-1, 1))
+            mean = xp.sum(w * Y, axis=0) / xp.sum(sample_weight)
+            num = xp.sum(w * (Y - A) ** 2, axis=0)
+            den = xp.sum(w * (Y - mean) ** 2, axis=0)
+        safe = den + xp.astype(den == 0, den.dtype)
+        r2 = xp.where(den == 0, xp.astype(num == 0, den.dtype), 1.0 - num / safe)
+        return xp.mean(r2)
+    if task == "multiclass":
+        correct = xp.argmax(A, axis=1) == xp.argmax(Y, axis=1)
+    else:
+        correct = xp.all((A > 0.5) == (Y > 0.5), axis=1)
+    correct = xp.astype(correct, A.dtype)
+    if sample_weight is None:
+        return xp.mean(correct)
+    return xp.sum(correct * sample_weight) / xp.sum(sample_weight)
+
+
+def _validation_split(
+    net: MLP, X: Array, Y: Array, w: Array | None, fraction: float, rng: Any
+) -> tuple[Array, ...]:
+    """Random ``fraction`` of the rows (rounded up, as scikit-learn) held out."""
+    m = X.shape[0]
+    n_val = math.ceil(fraction * m)
+    if n_val < 2 or m - n_val < 1:
+        raise ValueError(
+            f"validation_fraction={fraction} of {m} rows leaves {n_val} validation and "
+            f"{m - n_val} training rows; need at least 2 and 1. Increase "
+            "validation_fraction or the size of your data set."
+        )
+    order = rng.permutation(m)
+    xp = net.xp
+    train_idx = net.array_backend.asarray(order[n_val:])
+    val_idx = net.array_backend.asarray(order[:n_val])
+    parts = [xp.take(X, train_idx, axis=0), xp.take(Y, train_idx, axis=0)]
+    parts += [None if w is None else xp.take(w, train_idx, axis=0)]
+    parts += [xp.take(X, val_idx, axis=0), xp.take(Y, val_idx, axis=0)]
+    parts += [None if w is None else xp.take(w, val_idx, axis=0)]
+    return tuple(parts)
 
 
 def fit(
@@ -53,16 +168,91 @@ def fit(
     batch_size: int | None = None,
     shuffle: bool = True,
     callback: Callable[[int, float], Any] | None = None,
+    *,
+    optimizer: str | Optimizer | None = None,
+    sample_weight: Any = None,
+    early_stopping: bool = False,
+    validation_fraction: float = 0.1,
+    validation_data: tuple[Any, ...] | None = None,
+    tol: float = 1e-4,
+    n_iter_no_change: int | None = None,
+    rng: Any = None,
+    history: History | None = None,
+    verbose: bool = False,
 ) -> History:
-    """Train ``net`` on ``(X, Y)``; see :meth:`xpnet.MLP.fit`."""
+    """Train ``net`` on ``(X, Y)``; see :meth:`xpnet.MLP.fit` for the first arguments.
+
+    Parameters
+    ----------
+    optimizer : None, "sgd", "adam" or an :class:`xpnet.optim.Optimizer`
+        ``None`` (default) is plain gradient descent with learning rate ``lr``; a name
+        builds that optimiser with ``lr``; an instance is used as it is (its own
+        learning rate, schedule and state; ``lr`` is ignored), so passing the same
+        instance to several calls continues its momentum/moments.
+    sample_weight : array of shape (m,), optional
+        Non-negative row weights: the loss becomes ``Σ w_i ℓ_i / Σ w_i`` (+ L2 term
+        ``alpha/(2 Σw) Σ‖W‖²``) per batch, as in scikit-learn.
+    early_stopping : bool, default False
+        Hold out a random ``validation_fraction`` of the rows (or use
+        ``validation_data``), score it after each epoch, stop when it has not improved by
+        ``tol`` for more than ``n_iter_no_change`` epochs, and restore the best weights.
+    validation_data : (X_val, Y_val) or (X_val, Y_val, w_val), optional
+        Explicit validation rows; implies early stopping.
+    tol : float, default 1e-4
+        Improvement that counts (loss decrease, or validation score increase).
+    n_iter_no_change : int or None
+        Epochs without improvement tolerated. ``None``: 10 with early stopping, and no
+        stopping on the training loss otherwise (the loop runs all ``epochs``).
+    rng : object with ``permutation(m)``, optional
+        Source of the per-epoch shuffles and of the validation split (default: the
+        network's generator, seeded from its ``seed``).
+    history : History, optional
+        Continue this history (see :class:`History`); it is updated and returned.
+    verbose : bool, default False
+        Print the loss (and validation score) of each epoch.
+    """
     epochs = v.check_positive_int("epochs", epochs)
-    optimizer = SGD(lr)
+    opt: Optimizer = SGD(lr) if optimizer is None else get_optimizer(optimizer, lr)
     if batch_size is not None:
         batch_size = v.check_positive_int("batch_size", batch_size)
     if not isinstance(shuffle, bool):
         raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
+    if not isinstance(early_stopping, bool):
+        raise TypeError(f"early_stopping must be True or False; got {early_stopping!r}")
+    tol = v.check_nonnegative_float("tol", tol)
+    if n_iter_no_change is not None:
+        n_iter_no_change = v.check_positive_int("n_iter_no_change", n_iter_no_change)
+    if (
+        isinstance(validation_fraction, bool)
+        or not isinstance(validation_fraction, numbers.Real)
+        or not 0.0 < validation_fraction < 1.0
+    ):
+        raise ValueError(
+            f"validation_fraction must be a number in (0, 1); got {validation_fraction!r}"
+        )
+    rng = net._shuffle_rng if rng is None else rng
+
     X, Y = net._check_XY(X, Y)
     m = X.shape[0]
+    w = None
+    if sample_weight is not None:
+        w = _check_sample_weight(net, sample_weight, m, "sample_weight")
+    X_val = Y_val = w_val = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data must be (X_val, Y_val) or (X_val, Y_val, w_val)")
+        X_val, Y_val = net._check_XY(*validation_data[:2])
+        if len(validation_data) == 3 and validation_data[2] is not None:
+            w_val = _check_sample_weight(
+                net, validation_data[2], X_val.shape[0], "validation_data weights"
+            )
+        early_stopping = True
+    elif early_stopping:
+        X, Y, w, X_val, Y_val, w_val = _validation_split(net, X, Y, w, validation_fraction, rng)
+        m = X.shape[0]
+    if early_stopping and n_iter_no_change is None:
+        n_iter_no_change = 10
+
     if batch_size is None:
         batch_size = m
     elif batch_size > m:
@@ -76,31 +266,79 @@ def fit(
 
     backend = net.array_backend
     xp = net.xp
-    history = History()
+    if history is None:
+        history = History()
+    history.n_iter = 0
+    history.converged = False
     start = time.perf_counter()
     for epoch in range(epochs):
         if shuffle and batch_size < m:
             # Full-batch gradients do not depend on row order, so only mini-batches shuffle.
-            order = backend.asarray(net._shuffle_rng.permutation(m))
+            order = backend.asarray(rng.permutation(m))
             X_epoch, Y_epoch = xp.take(X, order, axis=0), xp.take(Y, order, axis=0)
+            w_epoch = None if w is None else xp.take(w, order, axis=0)
         else:
-            X_epoch, Y_epoch = X, Y
+            X_epoch, Y_epoch, w_epoch = X, Y, w
         total: Any = None
         for first in range(0, m, batch_size):
             last = min(first + batch_size, m)
-            loss, grads = net._loss_and_grads(X_epoch[first:last, ...], Y_epoch[first:last, ...])
-            optimizer.update(net._params, grads)
+            if w_epoch is None:
+                loss, grads = net._loss_and_grads(
+                    X_epoch[first:last, ...], Y_epoch[first:last, ...]
+                )
+            else:
+                loss, grads = net._weighted_loss_and_grads(
+                    X_epoch[first:last, ...], Y_epoch[first:last, ...], w_epoch[first:last]
+                )
+            opt.update(net._params, grads)
             weighted = loss * (last - first)
             total = weighted if total is None else total + weighted
         epoch_loss = float(total) / m  # the one host read-back of the epoch
         if not math.isfinite(epoch_loss):
             raise FloatingPointError(
                 f"training diverged at epoch {epoch + 1}: loss is {epoch_loss}; "
-                f"try a smaller lr (got {optimizer.lr})"
+                f"try a smaller lr (got {opt.lr})"
             )
         history.loss.append(epoch_loss)
+        history.n_iter += 1
+        history.samples_seen += m
+        if verbose:
+            print(f"Iteration {len(history.loss)}, loss = {epoch_loss:.8f}")
+
+        improved = True
+        if early_stopping:
+            score = float(validation_score(net, X_val, Y_val, w_val))
+            history.validation_scores.append(score)
+            if verbose:
+                print(f"Validation score: {score:f}")
+            improved = not score < history.best_validation_score + tol
+            if score > history.best_validation_score:
+                history.best_validation_score = score
+                history.best_params = [xp.asarray(p, copy=True) for p in net._params]
+        else:
+            improved = not epoch_loss > history.best_loss - tol
+            history.best_loss = min(history.best_loss, epoch_loss)
+        history.no_improvement_count = 0 if improved else history.no_improvement_count + 1
+        opt.iteration_ends(history.samples_seen)
         if callback is not None:
             callback(epoch, epoch_loss)
+
+        if n_iter_no_change is not None and history.no_improvement_count > n_iter_no_change:
+            what = "Validation score" if early_stopping else "Training loss"
+            message = (
+                f"{what} did not improve more than tol={tol:f} for {n_iter_no_change} "
+                "consecutive epochs."
+            )
+            if opt.trigger_stopping():
+                history.converged = True
+                if verbose:
+                    print(f"{message} Stopping.")
+                break
+            history.no_improvement_count = 0
+            if verbose:
+                print(f"{message} Setting learning rate to {opt.learning_rate:f}")
+    if early_stopping and history.best_params is not None:
+        net._params = [xp.asarray(p, copy=True) for p in history.best_params]
     backend.synchronize()
-    history.seconds = time.perf_counter() - start
+    history.seconds += time.perf_counter() - start
     return history

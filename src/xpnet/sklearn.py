@@ -1,0 +1,742 @@
+"""scikit-learn-compatible estimators: :class:`MLPClassifier` and :class:`MLPRegressor`.
+
+They take scikit-learn's parameters (``hidden_layer_sizes``, ``solver`` in sgd/adam,
+``learning_rate``, ``early_stopping``...) with the same meanings, and train with xpnet's
+network, optimisers and loop (:mod:`xpnet.network`, :mod:`xpnet.optim`,
+:mod:`xpnet.train`) on any Array API backend:
+
+- NumPy (or list, pandas) input trains on ``backend``/``device`` (default NumPy) and
+  returns NumPy arrays;
+- a torch, CuPy or array-api-strict array trains on that array's library and device
+  and the estimator returns arrays of the same kind (like scikit-learn's estimators
+  under ``array_api_dispatch``).
+
+The random stream is scikit-learn's: initial weights, the early-stopping split and the
+per-epoch shuffles are drawn from ``check_random_state(random_state)`` in the same order
+as ``sklearn.neural_network.MLPClassifier``, and the updates are the same, so with the
+same ``random_state`` both follow the same trajectory up to floating-point rounding.
+
+Differences from scikit-learn: no ``lbfgs`` solver, no sparse input, no ``poisson``
+loss. For multi-output regression ``loss_`` is the half squared error summed over the
+outputs (scikit-learn averages its data term over the outputs; the gradients, and so
+the training, are the same). Class labels are encoded on the host (a copy of ``y``, one
+value per row); ``X`` stays on its device throughout.
+
+This module imports scikit-learn, an optional dependency: ``pip install "xpnet[sklearn]"``.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn import get_config
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import (
+    _check_partial_fit_first_call,
+    type_of_target,
+    unique_labels,
+)
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_array,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
+
+from . import _validation as v
+from .backends import to_numpy
+from .network import MLP
+from .optim import SGD, Adam, Optimizer
+from .train import History
+from .train import fit as train_fit
+
+__all__ = ["MLPClassifier", "MLPRegressor"]
+
+Array = Any
+
+# scikit-learn's activation names -> xpnet's
+_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+_SOLVERS = ("sgd", "adam")
+_SCHEDULES = ("constant", "invscaling", "adaptive")
+_DEVICE_LIBRARIES = ("torch", "cupy", "array_api_strict")
+
+
+# ---------------------------------------------------------------------- array kinds
+def _library(obj: Any) -> str | None:
+    """``"torch"``, ``"cupy"`` or ``"array_api_strict"`` for such arrays, else None (host)."""
+    module = type(obj).__module__.split(".")[0]
+    return module if module in _DEVICE_LIBRARIES else None
+
+
+def _device_arg(obj: Array, library: str) -> Any:
+    """The array's device in the form :func:`xpnet.get_backend` takes."""
+    from array_api_compat import device
+
+    dev = device(obj)
+    if library == "cupy":
+        return int(dev.id)
+    return dev
+
+
+def _like(result: Array, like: Any) -> Array:
+    """``result`` (a backend array) as the kind of array ``like`` is: NumPy for host input,
+    else the same library on the same device."""
+    library = _library(like)
+    if library is None:
+        return to_numpy(result)
+    from array_api_compat import array_namespace, device
+
+    xp = array_namespace(like)
+    if _library(result) == library:
+        if device(result) == device(like):
+            return result
+        return xp.asarray(result, device=device(like))
+    return xp.asarray(to_numpy(result), device=device(like))
+
+
+def _host(obj: Any) -> Any:
+    """Device arrays to NumPy (for labels and weights); anything else unchanged."""
+    return to_numpy(obj) if _library(obj) is not None else obj
+
+
+class _SklearnShuffle:
+    """Per-epoch row orders drawn exactly as scikit-learn's MLP draws them: each epoch
+    shuffles the previous order with ``sklearn.utils.shuffle(order, random_state=rs)``,
+    i.e. ``order[rs.permutation(m)]``."""
+
+    def __init__(self, random_state: np.random.RandomState) -> None:
+        self.random_state = random_state
+        self.order: np.ndarray | None = None
+
+    def permutation(self, m: int) -> np.ndarray:
+        if self.order is None or self.order.shape[0] != m:
+            self.order = np.arange(m)
+        self.order = self.order[self.random_state.permutation(m)]
+        return self.order
+
+
+# ---------------------------------------------------------------------- base class
+class _BaseMLP(BaseEstimator):
+    """Shared parameters, validation and the stochastic training driver."""
+
+    _is_classifier = False
+    # fitted attributes (annotations only: nothing is set before fit)
+    coefs_: list[Array]
+    intercepts_: list[Array]
+    loss_curve_: list[float]
+    validation_scores_: list[float] | None
+    best_loss_: float | None
+    best_validation_score_: float | None
+
+    def __init__(
+        self,
+        hidden_layer_sizes: Sequence[int] | int = (100,),
+        activation: str = "relu",
+        *,
+        solver: str = "adam",
+        alpha: float = 0.0001,
+        batch_size: int | str = "auto",
+        learning_rate: str = "constant",
+        learning_rate_init: float = 0.001,
+        power_t: float = 0.5,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        random_state: Any = None,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int = 10,
+        backend: str = "numpy",
+        device: Any = None,
+        dtype: str | None = None,
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.backend = backend
+        self.device = device
+        self.dtype = dtype
+
+    # ------------------------------------------------------------------ validation
+    def _check_params(self) -> list[int]:
+        sizes: Any = self.hidden_layer_sizes
+        if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
+            sizes = [sizes]
+        try:
+            sizes = list(sizes)
+        except TypeError:
+            raise ValueError(
+                f"hidden_layer_sizes must be an int or a sequence of ints; got {sizes!r}"
+            ) from None
+        if any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s <= 0 for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes}.")
+
+        def choice(name: str, options: Sequence[str]) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in options:
+                raise ValueError(
+                    f"The '{name}' parameter of {type(self).__name__} must be one of "
+                    f"{', '.join(map(repr, options))}; got {value!r}."
+                )
+
+        def number(name: str, low: float, high: float, closed: str, integer: bool = False) -> None:
+            value = getattr(self, name)
+            kind = numbers.Integral if integer else numbers.Real
+            ok = isinstance(value, kind) and not isinstance(value, bool)
+            if ok:
+                ok = (low <= value if closed[0] == "[" else low < value) and (
+                    value <= high if closed[1] == "]" else value < high
+                )
+            if not ok:
+                what = "an int" if integer else "a float"
+                raise ValueError(
+                    f"The '{name}' parameter of {type(self).__name__} must be {what} in "
+                    f"{closed[0]}{low}, {high}{closed[1]}; got {value!r}."
+                )
+
+        def boolean(name: str) -> None:
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(
+                    f"The '{name}' parameter of {type(self).__name__} must be True or False; "
+                    f"got {getattr(self, name)!r}."
+                )
+
+        inf = float("inf")
+        choice("activation", tuple(_ACTIVATIONS))
+        choice("solver", _SOLVERS)
+        choice("learning_rate", _SCHEDULES)
+        number("alpha", 0.0, inf, "[)")
+        number("learning_rate_init", 0.0, inf, "()")
+        number("power_t", 0.0, inf, "[)")
+        number("max_iter", 1, inf, "[)", integer=True)
+        number("tol", 0.0, inf, "[)")
+        number("momentum", 0.0, 1.0, "[]")
+        number("validation_fraction", 0.0, 1.0, "()")
+        number("beta_1", 0.0, 1.0, "[)")
+        number("beta_2", 0.0, 1.0, "[)")
+        number("epsilon", 0.0, inf, "()")
+        number("n_iter_no_change", 1, inf, "[)", integer=True)
+        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
+            boolean(name)
+        if self.batch_size != "auto":
+            number("batch_size", 1, inf, "[)", integer=True)
+        if self.dtype not in (None, "float32", "float64"):
+            raise ValueError(f"dtype must be None, 'float32' or 'float64'; got {self.dtype!r}")
+        return [int(s) for s in sizes]
+
+    def _dtype_name(self, dtype: Any) -> str:
+        if self.dtype is not None:
+            return str(self.dtype)
+        name = str(dtype).rsplit(".", 1)[-1]
+        return name if name in ("float32", "float64") else "float64"
+
+    def _validate_X(self, X: Any, reset: bool) -> tuple[Any, str | None, Any, str]:
+        """``(X, library, device, dtype name)``: host input through scikit-learn's checks
+        (NumPy out), device arrays checked in their own namespace and left on the device."""
+        library = _library(X)
+        if library is None:
+            X = validate_data(
+                self, X, reset=reset, accept_sparse=False, dtype=(np.float64, np.float32)
+            )
+            return X, None, None, self._dtype_name(X.dtype)
+        if X.ndim != 2:
+            raise ValueError(
+                f"Expected 2D array, got {X.ndim}D array instead (shape {tuple(X.shape)}). "
+                "Reshape your data with X.reshape(-1, 1) for a single feature."
+            )
+        validate_data(self, X, reset=reset, skip_check_array=True)
+        if library == "torch":
+            X = X.detach()  # the hand-written backward pass needs no autograd graph
+        return X, library, _device_arg(X, library), self._dtype_name(X.dtype)
+
+    # ------------------------------------------------------------------ the network
+    def _make_net(self, sizes: list[int], backend: str, device: Any, dtype: str) -> MLP:
+        return MLP(
+            sizes,
+            activation=_ACTIVATIONS[self.activation],
+            output=self._output_name(),
+            backend=backend,
+            device=device,
+            dtype=dtype,
+            seed=0,  # unused: the weights are set from scikit-learn's random stream
+            alpha=float(self.alpha),
+        )
+
+    def _get_net(self, backend: str, device: Any, dtype: str, reload: bool) -> MLP:
+        """The network on ``backend``/``device``/``dtype``; rebuilt from ``coefs_`` when it
+        is missing (after unpickling) or lives elsewhere, reloaded from ``coefs_`` when
+        ``reload`` (the fitted attributes are the source of truth for warm starts)."""
+        net: MLP | None = getattr(self, "_net", None)
+        spec = (backend, str(device), dtype)
+        # set_params between warm-started fits may change alpha or the activation
+        stale = net is None or net.alpha != self.alpha or any(
+            name != _ACTIVATIONS[self.activation] for name in net.activations
+        )
+        if net is None or stale or getattr(self, "_net_spec", None) != spec:
+            sizes = [int(self.coefs_[0].shape[0])] + [int(c.shape[1]) for c in self.coefs_]
+            net = self._make_net(sizes, backend, device, dtype)
+            self._net, self._net_spec, self._net_device = net, spec, device
+            reload = True
+        if reload:
+            pairs = zip(self.coefs_, self.intercepts_, strict=True)
+            net.set_params([(to_numpy(W), to_numpy(b)) for W, b in pairs])
+        return net
+
+    def _predict_net(self, library: str | None, device: Any) -> MLP:
+        backend, _, dtype = self._net_spec
+        if library is not None:
+            backend = library
+        else:
+            device = self._net_device
+        return self._get_net(backend, device, dtype, reload=False)
+
+    def _new_optimizer(self) -> Optimizer:
+        if self.solver == "sgd":
+            return SGD(
+                self.learning_rate_init,
+                momentum=float(self.momentum),
+                nesterov=bool(self.nesterovs_momentum),
+                schedule=self.learning_rate,
+                power_t=float(self.power_t),
+            )
+        return Adam(
+            self.learning_rate_init,
+            beta_1=float(self.beta_1),
+            beta_2=float(self.beta_2),
+            epsilon=float(self.epsilon),
+        )
+
+    def _initial_weights(
+        self, sizes: list[int], random_state: np.random.RandomState
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """scikit-learn's initialisation, drawn from the same stream in the same order:
+        ``U(-b, b)`` for weights and biases, ``b = sqrt(6 / (fan_in + fan_out))``
+        (``sqrt(2 / ...)`` for logistic hidden units)."""
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        params = []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            W = random_state.uniform(-bound, bound, (fan_in, fan_out))
+            b = random_state.uniform(-bound, bound, fan_out)
+            params.append((W, b))
+        return params
+
+    # ------------------------------------------------------------------ training
+    def _fit(self, X: Any, y: Any, sample_weight: Any = None, incremental: bool = False) -> Any:
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
+        hidden = self._check_params()
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        X, library, device, dtype = self._validate_X(X, reset=first_pass)
+        y = _host(y)
+        n_samples = X.shape[0]
+        Y = self._encode_targets(y, n_samples, incremental)  # (m, n_outputs) NumPy
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(_host(sample_weight), np.empty((n_samples, 0)))
+            if np.any(sample_weight < 0):
+                raise ValueError("sample_weight must be non-negative")
+        if library is None:
+            backend, device = self.backend, self.device
+        else:
+            backend = library
+        random_state = check_random_state(self.random_state)
+        n_outputs = Y.shape[1]
+        sizes = [X.shape[1], *hidden, n_outputs]
+
+        if first_pass:
+            net = self._make_net(sizes, backend, device, dtype)
+            net.set_params(self._initial_weights(sizes, random_state))
+            self._net, self._net_spec, self._net_device = net, (backend, str(device), dtype), device
+            self._optimizer = None
+            self._history = History()
+            self.n_outputs_ = n_outputs
+            self.n_layers_ = len(sizes)
+            self.out_activation_ = {"sigmoid": "logistic"}.get(
+                self._output_name(), self._output_name()
+            )
+            self.t_ = 0
+        else:
+            expected = [int(self.coefs_[0].shape[0])] + [int(c.shape[1]) for c in self.coefs_]
+            if sizes != expected:
+                raise ValueError(
+                    f"The network has layer sizes {expected} but this call implies {sizes}; "
+                    "hidden_layer_sizes and the number of outputs must not change between "
+                    "warm-started or partial fits."
+                )
+            previous = getattr(self, "_net_spec", None)
+            net = self._get_net(backend, device, dtype, reload=True)
+            if self._net_spec != previous:
+                self._optimizer = None  # its state lived with the old network
+        if not incremental or getattr(self, "_optimizer", None) is None:
+            self._optimizer = self._new_optimizer()
+        if not hasattr(self, "_history"):
+            self._history = History()
+
+        X_dev = net._check_X(X)
+        Y_dev = net.array_backend.asarray(Y, dtype=net._dtype)
+        w_dev = None if sample_weight is None else net.array_backend.asarray(
+            sample_weight, dtype=net._dtype
+        )
+        validation_data = None
+        if self.early_stopping:
+            # don't stratify multi-output (multi-class one-hot, multi-label) targets
+            stratify = Y if self._is_classifier and n_outputs == 1 else None
+            train_idx, val_idx = train_test_split(
+                np.arange(n_samples),
+                random_state=random_state,
+                test_size=self.validation_fraction,
+                stratify=stratify,
+            )
+            if val_idx.shape[0] < 2:
+                raise ValueError(
+                    "The validation set is too small. Increase 'validation_fraction' "
+                    "or the size of your dataset."
+                )
+            xp = net.xp
+            tr = net.array_backend.asarray(train_idx)
+            va = net.array_backend.asarray(val_idx)
+            validation_data = (
+                xp.take(X_dev, va, axis=0),
+                xp.take(Y_dev, va, axis=0),
+                None if w_dev is None else xp.take(w_dev, va, axis=0),
+            )
+            X_dev, Y_dev = xp.take(X_dev, tr, axis=0), xp.take(Y_dev, tr, axis=0)
+            w_dev = None if w_dev is None else xp.take(w_dev, tr, axis=0)
+        m = X_dev.shape[0]
+        if self.batch_size == "auto":
+            batch_size = min(200, m)
+        else:
+            if self.batch_size > m:
+                warnings.warn(
+                    "Got `batch_size` less than 1 or larger than sample size. It is going "
+                    "to be clipped",
+                    stacklevel=3,
+                )
+            batch_size = int(np.clip(self.batch_size, 1, m))
+
+        history = self._history
+        try:
+            train_fit(
+                net,
+                X_dev,
+                Y_dev,
+                epochs=1 if incremental else self.max_iter,
+                batch_size=batch_size,
+                shuffle=bool(self.shuffle),
+                optimizer=self._optimizer,
+                sample_weight=w_dev,
+                validation_data=validation_data,
+                tol=float(self.tol),
+                n_iter_no_change=int(self.n_iter_no_change),
+                rng=_SklearnShuffle(random_state),
+                history=history,
+                verbose=bool(self.verbose),
+            )
+        except FloatingPointError as exc:
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may contain "
+                f"large values and need to be preprocessed. ({exc})"
+            ) from None
+
+        if self.shuffle and batch_size >= m:
+            # the loop skips shuffling a full batch (the gradient does not depend on the
+            # order); draw the shuffles scikit-learn draws so a shared RandomState
+            # instance continues exactly as it would there
+            for _ in range(history.n_iter):
+                random_state.permutation(m)
+        self.n_iter_ = history.n_iter
+        self.t_ = history.samples_seen
+        self.loss_curve_ = list(history.loss)
+        self.loss_ = self.loss_curve_[-1]
+        if self.early_stopping:
+            self.best_loss_ = None
+            self.validation_scores_ = list(history.validation_scores)
+            self.best_validation_score_ = history.best_validation_score
+        else:
+            self.best_loss_ = history.best_loss
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+        like = X if library is not None else None
+        params = net._params
+        self.coefs_ = [_like(net.xp.asarray(W, copy=True), like) for W in params[0::2]]
+        self.intercepts_ = [_like(net.xp.asarray(b, copy=True), like) for b in params[1::2]]
+        if not incremental and not history.converged and self.n_iter_ == self.max_iter:
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
+                "optimization hasn't converged yet.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return self
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> Any:
+        """Fit the model to ``X`` ``(n_samples, n_features)`` and targets ``y``.
+
+        ``sample_weight`` ``(n_samples,)``: non-negative row weights (optional).
+        Returns ``self``.
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    # ------------------------------------------------------------------ inference
+    def _check_same_namespace(self, X: Any, method: str) -> None:
+        """Under ``sklearn.config_context(array_api_dispatch=True)``, follow scikit-learn's
+        rule that prediction inputs use the namespace and device of the fit inputs.
+        Outside it, any input kind is accepted and answered in its own kind."""
+        if not get_config()["array_api_dispatch"]:
+            return
+        fitted = self.coefs_[0]
+        library = _library(X)
+        if library == _library(fitted) and (
+            library is None or str(_device_arg(X, library)) == str(_device_arg(fitted, library))
+        ):
+            return
+        raise ValueError(
+            f"Inputs passed to {type(self).__name__}.{method}() must use the same namespace "
+            f"and the same device as those passed to fit() (fitted on "
+            f"{_library(fitted) or 'numpy'}, got {library or 'numpy'})."
+        )
+
+    def _forward(self, X: Any, method: str) -> tuple[MLP, Array, Array]:
+        """``(net, Z_out, A_out)`` for ``X`` on the network's backend."""
+        check_is_fitted(self)
+        self._check_same_namespace(X, method)
+        X, library, device, _ = self._validate_X(X, reset=False)
+        net = self._predict_net(library, device)
+        if library is not None and library != net.backend:
+            X = to_numpy(X)
+        X = v.check_X(net.array_backend, X, net.layer_sizes[0], net._dtype)
+        _, Z_out, A_out = net._forward(X)
+        return net, Z_out, A_out
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The network holds a module (the namespace) and is rebuilt from coefs_ on demand.
+        state = dict(super().__getstate__())
+        state.pop("_net", None)
+        return state
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        tags.array_api_support = True
+        return tags
+
+
+# ---------------------------------------------------------------------- classifier
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier trained by xpnet on any Array API backend.
+
+    A drop-in for ``sklearn.neural_network.MLPClassifier`` with the ``sgd`` and
+    ``adam`` solvers. Binary targets use one sigmoid output, multi-class targets a
+    softmax layer, multi-label indicator targets one sigmoid output per label.
+
+    Parameters
+    ----------
+    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
+    learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose,
+    warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
+    beta_1, beta_2, epsilon, n_iter_no_change
+        As in scikit-learn (``activation`` in identity/logistic/tanh/relu, ``solver``
+        in sgd/adam, ``learning_rate`` in constant/invscaling/adaptive).
+    backend : str, default "numpy"
+        Where NumPy input trains (``numpy``, ``torch``, ``cupy``, ``array_api_strict``).
+        Device arrays (torch, CuPy, array-api-strict) always train where they live.
+    device : optional
+        Device for ``backend`` (e.g. ``"cuda:0"``).
+    dtype : {None, "float32", "float64"}, default None
+        Computation dtype; ``None`` keeps a float32/float64 input's dtype, else float64.
+
+    Attributes
+    ----------
+    classes_, n_features_in_, feature_names_in_, n_iter_, t_, loss_, loss_curve_,
+    best_loss_, validation_scores_, best_validation_score_, coefs_, intercepts_,
+    n_outputs_, n_layers_, out_activation_
+        As in scikit-learn; ``coefs_``/``intercepts_`` are arrays of the input's kind
+        (NumPy for host input).
+    """
+
+    _is_classifier = True
+
+    def _output_name(self) -> str:
+        return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "sigmoid"
+
+    def _encode_targets(self, y: Any, n_samples: int, incremental: bool) -> np.ndarray:
+        y = check_array(y, ensure_2d=False, dtype=None)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if y.shape[0] != n_samples:
+            raise ValueError(
+                f"Found input variables with inconsistent numbers of samples: "
+                f"[{n_samples}, {y.shape[0]}]"
+            )
+        from sklearn.utils.multiclass import check_classification_targets
+
+        check_classification_targets(y)
+        if (not hasattr(self, "classes_")) or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same classes as in "
+                        f"the previous call to fit. Previously got {self.classes_}, `y` has "
+                        f"{classes}"
+                    )
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(
+                    f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                    f"{self.classes_}. 'y' has {classes}."
+                )
+        return np.asarray(self._label_binarizer.transform(y), dtype=np.float64)
+
+    def partial_fit(
+        self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None
+    ) -> MLPClassifier:
+        """One epoch over ``(X, y)``; ``classes`` (all labels) is required on the first call."""
+        if _check_partial_fit_first_call(self, _host(classes) if classes is not None else None):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(_host(y)).startswith("multilabel"):
+                self._label_binarizer.fit(_host(y))
+            else:
+                self._label_binarizer.fit(self.classes_)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def _label_indices(self, A: Array, xp: Any) -> Array:
+        if self._label_binarizer.y_type_ == "multiclass":
+            return xp.argmax(A, axis=1)
+        return xp.astype(A > 0.5, xp.int64)  # LabelBinarizer's threshold: strictly above
+
+    def predict(self, X: Any) -> Array:
+        """Class labels ``(n_samples,)`` (indicator matrix for multi-label)."""
+        net, _, A = self._forward(X, "predict")
+        xp = net.xp
+        idx = self._label_indices(A, xp)
+        if self._label_binarizer.y_type_ == "multilabel-indicator":
+            return _like(idx, X)
+        if idx.ndim == 2:
+            idx = idx[:, 0]
+        library = _library(X)
+        if library is None or self.classes_.dtype.kind not in "biuf":
+            return self.classes_[to_numpy(idx)]
+        classes = net.array_backend.asarray(self.classes_)
+        return _like(xp.take(classes, idx, axis=0), X)
+
+    def predict_proba(self, X: Any) -> Array:
+        """Probabilities ``(n_samples, n_classes)`` in the order of ``classes_``."""
+        net, _, A = self._forward(X, "predict_proba")
+        if A.shape[1] == 1:
+            A = net.xp.concat([1.0 - A, A], axis=1)
+        return _like(A, X)
+
+    def predict_log_proba(self, X: Any) -> Array:
+        """Log-probabilities, computed from the logits (finite where probabilities round to 0)."""
+        net, Z, _ = self._forward(X, "predict_log_proba")
+        xp = net.xp
+
+        def log_sigmoid(z: Array) -> Array:  # -softplus(-z)
+            abs_z = xp.abs(z)
+            return -((abs_z - z) * 0.5 + xp.log1p(xp.exp(-abs_z)))
+
+        if self._label_binarizer.y_type_ == "multiclass":
+            z_max = xp.max(Z, axis=1, keepdims=True)
+            out = Z - (z_max + xp.log(xp.sum(xp.exp(Z - z_max), axis=1, keepdims=True)))
+        elif Z.shape[1] == 1:
+            out = xp.concat([log_sigmoid(-Z), log_sigmoid(Z)], axis=1)
+        else:
+            out = log_sigmoid(Z)
+        return _like(out, X)
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Mean accuracy (subset accuracy for multi-label), computed on the host."""
+        y_pred = to_numpy(self.predict(X)) if _library(X) else self.predict(X)
+        return float(
+            accuracy_score(_host(y), y_pred, sample_weight=_host(sample_weight))
+        )
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+# ---------------------------------------------------------------------- regressor
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor (half squared error, identity output) trained by
+    xpnet on any Array API backend.
+
+    A drop-in for ``sklearn.neural_network.MLPRegressor`` with the ``sgd``/``adam``
+    solvers and ``loss="squared_error"``; see :class:`MLPClassifier` for the parameters
+    and attributes (less ``classes_``).
+    """
+
+    def _output_name(self) -> str:
+        return "identity"
+
+    def _encode_targets(self, y: Any, n_samples: int, incremental: bool) -> np.ndarray:
+        y = check_array(y, ensure_2d=False, dtype=np.float64, ensure_all_finite=True)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if y.shape[0] != n_samples:
+            raise ValueError(
+                f"Found input variables with inconsistent numbers of samples: "
+                f"[{n_samples}, {y.shape[0]}]"
+            )
+        return y.reshape(n_samples, -1)
+
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
+        """One epoch over ``(X, y)``."""
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def predict(self, X: Any) -> Array:
+        """Predicted values ``(n_samples,)`` for one output, else ``(n_samples, n_outputs)``."""
+        _, _, A = self._forward(X, "predict")
+        if A.shape[1] == 1:
+            A = A[:, 0]
+        return _like(A, X)
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """R² (averaged over outputs), computed on the host."""
+        y_pred = to_numpy(self.predict(X))
+        return float(r2_score(_host(y), y_pred, sample_weight=_host(sample_weight)))
