@@ -147,6 +147,38 @@ def test_options_change_the_network():
     assert report["training"]["batch_size"] == 32 and report["training"]["alpha"] == 0.01
 
 
+def test_optimiser_options_reach_training():
+    plain, adam, nesterov, stopped = run_many(
+        ("train", "--epochs", "40", "--json"),
+        ("train", "--epochs", "40", "--solver", "adam", "--json"),
+        ("train", "--epochs", "40", "--momentum", "0.9", "--nesterov", "--lr", "0.3",
+         "--batch-size", "32", "--lr-schedule", "invscaling", "--json"),
+        ("train", "--epochs", "400", "--batch-size", "16", "--lr", "0.5", "--early-stopping",
+         "--n-iter-no-change", "3", "--json"),
+    )
+    reports = []
+    for proc in (plain, adam, nesterov, stopped):
+        assert proc.returncode == 0, proc.stderr
+        reports.append(json.loads(proc.stdout))
+    plain, adam, nesterov, stopped = reports
+    assert adam["training"]["solver"] == "adam" and adam["training"]["lr"] == 0.01
+    assert nesterov["training"]["nesterov"] and nesterov["training"]["momentum"] == 0.9
+    assert len({plain["loss"], adam["loss"], nesterov["loss"]}) == 3  # different updates
+    assert stopped["training"]["early_stopping"]
+    assert stopped["training"]["epochs"] < 400  # stopped once validation stopped improving
+
+
+def test_bad_optimiser_combinations():
+    nesterov_alone, adam_momentum, too_much = run_many(
+        ("train", "--nesterov"),
+        ("train", "--solver", "adam", "--momentum", "0.5"),
+        ("train", "--momentum", "1.5"),
+    )
+    assert_error(nesterov_alone, "--nesterov needs --momentum > 0")
+    assert_error(adam_momentum, "apply to --solver sgd only")
+    assert_error(too_much, "--momentum must lie in [0, 1]")
+
+
 def test_regression_from_csv_reports_r2(tmp_path):
     rng = np.random.default_rng(1)
     X = rng.uniform(-1, 1, size=(120, 2))

@@ -31,6 +31,7 @@ DEFAULT_EPOCHS_2D = 3000
 DEFAULT_EPOCHS = 500
 DEFAULT_LR = 3.0
 DEFAULT_LR_REGRESSION = 0.3  # squared error with a linear output diverges at lr 3
+DEFAULT_LR_ADAM = 0.01  # Adam's steps are ~lr per weight, whatever the gradient's scale
 
 
 class CLIError(Exception):
@@ -203,6 +204,33 @@ def _load_data(args: argparse.Namespace, n_features: int | None = None,
 
 
 # --------------------------------------------------------------------------- train
+def _optimizer(args: argparse.Namespace) -> Any:
+    """The optimiser named by --solver, with its options."""
+    from .optim import get_optimizer
+
+    if args.solver == "adam":
+        if args.momentum or args.nesterov or args.lr_schedule != "constant":
+            _fail("--momentum, --nesterov and --lr-schedule apply to --solver sgd only")
+        return get_optimizer("adam", args.lr)
+    if args.momentum > 1:
+        _fail(f"--momentum must lie in [0, 1]; got {args.momentum:g}")
+    if args.nesterov and not args.momentum:
+        _fail("--nesterov needs --momentum > 0")
+    return get_optimizer("sgd", args.lr, momentum=args.momentum, nesterov=args.nesterov,
+                         schedule=args.lr_schedule)
+
+
+def _solver_text(args: argparse.Namespace) -> str:
+    text = f"lr {args.lr:g}"
+    if args.solver == "adam":
+        return f"adam, {text}"
+    if args.momentum:
+        text += f", {'nesterov ' if args.nesterov else ''}momentum {args.momentum:g}"
+    if args.lr_schedule != "constant":
+        text += f" ({args.lr_schedule})"
+    return text + (", early stopping" if args.early_stopping else "")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .data import GENERATED, Standardizer, encode_target, split_indices
     from .io import save
@@ -229,7 +257,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     target = encode_target(data.y, args.output)
     classification = target.task != "regression"
     if args.lr is None:
-        args.lr = DEFAULT_LR if classification else DEFAULT_LR_REGRESSION
+        if args.solver == "adam":
+            args.lr = DEFAULT_LR_ADAM
+        else:
+            args.lr = DEFAULT_LR if classification else DEFAULT_LR_REGRESSION
     train_rows, test_rows = split_indices(
         data.n_samples, args.test_fraction, args.seed,
         stratify=target.y if classification else None, labels=target.classes,
@@ -259,7 +290,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     show_progress = sys.stdout.isatty() and not args.quiet and not args.json
     with EpochProgress(args.epochs, enabled=show_progress) as progress:
         history = net.fit(X_train, y_train_fit, epochs=args.epochs, lr=args.lr,
-                          batch_size=args.batch_size, callback=progress)
+                          batch_size=args.batch_size, callback=progress,
+                          optimizer=_optimizer(args), early_stopping=args.early_stopping,
+                          n_iter_no_change=args.n_iter_no_change, tol=args.tol)
     m_train = X_train.shape[0]
     samples_per_second = history.epochs * m_train / max(history.seconds, 1e-12)
 
@@ -309,7 +342,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             "backend": {"name": net.backend, "device": _device_name(net), "dtype": net.dtype},
             "training": {
                 "epochs": history.epochs, "lr": args.lr, "batch_size": args.batch_size,
-                "alpha": args.alpha, "seed": args.seed,
+                "alpha": args.alpha, "seed": args.seed, "solver": args.solver,
+                "momentum": args.momentum, "nesterov": args.nesterov,
+                "lr_schedule": args.lr_schedule, "early_stopping": args.early_stopping,
                 "seconds": history.seconds, "samples_per_second": samples_per_second,
                 "loss_curve": history.loss,
             },
@@ -334,8 +369,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         + ("standardised (training-split statistics)" if scaler else "as given"),
         f"network   {_describe_net(net)}",
         f"backend   {net.backend} on {_device_name(net)}, {net.dtype}",
-        f"training  {history.epochs} epochs, {batch}, lr {args.lr:g}, alpha {args.alpha:g}, "
-        f"seed {args.seed}",
+        f"training  {history.epochs} epochs, {batch}, {_solver_text(args)}, "
+        f"alpha {args.alpha:g}, seed {args.seed}",
         f"loss      {_fmt(history.loss[-1])} (last epoch)   train {_fmt(train_scores['loss'])}"
         + (f"   test {_fmt(test_scores['loss'])}" if test_scores else ""),
     ]
@@ -743,6 +778,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mini-batch rows (default: full batch)")
     p.add_argument("--alpha", type=_nonnegative_float, default=0.0,
                    help="L2 penalty alpha/(2m)·Σ‖W‖² (default: 0)")
+    p.add_argument("--solver", choices=("sgd", "adam"), default="sgd",
+                   help="update rule (default: sgd, plain gradient descent)")
+    p.add_argument("--momentum", type=_nonnegative_float, default=0.0,
+                   help="sgd momentum in [0, 1] (default: 0)")
+    p.add_argument("--nesterov", action="store_true",
+                   help="Nesterov momentum (sgd with --momentum > 0)")
+    p.add_argument("--lr-schedule", choices=("constant", "invscaling", "adaptive"),
+                   default="constant",
+                   help="sgd learning-rate schedule, as in scikit-learn (default: constant)")
+    p.add_argument("--early-stopping", action="store_true",
+                   help="hold out 10%% of the training rows, stop when their score stops "
+                   "improving and restore the best weights")
+    p.add_argument("--n-iter-no-change", type=_positive_int, default=None, metavar="N",
+                   help="stop after N epochs without improvement by --tol (default: never "
+                   "without --early-stopping, 10 with it)")
+    p.add_argument("--tol", type=_nonnegative_float, default=1e-4,
+                   help="improvement that counts for stopping (default: 1e-4)")
     p.add_argument("--seed", type=_nonnegative_int, default=0,
                    help="seed of the weights, the split, shuffles and generated data "
                    "(default: 0)")
