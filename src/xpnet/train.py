@@ -2,8 +2,8 @@
 
 It never computes a gradient itself; it asks the network for loss and gradients and
 the optimiser for the update. Data are checked and moved to the device once per fit,
-batches are slices of a device-resident (shuffled) copy, and the loss is read back to
-the host once per epoch.
+each batch is gathered from the device-resident data through one permutation per epoch,
+and the loss is read back to the host once per epoch.
 """
 
 from __future__ import annotations
@@ -79,16 +79,21 @@ def fit(
     history = History()
     start = time.perf_counter()
     for epoch in range(epochs):
+        # Full-batch gradients do not depend on row order, so only mini-batches shuffle:
+        # one permutation per epoch, and each batch gathers its rows with xp.take (never a
+        # shuffled copy of the whole data set: less memory and cache-warm batches).
+        order = None
         if shuffle and batch_size < m:
-            # Full-batch gradients do not depend on row order, so only mini-batches shuffle.
             order = backend.asarray(net._shuffle_rng.permutation(m))
-            X_epoch, Y_epoch = xp.take(X, order, axis=0), xp.take(Y, order, axis=0)
-        else:
-            X_epoch, Y_epoch = X, Y
         total = None
         for first in range(0, m, batch_size):
             last = min(first + batch_size, m)
-            loss, grads = net._loss_and_grads(X_epoch[first:last, ...], Y_epoch[first:last, ...])
+            if order is None:
+                X_batch, Y_batch = X[first:last, ...], Y[first:last, ...]
+            else:
+                rows = order[first:last]
+                X_batch, Y_batch = xp.take(X, rows, axis=0), xp.take(Y, rows, axis=0)
+            loss, grads = net._loss_and_grads(X_batch, Y_batch)
             optimizer.update(net._params, grads)
             weighted = loss * (last - first)
             total = weighted if total is None else total + weighted
