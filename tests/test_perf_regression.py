@@ -58,13 +58,14 @@ def _net(backend: str, dtype: str = "float64", device: object = None) -> xpnet.M
 
 
 # --------------------------------------------------------------------------- memory
-@pytest.mark.parametrize("backend", ["numpy", "array_api_strict"])
+# (parameter names avoid "backend": the suite's conftest parametrises that fixture itself)
+@pytest.mark.parametrize("backend_name", ["numpy", "array_api_strict"])
 @pytest.mark.parametrize("shuffle", [True, False])
-def test_no_memory_growth_from_epoch_to_epoch(request: pytest.FixtureRequest, backend: str,
+def test_no_memory_growth_from_epoch_to_epoch(request: pytest.FixtureRequest, backend_name: str,
                                               shuffle: bool) -> None:
-    _require(request, backend)
+    _require(request, backend_name)
     X, labels = _problem()
-    net = _net(backend)
+    net = _net(backend_name)
     epochs = 40
     traced = np.zeros(epochs, dtype=np.int64)  # preallocated: recording allocates nothing
 
