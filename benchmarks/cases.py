@@ -113,12 +113,12 @@ CASES: dict[str, Case] = {
     for case in (
         Case(
             "tiny", (2, 4, 1), "sigmoid", "sigmoid", 400, None, "float64", lr=0.5,
-            epochs=2000, repeats=9, quick_epochs=200, quick_repeats=3,
+            epochs=1000, repeats=9, quick_epochs=200, quick_repeats=3,
             description="the lesson's network: 2-4-1 sigmoid, full batch (Python-overhead bound)",
         ),
         Case(
             "small", (64, 32, 10), "relu", "softmax", 1797, 32, "float64", lr=0.05,
-            epochs=40, repeats=9, quick_epochs=4, quick_repeats=3,
+            epochs=20, repeats=7, quick_epochs=4, quick_repeats=3,
             description="digits-sized: 64-32-10 relu/softmax, batch 32",
         ),
         Case(

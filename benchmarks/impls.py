@@ -170,6 +170,7 @@ class TorchImpl(Impl):
         self.gemm_key = f"torch-{self.platform}"
         dtype = getattr(torch, case.dtype)
         self.X = torch.as_tensor(X, device=self.device)
+        self.loss_fn: Any
         if case.output == "softmax":
             self.y = torch.as_tensor(labels, device=self.device)
             self.loss_fn = torch.nn.CrossEntropyLoss()
@@ -356,7 +357,7 @@ class GemmImpl(Impl):
         self.gemm_key = f"{lib}-{self.platform}"
         sizes = case.layer_sizes
         rows = case.batch
-        host = {
+        host: dict[str, Any] = {
             "X": X,
             "W": [rng.standard_normal((a, b)).astype(case.dtype) * 0.05
                   for a, b in zip(sizes[:-1], sizes[1:], strict=True)],
@@ -522,4 +523,4 @@ def make_impl(name: str, case: Case, X: np.ndarray, labels: np.ndarray) -> Impl:
         impl = XpnetImpl(case, X, labels, "numpy")
         impl.name = name
         return impl
-    return factories[name]()  # type: ignore[no-untyped-call]
+    return factories[name]()

@@ -85,7 +85,7 @@ def fit(
         order = None
         if shuffle and batch_size < m:
             order = backend.asarray(net._shuffle_rng.permutation(m))
-        total = None
+        total: Any = None  # 0-d device array: summed on the device, read once per epoch
         for first in range(0, m, batch_size):
             last = min(first + batch_size, m)
             if order is None:
