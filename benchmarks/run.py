@@ -558,7 +558,8 @@ def write_plot(results: dict[str, Any], path: Path) -> bool:
         lo = [m - rows[n]["seconds_per_epoch"]["min"] for m, n in zip(med, labels, strict=True)]
         hi = [rows[n]["seconds_per_epoch"]["max"] - m for m, n in zip(med, labels, strict=True)]
         ax.barh(labels, med, xerr=[lo, hi], capsize=3,
-                color=[colours.get(rows[n]["group"], "k") for n in labels])
+                color=["lightsteelblue" if n.endswith("-before") else
+                       colours.get(rows[n]["group"], "k") for n in labels])
         ax.set_xscale("log")
         case = results[name]["case"]
         ax.set_title(f"{name}: {'-'.join(map(str, case['layer_sizes']))}, {case['n_samples']} "
