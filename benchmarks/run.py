@@ -200,7 +200,21 @@ def rss_growth(impl: Impl, epochs: int) -> dict[str, Any] | None:
     net.fit(impl.X, impl.y, epochs=epochs, lr=case.lr,  # type: ignore[attr-defined]
             batch_size=case.batch_size, callback=record)
     second, last = samples[min(1, len(samples) - 1)], samples[-1]
-    return {"epochs": epochs, "rss_after_epoch": samples, "growth_bytes": last - second}
+    # The RSS can stay flat while a fit reuses memory the allocator kept from earlier
+    # fits, so also count the bytes NumPy allocates (tracemalloc traces its buffers).
+    import tracemalloc
+
+    net.set_params(impl.initial)  # type: ignore[attr-defined]
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
+    net.fit(impl.X, impl.y, epochs=2, lr=case.lr,  # type: ignore[attr-defined]
+            batch_size=case.batch_size)
+    traced_peak = tracemalloc.get_traced_memory()[1] - before
+    tracemalloc.stop()
+    return {"epochs": epochs, "rss_after_epoch": samples, "growth_bytes": last - second,
+            "traced_peak_bytes": traced_peak}
 
 
 def summarise(values: list[float]) -> dict[str, float]:
@@ -414,6 +428,12 @@ def fmt_mib(n: int | None) -> str:
     return "–" if n is None else f"{n / MiB:.1f}"
 
 
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "–"
+    return f"{n / MiB:.1f} MiB" if n >= MiB else f"{n / 1024:.0f} KiB"
+
+
 def case_table(name: str, result: dict[str, Any]) -> list[list[str]]:
     ref = result["reference"]
     header = ["implementation", "s/epoch median [min–max]", "samples/s", "GFLOP/s",
@@ -498,19 +518,22 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         row = res["rows"].get("xpnet-numpy")
         if row is None or row["rss_extra_bytes_max"] is None:
             continue
-        peak = res["case"]["input_bytes"] + row["rss_extra_bytes_max"]
+        growth = res["rss_growth"].get("xpnet-numpy")
+        traced = (growth or {}).get("traced_peak_bytes") or 0
+        extra = max(row["rss_extra_bytes_max"], traced)  # the larger, to be safe
+        peak = res["case"]["input_bytes"] + extra
         budget = res["case"]["memory_budget_bytes"]
         out.append({
             "case": case,
             "target": "xpnet-numpy peak memory within 2× of data + params + one batch",
             "measured": {"median": peak / budget, "min": peak / budget, "max": peak / budget},
             "required": "≤ 2.00×",
-            "expression": f"(inputs {fmt_mib(res['case']['input_bytes'])} MiB + peak extra RSS "
-                          f"{fmt_mib(row['rss_extra_bytes_max'])} MiB) ÷ budget "
-                          f"{fmt_mib(budget)} MiB",
+            "expression": f"(inputs {fmt_bytes(res['case']['input_bytes'])} + fit's peak "
+                          f"{fmt_bytes(extra)} [RSS rise {fmt_bytes(row['rss_extra_bytes_max'])}"
+                          f", NumPy allocations {fmt_bytes(traced)}]) ÷ budget "
+                          f"{fmt_bytes(budget)}",
             "met": peak <= 2 * budget,
         })
-        growth = res["rss_growth"].get("xpnet-numpy")
         if growth is not None:
             limit = max(MiB, budget // 100)
             out.append({
@@ -589,8 +612,8 @@ def write_markdown(report: dict[str, Any], path: Path, plot: str | None) -> None
     lines.append(f"- Python {meta['python']} on {meta['platform']}")
     lines.append("- Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
     for blas in meta["blas"]:
-        lines.append("- Thread pool: " + ", ".join(f"{k}={v}" for k, v in blas.items()
-                                                    if v is not None))
+        pool = ", ".join(f"{k}={v}" for k, v in blas.items() if v is not None)
+        lines.append(f"- Thread pool (library default, before any cap): {pool}")
     if meta["torch"]:
         lines.append("- PyTorch: " + ", ".join(f"{k}={v}" for k, v in meta["torch"].items()))
     lines.append("- Environment: " + ", ".join(f"{k}={v if v is not None else '(unset)'}"
@@ -621,9 +644,14 @@ def write_markdown(report: dict[str, Any], path: Path, plot: str | None) -> None
             "", markdown_table(case_table(name, res)), "",
         ]
         for impl, g in res["rss_growth"].items():
-            lines.append(f"- {impl}: RSS after each epoch of a {g['epochs']}-epoch fit (MiB): "
-                         + ", ".join(f"{b / MiB:.1f}" for b in g["rss_after_epoch"])
-                         + f" (growth from epoch 2: {g['growth_bytes'] / 1024:.0f} KiB)")
+            rss = g["rss_after_epoch"]
+            shown = rss if len(rss) <= 12 else rss[:6] + rss[-6:]
+            lines.append(f"- {impl}: RSS after each epoch of a {g['epochs']}-epoch fit (MiB"
+                         + (", first and last six" if len(rss) > 12 else "") + "): "
+                         + ", ".join(f"{b / MiB:.1f}" for b in shown)
+                         + f" (growth from epoch 2: {g['growth_bytes'] / 1024:.0f} KiB); "
+                         f"peak of NumPy allocations during a fit: "
+                         f"{fmt_bytes(g.get('traced_peak_bytes'))}")
         lines.append("")
     if report["skipped"]:
         lines += ["## Not run here", ""] + [f"- {s}" for s in report["skipped"]] + [""]
@@ -639,9 +667,11 @@ def write_markdown(report: dict[str, Any], path: Path, plot: str | None) -> None
         "ratio within each repeat. The GEMM floor is the same steps' matrix products alone, "
         "into preallocated buffers, with the same library on the same device.",
         "- *peak +RSS*: the largest rise of the process's resident set during a timed fit "
-        "above its size just before (the inputs are already resident). The memory target "
-        "adds the inputs back and compares with data + parameters + one batch's activations, "
-        "errors and gradients.",
+        "above its size just before (the inputs are already resident); it can stay near 0 "
+        "when a fit reuses memory the allocator kept from the warm-up. The memory target "
+        "takes the larger of this and the peak of NumPy's own allocations during a fit "
+        "(tracemalloc), adds the inputs back and compares with data + parameters + one "
+        "batch's activations, errors and gradients.",
         "",
     ]
     path.write_text("\n".join(lines), encoding="utf-8")

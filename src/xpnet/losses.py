@@ -59,10 +59,10 @@ def sigmoid_and_binary_cross_entropy(xp: Any, z: Array, y: Array) -> tuple[Array
     m = z.shape[0]
     abs_z = xp.abs(z)
     e = xp.exp(-abs_z)
-    r = 1.0 / (1.0 + e)
-    a = xp.where(z >= 0, r, e * r)  # as in activations.sigmoid
     loss = xp.sum((z + abs_z) * 0.5 + xp.log1p(e) - y * z) / m  # softplus(z) - y·z
-    return a, loss
+    r = 1.0 / (1.0 + e)
+    e *= r  # e is ours and no longer needed: sigmoid(-|z|) in place
+    return xp.where(z >= 0, r, e), loss  # as in activations.sigmoid
 
 
 def softmax_and_categorical_cross_entropy(
@@ -73,9 +73,9 @@ def softmax_and_categorical_cross_entropy(
     z_max = xp.max(z, axis=1, keepdims=True)
     e = xp.exp(z - z_max)
     row_sum = xp.sum(e, axis=1, keepdims=True)
-    a = e / row_sum  # as in activations.softmax
     lse = z_max + xp.log(row_sum)
-    return a, xp.sum(y * (lse - z)) / m
+    e /= row_sum  # softmax, as in activations.softmax (in place: e is ours)
+    return e, xp.sum(y * (lse - z)) / m
 
 
 def half_squared_error(xp: Any, z: Array, a: Array, y: Array) -> Array:
