@@ -348,6 +348,9 @@ def run_case(case: Case, args: argparse.Namespace, skipped: list[str]) -> dict[s
         for repeat in range(repeats):
             shift = repeat % len(workers)
             for worker in workers[shift:] + workers[:shift]:
+                # let the previous worker's BLAS/OpenMP threads stop spinning (OpenBLAS
+                # busy-waits for about 0.1 s after a call) before the next one starts
+                time.sleep(args.settle)
                 runs[worker.name].append(worker.ask(("run", epochs)))
             print(f"   repeat {repeat + 1}/{repeats} done", flush=True)
         growth = {}
@@ -701,6 +704,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder holding an earlier xpnet package (e.g. from git archive); "
                              "adds 'xpnet-numpy-before' to the CPU cases to measure changes "
                              "side by side")
+    parser.add_argument("--settle", type=float, default=0.25,
+                        help="seconds to wait between timed runs so that the previous "
+                             "implementation's thread pools stop spinning (default 0.25)")
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
     args.strict_cases = set(filter(None, args.strict_cases.split(",")))
