@@ -189,7 +189,7 @@ def _steps(net: xpnet.MLP, batches: list[tuple]) -> object:
 
 
 def test_cupy_steps_do_not_synchronise_the_host(request: pytest.FixtureRequest) -> None:
-    """A kernel that keeps the GPU busy for about a second is queued first; if any step
+    """A kernel that keeps the GPU busy for a second or more is queued first; if any step
     synchronised, it would have to wait for that kernel, so the event recorded right
     after the kernel would be complete when the steps return."""
     _require(request, "cupy")
@@ -209,8 +209,9 @@ def test_cupy_steps_do_not_synchronise_the_host(request: pytest.FixtureRequest) 
         """,
         "spin",
     )
-    rate_khz = cupy.cuda.runtime.deviceGetAttribute(cupy.cuda.runtime.cudaDevAttrClockRate, 0)
-    spin((1,), (1,), (np.int64(rate_khz * 1000 * 2),))  # about two seconds of GPU time
+    # 3e9 cycles: one to three seconds at today's GPU clocks, while the steps below queue
+    # their work in milliseconds
+    spin((1,), (1,), (np.int64(3_000_000_000),))
     busy = cupy.cuda.Event()
     busy.record()
     _steps(net, batches)
