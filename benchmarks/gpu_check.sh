@@ -9,8 +9,11 @@
 # Pure-Python wheels the machine lacks (array-api-compat, array-api-strict...) can be brought
 # in a `.whl/` folder at the repository root; they are installed into /tmp/site.
 #
-#   bash benchmarks/gpu_check.sh            # full GPU cases
-#   QUICK=1 bash benchmarks/gpu_check.sh    # fewer epochs/repeats
+#   bash benchmarks/gpu_check.sh            # full GPU cases (several minutes on one GPU)
+#   QUICK=1 bash benchmarks/gpu_check.sh    # fewer epochs/repeats: for a short device lease
+#
+# Exit status 0 when the tests pass and the benchmark ran; targets met or missed are in
+# $OUT/bench/RESULTS.md either way.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
