@@ -2,6 +2,7 @@
 
     nox -s "tests(backend='numpy')"     # or array_api_strict, torch, cupy
     nox -s lint typecheck
+    nox -s bench -- --quick             # benchmarks (not part of the default sessions)
 
 Each tests session installs only its backend's extra (plus the test tools) and runs
 pytest with ``--backend`` for it; the cross-backend tests always compare against NumPy.
@@ -47,3 +48,14 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("mypy", "-e", ".")
     session.run("mypy", "src")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks vs scikit-learn, PyTorch and the NumPy/GEMM floors (see benchmarks/).
+
+    Not in the default sessions: a full run takes about ten minutes. Pass ``-- --quick``
+    for the two-minute version. Results: benchmarks/RESULTS.md (quick: benchmarks/out/).
+    """
+    session.install("-c", "constraints.txt", "-e", ".[torch,sklearn,strict,plot]", "threadpoolctl")
+    session.run("python", "benchmarks/run.py", *session.posargs)

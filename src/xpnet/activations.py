@@ -30,7 +30,8 @@ def sigmoid(xp: Any, z: Array) -> Array:
     """Logistic function without overflow: exp is only ever taken of ``-|z|``."""
     e = xp.exp(-xp.abs(z))  # in (0, 1]: never overflows
     r = 1.0 / (1.0 + e)  # sigmoid(|z|)
-    return xp.where(z >= 0, r, e * r)  # sigmoid(-|z|) = e / (1 + e)
+    e *= r  # sigmoid(-|z|) = e / (1 + e), in place: e is our own temporary
+    return xp.where(z >= 0, r, e)
 
 
 def sigmoid_derivative(xp: Any, a: Array) -> Array:
@@ -48,7 +49,10 @@ def tanh_derivative(xp: Any, a: Array) -> Array:
 def relu(xp: Any, z: Array) -> Array:
     # (z + |z|) / 2 is exactly max(z, 0) in floating point and needs no scalar argument
     # to a function (scalars in xp.maximum/xp.where only arrived in the 2024.12 standard).
-    return (z + xp.abs(z)) * 0.5
+    a = xp.abs(z)
+    a += z  # in place on our own temporary: one array instead of three
+    a *= 0.5
+    return a
 
 
 def relu_derivative(xp: Any, a: Array) -> Array:
@@ -62,7 +66,8 @@ def identity(xp: Any, z: Array) -> Array:
 def softmax(xp: Any, z: Array) -> Array:
     """Row-wise softmax with the row maximum subtracted (no overflow)."""
     e = xp.exp(z - xp.max(z, axis=1, keepdims=True))
-    return e / xp.sum(e, axis=1, keepdims=True)
+    e /= xp.sum(e, axis=1, keepdims=True)  # in place: e is our own temporary
+    return e
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,12 @@ identity   half squared error               (1/2m) Σ_i ‖y_i - a_i‖²
 
 Losses are computed from ``Z`` rather than from ``A = g(Z)`` so that they stay finite
 when the output saturates (``log(0)`` never happens). Only Array API functions are used.
+
+For training, each pair also has a fused ``activation_and_loss(xp, z, y)`` that returns
+``(A, loss)`` sharing the intermediate arrays the two have in common (``exp(-|z|)`` for
+sigmoid, the row maximum, ``exp`` and row sums for softmax). It performs the very same
+operations as calling the activation and the loss separately, so the results are
+bit-for-bit identical, with fewer array operations per step.
 """
 
 from __future__ import annotations
@@ -48,6 +54,30 @@ def categorical_cross_entropy(xp: Any, z: Array, a: Array, y: Array) -> Array:
     return xp.sum(y * (lse - z)) / m
 
 
+def sigmoid_and_binary_cross_entropy(xp: Any, z: Array, y: Array) -> tuple[Array, Array]:
+    """``(sigmoid(z), binary_cross_entropy(z, ., y))`` with ``|z|`` and ``exp(-|z|)`` shared."""
+    m = z.shape[0]
+    abs_z = xp.abs(z)
+    e = xp.exp(-abs_z)
+    loss = xp.sum((z + abs_z) * 0.5 + xp.log1p(e) - y * z) / m  # softplus(z) - y·z
+    r = 1.0 / (1.0 + e)
+    e *= r  # e is ours and no longer needed: sigmoid(-|z|) in place
+    return xp.where(z >= 0, r, e), loss  # as in activations.sigmoid
+
+
+def softmax_and_categorical_cross_entropy(
+    xp: Any, z: Array, y: Array
+) -> tuple[Array, Array]:
+    """``(softmax(z), categorical_cross_entropy(z, ., y))`` sharing max, exp and row sums."""
+    m = z.shape[0]
+    z_max = xp.max(z, axis=1, keepdims=True)
+    e = xp.exp(z - z_max)
+    row_sum = xp.sum(e, axis=1, keepdims=True)
+    lse = z_max + xp.log(row_sum)
+    e /= row_sum  # softmax, as in activations.softmax (in place: e is ours)
+    return e, xp.sum(y * (lse - z)) / m
+
+
 def half_squared_error(xp: Any, z: Array, a: Array, y: Array) -> Array:
     m = z.shape[0]
     diff = a - y
@@ -63,15 +93,27 @@ class OutputLoss:
     activation: Callable[[Any, Array], Array]
     loss: Callable[[Any, Array, Array, Array], Array]
     task: str  # "binary" (also multi-label), "multiclass" or "regression"
+    # Fused (A, loss) for training; None: call ``activation`` then ``loss``.
+    activation_and_loss: Callable[[Any, Array, Array], tuple[Array, Array]] | None = None
+
+    def forward_and_loss(self, xp: Any, z: Array, y: Array) -> tuple[Array, Array]:
+        """Output activations ``A = g(z)`` and the mean loss, as a pair."""
+        if self.activation_and_loss is not None:
+            return self.activation_and_loss(xp, z, y)
+        a = self.activation(xp, z)
+        return a, self.loss(xp, z, a, y)
 
 
 OUTPUTS: dict[str, OutputLoss] = {
     out.name: out
     for out in (
-        OutputLoss("sigmoid", "binary_cross_entropy", sigmoid, binary_cross_entropy, "binary"),
+        OutputLoss(
+            "sigmoid", "binary_cross_entropy", sigmoid, binary_cross_entropy, "binary",
+            sigmoid_and_binary_cross_entropy,
+        ),
         OutputLoss(
             "softmax", "categorical_cross_entropy", softmax, categorical_cross_entropy,
-            "multiclass",
+            "multiclass", softmax_and_categorical_cross_entropy,
         ),
         OutputLoss("identity", "half_squared_error", identity, half_squared_error, "regression"),
     )

@@ -2,8 +2,9 @@
 
 It never computes a gradient itself; it asks the network for loss and gradients and
 the optimiser for the update. Data are checked and moved to the device once per fit,
-batches are slices of a device-resident (shuffled) copy, and the loss is read back to
-the host once per epoch (plus one validation score per epoch with early stopping).
+each batch is gathered from the device-resident data through one permutation per epoch,
+and the loss is read back to the host once per epoch (plus one validation score per
+epoch with early stopping).
 
 The stopping rules are scikit-learn's (``MLPClassifier``/``MLPRegressor`` with the
 ``sgd``/``adam`` solvers), so the estimators in :mod:`xpnet.sklearn` behave the same:
@@ -272,24 +273,26 @@ def fit(
     history.converged = False
     start = time.perf_counter()
     for epoch in range(epochs):
+        # Full-batch gradients do not depend on row order, so only mini-batches shuffle:
+        # one permutation per epoch, and each batch gathers its rows with xp.take (never a
+        # shuffled copy of the whole data set: less memory and cache-warm batches).
+        order = None
         if shuffle and batch_size < m:
-            # Full-batch gradients do not depend on row order, so only mini-batches shuffle.
             order = backend.asarray(rng.permutation(m))
-            X_epoch, Y_epoch = xp.take(X, order, axis=0), xp.take(Y, order, axis=0)
-            w_epoch = None if w is None else xp.take(w, order, axis=0)
-        else:
-            X_epoch, Y_epoch, w_epoch = X, Y, w
-        total: Any = None
+        total: Any = None  # 0-d device array: summed on the device, read once per epoch
         for first in range(0, m, batch_size):
             last = min(first + batch_size, m)
-            if w_epoch is None:
-                loss, grads = net._loss_and_grads(
-                    X_epoch[first:last, ...], Y_epoch[first:last, ...]
-                )
+            if order is None:
+                X_batch, Y_batch = X[first:last, ...], Y[first:last, ...]
+                w_batch = None if w is None else w[first:last]
             else:
-                loss, grads = net._weighted_loss_and_grads(
-                    X_epoch[first:last, ...], Y_epoch[first:last, ...], w_epoch[first:last]
-                )
+                rows = order[first:last]
+                X_batch, Y_batch = xp.take(X, rows, axis=0), xp.take(Y, rows, axis=0)
+                w_batch = None if w is None else xp.take(w, rows, axis=0)
+            if w_batch is None:
+                loss, grads = net._loss_and_grads(X_batch, Y_batch)
+            else:
+                loss, grads = net._weighted_loss_and_grads(X_batch, Y_batch, w_batch)
             opt.update(net._params, grads)
             weighted = loss * (last - first)
             total = weighted if total is None else total + weighted
