@@ -156,12 +156,12 @@ def test_weighted_loss_gradients_by_finite_differences(output: str, alpha: float
     w = rng.uniform(0.0, 3.0, m)
     w[2] = 0.0  # a zero weight must simply drop the row
     X, Y = net._check_XY(X, Y)
-    loss, grads = net._weighted_loss_and_grads(X, Y, w)
+    loss, grads = net._loss_and_grads(X, Y, w)
 
     def loss_at(flat_index: int, position: tuple[int, ...], delta: float) -> float:
         saved = net._params[flat_index].copy()
         net._params[flat_index][position] += delta
-        value, _ = net._weighted_loss_and_grads(X, Y, w)
+        value, _ = net._loss_and_grads(X, Y, w)
         net._params[flat_index] = saved
         return float(value)
 
@@ -173,7 +173,7 @@ def test_weighted_loss_gradients_by_finite_differences(output: str, alpha: float
 
     # the weighted loss is the weighted mean of the rows' losses (+ alpha/(2 Σw) Σ‖W‖²)
     rows = [
-        float(net._weighted_loss_and_grads(X[i : i + 1], Y[i : i + 1], np.ones(1))[0])
+        float(net._loss_and_grads(X[i : i + 1], Y[i : i + 1], np.ones(1))[0])
         for i in range(m)
     ]
     penalty = sum(float(np.sum(W * W)) for W in net._params[0::2])
@@ -187,7 +187,7 @@ def test_unit_weights_equal_the_unweighted_loss(backend: str) -> None:
     net = xpnet.MLP([3, 4, 2], output="softmax", backend=backend, alpha=0.1)
     X, Y = net._check_XY(rng.normal(size=(9, 3)), rng.integers(0, 2, 9))
     ones = net.array_backend.asarray(np.ones(9))
-    loss_w, grads_w = net._weighted_loss_and_grads(X, Y, ones)
+    loss_w, grads_w = net._loss_and_grads(X, Y, ones)
     loss, grads = net._loss_and_grads(X, Y)
     assert float(loss_w) == pytest.approx(float(loss), rel=1e-14)
     for a, b in zip(grads_w, grads, strict=True):
@@ -199,7 +199,7 @@ def test_integer_weights_equal_repeated_rows() -> None:
     X, y = rng.normal(size=(6, 2)), rng.integers(0, 2, 6)
     w = np.array([1, 2, 0, 3, 1, 1])
     net = xpnet.MLP([2, 3, 1], alpha=0.05)
-    loss_w, grads_w = net._weighted_loss_and_grads(*net._check_XY(X, y), w.astype(float))
+    loss_w, grads_w = net._loss_and_grads(*net._check_XY(X, y), w.astype(float))
     loss_r, grads_r = net._loss_and_grads(*net._check_XY(np.repeat(X, w, 0), np.repeat(y, w)))
     assert float(loss_w) == pytest.approx(float(loss_r), rel=1e-13)
     for a, b in zip(grads_w, grads_r, strict=True):
@@ -209,7 +209,7 @@ def test_integer_weights_equal_repeated_rows() -> None:
 def test_all_zero_weight_batch_gives_zero_gradients() -> None:
     net = xpnet.MLP([2, 3, 1])
     X, Y = net._check_XY(np.ones((4, 2)), np.array([0, 1, 1, 0]))
-    loss, grads = net._weighted_loss_and_grads(X, Y, np.zeros(4))
+    loss, grads = net._loss_and_grads(X, Y, np.zeros(4))
     assert float(loss) == 0.0
     assert all(np.all(g == 0) for g in grads)
 

@@ -14,6 +14,11 @@ identity   half squared error               (1/2m) Σ_i ‖y_i - a_i‖²
 Losses are computed from ``Z`` rather than from ``A = g(Z)`` so that they stay finite
 when the output saturates (``log(0)`` never happens). Only Array API functions are used.
 
+Every loss also takes an optional ``weight``: an ``(m, 1)`` column of normalised row
+weights ``w_i / Σw``. With it the mean over rows becomes the weighted mean
+``Σ_i w_i ℓ_i / Σw`` (scikit-learn's ``sample_weight``), and the matched delta becomes
+``dZ = weight ⊙ (A - Y)``.
+
 For training, each pair also has a fused ``activation_and_loss(xp, z, y)`` that returns
 ``(A, loss)`` sharing the intermediate arrays the two have in common (``exp(-|z|)`` for
 sigmoid, the row maximum, ``exp`` and row sums for softmax). It performs the very same
@@ -40,48 +45,59 @@ def softplus(xp: Any, z: Array) -> Array:
     return (z + abs_z) * 0.5 + xp.log1p(xp.exp(-abs_z))
 
 
-def binary_cross_entropy(xp: Any, z: Array, a: Array, y: Array) -> Array:
+def _mean(xp: Any, terms: Array, weight: Array | None) -> Array:
+    """Mean over the rows of the per-entry loss terms (summed over outputs), or the
+    weighted mean when ``weight`` (``w_i / Σw`` as an ``(m, 1)`` column) is given."""
+    if weight is None:
+        return xp.sum(terms) / terms.shape[0]
+    return xp.sum(terms * weight)
+
+
+def binary_cross_entropy(
+    xp: Any, z: Array, a: Array, y: Array, weight: Array | None = None
+) -> Array:
     # -[y log σ(z) + (1-y) log(1-σ(z))] = softplus(z) - y·z  (summed over outputs)
-    m = z.shape[0]
-    return xp.sum(softplus(xp, z) - y * z) / m
+    return _mean(xp, softplus(xp, z) - y * z, weight)
 
 
-def categorical_cross_entropy(xp: Any, z: Array, a: Array, y: Array) -> Array:
+def categorical_cross_entropy(
+    xp: Any, z: Array, a: Array, y: Array, weight: Array | None = None
+) -> Array:
     # -Σ_j y_j log softmax(z)_j = Σ_j y_j (logsumexp(z) - z_j), with the max shifted out
-    m = z.shape[0]
     z_max = xp.max(z, axis=1, keepdims=True)
     lse = z_max + xp.log(xp.sum(xp.exp(z - z_max), axis=1, keepdims=True))
-    return xp.sum(y * (lse - z)) / m
+    return _mean(xp, y * (lse - z), weight)
 
 
-def sigmoid_and_binary_cross_entropy(xp: Any, z: Array, y: Array) -> tuple[Array, Array]:
+def sigmoid_and_binary_cross_entropy(
+    xp: Any, z: Array, y: Array, weight: Array | None = None
+) -> tuple[Array, Array]:
     """``(sigmoid(z), binary_cross_entropy(z, ., y))`` with ``|z|`` and ``exp(-|z|)`` shared."""
-    m = z.shape[0]
     abs_z = xp.abs(z)
     e = xp.exp(-abs_z)
-    loss = xp.sum((z + abs_z) * 0.5 + xp.log1p(e) - y * z) / m  # softplus(z) - y·z
+    loss = _mean(xp, (z + abs_z) * 0.5 + xp.log1p(e) - y * z, weight)  # softplus(z) - y·z
     r = 1.0 / (1.0 + e)
     e *= r  # e is ours and no longer needed: sigmoid(-|z|) in place
     return xp.where(z >= 0, r, e), loss  # as in activations.sigmoid
 
 
 def softmax_and_categorical_cross_entropy(
-    xp: Any, z: Array, y: Array
+    xp: Any, z: Array, y: Array, weight: Array | None = None
 ) -> tuple[Array, Array]:
     """``(softmax(z), categorical_cross_entropy(z, ., y))`` sharing max, exp and row sums."""
-    m = z.shape[0]
     z_max = xp.max(z, axis=1, keepdims=True)
     e = xp.exp(z - z_max)
     row_sum = xp.sum(e, axis=1, keepdims=True)
     lse = z_max + xp.log(row_sum)
     e /= row_sum  # softmax, as in activations.softmax (in place: e is ours)
-    return e, xp.sum(y * (lse - z)) / m
+    return e, _mean(xp, y * (lse - z), weight)
 
 
-def half_squared_error(xp: Any, z: Array, a: Array, y: Array) -> Array:
-    m = z.shape[0]
+def half_squared_error(
+    xp: Any, z: Array, a: Array, y: Array, weight: Array | None = None
+) -> Array:
     diff = a - y
-    return xp.sum(diff * diff) / (2 * m)
+    return _mean(xp, diff * diff, weight) * 0.5
 
 
 @dataclass(frozen=True)
@@ -91,17 +107,19 @@ class OutputLoss:
     name: str
     loss_name: str
     activation: Callable[[Any, Array], Array]
-    loss: Callable[[Any, Array, Array, Array], Array]
+    loss: Callable[..., Array]  # (xp, z, a, y, weight=None) -> 0-d mean loss
     task: str  # "binary" (also multi-label), "multiclass" or "regression"
     # Fused (A, loss) for training; None: call ``activation`` then ``loss``.
-    activation_and_loss: Callable[[Any, Array, Array], tuple[Array, Array]] | None = None
+    activation_and_loss: Callable[..., tuple[Array, Array]] | None = None
 
-    def forward_and_loss(self, xp: Any, z: Array, y: Array) -> tuple[Array, Array]:
-        """Output activations ``A = g(z)`` and the mean loss, as a pair."""
+    def forward_and_loss(
+        self, xp: Any, z: Array, y: Array, weight: Array | None = None
+    ) -> tuple[Array, Array]:
+        """Output activations ``A = g(z)`` and the (weighted) mean loss, as a pair."""
         if self.activation_and_loss is not None:
-            return self.activation_and_loss(xp, z, y)
+            return self.activation_and_loss(xp, z, y, weight)
         a = self.activation(xp, z)
-        return a, self.loss(xp, z, a, y)
+        return a, self.loss(xp, z, a, y, weight)
 
 
 OUTPUTS: dict[str, OutputLoss] = {

@@ -271,9 +271,10 @@ class MLP:
         cache, Z_out = self._hidden_forward(X)
         return cache, Z_out, self._output.activation(self.xp, Z_out)
 
-    def _penalty(self, m: int) -> Array:
+    def _penalty(self, total_weight: Any) -> Array:
+        """``alpha / (2 S) * Σ‖W‖²`` with ``S`` the batch's rows (or summed row weights)."""
         xp = self.xp
-        return (self.alpha / (2 * m)) * sum(xp.sum(W * W) for W in self._params[0::2])
+        return (self.alpha / (2 * total_weight)) * sum(xp.sum(W * W) for W in self._params[0::2])
 
     def _loss(self, Z_out: Array, A_out: Array, Y: Array) -> Array:
         loss = self._output.loss(self.xp, Z_out, A_out, Y)
@@ -297,30 +298,48 @@ class MLP:
             self._ones[m] = ones
         return ones @ dZ
 
-    def _loss_and_grads(self, X: Array, Y: Array) -> tuple[Array, list[Array]]:
+    def _loss_and_grads(
+        self, X: Array, Y: Array, sample_weight: Array | None = None
+    ) -> tuple[Array, list[Array]]:
         """Loss and flat gradients ``[dW_1, db_1, ...]`` for checked arrays.
 
         This is the training hot path: it runs once per step, so it does no checks and
         no host synchronisation, and updates only arrays it created itself in place.
+
+        ``sample_weight`` (``(m,)``, non-negative, on the backend in the network's dtype)
+        turns the mean into scikit-learn's weighted mean: with ``S = Σ_i w_i``,
+        ``L_w = (1/S) Σ_i w_i ℓ_i + alpha/(2S) Σ‖W‖²``. Only (BP1) changes, row by row,
+        to ``dZ_L = w ⊙ (A_L − Y) / S``, and the L2 gradient to ``alpha·W/S``; with all
+        ``w_i = 1`` this is the unweighted loss exactly. A batch whose weights are all
+        zero has loss 0 and zero gradients (``S`` is taken as 1 there).
         """
         xp = self.xp
         params = self._params
         hidden = self._hidden
         alpha = self.alpha
         cache, Z_out = self._hidden_forward(X)
-        A_out, loss = self._output.forward_and_loss(xp, Z_out, Y)  # shares exp/sums
-        m = X.shape[0]
+        if sample_weight is None:
+            total_weight: Any = X.shape[0]  # S = m
+            weight = None
+        else:
+            total_weight = xp.sum(sample_weight)
+            total_weight = total_weight + xp.astype(total_weight == 0, total_weight.dtype)
+            weight = xp.reshape(sample_weight, (-1, 1)) / total_weight  # w_i / S, a column
+        A_out, loss = self._output.forward_and_loss(xp, Z_out, Y, weight)  # shares exp/sums
         if alpha:
-            loss = loss + self._penalty(m)
+            loss = loss + self._penalty(total_weight)
         grads: list[Array] = [None] * len(params)
-        dZ = A_out - Y  # (BP1) matched output/loss pair: dZ_L = (A_L - Y) / m
-        dZ /= m
+        dZ = A_out - Y  # (BP1) matched output/loss pair: dZ_L = (A_L - Y) / m ...
+        if weight is None:
+            dZ /= total_weight
+        else:
+            dZ *= weight  # ... or w ⊙ (A_L - Y) / S with row weights
         for layer in range(len(hidden), -1, -1):
             A_prev = cache[layer]
             W = params[2 * layer]
             dW = A_prev.T @ dZ  # (BP3)
             if alpha:
-                dW = dW + (alpha / m) * W
+                dW = dW + (alpha / total_weight) * W
             grads[2 * layer] = dW
             grads[2 * layer + 1] = self._row_sum(dZ)  # (BP4)
             if layer:
@@ -407,66 +426,3 @@ class MLP:
         if task == "binary":
             A = xp.astype(A >= 0.5, xp.int64)
         return A[:, 0] if A.shape[1] == 1 else A
-
-    # ------------------------------------------------------------------ sample weights
-    # A separate path so that the unweighted one above stays exactly as it is (and as
-    # fast). With per-row weights w_i >= 0 and S = Σ_i w_i the loss is the weighted mean
-    #
-    #     L_w = (1/S) Σ_i w_i ℓ_i  +  alpha/(2S) Σ‖W‖²          (scikit-learn's definition)
-    #
-    # where ℓ_i is row i's loss summed over the outputs. Only (BP1) changes, row by row:
-    #
-    #     (BP1w) dZ_L = w ⊙ (A_L − Y) / S      (w as a column, broadcast over the outputs)
-    #
-    # and the L2 gradient becomes alpha·W/S; (BP2)-(BP4) are unchanged. With all w_i = 1,
-    # S = m and this is the unweighted loss exactly.
-    def _weighted_loss(self, Z_out: Array, A_out: Array, Y: Array, w: Array, S: Array) -> Array:
-        xp = self.xp
-        task = self._output.task
-        if task == "binary":  # Σ_j softplus(z_ij) − y_ij z_ij
-            abs_z = xp.abs(Z_out)
-            terms = (Z_out + abs_z) * 0.5 + xp.log1p(xp.exp(-abs_z)) - Y * Z_out
-        elif task == "multiclass":  # Σ_j y_ij (logsumexp(z_i) − z_ij)
-            z_max = xp.max(Z_out, axis=1, keepdims=True)
-            lse = z_max + xp.log(xp.sum(xp.exp(Z_out - z_max), axis=1, keepdims=True))
-            terms = Y * (lse - Z_out)
-        else:  # ½ Σ_j (a_ij − y_ij)²
-            diff = A_out - Y
-            terms = 0.5 * (diff * diff)
-        loss = xp.sum(xp.sum(terms, axis=1) * w) / S
-        if self.alpha:
-            penalty = sum(xp.sum(W * W) for W in self._params[0::2])
-            loss = loss + (self.alpha / 2) * penalty / S
-        return loss
-
-    def _weighted_loss_and_grads(
-        self, X: Array, Y: Array, sample_weight: Array
-    ) -> tuple[Array, list[Array]]:
-        """Like :meth:`_loss_and_grads` for the weighted loss; ``sample_weight``: ``(m,)``
-        non-negative, on the backend in the network's dtype (checked by the caller).
-
-        A batch whose weights are all zero has loss 0 and zero gradients (S is taken as 1).
-        """
-        xp = self.xp
-        params = self._params
-        w = sample_weight
-        S = xp.sum(w)
-        S = S + xp.astype(S == 0, S.dtype)  # no host sync to guard an all-zero batch
-        cache, Z_out, A_out = self._forward(X)
-        loss = self._weighted_loss(Z_out, A_out, Y, w, S)
-        grads: list[Array] = [None] * len(params)
-        dZ = (A_out - Y) * (xp.reshape(w, (-1, 1)) / S)  # (BP1w)
-        for layer in range(self.n_layers - 1, -1, -1):
-            A_prev = cache[layer]
-            W = params[2 * layer]
-            dW = A_prev.T @ dZ  # (BP3)
-            if self.alpha:
-                dW = dW + (self.alpha / S) * W
-            grads[2 * layer] = dW
-            grads[2 * layer + 1] = xp.sum(dZ, axis=0)  # (BP4)
-            if layer:
-                dZ = dZ @ W.T  # (BP2)
-                derivative = self._hidden[layer - 1].derivative
-                if derivative is not None:
-                    dZ = dZ * derivative(xp, A_prev)
-        return loss, grads

@@ -289,10 +289,7 @@ def fit(
                 rows = order[first:last]
                 X_batch, Y_batch = xp.take(X, rows, axis=0), xp.take(Y, rows, axis=0)
                 w_batch = None if w is None else xp.take(w, rows, axis=0)
-            if w_batch is None:
-                loss, grads = net._loss_and_grads(X_batch, Y_batch)
-            else:
-                loss, grads = net._weighted_loss_and_grads(X_batch, Y_batch, w_batch)
+            loss, grads = net._loss_and_grads(X_batch, Y_batch, w_batch)
             opt.update(net._params, grads)
             weighted = loss * (last - first)
             total = weighted if total is None else total + weighted
