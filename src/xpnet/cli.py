@@ -713,6 +713,17 @@ def _add_backend_options(p: argparse.ArgumentParser) -> None:
                    help="device on the backend: cpu, cuda:0, 1, ... (default: the backend's)")
 
 
+def _add_network_options(p: argparse.ArgumentParser) -> None:
+    """The whole network, input to output (gradcheck and explain; train takes hidden sizes)."""
+    p.add_argument("--layers", type=_layer_sizes, default=[2, 4, 1], metavar="SIZES",
+                   help="all layer sizes, input to output, e.g. 2,4,1 (default: 2,4,1)")
+    p.add_argument("--activation", type=_activations, default="sigmoid", metavar="NAME",
+                   help="hidden activation(s) (default: sigmoid)")
+    p.add_argument("--output", default="sigmoid", choices=("sigmoid", "softmax", "identity"),
+                   help="output and loss (default: sigmoid)")
+    p.add_argument("--alpha", type=_nonnegative_float, default=0.0, help="L2 penalty")
+
+
 def _add_data_options(p: argparse.ArgumentParser, required: bool) -> None:
     from .data import DATASETS
 
@@ -866,13 +877,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "differences on random data; print the largest relative error per "
                           "parameter."),
     )
-    p.add_argument("--layers", type=_layer_sizes, default=[2, 4, 1], metavar="SIZES",
-                   help="all layer sizes, input to output, e.g. 2,4,1 (default: 2,4,1)")
-    p.add_argument("--activation", type=_activations, default="sigmoid", metavar="NAME",
-                   help="hidden activation(s) (default: sigmoid)")
-    p.add_argument("--output", default="sigmoid", choices=("sigmoid", "softmax", "identity"),
-                   help="output and loss (default: sigmoid)")
-    p.add_argument("--alpha", type=_nonnegative_float, default=0.0, help="L2 penalty")
+    _add_network_options(p)
     _add_backend_options(p)
     p.add_argument("--dtype", default="float64", choices=("float32", "float64"),
                    help="float64 (default) checks formulas; float32 is a coarse check")
@@ -897,13 +902,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "network layer by layer, with every array's shape: the lesson's "
                           "derivation, corrected and made concrete."),
     )
-    p.add_argument("--layers", type=_layer_sizes, default=[2, 4, 1], metavar="SIZES",
-                   help="all layer sizes, input to output (default: 2,4,1)")
-    p.add_argument("--activation", type=_activations, default="sigmoid", metavar="NAME",
-                   help="hidden activation(s) (default: sigmoid)")
-    p.add_argument("--output", default="sigmoid", choices=("sigmoid", "softmax", "identity"),
-                   help="output and loss (default: sigmoid)")
-    p.add_argument("--alpha", type=_nonnegative_float, default=0.0, help="L2 penalty")
+    _add_network_options(p)
     p.add_argument("--rows", type=_positive_int, default=None,
                    help="batch size to show in shapes (default: the symbol m)")
     p.set_defaults(func=_cmd_explain)

@@ -280,14 +280,20 @@ def _display(path: str | os.PathLike[str]) -> str:
     return os.fspath(path)
 
 
+def check_file(text: str, what: str, error: type[Exception]) -> None:
+    """Raise ``error`` naming ``what`` ("data file", "model file") unless ``text`` is an
+    existing, non-empty regular file."""
+    if not os.path.exists(text):
+        raise error(f"{what} {text!r} does not exist")
+    if os.path.isdir(text):
+        raise error(f"{what} {text!r} is a directory, not a file")
+    if os.path.getsize(text) == 0:
+        raise error(f"{what} {text!r} is empty")
+
+
 def _check_path(path: str | os.PathLike[str]) -> str:
     text = _display(path)
-    if not os.path.exists(text):
-        raise DataError(f"data file {text!r} does not exist")
-    if os.path.isdir(text):
-        raise DataError(f"data file {text!r} is a directory, not a file")
-    if os.path.getsize(text) == 0:
-        raise DataError(f"data file {text!r} is empty")
+    check_file(text, "data file", DataError)
     return text
 
 

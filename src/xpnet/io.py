@@ -26,6 +26,7 @@ import numpy as np
 
 from .activations import ACTIVATIONS
 from .backends import DTYPE_NAMES, to_numpy
+from .data import check_file
 from .losses import OUTPUTS
 from .network import MLP
 
@@ -296,12 +297,7 @@ def _validate_header(header: Any, source: str) -> None:
 def _open(path: str | os.PathLike[str]) -> tuple[str, dict[str, np.ndarray]]:
     text = os.fspath(path)
     source = repr(text)
-    if not os.path.exists(text):
-        raise ModelFileError(f"model file {source} does not exist")
-    if os.path.isdir(text):
-        raise ModelFileError(f"model file {source} is a directory")
-    if os.path.getsize(text) == 0:
-        raise ModelFileError(f"model file {source} is empty")
+    check_file(text, "model file", ModelFileError)
     try:
         loaded = np.load(text, allow_pickle=False)
         if not hasattr(loaded, "files"):

@@ -109,6 +109,15 @@ def _host(obj: Any) -> Any:
     return to_numpy(obj) if _library(obj) is not None else obj
 
 
+def _check_n_samples(y: Any, n_samples: int) -> None:
+    """scikit-learn's wording for X and y of different lengths."""
+    if y.shape[0] != n_samples:
+        raise ValueError(
+            f"Found input variables with inconsistent numbers of samples: "
+            f"[{n_samples}, {y.shape[0]}]"
+        )
+
+
 class _SklearnShuffle:
     """Per-epoch row orders drawn exactly as scikit-learn's MLP draws them: each epoch
     shuffles the previous order with ``sklearn.utils.shuffle(order, random_state=rs)``,
@@ -603,11 +612,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         y = check_array(y, ensure_2d=False, dtype=None)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        if y.shape[0] != n_samples:
-            raise ValueError(
-                f"Found input variables with inconsistent numbers of samples: "
-                f"[{n_samples}, {y.shape[0]}]"
-            )
+        _check_n_samples(y, n_samples)
         from sklearn.utils.multiclass import check_classification_targets
 
         check_classification_targets(y)
@@ -718,11 +723,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         y = check_array(y, ensure_2d=False, dtype=np.float64, ensure_all_finite=True)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        if y.shape[0] != n_samples:
-            raise ValueError(
-                f"Found input variables with inconsistent numbers of samples: "
-                f"[{n_samples}, {y.shape[0]}]"
-            )
+        _check_n_samples(y, n_samples)
         return y.reshape(n_samples, -1)
 
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
