@@ -6,12 +6,15 @@ import math
 
 import array_api_compat.numpy as xp
 import numpy as np
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
+import pytest
 
-from xpnet.activations import sigmoid, softmax
-from xpnet.losses import binary_cross_entropy, categorical_cross_entropy, softplus
+pytest.importorskip("hypothesis", reason="hypothesis not installed (it is in xpnet[test])")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra.numpy import arrays  # noqa: E402
+
+from xpnet.activations import sigmoid, softmax  # noqa: E402
+from xpnet.losses import binary_cross_entropy, categorical_cross_entropy, softplus  # noqa: E402
 
 finite = st.floats(-1e3, 1e3, allow_nan=False, width=64)
 matrices = arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(2, 5)), elements=finite)
