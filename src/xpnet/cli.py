@@ -487,6 +487,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     import csv
 
+    from .metrics import predicted_classes
+
     net = _load_model(args)
     meta = net.metadata
     _default_seed(args, meta)
@@ -517,8 +519,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         if net.output == "sigmoid" and outputs.shape[1] > 1:
             _fail("multi-label models are not supported by 'xpnet predict'")
         labels = classes if classes is not None else list(range(probs.shape[1]))
-        index = (outputs[:, 0] >= 0.5).astype(np.int64) if probs is not outputs else (
-            probs.argmax(axis=1))  # the same rule as MLP.predict
+        index = predicted_classes(outputs)
         predictions = [labels[i] for i in index]
         probabilities = probs.tolist()
         header += ["prediction"] + [f"p_{label}" for label in labels]

@@ -13,7 +13,15 @@ import numpy as np
 from .backends import to_numpy
 from .network import MLP
 
-__all__ = ["accuracy", "r2_score", "score"]
+__all__ = ["accuracy", "predicted_classes", "r2_score", "score"]
+
+
+def predicted_classes(outputs: np.ndarray) -> np.ndarray:
+    """Class indices from host output probabilities ``(m, k)``, by ``MLP.predict``'s rule:
+    one sigmoid output is thresholded at 0.5, several softmax outputs take the arg-max."""
+    if outputs.shape[1] == 1:
+        return (outputs[:, 0] >= 0.5).astype(np.int64)
+    return outputs.argmax(axis=1)
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -54,6 +62,5 @@ def score(
         result["mse"] = float(np.mean((pred - true) ** 2))
         result["r2"] = r2_score(true, pred)
     else:
-        pred = (outputs[:, 0] >= 0.5).astype(np.int64) if task == "binary" else outputs.argmax(1)
-        result["accuracy"] = accuracy(y, pred)
+        result["accuracy"] = accuracy(y, predicted_classes(outputs))
     return result

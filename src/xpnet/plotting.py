@@ -176,7 +176,9 @@ def plot_training(
         if task == "regression":
             _scatter_panel(axes[1], y_eval, out[:, 0], f"{which} rows: predicted vs true")
         else:
-            pred = (out[:, 0] >= 0.5).astype(np.int64) if task == "binary" else out.argmax(1)
+            from .metrics import predicted_classes
+
+            pred = predicted_classes(out)
             labels = list(classes) if classes else list(range(max(out.shape[1], 2)))
             _confusion_panel(axes[1], y_eval.astype(np.int64), pred, labels,
                              f"{which} confusion matrix")
