@@ -47,7 +47,7 @@ def check_nonnegative_float(name: str, value: Any) -> float:
     return float(value)
 
 
-def _array_module(obj: Any) -> str | None:
+def array_module(obj: Any) -> str | None:
     """Top-level module of an array object (``"torch"``, ``"cupy"``...), else ``None``."""
     module = type(obj).__module__.split(".")[0]
     return module if module in _ARRAY_MODULES else None
@@ -57,7 +57,7 @@ def to_backend(backend: Backend, obj: Any, name: str) -> Array:
     """Bring ``obj`` onto ``backend`` keeping its dtype: NumPy/lists are moved there,
     arrays of the backend itself are used as they are, other backends' arrays refused.
     """
-    module = _array_module(obj)
+    module = array_module(obj)
     if module is None or module == "numpy":
         try:
             host = np.asarray(obj)

@@ -74,7 +74,7 @@ _DEVICE_LIBRARIES = ("torch", "cupy", "array_api_strict")
 # ---------------------------------------------------------------------- array kinds
 def _library(obj: Any) -> str | None:
     """``"torch"``, ``"cupy"`` or ``"array_api_strict"`` for such arrays, else None (host)."""
-    module = type(obj).__module__.split(".")[0]
+    module = v.array_module(obj)
     return module if module in _DEVICE_LIBRARIES else None
 
 
