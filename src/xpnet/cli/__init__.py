@@ -1,0 +1,78 @@
+"""The ``xpnet`` command line: train, evaluate, predict, backends, gradcheck, explain.
+
+Argument parsing and printing only: the work is done by the library (``xpnet.data``,
+``xpnet.io``, ``xpnet.metrics``, ``xpnet.gradcheck``, ``xpnet.explain``). Every error
+is one line on stderr, ``xpnet: error: ...``, with exit status 2; never a traceback.
+
+Modules: ``_common`` (option types, errors, data loading, formatting), ``parser`` (every
+command's options and help), ``train``, ``models`` (evaluate, predict) and
+``inspection`` (backends, gradcheck, explain); this one holds the entry point.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from ..backends import BackendUnavailableError
+from ._common import EXIT_ERROR, CLIError
+from .parser import build_parser
+
+__all__ = ["build_parser", "main"]
+
+
+def _one_line(message: object) -> str:
+    return " ".join(str(message).split())
+
+
+def _show_warning(message: Any, category: Any, filename: str, lineno: int,
+                  file: Any = None, line: Any = None) -> None:
+    sys.stderr.write(f"xpnet: warning: {_one_line(message)}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        sys.stderr.write("xpnet: error: choose a command (train, evaluate, predict, backends, "
+                         "gradcheck, explain)\n")
+        return EXIT_ERROR
+
+    from ..data import DataError
+    from ..io import ModelFileError
+    from ..plotting import PlotUnavailableError
+
+    expected = (CLIError, DataError, ModelFileError, BackendUnavailableError,
+                PlotUnavailableError, ValueError, TypeError, FloatingPointError, OSError)
+    if hasattr(sys.stdout, "reconfigure"):  # never fail on a terminal without UTF-8
+        sys.stdout.reconfigure(errors="replace")
+    previous = warnings.showwarning
+    warnings.showwarning = _show_warning
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:  # e.g. 'xpnet predict ... | head'
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("xpnet: interrupted\n")
+        return 130
+    except expected as exc:
+        sys.stderr.write(f"xpnet: error: {_one_line(exc)}\n")
+        return EXIT_ERROR
+    except Exception as exc:
+        if os.environ.get("XPNET_DEBUG"):
+            raise
+        sys.stderr.write(f"xpnet: error: unexpected {type(exc).__name__}: {_one_line(exc)} "
+                         "(set XPNET_DEBUG=1 to see the traceback, and please report it)\n")
+        return EXIT_ERROR
+    finally:
+        warnings.showwarning = previous

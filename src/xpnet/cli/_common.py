@@ -1,0 +1,193 @@
+"""Shared pieces of the command line: option types, errors, data loading, formatting."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from typing import Any, NoReturn
+
+from ..backends import BackendUnavailableError, get_backend
+
+EXIT_ERROR = 2
+EXIT_CHECK_FAILED = 1
+
+# The lesson's network on two moons: 2-8-1 sigmoid, full batch, lr 3. Larger data sets
+# (digits, user files) get fewer epochs by default so that a first run stays quick.
+DEFAULT_HIDDEN = "8"
+DEFAULT_EPOCHS_2D = 3000
+DEFAULT_EPOCHS = 500
+DEFAULT_LR = 3.0
+DEFAULT_LR_REGRESSION = 0.3  # squared error with a linear output diverges at lr 3
+DEFAULT_LR_ADAM = 0.01  # Adam's steps are ~lr per weight, whatever the gradient's scale
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+# --------------------------------------------------------------------------- helpers
+def _fail(message: str) -> NoReturn:
+    raise CLIError(message)
+
+
+def _sizes(text: str, what: str, allow_empty: bool) -> list[int]:
+    text = text.strip()
+    if allow_empty and text.lower() in ("", "none", "0"):
+        return []
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(
+            f"{what} must be positive integers separated by commas, like 16,16; got {text!r}"
+        )
+    return sizes
+
+
+def _hidden_sizes(text: str) -> list[int]:
+    return _sizes(text, "hidden layer sizes", allow_empty=True)
+
+
+def _layer_sizes(text: str) -> list[int]:
+    sizes = _sizes(text, "layer sizes", allow_empty=False)
+    if len(sizes) < 2:
+        raise argparse.ArgumentTypeError(
+            f"layer sizes need at least an input and an output size, like 2,4,1; got {text!r}"
+        )
+    return sizes
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1); got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number; got {text!r}")
+    return value
+
+
+def _nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0; got {text!r}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0; got {text!r}")
+    return value
+
+
+def _activations(text: str) -> str | list[str]:
+    names = [part.strip() for part in text.split(",")]
+    return names[0] if len(names) == 1 else names
+
+
+def _device(text: str | None) -> Any:
+    """``--device 1`` means CUDA device 1; other values pass through (``cpu``, ``cuda:0``)."""
+    if text is not None and text.isdigit():
+        return int(text)
+    return text
+
+
+def _backend(name: str, device: Any) -> None:
+    """Fail early, before any data is loaded, when the backend cannot be used here."""
+    try:
+        get_backend(name, device)
+    except BackendUnavailableError as exc:
+        message = str(exc)
+        if name == "cupy" and "not installed" in message:
+            message += (
+                "; CuPy also needs an NVIDIA GPU with a CUDA driver. Without one, use "
+                "--backend numpy or --backend torch"
+            )
+        _fail(message)
+
+
+def _emit_json(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def _device_name(net: Any) -> str:
+    return "default device" if net.device is None else str(net.device)
+
+
+def _fmt(value: float, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}"
+
+
+def _describe_net(net: Any) -> str:
+    acts = ", ".join(net.activations) if net.activations else "none"
+    return (
+        f"{'-'.join(map(str, net.layer_sizes))}  hidden {acts}, output {net.output}, "
+        f"{net.loss_name.replace('_', ' ')}, {net.n_params} parameters"
+    )
+
+
+def _check_writable(path: str, what: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        _fail(f"cannot write {what} {path!r}: folder {folder!r} does not exist")
+    if os.path.isdir(path):
+        _fail(f"cannot write {what} {path!r}: it is a directory")
+    if not os.access(folder, os.W_OK):
+        _fail(f"cannot write {what} {path!r}: folder {folder!r} is not writable")
+
+
+def _load_data(args: argparse.Namespace, n_features: int | None = None,
+               default_target: str | None = None) -> Any:
+    """The data set of ``--dataset``/``--data`` (``--target`` picks a file's column)."""
+    from ..data import DataError, load_dataset, load_file
+
+    if getattr(args, "data", None):
+        if getattr(args, "n_samples", None) is not None or getattr(args, "noise", None) is not None:
+            _fail("--n-samples and --noise apply to the generated --dataset sets, not to --data")
+        target = args.target
+        if target is None and default_target is not None:
+            try:  # the model's target column, when the file has it
+                return load_file(args.data, target=default_target, n_features=n_features)
+            except DataError as exc:
+                if "not found" not in str(exc):
+                    raise
+        return load_file(args.data, target=target, n_features=n_features)
+    if args.target is not None:
+        _fail("--target picks a column of a --data file; built-in data sets have their target")
+    return load_dataset(
+        args.dataset or "moons",
+        n_samples=getattr(args, "n_samples", None),
+        noise=getattr(args, "noise", None),
+        seed=args.seed,
+    )

@@ -1,0 +1,180 @@
+"""``xpnet evaluate`` and ``xpnet predict``: a saved model on data."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import numpy as np
+
+from ..backends import to_numpy
+from ._common import (
+    _backend,
+    _check_writable,
+    _describe_net,
+    _device,
+    _emit_json,
+    _fail,
+    _fmt,
+    _load_data,
+)
+
+
+def _load_model(args: argparse.Namespace) -> Any:
+    from ..io import load
+
+    device = _device(args.device)
+    _backend(args.backend, device)
+    return load(args.model, backend=args.backend, device=device)
+
+
+def _default_seed(args: argparse.Namespace, meta: dict[str, Any]) -> None:
+    """A generated --dataset is re-created with the training run's seed unless --seed says."""
+    if args.seed is None:
+        split = meta.get("split") or {}
+        args.seed = split.get("seed") or 0
+
+
+def _prepare(net: Any, X: np.ndarray, source: str) -> np.ndarray:
+    from ..data import Standardizer
+
+    n_in = net.layer_sizes[0]
+    if X.shape[1] != n_in:
+        _fail(f"{source} has {X.shape[1]} feature columns but the model expects {n_in} "
+              "(feature count does not match the model)")
+    stats = net.metadata.get("standardize")
+    return Standardizer.from_dict(stats).transform(X) if stats else X
+
+
+def _target_stats(net: Any) -> tuple[float, float]:
+    stats = net.metadata.get("target_standardize")
+    return (float(stats["mean"][0]), float(stats["scale"][0])) if stats else (0.0, 1.0)
+
+
+def _model_summary(net: Any, path: str) -> str:
+    trained = net.metadata["header"]["trained_on"]
+    return (f"{path}: {_describe_net(net)}; trained on {trained['backend']} "
+            f"({trained['device']}), {net.dtype}; running on {net.backend}")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..data import encode_labels, split_indices
+    from ..metrics import score
+
+    net = _load_model(args)
+    meta = net.metadata
+    _default_seed(args, meta)
+    data = _load_data(args, default_target=meta.get("target_name"))
+    source = data.name
+    if data.y is None:
+        _fail(f"{source} has no target column to evaluate against")
+    X = _prepare(net, data.X, source)
+    task = meta.get("task") or {"sigmoid": "binary", "softmax": "multiclass"}.get(
+        net.output, "regression")
+    classes = meta.get("classes")
+    if task == "regression":
+        if data.y.dtype.kind not in "biuf":
+            _fail(f"{source}: the target must be numeric for a regression model")
+        y_mean, y_scale = _target_stats(net)
+        y = (data.y.astype(np.float64) - y_mean) / y_scale
+    else:
+        y_mean, y_scale = 0.0, 1.0
+        if classes is None:
+            classes = list(range(max(net.layer_sizes[-1], 2)))
+        y = encode_labels(data.y, classes)
+    rows = np.arange(data.n_samples)
+    if args.split != "all":
+        split = meta.get("split")
+        if not split:
+            _fail("the model file records no train/test split; use --split all")
+        train_rows, test_rows = split_indices(
+            data.n_samples, split["test_fraction"], split["seed"],
+            stratify=y if task != "regression" else None, labels=classes,
+        )
+        rows = train_rows if args.split == "train" else test_rows
+        if not len(rows):
+            _fail("the model was trained without a test split (test fraction 0)")
+    result = score(net, X[rows], y[rows], task, y_mean, y_scale)
+    if args.json:
+        _emit_json({"command": "evaluate", "model": args.model, "data": source,
+                    "split": args.split, "task": task, **result})
+        return 0
+    lines = [f"model     {_model_summary(net, args.model)}",
+             f"data      {source}: {result['rows']} rows ({args.split})",
+             f"loss      {_fmt(result['loss'])}"]
+    if task == "regression":
+        lines += [f"R²        {result['r2']:.4f}", f"MSE       {_fmt(result['mse'])}"]
+    else:
+        lines.append(f"accuracy  {result['accuracy']:.4f}")
+    if not args.quiet:
+        print("\n".join(lines))
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import csv
+
+    from ..metrics import predicted_classes
+
+    net = _load_model(args)
+    meta = net.metadata
+    _default_seed(args, meta)
+    n_in = net.layer_sizes[0]
+    data = _load_data(args, n_features=n_in, default_target=meta.get("target_name"))
+    X = _prepare(net, data.X, data.name)
+    if args.out:
+        _check_writable(args.out, "predictions file")
+    outputs = to_numpy(net.predict_proba(X)).astype(np.float64)
+    classes = meta.get("classes")
+    header: list[str] = ["row"]
+    if data.y is not None:
+        header.append(f"true_{data.target_name or 'target'}")
+    if net.output == "identity":
+        y_mean, y_scale = _target_stats(net)
+        values = outputs * y_scale + y_mean
+        names = ["prediction"] if values.shape[1] == 1 else [
+            f"prediction_{j + 1}" for j in range(values.shape[1])]
+        header += names
+        predictions: list[Any] = [row[0] if len(row) == 1 else list(row)
+                                  for row in values.tolist()]
+        probabilities = None
+    else:
+        if net.output == "sigmoid" and outputs.shape[1] == 1:
+            probs = np.column_stack([1.0 - outputs[:, 0], outputs[:, 0]])
+        else:
+            probs = outputs
+        if net.output == "sigmoid" and outputs.shape[1] > 1:
+            _fail("multi-label models are not supported by 'xpnet predict'")
+        labels = classes if classes is not None else list(range(probs.shape[1]))
+        index = predicted_classes(outputs)
+        predictions = [labels[i] for i in index]
+        probabilities = probs.tolist()
+        header += ["prediction"] + [f"p_{label}" for label in labels]
+    if args.json:
+        _emit_json({"command": "predict", "model": args.model, "data": data.name,
+                    "rows": len(predictions), "classes": classes, "predictions": predictions,
+                    "probabilities": probabilities, "out": args.out})
+        if not args.out:
+            return 0
+    handle = open(args.out, "w", newline="") if args.out else sys.stdout  # noqa: SIM115
+    try:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(header)
+        for i, prediction in enumerate(predictions):
+            row: list[Any] = [i + 1]
+            if data.y is not None:
+                true = data.y[i].item()
+                row.append(int(true) if isinstance(true, float) and true.is_integer() else true)
+            if probabilities is None:
+                values_row = prediction if isinstance(prediction, list) else [prediction]
+                row += [f"{v:.10g}" for v in values_row]
+            else:
+                row += [prediction] + [f"{p:.6f}" for p in probabilities[i]]
+            writer.writerow(row)
+    finally:
+        if args.out:
+            handle.close()
+    if args.out and not args.quiet and not args.json:
+        print(f"wrote {len(predictions)} predictions to {args.out}")
+    return 0

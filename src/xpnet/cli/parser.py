@@ -1,0 +1,286 @@
+"""The argument parser of every command, with help texts and examples."""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+from .. import __version__
+from ..backends import BACKEND_NAMES
+from ._common import (
+    DEFAULT_EPOCHS,
+    DEFAULT_EPOCHS_2D,
+    DEFAULT_HIDDEN,
+    DEFAULT_LR,
+    DEFAULT_LR_REGRESSION,
+    EXIT_ERROR,
+    _activations,
+    _fraction,
+    _hidden_sizes,
+    _layer_sizes,
+    _nonnegative_float,
+    _nonnegative_int,
+    _positive_float,
+    _positive_int,
+)
+from .inspection import _cmd_backends, _cmd_explain, _cmd_gradcheck
+from .models import _cmd_evaluate, _cmd_predict
+from .train import _cmd_train
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``xpnet: error: ...`` and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"xpnet: error: {message} (see '{self.prog} --help')\n")
+
+
+_FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+def _wrap(text: str) -> str:
+    import textwrap
+
+    return textwrap.fill(text, width=78)
+
+_EXAMPLES = {
+    "train": """examples:
+  xpnet train                                   # 2-8-1 sigmoid network on two moons, NumPy
+  xpnet train --dataset spirals --layers 32,32 --activation tanh --lr 0.3 --epochs 5000
+  xpnet train --backend torch --dataset digits --layers 64 --save m.npz --plot p.png
+  xpnet train --data my.csv --target label --test-fraction 0.2 --json
+  xpnet train --backend cupy --dtype float32 --dataset digits --layers 256
+""",
+    "evaluate": """examples:
+  xpnet evaluate m.npz --dataset digits
+  xpnet evaluate m.npz --dataset digits --split test --backend numpy
+  xpnet evaluate m.npz --data held_out.csv --json
+""",
+    "predict": """examples:
+  xpnet predict m.npz --data new_rows.csv              # CSV to stdout
+  xpnet predict m.npz --data new_rows.csv --out predictions.csv
+  xpnet predict m.npz --dataset digits --json
+
+The file may hold the model's feature columns only, or the target column too (it is
+then copied to the output as true_<target>). Features are standardised with the
+statistics stored in the model.
+""",
+    "backends": """examples:
+  xpnet backends
+  xpnet backends --json
+""",
+    "gradcheck": """examples:
+  xpnet gradcheck                                       # the lesson's 2-4-1 network
+  xpnet gradcheck --layers 4,16,8,3 --activation relu,tanh --output softmax
+  xpnet gradcheck --backend torch --output identity --alpha 0.1
+
+Exit status: 0 when the largest relative error is at most the threshold, 1 otherwise.
+""",
+    "explain": """examples:
+  xpnet explain                                         # the lesson's 2-4-1 network
+  xpnet explain --layers 64,32,10 --activation relu --output softmax --rows 32
+""",
+}
+
+
+def _add_backend_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="numpy", metavar="NAME",
+                   help=f"array backend: {', '.join(BACKEND_NAMES)} (default: numpy)")
+    p.add_argument("--device", default=None,
+                   help="device on the backend: cpu, cuda:0, 1, ... (default: the backend's)")
+
+
+def _add_network_options(p: argparse.ArgumentParser) -> None:
+    """The whole network, input to output (gradcheck and explain; train takes hidden sizes)."""
+    p.add_argument("--layers", type=_layer_sizes, default=[2, 4, 1], metavar="SIZES",
+                   help="all layer sizes, input to output, e.g. 2,4,1 (default: 2,4,1)")
+    p.add_argument("--activation", type=_activations, default="sigmoid", metavar="NAME",
+                   help="hidden activation(s) (default: sigmoid)")
+    p.add_argument("--output", default="sigmoid", choices=("sigmoid", "softmax", "identity"),
+                   help="output and loss (default: sigmoid)")
+    p.add_argument("--alpha", type=_nonnegative_float, default=0.0, help="L2 penalty")
+
+
+def _add_data_options(p: argparse.ArgumentParser, required: bool) -> None:
+    from ..data import DATASETS
+
+    group = p.add_mutually_exclusive_group(required=required)
+    group.add_argument("--dataset", metavar="NAME",
+                       help="built-in data set: " + ", ".join(DATASETS)
+                       + ("" if required else " (default: moons)"))
+    group.add_argument("--data", metavar="FILE",
+                       help="CSV with a header row, .npz with X and y, or .npy (2-D)")
+    p.add_argument("--target", metavar="COLUMN",
+                   help="target column of --data: name or index (default: the last column)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..data import DATASETS
+
+    parser = _Parser(
+        prog="xpnet", formatter_class=_FORMATTER,
+        description=_wrap("Train, evaluate and inspect multilayer perceptrons with explicit "
+                          "backpropagation on NumPy, CuPy, PyTorch or array-api-strict."),
+        epilog="Run 'xpnet COMMAND --help' for a command's options and examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"xpnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    # train
+    p = sub.add_parser(
+        "train", help="train a network and report loss, accuracy and speed",
+        formatter_class=_FORMATTER, epilog=_EXAMPLES["train"],
+        description=_wrap(
+            "Train a network by gradient descent and report loss, accuracy (or R² and "
+            "MSE), time and samples/s. With no options: the lesson's network (2 inputs, "
+            "one hidden sigmoid layer, sigmoid output, binary cross-entropy, full-batch "
+            "gradient descent) on the built-in two-moons data, on NumPy."
+        ) + "\n\nbuilt-in data sets:\n" + "\n".join(
+            f"  {name:<14} {text}" for name, text in DATASETS.items()),
+    )
+    _add_data_options(p, required=False)
+    p.add_argument("--n-samples", type=_positive_int, default=None, metavar="N",
+                   help="rows of a generated data set (default: 400)")
+    p.add_argument("--noise", type=_nonnegative_float, default=None,
+                   help="noise of a generated data set (default: per data set)")
+    _add_backend_options(p)
+    p.add_argument("--dtype", default="float64", choices=("float32", "float64"),
+                   help="floating-point type (default: float64)")
+    p.add_argument("--layers", type=_hidden_sizes, default=_hidden_sizes(DEFAULT_HIDDEN),
+                   metavar="SIZES", help="hidden layer sizes, e.g. 16,16; 'none' for no hidden "
+                   f"layer (default: {DEFAULT_HIDDEN})")
+    p.add_argument("--activation", type=_activations, default="sigmoid", metavar="NAME",
+                   help="hidden activation: sigmoid, tanh, relu, identity; one, or one per "
+                   "hidden layer like relu,tanh (default: sigmoid)")
+    p.add_argument("--output", default=None, choices=("sigmoid", "softmax", "identity"),
+                   help="output and loss (default: from the target: sigmoid for 2 classes, "
+                   "softmax for more, identity for regression)")
+    p.add_argument("--epochs", type=_positive_int, default=None,
+                   help="passes over the training rows (default: "
+                   f"{DEFAULT_EPOCHS_2D} on the generated 2-D data sets, "
+                   f"{DEFAULT_EPOCHS} on other data)")
+    p.add_argument("--lr", type=_positive_float, default=None,
+                   help=f"learning rate (default: {DEFAULT_LR:g} for classification, "
+                   f"{DEFAULT_LR_REGRESSION:g} for regression)")
+    p.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
+                   help="mini-batch rows (default: full batch)")
+    p.add_argument("--alpha", type=_nonnegative_float, default=0.0,
+                   help="L2 penalty alpha/(2m)·Σ‖W‖² (default: 0)")
+    p.add_argument("--solver", choices=("sgd", "adam"), default="sgd",
+                   help="update rule (default: sgd, plain gradient descent)")
+    p.add_argument("--momentum", type=_nonnegative_float, default=0.0,
+                   help="sgd momentum in [0, 1] (default: 0)")
+    p.add_argument("--nesterov", action="store_true",
+                   help="Nesterov momentum (sgd with --momentum > 0)")
+    p.add_argument("--lr-schedule", choices=("constant", "invscaling", "adaptive"),
+                   default="constant",
+                   help="sgd learning-rate schedule, as in scikit-learn (default: constant)")
+    p.add_argument("--early-stopping", action="store_true",
+                   help="hold out 10%% of the training rows, stop when their score stops "
+                   "improving and restore the best weights")
+    p.add_argument("--n-iter-no-change", type=_positive_int, default=None, metavar="N",
+                   help="stop after N epochs without improvement by --tol (default: never "
+                   "without --early-stopping, 10 with it)")
+    p.add_argument("--tol", type=_nonnegative_float, default=1e-4,
+                   help="improvement that counts for stopping (default: 1e-4)")
+    p.add_argument("--seed", type=_nonnegative_int, default=0,
+                   help="seed of the weights, the split, shuffles and generated data "
+                   "(default: 0)")
+    p.add_argument("--test-fraction", type=_fraction, default=0.25, metavar="F",
+                   help="share of rows held out and reported separately (default: 0.25)")
+    p.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=True,
+                   help="standardise features (and a regression target) with training-split "
+                   "statistics (default: on)")
+    p.add_argument("--save", metavar="MODEL.npz", help="write the trained model here")
+    p.add_argument("--plot", metavar="OUT.png",
+                   help="save the loss curve and decision boundary (needs matplotlib)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object on stdout and nothing else")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="print nothing but errors (and no progress bar)")
+    p.set_defaults(func=_cmd_train)
+
+    # evaluate
+    p = sub.add_parser(
+        "evaluate", help="loss and accuracy (or R² and MSE) of a saved model on data",
+        formatter_class=_FORMATTER, epilog=_EXAMPLES["evaluate"],
+        description=_wrap("Score a saved model on a data set or file: loss and accuracy for "
+                          "classifiers, loss, R² and MSE for regression."),
+    )
+    p.add_argument("model", metavar="MODEL", help="model file written by 'xpnet train --save'")
+    _add_data_options(p, required=True)
+    p.add_argument("--split", choices=("all", "train", "test"), default="all",
+                   help="rows to score: all, or the training/test split recorded in the model "
+                   "(the same data as in training) (default: all)")
+    _add_backend_options(p)
+    p.add_argument("--seed", type=_nonnegative_int, default=None,
+                   help="seed of a generated --dataset (default: the training run's seed)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=_cmd_evaluate)
+
+    # predict
+    p = sub.add_parser(
+        "predict", help="predictions (and class probabilities) for every row",
+        formatter_class=_FORMATTER, epilog=_EXAMPLES["predict"],
+        description=_wrap("Predict each row of a data file with a saved model; writes CSV "
+                          "(row, prediction, one probability column per class)."),
+    )
+    p.add_argument("model", metavar="MODEL", help="model file written by 'xpnet train --save'")
+    _add_data_options(p, required=True)
+    p.add_argument("--out", metavar="FILE", help="write the CSV here instead of stdout")
+    _add_backend_options(p)
+    p.add_argument("--seed", type=_nonnegative_int, default=None,
+                   help="seed of a generated --dataset (default: the training run's seed)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--quiet", "-q", action="store_true", help="no summary line with --out")
+    p.set_defaults(func=_cmd_predict)
+
+    # backends
+    p = sub.add_parser(
+        "backends", help="which backends are installed and usable here, and how to install",
+        formatter_class=_FORMATTER, epilog=_EXAMPLES["backends"],
+        description=_wrap("A table of every backend: installed or not, version, usable "
+                          "devices, and the install line when missing."),
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=_cmd_backends)
+
+    # gradcheck
+    p = sub.add_parser(
+        "gradcheck", help="finite-difference check of the explicit backpropagation",
+        formatter_class=_FORMATTER, epilog=_EXAMPLES["gradcheck"],
+        description=_wrap("Compare the hand-written gradients with central finite "
+                          "differences on random data; print the largest relative error per "
+                          "parameter."),
+    )
+    _add_network_options(p)
+    _add_backend_options(p)
+    p.add_argument("--dtype", default="float64", choices=("float32", "float64"),
+                   help="float64 (default) checks formulas; float32 is a coarse check")
+    p.add_argument("--rows", type=_positive_int, default=16, help="random rows (default: 16)")
+    p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed (default: 0)")
+    p.add_argument("--eps", type=_positive_float, default=None,
+                   help="finite-difference step (default: 1e-5 float64, 1e-2 float32)")
+    p.add_argument("--threshold", type=_positive_float, default=None,
+                   help="largest relative error allowed (default: 1e-5 float64, 5e-2 float32)")
+    p.add_argument("--max-entries", type=_positive_int, default=2000, metavar="N",
+                   help="entries checked at most, sampled when the network is larger "
+                   "(default: 2000)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--quiet", "-q", action="store_true", help="print only on failure")
+    p.set_defaults(func=_cmd_gradcheck)
+
+    # explain
+    p = sub.add_parser(
+        "explain", help="the forward and backward equations of a network, with shapes",
+        formatter_class=_FORMATTER, epilog=_EXAMPLES["explain"],
+        description=_wrap("Print the forward pass, loss and backpropagation of the given "
+                          "network layer by layer, with every array's shape: the lesson's "
+                          "derivation, corrected and made concrete."),
+    )
+    _add_network_options(p)
+    p.add_argument("--rows", type=_positive_int, default=None,
+                   help="batch size to show in shapes (default: the symbol m)")
+    p.set_defaults(func=_cmd_explain)
+    return parser

@@ -1,0 +1,216 @@
+"""``xpnet train``: train a network, report it, save the model and plot."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..backends import to_numpy
+from ._common import (
+    DEFAULT_EPOCHS,
+    DEFAULT_EPOCHS_2D,
+    DEFAULT_LR,
+    DEFAULT_LR_ADAM,
+    DEFAULT_LR_REGRESSION,
+    _backend,
+    _check_writable,
+    _describe_net,
+    _device,
+    _device_name,
+    _emit_json,
+    _fail,
+    _fmt,
+    _load_data,
+)
+
+
+def _optimizer(args: argparse.Namespace) -> Any:
+    """The optimiser named by --solver, with its options."""
+    from ..optim import get_optimizer
+
+    if args.solver == "adam":
+        if args.momentum or args.nesterov or args.lr_schedule != "constant":
+            _fail("--momentum, --nesterov and --lr-schedule apply to --solver sgd only")
+        return get_optimizer("adam", args.lr)
+    if args.momentum > 1:
+        _fail(f"--momentum must lie in [0, 1]; got {args.momentum:g}")
+    if args.nesterov and not args.momentum:
+        _fail("--nesterov needs --momentum > 0")
+    return get_optimizer("sgd", args.lr, momentum=args.momentum, nesterov=args.nesterov,
+                         schedule=args.lr_schedule)
+
+
+def _solver_text(args: argparse.Namespace) -> str:
+    text = f"lr {args.lr:g}"
+    if args.solver == "adam":
+        return f"adam, {text}"
+    if args.momentum:
+        text += f", {'nesterov ' if args.nesterov else ''}momentum {args.momentum:g}"
+    if args.lr_schedule != "constant":
+        text += f" ({args.lr_schedule})"
+    return text + (", early stopping" if args.early_stopping else "")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from ..data import GENERATED, Standardizer, encode_target, split_indices
+    from ..io import save
+    from ..metrics import score
+    from ..network import MLP
+    from ..progress import EpochProgress
+
+    device = _device(args.device)
+    _backend(args.backend, device)
+    if args.save:
+        _check_writable(args.save, "model file")
+    if args.plot:
+        from ..plotting import check_plot_path
+
+        _check_writable(args.plot, "plot")
+        check_plot_path(args.plot)  # matplotlib installed, file type known: before training
+
+    data = _load_data(args)
+    if data.y is None:
+        _fail(f"{data.name}: no target column to train on")
+    if args.epochs is None:
+        generated = args.data is None and (args.dataset or "moons") in GENERATED
+        args.epochs = DEFAULT_EPOCHS_2D if generated else DEFAULT_EPOCHS
+    target = encode_target(data.y, args.output)
+    classification = target.task != "regression"
+    if args.lr is None:
+        if args.solver == "adam":
+            args.lr = DEFAULT_LR_ADAM
+        else:
+            args.lr = DEFAULT_LR if classification else DEFAULT_LR_REGRESSION
+    train_rows, test_rows = split_indices(
+        data.n_samples, args.test_fraction, args.seed,
+        stratify=target.y if classification else None, labels=target.classes,
+    )
+    X_train_raw, X_test_raw = data.X[train_rows], data.X[test_rows]
+    y_train, y_test = target.y[train_rows], target.y[test_rows]
+    scaler = Standardizer.fit(X_train_raw) if args.standardize else None
+    X_train = scaler.transform(X_train_raw) if scaler else X_train_raw
+    X_test = scaler.transform(X_test_raw) if scaler else X_test_raw
+    y_scaler = None
+    if not classification and args.standardize:
+        y_scaler = Standardizer.fit(y_train[:, None])
+        y_train_fit = (y_train - y_scaler.mean[0]) / y_scaler.scale[0]
+        y_test_fit = (y_test - y_scaler.mean[0]) / y_scaler.scale[0]
+    else:
+        y_train_fit, y_test_fit = y_train, y_test
+    n_out = len(target.classes) if target.output == "softmax" and target.classes else 1
+    sizes = [data.n_features, *args.layers, n_out]
+    n_hidden = len(args.layers)
+    activation = args.activation
+    if isinstance(activation, list) and len(activation) != n_hidden:
+        _fail(f"--activation lists {len(activation)} names for {n_hidden} hidden layers; "
+              "give one name, or one per hidden layer")
+    net = MLP(sizes, activation=activation, output=target.output, backend=args.backend,
+              device=device, dtype=args.dtype, seed=args.seed, alpha=args.alpha)
+
+    show_progress = sys.stdout.isatty() and not args.quiet and not args.json
+    with EpochProgress(args.epochs, enabled=show_progress) as progress:
+        history = net.fit(X_train, y_train_fit, epochs=args.epochs, lr=args.lr,
+                          batch_size=args.batch_size, callback=progress,
+                          optimizer=_optimizer(args), early_stopping=args.early_stopping,
+                          n_iter_no_change=args.n_iter_no_change, tol=args.tol)
+    m_train = X_train.shape[0]
+    samples_per_second = history.epochs * m_train / max(history.seconds, 1e-12)
+
+    y_mean = float(y_scaler.mean[0]) if y_scaler else 0.0
+    y_scale = float(y_scaler.scale[0]) if y_scaler else 1.0
+    train_scores = score(net, X_train, y_train_fit, target.task, y_mean, y_scale)
+    test_scores = (score(net, X_test, y_test_fit, target.task, y_mean, y_scale)
+                   if len(test_rows) else None)
+
+    if args.save:
+        save(
+            net, args.save, standardize=scaler, target_standardize=y_scaler,
+            classes=target.classes, feature_names=data.feature_names,
+            target_name=data.target_name, task=target.task, dataset=data.name,
+            split={"test_fraction": args.test_fraction, "seed": args.seed},
+        )
+    if args.plot:
+        from ..plotting import plot_training
+
+        def predict(X_raw: np.ndarray) -> np.ndarray:
+            X_net = scaler.transform(X_raw) if scaler else X_raw
+            out = to_numpy(net.predict_proba(X_net)).astype(np.float64)
+            return out * y_scale + y_mean if not classification else out
+
+        title = (f"xpnet {'-'.join(map(str, net.layer_sizes))} on {data.name} "
+                 f"({net.backend}, {net.dtype})")
+        plot_training(
+            args.plot, history.loss, task=target.task, predict=predict,
+            X_train=X_train_raw, y_train=y_train, X_test=X_test_raw, y_test=y_test,
+            classes=target.classes, feature_names=data.feature_names, title=title,
+        )
+
+    if args.json:
+        _emit_json({
+            "command": "train",
+            "xpnet_version": __version__,
+            "data": {
+                "name": data.name, "rows": data.n_samples, "features": data.n_features,
+                "task": target.task, "classes": target.classes,
+                "train_rows": int(len(train_rows)), "test_rows": int(len(test_rows)),
+                "standardized": bool(args.standardize),
+            },
+            "network": {
+                "layer_sizes": list(net.layer_sizes), "activations": list(net.activations),
+                "output": net.output, "loss": net.loss_name, "parameters": net.n_params,
+            },
+            "backend": {"name": net.backend, "device": _device_name(net), "dtype": net.dtype},
+            "training": {
+                "epochs": history.epochs, "lr": args.lr, "batch_size": args.batch_size,
+                "alpha": args.alpha, "seed": args.seed, "solver": args.solver,
+                "momentum": args.momentum, "nesterov": args.nesterov,
+                "lr_schedule": args.lr_schedule, "early_stopping": args.early_stopping,
+                "seconds": history.seconds, "samples_per_second": samples_per_second,
+                "loss_curve": history.loss,
+            },
+            "loss": history.loss[-1],
+            "train": train_scores,
+            "test": test_scores,
+            "model": args.save,
+            "plot": args.plot,
+        })
+        return 0
+    if args.quiet:
+        return 0
+    kinds = (f"{len(target.classes)} classes ({', '.join(map(str, target.classes[:10]))}"
+             f"{', ...' if len(target.classes) > 10 else ''})" if target.classes
+             else "regression target")
+    split = (f"train {len(train_rows)} / test {len(test_rows)} rows" if len(test_rows)
+             else f"all {len(train_rows)} rows for training (no test split)")
+    batch = "full batch" if args.batch_size is None else f"batches of {args.batch_size}"
+    lines = [
+        f"data      {data.name}: {data.n_samples} rows, {data.n_features} features, {kinds}",
+        f"          {split}, features "
+        + ("standardised (training-split statistics)" if scaler else "as given"),
+        f"network   {_describe_net(net)}",
+        f"backend   {net.backend} on {_device_name(net)}, {net.dtype}",
+        f"training  {history.epochs} epochs, {batch}, {_solver_text(args)}, "
+        f"alpha {args.alpha:g}, seed {args.seed}",
+        f"loss      {_fmt(history.loss[-1])} (last epoch)   train {_fmt(train_scores['loss'])}"
+        + (f"   test {_fmt(test_scores['loss'])}" if test_scores else ""),
+    ]
+    if classification:
+        lines.append(f"accuracy  train {train_scores['accuracy']:.4f}"
+                     + (f"   test {test_scores['accuracy']:.4f}" if test_scores else ""))
+    else:
+        lines.append(f"R²        train {train_scores['r2']:.4f}"
+                     + (f"   test {test_scores['r2']:.4f}" if test_scores else ""))
+        lines.append(f"MSE       train {_fmt(train_scores['mse'])}"
+                     + (f"   test {_fmt(test_scores['mse'])}" if test_scores else ""))
+    lines.append(f"time      {history.seconds:.2f} s, {samples_per_second:,.0f} samples/s "
+                 f"({history.epochs} epochs x {m_train} rows, backend synchronised)")
+    if args.save:
+        lines.append(f"saved     {args.save}")
+    if args.plot:
+        lines.append(f"plot      {args.plot}")
+    print("\n".join(lines))
+    return 0
