@@ -11,9 +11,9 @@ import json
 
 import numpy as np
 import pytest
+from test_cli import assert_error, run, write_csv
 
 import xpnet
-from test_cli import assert_error, run, write_csv
 
 N_ROWS = 120
 
