@@ -107,9 +107,10 @@ _EXAMPLES = {
   xpnet predict m.npz --data new_rows.csv --out predictions.csv
   xpnet predict m.npz --dataset digits --json
 
-The file may hold the model's feature columns only, or the target column too (it is
-then copied to the output as true_<target>). Features are standardised with the
-statistics stored in the model.
+The model's feature columns are taken from a CSV by name, in any order; other
+columns are ignored (noted on stderr). A target column, when present, is copied to
+the output as true_<target>. .npz/.npy files have no column names: their columns
+count by position. Features are standardised with the statistics stored in the model.
 """,
     "backends": """examples:
   xpnet backends
