@@ -160,3 +160,22 @@ def test_builtin_data_sets_still_evaluate(tmp_path):
     assert proc.returncode == 0, proc.stderr
     proc = run("evaluate", tmp_path / "c.npz", "--dataset", "circles", "--json")
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+def test_builtin_data_sets_are_matched_by_name_too(tmp_path):
+    """A model of moons saved as x2,x1 scores --dataset moons (x1, x2) in its own order;
+    one of other names gets the columns by position and a warning."""
+    X, y = xpnet.data.make_moons(400, noise=0.1, seed=0)
+    rows = [[f"{q:.6f}", f"{p:.6f}", int(t)] for (p, q), t in zip(X, y, strict=True)]
+    write_csv(tmp_path / "swapped.csv", ["x2", "x1", "class"], rows)
+    write_csv(tmp_path / "named.csv", ["v", "u", "class"], rows)
+    for name in ("swapped", "named"):
+        proc = run("train", "--data", tmp_path / f"{name}.csv", "--epochs", "500",
+                   "--test-fraction", "0", "--save", tmp_path / f"{name}.npz", "--quiet")
+        assert proc.returncode == 0, proc.stderr
+    proc = run("evaluate", tmp_path / "swapped.npz", "--dataset", "moons", "--json")
+    assert accuracy(proc) >= 0.95 and proc.stderr == ""
+    proc = run("evaluate", tmp_path / "named.npz", "--dataset", "moons", "--json")
+    assert accuracy(proc) < 0.9  # v, u taken as x1, x2: swapped, as the warning says
+    assert proc.stderr == ("xpnet: warning: data set 'moons' names its columns 'x1', 'x2', "
+                           "not as the model's 'v', 'u'; they are taken by position\n")
