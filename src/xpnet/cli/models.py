@@ -120,8 +120,8 @@ def _load_for_model(args: argparse.Namespace, net: Any, evaluate: bool) -> Any:
         _stderr("note", f"{data.name}: ignoring column"
                 f"{'s' if len(data.ignored_columns) > 1 else ''} the model does not use: "
                 f"{_names_text(data.ignored_columns)}")
-    if evaluate and model_target is not None and args.target is None and (
-            data.y is None or data.n_features == net.layer_sizes[0] - 1):
+    if evaluate and data.named_columns and model_target is not None and args.target is None \
+            and (data.y is None or data.n_features == net.layer_sizes[0] - 1):
         # no column of the model's target name, and the last column, taken instead, was
         # a feature: say what is missing rather than that a feature is
         if data.y is None or data.target_name != model_target:
@@ -139,6 +139,7 @@ def _prepare(net: Any, data: Any) -> np.ndarray:
         name = data.target_name
         target = ("" if data.y is None else " besides the target" if not name
                   else f" besides the target (column {name})" if name.isdigit()  # .npy
+                  else f" besides the target array {name!r}" if not data.named_columns
                   else f" besides the target column {name!r}")
         _fail(f"{data.name} has {X.shape[1]} feature column{'s' if X.shape[1] != 1 else ''}"
               f"{target} but the model expects {n_in} (feature count does not match the model)")
