@@ -15,7 +15,8 @@ one whose output shows ``xpnet: error:`` must exit non-zero.
 
 Examples that need an optional piece (PyTorch, scikit-learn's data sets, matplotlib, a
 backend) skip saying what is missing, and so do later examples that read a file that a
-skipped example would have written.
+skipped example would have written. A block that cannot run unattended (one that waits
+for Ctrl-C, say) is marked by the line ``<!-- not tested -->`` just above it.
 """
 
 from __future__ import annotations
@@ -39,11 +40,15 @@ OUTPUT_OPTIONS = {"--save", "--out", "--plot"}
 FILE_SUFFIXES = (".npz", ".npy", ".csv", ".png", ".pdf", ".svg", ".json")
 
 
+NOT_TESTED = "<!-- not tested -->"  # on the line before a ```console block: skip it
+
+
 @dataclass
 class Example:
     line: int  # where the command stands in README.md (1-based)
     command: str
     output: list[str] = field(default_factory=list)
+    marked_not_tested: bool = False
 
     @property
     def id(self) -> str:
@@ -53,20 +58,23 @@ class Example:
 def console_examples(text: str) -> list[Example]:
     """The ``$`` commands of every ```` ```console ```` block with the output shown."""
     examples: list[Example] = []
-    in_block = False
-    continued = False
+    in_block = not_tested = continued = False
+    previous = ""
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if not in_block:
             in_block = stripped == "```console"
+            not_tested = previous == NOT_TESTED
+            previous = stripped or previous
             continue
         if stripped.startswith("```"):
             in_block = False
+            previous = stripped
         elif continued:  # a command continued with a trailing backslash
             examples[-1].command = examples[-1].command[:-1] + " " + stripped
             continued = stripped.endswith("\\")
         elif line.startswith("$ "):
-            examples.append(Example(number, line[2:].strip()))
+            examples.append(Example(number, line[2:].strip(), marked_not_tested=not_tested))
             continued = examples[-1].command.endswith("\\")
         elif examples:
             examples[-1].output.append(line.rstrip())
@@ -142,6 +150,8 @@ def missing_piece(example: Example, folder: Path, skipped_outputs: set[str]) -> 
     """Why ``example`` cannot run here, or None."""
     from xpnet.data import DATASETS
 
+    if example.marked_not_tested:
+        return f"marked {NOT_TESTED} in README.md"
     words = shlex.split(example.command)
     shows_error = any(line.startswith("xpnet: error:") for line in example.output)
     for backend in _option_values(words, "--backend"):
@@ -216,7 +226,7 @@ class Session:
         proc = subprocess.run(
             ["bash", "-c", f"(exit {previous}); {example.command}"], cwd=self.folder,
             env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            timeout=600,
+            timeout=300,
         )
         return Result(proc.returncode, proc.stdout.rstrip("\n").splitlines())
 
@@ -280,10 +290,12 @@ def test_examples_are_parsed_with_their_output():
         1,0
         ```
         """)
-    examples = console_examples(text)
-    assert [(e.line, e.command, e.output) for e in examples] == [
-        (5, "xpnet train --epochs 2  --quiet", []),
-        (7, "xpnet predict m.npz --dataset digits | head -3", ["row,prediction", "1,0"]),
+    examples = console_examples(text + f"{NOT_TESTED}\n```console\n$ sleep 1000\n```\n")
+    assert [(e.line, e.command, e.output, e.marked_not_tested) for e in examples] == [
+        (5, "xpnet train --epochs 2  --quiet", [], False),
+        (7, "xpnet predict m.npz --dataset digits | head -3", ["row,prediction", "1,0"],
+         False),
+        (13, "sleep 1000", [], True),
     ]
 
 
