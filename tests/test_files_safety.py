@@ -363,6 +363,37 @@ def test_predict_out_replaces_atomically_keeping_mode(work):
     assert temp_files(folder) == []
 
 
+@needs_posix
+def test_predict_out_killed_mid_write_leaves_the_old_file_whole(work):
+    """``predict --out`` killed while writing: the old predictions stay as they were (the
+    old code truncated the file first and left half a CSV)."""
+    folder, _, _ = work
+    rng = np.random.default_rng(1)
+    rows = "\n".join(f"{a:.4f},{b:.4f}" for a, b in rng.normal(size=(300_000, 2)))
+    (folder / "many.csv").write_text("x1,x2\n" + rows + "\n")
+    out = folder / "pred.csv"
+    out.write_text("row,prediction\n1,old\n")
+    before = out.read_bytes()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xpnet", "predict", "m.npz", "--data", "many.csv", "--out",
+         "pred.csv"], cwd=folder, env=env_for_subprocess(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if temp_files(folder) or out.stat().st_size != len(before):
+                break  # writing has begun (into a temp file, or into the file itself)
+            time.sleep(0.002)
+        assert proc.poll() is None, "the run ended before it could be killed mid-write"
+        proc.kill()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert out.read_bytes() == before
+
+
 # ----------------------------------------------------------------- signals
 def _start_big_save(folder, model_name="big.npz"):
     """``xpnet train --save`` of a model large enough that its save takes a while."""
