@@ -57,6 +57,30 @@ def env_for_subprocess():
     return env
 
 
+@pytest.fixture
+def devices(tmp_path):
+    """Character devices to aim at: the null device and the full device (always ENOSPC).
+
+    As root these are nodes of our own in ``tmp_path``: code that replaces a device by
+    renaming over it (xpnet before this fix did, with ``--save /dev/null``) must never
+    get the chance to replace the machine's ``/dev/null`` while these tests run on it.
+    Other users get the real ones, which they cannot replace.
+    """
+    if os.geteuid() != 0:
+        return {"null": Path("/dev/null"), "full": Path("/dev/full")}
+    nodes = {}
+    for name, minor in (("null", 3), ("full", 7)):
+        node = tmp_path / "dev" / name
+        node.parent.mkdir(exist_ok=True)
+        try:
+            os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, minor))
+        except OSError as exc:
+            pytest.skip(f"cannot create a device node as root here ({exc}), and the real "
+                        "/dev/null must not be the target of a test")
+        nodes[name] = node
+    return nodes
+
+
 # ----------------------------------------------------------------- the atomic writer
 def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
     target = tmp_path / "out.csv"
@@ -121,7 +145,7 @@ def test_empty_path_is_refused(tmp_path):
 
 
 @needs_posix
-def test_non_regular_targets_are_refused_before_writing(tmp_path):
+def test_non_regular_targets_are_refused_before_writing(tmp_path, devices):
     folder = tmp_path / "folder"
     folder.mkdir()
     fifo = tmp_path / "fifo"
@@ -131,7 +155,7 @@ def test_non_regular_targets_are_refused_before_writing(tmp_path):
     sock.bind(str(sock_path))
     try:
         cases = {folder: "a directory", fifo: "FIFO", sock_path: "socket",
-                 "/dev/null": "character device", "/dev/full": "character device"}
+                 devices["null"]: "character device", devices["full"]: "character device"}
         for path, kind in cases.items():
             before = os.stat(path)
             with pytest.raises(UnsafeOutputError, match=kind) as info:
@@ -141,7 +165,7 @@ def test_non_regular_targets_are_refused_before_writing(tmp_path):
             after = os.stat(path)
             assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
         assert temp_files(tmp_path) == []
-        assert temp_files("/dev") == []
+        assert temp_files(devices["null"].parent) == []
     finally:
         sock.close()
 
@@ -162,13 +186,13 @@ def test_symlink_is_written_through_and_kept(tmp_path):
 
 
 @needs_posix
-def test_dangling_symlink_and_link_to_device_are_refused(tmp_path):
+def test_dangling_symlink_and_link_to_device_are_refused(tmp_path, devices):
     dangling = tmp_path / "dangling.npz"
     dangling.symlink_to(tmp_path / "nowhere" / "m.npz")
     with pytest.raises(UnsafeOutputError, match="symbolic link.*does not exist"):
         xpnet.save(small_net(), dangling)
     to_null = tmp_path / "null.npz"
-    to_null.symlink_to("/dev/null")
+    to_null.symlink_to(devices["null"])
     with pytest.raises(UnsafeOutputError, match="character device"):
         xpnet.save(small_net(), to_null)
     assert dangling.is_symlink() and to_null.is_symlink()
@@ -334,20 +358,43 @@ def test_empty_output_names_are_errors(work, option):
 
 
 @needs_posix
-def test_non_regular_outputs_refused_by_the_cli(work):
+def test_non_regular_outputs_refused_by_the_cli(work, devices):
     folder, _, _ = work
     os.mkfifo(folder / "fifo")
     (folder / "dir").mkdir()
-    for option, path, kind in [("--save", "/dev/null", "character device"),
+    null, full = str(devices["null"]), str(devices["full"])
+    for option, path, kind in [("--save", null, "character device"),
                                ("--save", "fifo", "FIFO"), ("--save", "dir", "directory")]:
         assert_error(run("train", "--epochs", "2", option, path, cwd=folder, timeout=60),
                      path, kind, "not a regular file")
-    for path, kind in [("/dev/full", "character device"), ("fifo", "FIFO")]:
+    for path, kind in [(full, "character device"), ("fifo", "FIFO")]:
         assert_error(run("predict", "m.npz", "--data", "in.csv", "--out", path, cwd=folder,
                          timeout=60), path, kind, "not a regular file")
-    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert stat.S_ISCHR(os.stat(null).st_mode) and stat.S_ISCHR(os.stat(full).st_mode)
     assert stat.S_ISFIFO(os.stat(folder / "fifo").st_mode)
     assert temp_files(folder) == []
+
+
+@needs_posix
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
+def test_descriptor_links_refused_even_onto_a_regular_file(work):
+    """``--out /dev/stdout`` with stdout redirected to a log file: following the link
+    would replace (old code: truncate) the log. Refused, the log kept."""
+    folder, _, _ = work
+    log = folder / "log.txt"
+    log.write_text("earlier output\n")
+    for out in ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"):
+        with open(log, "a") as handle:
+            proc = subprocess.run(
+                [sys.executable, "-m", "xpnet", "predict", "m.npz", "--data", "in.csv",
+                 "--out", out], cwd=folder, stdout=handle, stderr=subprocess.PIPE, text=True,
+                timeout=60, env=env_for_subprocess())
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("xpnet: error: ") and out in proc.stderr, proc.stderr
+        assert "file descriptor" in proc.stderr
+        assert log.read_text() == "earlier output\n"
+    with pytest.raises(UnsafeOutputError, match="file descriptor"):
+        check_output_path("/dev/stdout")
 
 
 def test_predict_out_replaces_atomically_keeping_mode(work):

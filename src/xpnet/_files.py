@@ -124,6 +124,10 @@ def check_output_path(path: str | os.PathLike[str]) -> str:
         link = None
     except OSError as exc:  # a parent that is a file (ENOTDIR), a link loop (ELOOP), ...
         raise _refuse(name, exc.strerror or str(exc), exc.errno or errno.EINVAL) from None
+    descriptor = _descriptor_link(name)
+    if descriptor:
+        raise _refuse(name, f"it leads to {descriptor!r}, an open file descriptor or process "
+                      "file, not a file name; xpnet writes to stdout when no file is given")
     target = name
     if link is not None and stat.S_ISLNK(link.st_mode):
         target = os.path.realpath(name)
@@ -151,6 +155,26 @@ def check_output_path(path: str | os.PathLike[str]) -> str:
     if not os.access(folder, os.W_OK):
         raise _refuse(name, f"folder {folder!r} is not writable", errno.EACCES)
     return target
+
+
+def _descriptor_link(name: str) -> str:
+    """The hop of ``name``'s link chain inside ``/proc`` (``/dev/stdout`` leads to
+    ``/proc/self/fd/1``, ``/dev/fd/1`` lies there), or "". Writing through such a link
+    would replace whatever file the descriptor happens to be open on (a shell's
+    redirection target, a log), so these are refused whatever they point to."""
+    hop = os.path.abspath(name)
+    for _ in range(40):  # the kernel's own limit on links followed
+        parent = os.path.realpath(os.path.dirname(hop))
+        if parent == "/proc" or parent.startswith("/proc/"):
+            return hop
+        if not os.path.islink(hop):
+            return ""
+        try:
+            hop = os.path.join(os.path.dirname(hop), os.readlink(hop))
+        except OSError:
+            return ""
+        hop = os.path.abspath(hop)
+    return ""
 
 
 def is_temp_name(name: str) -> bool:
