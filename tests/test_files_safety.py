@@ -397,6 +397,18 @@ def test_descriptor_links_refused_even_onto_a_regular_file(work):
         check_output_path("/dev/stdout")
 
 
+@pytest.mark.skipif(not HAVE_MPL, reason="--plot needs matplotlib")
+def test_plot_format_follows_the_suffix(tmp_path):
+    """The atomic writer hands matplotlib a file object, so the format must be passed."""
+    proc = run("train", "--epochs", "2", "--plot", "p.svg", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert b"<svg" in (tmp_path / "p.svg").read_bytes()[:2000]
+    proc = run("train", "--epochs", "2", "--plot", "p.PDF", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "p.PDF").read_bytes().startswith(b"%PDF")
+    assert temp_files(tmp_path) == []
+
+
 def test_predict_out_replaces_atomically_keeping_mode(work):
     folder, _, _ = work
     out = folder / "pred.csv"
@@ -536,13 +548,19 @@ def test_predict_into_head_exits_quietly(tmp_path):
 
 @needs_posix
 def test_reader_gone_before_a_short_output_exits_quietly(cli_model):
-    """A short output fits the pipe buffer and fails only when flushed at the end."""
-    read_end, write_end = os.pipe()
-    os.close(read_end)  # the reader is gone before xpnet writes a byte
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "xpnet", "backends"], stdout=write_end,
-            stderr=subprocess.PIPE, text=True, timeout=60, env=env_for_subprocess())
-    finally:
-        os.close(write_end)
-    assert (proc.returncode, proc.stderr) == (141, "")
+    """A short output fits the pipe buffer and fails only when flushed at the end (with
+    buffered stdout, the default) or at its first write (``PYTHONUNBUFFERED=1``)."""
+    for unbuffered in (False, True):
+        env = env_for_subprocess()
+        env.pop("PYTHONUNBUFFERED", None)
+        if unbuffered:
+            env["PYTHONUNBUFFERED"] = "1"
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader is gone before xpnet writes a byte
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "xpnet", "backends"], stdout=write_end,
+                stderr=subprocess.PIPE, text=True, timeout=60, env=env)
+        finally:
+            os.close(write_end)
+        assert (proc.returncode, proc.stderr) == (141, ""), unbuffered

@@ -39,9 +39,7 @@ def check_paths(outputs: dict[str, tuple[str, str | None]],
     given: dict[str, tuple[str, str]] = {
         opt: (what, path) for opt, (what, path) in outputs.items() if path is not None}
     for opt, (what, path) in given.items():
-        if not path:
-            _fail(f"{opt} needs a file name for the {what}; got an empty string")
-        try:
+        try:  # refuses '' too
             check_output_path(path)
         except UnsafeOutputError as exc:
             _fail(f"cannot write the {what} {path!r} ({opt}): {exc.problem}")
