@@ -135,6 +135,29 @@ def test_new_model_file_mode_with_umask_022(tmp_path, umask_022):
     assert stat.S_IMODE(os.stat(tmp_path / "m.npz").st_mode) == 0o644
 
 
+@pytest.mark.skipif(not POSIX or os.geteuid() != 0, reason="giving a file away needs root")
+def test_replaced_file_keeps_its_owner(tmp_path):
+    target = tmp_path / "shared.npz"
+    target.write_bytes(b"x")
+    os.chown(target, 1234, 5678)
+    xpnet.save(small_net(), target)
+    st = os.stat(target)
+    assert (st.st_uid, st.st_gid) == (1234, 5678)
+
+
+@pytest.mark.skipif(not POSIX or os.geteuid() == 0, reason="root may write in any folder")
+def test_folder_not_writable_is_refused_naming_the_path(tmp_path):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    os.chmod(folder, 0o555)
+    try:
+        with pytest.raises(UnsafeOutputError, match="not writable") as info:
+            xpnet.save(small_net(), folder / "m.npz")
+        assert str(folder / "m.npz") in str(info.value)
+    finally:
+        os.chmod(folder, 0o755)
+
+
 def test_empty_path_is_refused(tmp_path):
     with pytest.raises(UnsafeOutputError, match="empty"):
         check_output_path("")
@@ -476,7 +499,8 @@ def _wait_for_temp(proc, folder, timeout=120.0):
 
 
 @needs_posix
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["TERM", "KILL"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, getattr(signal, "SIGKILL", 9)],
+                         ids=["TERM", "KILL"])
 def test_signal_during_save(tmp_path, sig):
     """SIGTERM: temp removed, old model intact, exit 143 with one line. SIGKILL cannot be
     handled: its temp file stays, and the next save into the folder removes it once old."""
