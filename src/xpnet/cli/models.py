@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -12,7 +13,6 @@ import numpy as np
 from ..backends import to_numpy
 from ._common import (
     _backend,
-    _check_writable,
     _describe_net,
     _device,
     _emit_json,
@@ -20,6 +20,7 @@ from ._common import (
     _fmt,
     _load_data,
 )
+from ._paths import check_paths
 
 
 def _load_model(args: argparse.Namespace) -> Any:
@@ -215,15 +216,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     import csv
 
+    from .._files import atomic_write
     from ..metrics import predicted_classes
 
+    check_paths({"--out": ("predictions file", args.out)},
+                {"MODEL": ("model file", args.model), "--data": ("data file", args.data)})
     net = _load_model(args)
     meta = net.metadata
     _default_seed(args, meta)
     data = _load_for_model(args, net, evaluate=False)
     X = _prepare(net, data)
-    if args.out:
-        _check_writable(args.out, "predictions file")
     outputs = to_numpy(net.predict_proba(X)).astype(np.float64)
     classes = meta.get("classes")
     header: list[str] = ["row"]
@@ -256,8 +258,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                     "probabilities": probabilities, "out": args.out})
         if not args.out:
             return 0
-    handle = open(args.out, "w", newline="") if args.out else sys.stdout  # noqa: SIM115
-    try:
+    # A file is written atomically (temp file, fsync, rename): killed mid-way, the old
+    # predictions file stays whole.
+    output = (atomic_write(args.out, "w", newline="") if args.out
+              else contextlib.nullcontext(sys.stdout))
+    with output as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(header)
         for i, prediction in enumerate(predictions):
@@ -271,9 +276,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             else:
                 row += [prediction] + [f"{p:.6f}" for p in probabilities[i]]
             writer.writerow(row)
-    finally:
-        if args.out:
-            handle.close()
     if args.out and not args.quiet and not args.json:
         print(f"wrote {len(predictions)} predictions to {args.out}")
     return 0

@@ -17,7 +17,6 @@ from ._common import (
     DEFAULT_LR_ADAM,
     DEFAULT_LR_REGRESSION,
     _backend,
-    _check_writable,
     _describe_net,
     _device,
     _device_name,
@@ -26,6 +25,7 @@ from ._common import (
     _fmt,
     _load_data,
 )
+from ._paths import check_paths
 
 
 def _optimizer(args: argparse.Namespace) -> Any:
@@ -67,14 +67,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..network import MLP
     from ..progress import EpochProgress
 
+    check_paths({"--save": ("model file", args.save), "--plot": ("plot", args.plot)},
+                {"--data": ("data file", args.data)})
     device = _device(args.device)
     _backend(args.backend, device)
-    if args.save:
-        _check_writable(args.save, "model file")
     if args.plot:
         from ..plotting import check_plot_path
 
-        _check_writable(args.plot, "plot")
         check_plot_path(args.plot)  # matplotlib installed, file type known: before training
 
     data = _load_data(args)
