@@ -42,12 +42,12 @@ say() { echo "$*" | tee -a "$LOG"; }
 note() { echo "$*" >> "$SUMMARY"; }
 
 # Phase time limits (seconds); their sum stays under the device call's timeout_s.
-# Worst case 45 + 45 + 180 + 60 + 45 + 180 = 555 s, inside the call's timeout_s=600.
+# Worst case 45 + 45 + 180 + 90 + 45 + 170 = 575 s, inside the call's timeout_s=600.
 T_IMPORTS="${T_IMPORTS:-45}"
 T_CUPY="${T_CUPY:-180}"
-T_SYNC="${T_SYNC:-60}"
+T_SYNC="${T_SYNC:-90}"
 T_DIFFS="${T_DIFFS:-45}"
-T_BENCH="${T_BENCH:-180}"
+T_BENCH="${T_BENCH:-170}"
 PHASE_OUT="$(mktemp /tmp/gpu_check_phase.XXXXXX)"  # scratch stays out of $OUT
 trap 'rm -f "$PHASE_OUT"' EXIT
 

@@ -65,7 +65,9 @@ def test_fit_on_a_tensor_that_requires_grad_keeps_parameters_out_of_autograd(bat
 
     net.fit(X, y, epochs=4, lr=0.1, batch_size=batch_size, callback=after_epoch)
     # a growing graph would hold every step's activations (device memory on a GPU)
-    assert nodes_per_epoch == [0, 0, 0, 0], f"autograd nodes held by the parameters: {nodes_per_epoch}"
+    assert nodes_per_epoch == [0, 0, 0, 0], (
+        f"autograd nodes held by the parameters after each epoch: {nodes_per_epoch}"
+    )
     assert all(p.grad_fn is None and not p.requires_grad for p in net._params)
     # nothing keeps the caller's tensor alive once the caller drops it
     alive = weakref.ref(X)
