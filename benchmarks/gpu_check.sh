@@ -77,7 +77,7 @@ fi
 
 # module -> (distribution/wheel, required?). Required ones stop the check: without
 # array-api-compat xpnet cannot build any backend and pytest cannot even collect.
-timeout "$T_IMPORTS" "$PY" - <<'EOF' 2>&1 | tee -a "$LOG" > "$PHASE_OUT"
+timeout "$T_IMPORTS" "$PY" - <<'EOF' 2>&1 | tee -a "$LOG" "$PHASE_OUT"
 import importlib
 import sys
 
@@ -96,22 +96,22 @@ for table, required in ((REQUIRED, True), (OPTIONAL, False)):
             if required:
                 missing.append(wheel)
             else:
-                print(f"  (optional: tests that need {wheel} skip, saying so)")
+                print(f"  (optional: what needs {wheel} is skipped, saying so)")
 if missing:
     print(f"MISSING REQUIRED PACKAGE(S): {', '.join(missing)}. Carry their wheels in .whl/ "
           "and name .whl in the device call's carry (benchmarks/README.md, 'GPU check').")
     sys.exit(3)
 import xpnet  # noqa: E402
+from xpnet.backends import backend_info  # noqa: E402
 
 print("  xpnet backends usable here:", xpnet.available_backends())
 for name in ("cupy", "torch"):
-    info = xpnet.backend_info(name)
+    info = backend_info(name)
     print(f"  {name}: usable={info['usable']} {info['reason'] or ''}")
 EOF
 rc=${PIPESTATUS[0]}
-cat "$PHASE_OUT"
 if [ "$rc" -ne 0 ]; then
-  grep -E "MISSING|NOT importable|Error" "$PHASE_OUT" | sed 's/^ */- /' >> "$SUMMARY"
+  grep -E "^MISSING|^[A-Za-z]*Error" "$PHASE_OUT" | sed 's/^ */- /' >> "$SUMMARY"
   say "== FATAL (exit 3): a required package is missing or broken; nothing else was run"
   note "- FATAL: required package missing or broken (exit 3); see gpu_check.log"
   exit 3
@@ -127,7 +127,8 @@ run_phase() {
   say ""
   say "== $name (limit ${limit}s): $*"
   local start=$SECONDS
-  timeout --signal=INT --kill-after=15 "$limit" "$@" 2>&1 | tee -a "$LOG" > "$PHASE_OUT"
+  : > "$PHASE_OUT"
+  timeout --signal=INT --kill-after=15 "$limit" "$@" 2>&1 | tee -a "$LOG" "$PHASE_OUT"
   local rc=${PIPESTATUS[0]}
   local took=$((SECONDS - start))
   local verdict="passed"

@@ -132,8 +132,15 @@ class Backend:
         An array of this library on another device is copied here (``copy=None`` would
         leave a CuPy array where it is).
         """
-        if copy is None and _on_other_device(obj, self.device):
-            copy = True
+        if _on_other_device(obj, self.device):
+            if self.name == "cupy":
+                # cupy.asarray leaves it on its device and a copy kernel would read the
+                # other GPU; ndarray.copy() under the target device is CuPy's documented
+                # device-to-device copy
+                with self.activate():
+                    obj = obj.copy()
+            elif copy is None:
+                copy = True
         with self.activate():
             return self.xp.asarray(obj, dtype=dtype, device=self.device, copy=copy)
 
