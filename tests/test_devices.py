@@ -264,3 +264,49 @@ def test_inputs_on_another_device_are_moved_not_refused():
     reference.fit(X_np, y_np, epochs=3, lr=0.1, batch_size=20)
     np.testing.assert_allclose(xpnet.to_numpy(net.predict_proba(X)),
                                reference.predict_proba(X_np), rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- on a GPU
+def _gpu_network(kind: str) -> xpnet.MLP:
+    if kind == "cupy":
+        try:
+            get_backend("cupy")
+        except xpnet.BackendUnavailableError as exc:
+            pytest.skip(f"backend cupy unavailable: {exc}")
+        return xpnet.MLP([3, 4, 1], backend="cupy", device=0, dtype="float32")
+    torch = pytest.importorskip("torch", reason="torch not installed")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA device here")
+    return xpnet.MLP([3, 4, 1], backend="torch", device="cuda", dtype="float32")
+
+
+@pytest.mark.parametrize("kind", ["cupy", "torch-cuda"])
+def test_gpu_device_object_round_trip(tmp_path, kind):
+    """The issue's case: ``load(p, backend=..., device=net.device)`` with the library's own
+    device object, and ``cuda:0`` (not ``<CUDA Device 0>``) in the saved header."""
+    net = _gpu_network(kind)
+    X, y = _blobs()
+    net.fit(X, y, epochs=3, lr=0.1, batch_size=20)
+    assert net.array_backend.device_name == "cuda:0"
+    path = tmp_path / "model.npz"
+    xpnet.save(net, path)
+    with np.load(path, allow_pickle=False) as archive:
+        header = json.loads(archive["header"].tobytes())
+    assert header["trained_on"]["device"] == "cuda:0"
+    again = xpnet.load(path, backend=net.backend, device=net.device)
+    assert again.array_backend.device_name == "cuda:0"
+    np.testing.assert_array_equal(xpnet.to_numpy(again.predict_proba(X)),
+                                  xpnet.to_numpy(net.predict_proba(X)))
+
+
+def test_cupy_activate_makes_the_network_device_current():
+    net = _gpu_network("cupy")
+    import cupy
+
+    with net.array_backend.activate():
+        assert cupy.cuda.Device().id == net.device.id
+        with net.array_backend.activate():  # re-entrant
+            assert cupy.cuda.Device().id == net.device.id
+    # a CuPy array given to another backend instance of the same device is used as is
+    X = cupy.asarray(_blobs()[0], dtype=cupy.float32)
+    assert net.array_backend.asarray(X).device == X.device
