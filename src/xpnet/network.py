@@ -69,7 +69,7 @@ def _check_dtype(dtype: Any) -> str:
     return name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: identity, not element-wise ==
 class Prepared:
     """Inputs checked once by :meth:`MLP.prepare`, for a hot loop of ``step``/``loss`` calls.
 
