@@ -48,8 +48,14 @@ def check_nonnegative_float(name: str, value: Any) -> float:
 
 
 def array_module(obj: Any) -> str | None:
-    """Top-level module of an array object (``"torch"``, ``"cupy"``...), else ``None``."""
+    """Library of an array object (``"torch"``, ``"cupy"``, ``"jax"``...), else ``None``.
+
+    The name is the backend's registry name: a JAX array's class lives in ``jaxlib``
+    (``jaxlib._jax.ArrayImpl``), which is reported as ``"jax"``.
+    """
     module = type(obj).__module__.split(".")[0]
+    if module == "jaxlib":
+        return "jax"
     return module if module in _ARRAY_MODULES else None
 
 
@@ -156,14 +162,14 @@ def check_Y(
                 f"{name} as 1-D softmax targets must be integer class labels in [0, {n_out}); "
                 "got non-integer values"
             )
-        labels = xp.astype(Y, xp.int64)
+        labels = xp.astype(Y, backend.index_dtype)
         low, high = int(xp.min(labels)), int(xp.max(labels))
         if low < 0 or high >= n_out:
             raise ValueError(
                 f"{name} holds class labels in [{low}, {high}] but the network has {n_out} "
                 f"softmax outputs, so labels must lie in [0, {n_out - 1}]"
             )
-        classes = xp.arange(n_out, dtype=xp.int64, device=_device_of(labels))
+        classes = xp.arange(n_out, dtype=backend.index_dtype, device=_device_of(labels))
         return xp.astype(xp.reshape(labels, (m, 1)) == classes, dtype)
 
     if Y.ndim == 1:

@@ -370,6 +370,10 @@ class MLP:
         The ones vector is created once per batch size and kept.
         """
         m = dZ.shape[0]
+        if self.array_backend.name == "jax":
+            # No cache: under jax.jit a cached vector would be a tracer that leaks into the
+            # next eager call (UnexpectedTracerError); XLA folds the constant anyway.
+            return self.xp.ones((m,), dtype=self._dtype, device=self.array_backend.device) @ dZ
         ones = self._ones.get(m)
         if ones is None:
             if len(self._ones) >= 4:  # a fit uses at most two sizes (batch and last batch)
@@ -521,5 +525,5 @@ class MLP:
         if task == "multiclass":
             return xp.argmax(A, axis=1)
         if task == "binary":
-            A = xp.astype(A >= 0.5, xp.int64)
+            A = xp.astype(A >= 0.5, self.array_backend.index_dtype)
         return A[:, 0] if A.shape[1] == 1 else A

@@ -7,7 +7,7 @@ network, optimisers and loop (:mod:`xpnet.network`, :mod:`xpnet.optim`,
 
 - NumPy (or list, pandas) input trains on ``backend``/``device`` (default NumPy) and
   returns NumPy arrays;
-- a torch, CuPy or array-api-strict array trains on that array's library and device
+- a torch, CuPy, JAX or array-api-strict array trains on that array's library and device
   and the estimator returns arrays of the same kind (like scikit-learn's estimators
   under ``array_api_dispatch``).
 
@@ -70,12 +70,13 @@ Array = Any
 _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 _SOLVERS = ("sgd", "adam")
 _SCHEDULES = ("constant", "invscaling", "adaptive")
-_DEVICE_LIBRARIES = ("torch", "cupy", "array_api_strict")
+_DEVICE_LIBRARIES = ("torch", "cupy", "array_api_strict", "jax")
 
 
 # ---------------------------------------------------------------------- array kinds
 def _library(obj: Any) -> str | None:
-    """``"torch"``, ``"cupy"`` or ``"array_api_strict"`` for such arrays, else None (host)."""
+    """``"torch"``, ``"cupy"``, ``"array_api_strict"`` or ``"jax"`` for such arrays, else None
+    (host)."""
     module = v.array_module(obj)
     return module if module in _DEVICE_LIBRARIES else None
 
@@ -728,8 +729,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         As in scikit-learn (``activation`` in identity/logistic/tanh/relu, ``solver``
         in sgd/adam, ``learning_rate`` in constant/invscaling/adaptive).
     backend : str, default "numpy"
-        Where NumPy input trains (``numpy``, ``torch``, ``cupy``, ``array_api_strict``).
-        Device arrays (torch, CuPy, array-api-strict) always train where they live.
+        Where NumPy input trains (``numpy``, ``torch``, ``cupy``, ``array_api_strict``,
+        ``jax``). Device arrays (torch, CuPy, JAX, array-api-strict) always train where
+        they live.
     device : optional
         Device for ``backend`` (e.g. ``"cuda:0"``).
     dtype : {None, "float32", "float64"}, default None
@@ -793,7 +795,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _label_indices(self, A: Array, xp: Any) -> Array:
         if self._label_binarizer.y_type_ == "multiclass":
             return xp.argmax(A, axis=1)
-        return xp.astype(A > 0.5, xp.int64)  # LabelBinarizer's threshold: strictly above
+        # LabelBinarizer's threshold: strictly above
+        return xp.astype(A > 0.5, self._net.array_backend.index_dtype)
 
     @_on_input_device
     def predict(self, X: Any) -> Array:

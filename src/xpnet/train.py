@@ -341,6 +341,6 @@ def fit(
                 print(f"{message} Setting learning rate to {opt.learning_rate:f}")
     if early_stopping and history.best_params is not None:
         net._params = [xp.asarray(p, copy=True) for p in history.best_params]
-    backend.synchronize()
+    backend.synchronize(net._params)  # JAX has no device barrier: wait on the parameters
     history.seconds += time.perf_counter() - start
     return history
