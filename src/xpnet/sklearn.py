@@ -59,6 +59,7 @@ from . import _validation as v
 from .backends import get_backend, to_numpy
 from .network import MLP
 from .optim import SGD, Adam, Optimizer
+from .threads import check_threads
 from .train import History
 from .train import fit as train_fit
 
@@ -232,6 +233,7 @@ class _BaseMLP(BaseEstimator):
         backend: str = "numpy",
         device: Any = None,
         dtype: str | None = None,
+        threads: int | None = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -258,6 +260,7 @@ class _BaseMLP(BaseEstimator):
         self.backend = backend
         self.device = device
         self.dtype = dtype
+        self.threads = threads
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> list[int]:
@@ -324,6 +327,7 @@ class _BaseMLP(BaseEstimator):
             number("batch_size", 1, inf, "[)", integer=True)
         if self.dtype not in (None, "float32", "float64"):
             raise ValueError(f"dtype must be None, 'float32' or 'float64'; got {self.dtype!r}")
+        check_threads(self.threads)
         return [int(s) for s in sizes]
 
     def _dtype_name(self, dtype: Any) -> str:
@@ -618,6 +622,7 @@ class _BaseMLP(BaseEstimator):
                 rng=_SklearnShuffle(random_state),
                 history=history,
                 verbose=bool(self.verbose),
+                threads=self.threads,
             )
         except FloatingPointError as exc:
             raise ValueError(
@@ -736,6 +741,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Device for ``backend`` (e.g. ``"cuda:0"``).
     dtype : {None, "float32", "float64"}, default None
         Computation dtype; ``None`` keeps a float32/float64 input's dtype, else float64.
+    threads : int or None, default None
+        Threads of the BLAS/OpenMP/torch pools while fitting (see :func:`xpnet.train.fit`);
+        ``None``: 1 for small networks, the libraries' settings otherwise.
 
     Attributes
     ----------

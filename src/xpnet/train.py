@@ -21,6 +21,8 @@ The stopping rules are scikit-learn's (``MLPClassifier``/``MLPRegressor`` with t
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import numbers
 import time
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from . import _validation as v
 from .backends import on_device
 from .optim import SGD, Optimizer, get_optimizer
+from .threads import check_threads, resolve_threads, thread_limits
 
 if TYPE_CHECKING:
     from .network import MLP
@@ -161,6 +164,37 @@ def _validation_split(
     return tuple(parts)
 
 
+def _rows(X: Any) -> int:
+    """Rows of ``X`` (an array, a list, or prepared data) for the thread rule; 1 if unknown."""
+    shape = getattr(X, "shape", None)
+    if shape is not None and len(shape):
+        return int(shape[0])
+    try:
+        return len(X)
+    except TypeError:
+        return 1
+
+
+def _thread_limited(func: Callable[..., History]) -> Callable[..., History]:
+    """Run ``fit`` under its ``threads=`` limit (see :mod:`xpnet.threads`): the pools are
+    capped for the call and restored afterwards, whatever the call ends with."""
+    signature = inspect.signature(func)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> History:
+        bound = signature.bind(*args, **kwargs)
+        threads = check_threads(bound.arguments.get("threads"))
+        net = bound.arguments["net"]
+        batch_size = bound.arguments.get("batch_size")
+        m = _rows(bound.arguments["X"])
+        batch = m if not isinstance(batch_size, int) else max(1, min(batch_size, m))
+        with thread_limits(resolve_threads(threads, net.layer_sizes, batch)):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+@_thread_limited
 @on_device  # on CuPy, the whole fit runs with the network's device current
 def fit(
     net: MLP,
@@ -182,6 +216,7 @@ def fit(
     rng: Any = None,
     history: History | None = None,
     verbose: bool = False,
+    threads: int | None = None,
 ) -> History:
     """Train ``net`` on ``(X, Y)``; see :meth:`xpnet.MLP.fit` for the first arguments.
 
@@ -213,6 +248,12 @@ def fit(
         Continue this history (see :class:`History`); it is updated and returned.
     verbose : bool, default False
         Print the loss (and validation score) of each epoch.
+    threads : int or None, default None
+        Threads of the BLAS/OpenMP/torch pools during the fit (restored afterwards).
+        ``None`` (auto): 1 for a small network (largest per-step matrix product below
+        ``xpnet.threads.SMALL_WORK`` multiply-adds), where worker threads only cost
+        (10x on torch, measured), and the libraries' own settings otherwise. XLA's pool
+        is fixed when JAX starts (see :mod:`xpnet.threads`).
     """
     epochs = v.check_positive_int("epochs", epochs)
     opt: Optimizer = SGD(lr) if optimizer is None else get_optimizer(optimizer, lr)

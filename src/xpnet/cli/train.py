@@ -70,6 +70,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     check_paths({"--save": ("model file", args.save), "--plot": ("plot", args.plot)},
                 {"--data": ("data file", args.data)})
     device = _device(args.device)
+    if args.threads is not None:
+        from ..threads import xla_flags
+
+        xla_flags(args.threads)  # XLA sizes its pool when JAX starts: before the backend loads
     _backend(args.backend, device)
     if args.plot:
         from ..plotting import check_plot_path
@@ -120,7 +124,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         history = net.fit(X_train, y_train_fit, epochs=args.epochs, lr=args.lr,
                           batch_size=args.batch_size, callback=progress,
                           optimizer=_optimizer(args), early_stopping=args.early_stopping,
-                          n_iter_no_change=args.n_iter_no_change, tol=args.tol)
+                          n_iter_no_change=args.n_iter_no_change, tol=args.tol,
+                          threads=args.threads)
     m_train = X_train.shape[0]
     samples_per_second = history.epochs * m_train / max(history.seconds, 1e-12)
 
