@@ -82,8 +82,9 @@ def memory_limit() -> tuple[int | None, str]:
     """The largest array size (bytes) a file may hold, and where the limit comes from.
 
     ``XPNET_MAX_DATA_BYTES`` (a byte count, optionally with a binary suffix: ``512M``,
-    ``8G``) when set; otherwise half the memory available now (the arrays are converted
-    and copied after loading, so a file that fills all of it could not be used anyway).
+    ``8G``) when set; otherwise a quarter of the memory available now: the arrays are
+    converted, standardised, split and copied to the backend after loading, so a file
+    much larger than that could not be trained on anyway.
     ``(None, ...)`` when the available memory cannot be found out.
     """
     text = os.environ.get(ENV_LIMIT)
@@ -99,7 +100,7 @@ def memory_limit() -> tuple[int | None, str]:
     available = _available_memory()
     if available is None:
         return None, "no limit: the available memory is unknown"
-    return available // 2, f"half the memory available now, {format_bytes(available)}"
+    return available // 4, f"a quarter of the {format_bytes(available)} available now"
 
 
 def check_memory(nbytes: int, what: str) -> None:

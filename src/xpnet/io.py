@@ -486,8 +486,9 @@ class _Archive:
         if set(reader.names) != expected:
             missing = expected - set(reader.names)
             extra = set(reader.names) - expected
-            what = (f"lacks {', '.join(sorted(missing))}" if missing else "has unexpected "
-                    f"arrays {', '.join(n if n.isprintable() else _show(n) for n in sorted(extra))}")
+            shown = (n if n.isprintable() else _show(n) for n in sorted(extra))
+            what = (f"lacks {', '.join(sorted(missing))}" if missing
+                    else f"has unexpected arrays {', '.join(shown)}")
             raise _fail(source, f"{what} for layer sizes {sizes}")
         saved_dtype = np.dtype(header["dtype"])
         infos = []
