@@ -18,6 +18,8 @@ from ._common import (
     _fail,
     _fmt,
     _load_data,
+    printable,
+    terminal_safe,
 )
 
 
@@ -54,8 +56,9 @@ def _target_stats(net: Any) -> tuple[float, float]:
 
 def _model_summary(net: Any, path: str) -> str:
     trained = net.metadata["header"]["trained_on"]
-    return (f"{path}: {_describe_net(net)}; trained on {trained['backend']} "
-            f"({trained['device']}), {net.dtype}; running on {net.backend}")
+    return (f"{printable(path)}: {_describe_net(net)}; trained on "
+            f"{printable(trained['backend'])} ({printable(trained['device'])}), {net.dtype}; "
+            f"running on {net.backend}")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -101,7 +104,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                     "split": args.split, "task": task, **result})
         return 0
     lines = [f"model     {_model_summary(net, args.model)}",
-             f"data      {source}: {result['rows']} rows ({args.split})",
+             f"data      {printable(source)}: {result['rows']} rows ({args.split})",
              f"loss      {_fmt(result['loss'])}"]
     if task == "regression":
         lines += [f"R²        {result['r2']:.4f}", f"MSE       {_fmt(result['mse'])}"]
@@ -157,7 +160,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                     "probabilities": probabilities, "out": args.out})
         if not args.out:
             return 0
-    handle = open(args.out, "w", newline="") if args.out else sys.stdout  # noqa: SIM115
+    # Labels are data: a file or a pipe gets them exactly (CSV quoting keeps a comma or a
+    # newline inside its cell); a terminal gets control characters escaped, as ls does.
+    handle = open(args.out, "w", newline="") if args.out else terminal_safe(sys.stdout)  # noqa: SIM115
     try:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(header)
@@ -176,5 +181,5 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         if args.out:
             handle.close()
     if args.out and not args.quiet and not args.json:
-        print(f"wrote {len(predictions)} predictions to {args.out}")
+        print(f"wrote {len(predictions)} predictions to {printable(args.out)}")
     return 0
