@@ -26,7 +26,6 @@ from crafting import (
 from test_cli import assert_error, run, write_csv
 
 import xpnet
-from xpnet.cli._common import printable
 from xpnet.data import DataError, load_file
 from xpnet.io import ModelFileError, read_header
 
@@ -292,6 +291,8 @@ def assert_no_control(text):
 
 
 def test_printable_escapes_control_characters_only():
+    from xpnet.cli._common import printable
+
     assert printable(EVIL) == "numpy\\x1b[31m\\nFAKE LINE\\x1b]0;pwned\\x07"
     assert printable("R² é 中 tab\there\u202e\x85") == "R² é 中 tab\\there\\u202e\\x85"
     assert printable(3) == "3"
