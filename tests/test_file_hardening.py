@@ -257,6 +257,21 @@ def test_truncated_and_crafted_npy(tmp_path):
         load_file(tmp_path / "huge.npy")
 
 
+def test_npy_header_that_breaks_numpys_tokenizer(tmp_path):
+    """Found by the fuzz suite: numpy parses the header with tokenize, whose TokenError
+    escaped as an unexpected error; the same header in a model member too."""
+    raw = bytearray(npy_bytes(np.zeros(0)))
+    raw[63] ^= 1  # the header's closing newline becomes a vertical tab
+    (tmp_path / "bad.npy").write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="malformed .npy header"):
+        load_file(tmp_path / "bad.npy")
+    path = tmp_path / "good.npz"
+    members = model_members(small_model(path))
+    members["b1.npy"] = bytes(raw)
+    with pytest.raises(ModelFileError, match="malformed .npy header"):
+        xpnet.load(write_zip(tmp_path / "bad.npz", members))
+
+
 @pytest.mark.parametrize("cell", ["1_000", "\u0663", "\uff11", "1\u00a0", "0x10", "1e", "--1",
                                   "١٫٥"])
 def test_csv_numbers_are_what_a_csv_reader_accepts(tmp_path, cell):

@@ -144,7 +144,10 @@ def _read_header(fp: IO[bytes], key: str, name: str) -> ArrayInfo:
             shape, fortran, dtype = fmt.read_array_header_2_0(fp)
         else:  # 3.0 only adds UTF-8 field names of structured dtypes, never needed here
             raise ArrayFileError(f"{name} has .npy format version {version}, not 1.0 or 2.0")
-    except (ValueError, EOFError, SyntaxError, TypeError) as exc:
+    except ArrayFileError:
+        raise
+    except Exception as exc:  # numpy parses the header with tokenize and ast: TokenError,
+        # SyntaxError, ValueError, MemoryError on absurd nesting... all mean "malformed"
         raise ArrayFileError(f"{name} has a malformed .npy header ({exc})") from None
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
         raise ArrayFileError(
