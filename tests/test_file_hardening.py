@@ -220,8 +220,8 @@ def test_data_npz_bomb_is_refused_before_decompressing(tmp_path):
         f"def attempt(): xpnet.data.load_file({str(path)!r})",
         env={"XPNET_MAX_DATA_BYTES": "256M"})
     assert message.startswith("DataError: "), message
-    assert "'X' and 'y' would take 3.0 GiB in memory, more than the limit of 256.0 MiB" \
-        in message
+    assert ("'X' and 'y' would take 3.0 GiB (3221225472 bytes) in memory, more than the "
+            "limit of 256.0 MiB (268435456 bytes)") in message
     assert "XPNET_MAX_DATA_BYTES" in message
     assert seconds < 3 and grown < 64, (seconds, grown)
 
@@ -232,12 +232,19 @@ def test_data_size_limit_applies_to_npy_and_can_be_raised(tmp_path, monkeypatch)
     np.savez(tmp_path / "d.npz", X=X, y=np.zeros(20))
     monkeypatch.setenv("XPNET_MAX_DATA_BYTES", "1K")
     for name in ("d.npy", "d.npz"):
-        with pytest.raises(DataError, match=r"more than the limit of 1\.0 KiB \(set by "
+        with pytest.raises(DataError, match=r"more than the limit of 1\.0 KiB \(1024 bytes\) \(set by "
                            "XPNET_MAX_DATA_BYTES\\); to raise it"):
             load_file(tmp_path / name)
     monkeypatch.setenv("XPNET_MAX_DATA_BYTES", "100K")
     np.testing.assert_array_equal(load_file(tmp_path / "d.npy").X, X[:, :-1])
     np.testing.assert_array_equal(load_file(tmp_path / "d.npz").X, X)
+    # The array and its float64 copy: 2 x 1600 bytes, exactly at the limit, then one over.
+    monkeypatch.setenv("XPNET_MAX_DATA_BYTES", "3200")
+    assert load_file(tmp_path / "d.npy").X.shape == (20, 9)
+    monkeypatch.setenv("XPNET_MAX_DATA_BYTES", "3199")
+    with pytest.raises(DataError, match=r"would take 3\.1 KiB \(3200 bytes\) in memory, more "
+                       r"than the limit of 3\.1 KiB \(3199 bytes\)"):
+        load_file(tmp_path / "d.npy")
     monkeypatch.setenv("XPNET_MAX_DATA_BYTES", "lots")
     with pytest.raises(DataError, match="XPNET_MAX_DATA_BYTES='lots' is not a size"):
         load_file(tmp_path / "d.npy")

@@ -103,13 +103,18 @@ def memory_limit() -> tuple[int | None, str]:
     return available // 4, f"a quarter of the {format_bytes(available)} available now"
 
 
+def _exact(n: int) -> str:
+    """``'3.0 GiB (3221225472 bytes)'``: readable, and exact near the limit."""
+    return format_bytes(n) if n < 1024 else f"{format_bytes(n)} ({n} bytes)"
+
+
 def check_memory(nbytes: int, what: str) -> None:
     """Raise :class:`ArrayFileError` if ``nbytes`` exceed :func:`memory_limit`."""
     limit, reason = memory_limit()
     if limit is not None and nbytes > limit:
         raise ArrayFileError(
-            f"{what} would take {format_bytes(nbytes)} in memory, more than the limit of "
-            f"{format_bytes(limit)} ({reason}); to raise it, set the environment variable "
+            f"{what} would take {_exact(nbytes)} in memory, more than the limit of "
+            f"{_exact(limit)} ({reason}); to raise it, set the environment variable "
             f"{ENV_LIMIT} (e.g. {ENV_LIMIT}=16G)"
         )
 
