@@ -146,7 +146,7 @@ def write_model_with(tmp_path, arrays, name, build):
 
 
 @pytest.mark.parametrize("kind", ["undeclared member", "declared shape too large",
-                                  "member longer than its .npy header"])
+                                  "member longer than its .npy header", "1 GiB checksum"])
 def test_model_zip_bombs_fail_fast_with_bounded_memory(model, tmp_path, kind):
     """1 GiB of zeros in a ~1 MiB file: refused from the zip directory and the .npy
     header, before decompressing it (it used to be decompressed whole first)."""
@@ -162,6 +162,9 @@ def test_model_zip_bombs_fail_fast_with_bounded_memory(model, tmp_path, kind):
         if kind == "member longer than its .npy header" and member == "W1.npy":
             add_zero_member(archive, "W1.npy", (3, 4), extra=1 << 30)
             return True
+        if kind == "1 GiB checksum" and member == "checksum.npy":
+            add_zero_member(archive, "checksum.npy", (1 << 30,), descr="|u1")
+            return True
         return False
 
     path = write_model_with(tmp_path, arrays, "bomb.npz", build)
@@ -170,7 +173,8 @@ def test_model_zip_bombs_fail_fast_with_bounded_memory(model, tmp_path, kind):
     assert message.startswith("ModelFileError: "), message
     expected = {"undeclared member": "unexpected arrays padding",
                 "declared shape too large": "W1 has shape (3, 44739242)",
-                "member longer than its .npy header": "holds 1073741920 bytes of data"}[kind]
+                "member longer than its .npy header": "holds 1073741920 bytes of data",
+                "1 GiB checksum": "checksum mismatch"}[kind]
     assert expected in message
     assert seconds < 3, seconds
     assert grown < 64, f"peak RSS grew by {grown:.0f} MiB"
@@ -201,6 +205,18 @@ def test_checked_model_still_loads_identically(model):
 
 
 # ----------------------------------------------------------------------------- data files
+def test_object_arrays_are_never_read(tmp_path):
+    header = {"descr": "|O", "fortran_order": False, "shape": (2, 2)}
+    with open(tmp_path / "obj.npy", "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, header)
+        handle.write(bytes(32))
+    with pytest.raises(DataError, match="Python objects"):
+        load_file(tmp_path / "obj.npy")
+    members = {"X.npy": (tmp_path / "obj.npy").read_bytes(), "y.npy": npy_bytes(np.zeros(2))}
+    with pytest.raises(DataError, match="Python objects"):
+        load_file(write_zip(tmp_path / "obj.npz", members))
+
+
 def test_npz_raw_bytes_member_is_a_data_error(tmp_path):
     members = {"X.npy": b"not an array", "y.npy": npy_bytes(np.zeros(2))}
     with pytest.raises(DataError, match="member 'X' is not a .npy array"):
