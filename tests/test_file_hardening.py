@@ -122,6 +122,13 @@ def test_header_size_is_capped_before_decoding(model, tmp_path):
         xpnet.load(with_header(tmp_path / "big_header.npz", arrays, padded))
 
 
+def test_brackets_inside_strings_do_not_count_as_nesting(tmp_path):
+    names = ["[" * 40, '\\"' + "{" * 40, '"]]}' * 10]  # escaped quotes do not end a string
+    net = xpnet.MLP([3, 2, 1], seed=0)
+    xpnet.save(net, tmp_path / "m.npz", feature_names=names, note="[[[[" * 20)
+    assert xpnet.load(tmp_path / "m.npz").metadata["feature_names"] == names
+
+
 def test_save_refuses_what_load_would_refuse(tmp_path):
     net = xpnet.MLP([2, 3, 1], seed=0)
     deep: list = []
