@@ -255,8 +255,8 @@ def test_data_size_limit_applies_to_npy_and_can_be_raised(tmp_path, monkeypatch)
     np.savez(tmp_path / "d.npz", X=X, y=np.zeros(20))
     monkeypatch.setenv("XPNET_MAX_DATA_BYTES", "1K")
     for name in ("d.npy", "d.npz"):
-        with pytest.raises(DataError, match=r"more than the limit of 1\.0 KiB \(1024 bytes\) \(set by "
-                           "XPNET_MAX_DATA_BYTES\\); to raise it"):
+        with pytest.raises(DataError, match=r"more than the limit of 1\.0 KiB \(1024 bytes\) "
+                           r"\(set by XPNET_MAX_DATA_BYTES\); to raise it"):
             load_file(tmp_path / name)
     monkeypatch.setenv("XPNET_MAX_DATA_BYTES", "100K")
     np.testing.assert_array_equal(load_file(tmp_path / "d.npy").X, X[:, :-1])
