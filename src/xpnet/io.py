@@ -6,9 +6,12 @@ Layout of a model file (a NumPy ``.npz`` archive)::
     W1, b1, …  float32/float64   the parameters, W_l (n_{l-1}, n_l), b_l (n_l,)
     checksum   uint8   SHA-256 (hex) of the header bytes and of every parameter
 
-Loading uses ``allow_pickle=False`` and checks every field, every array's shape, dtype
-and values, and the checksum, so a corrupt, truncated or tampered file is refused with a
-:class:`ModelFileError` that says what is wrong. The arrays are plain NumPy, so a model
+Loading never unpickles and trusts nothing before checking it: the header's size and
+nesting before it is decoded, every field's type and range, each member's name, dtype,
+shape and decompressed size (zip directory, ``.npy`` header) before any weight is
+decompressed, then the values and the checksum. A corrupt, truncated, crafted or
+tampered file is refused with a :class:`ModelFileError` that says what is wrong, in
+bounded time and memory. The arrays are plain NumPy, so a model
 trained on one backend (CuPy, say) loads on any other (NumPy, say).
 """
 
