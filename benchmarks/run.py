@@ -41,6 +41,8 @@ import numpy as np  # noqa: E402
 from cases import CASES, Case  # noqa: E402
 from impls import Impl, gpu_available, impl_specs, make_impl  # noqa: E402
 
+from xpnet._files import atomic_write  # noqa: E402
+
 MiB = 1024 * 1024
 BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
             "MKL_NUM_THREADS")
@@ -593,7 +595,8 @@ def write_plot(results: dict[str, Any], path: Path) -> bool:
         ax.set_xlabel("seconds per epoch (median, bars: min–max; lower is better)")
         ax.grid(axis="x", which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_write(path) as handle:  # the repository's one writer: temp, fsync, rename
+        fig.savefig(handle, format="png", dpi=110)
     plt.close(fig)
     return True
 
@@ -677,7 +680,8 @@ def write_markdown(report: dict[str, Any], path: Path, plot: str | None) -> None
         "batch's activations, errors and gradients.",
         "",
     ]
-    path.write_text("\n".join(lines), encoding="utf-8")
+    with atomic_write(path, "w") as handle:
+        handle.write("\n".join(lines))
 
 
 # --------------------------------------------------------------------------- main
@@ -755,7 +759,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  [{status:7}] {t['case']}: {t['target']}: {measured} (required {t['required']})")
     for line in skipped:
         print(f"  skipped {line}")
-    (out / "results.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    with atomic_write(out / "results.json", "w") as handle:
+        handle.write(json.dumps(report, indent=1, default=float) + "\n")
     plot = None
     if not args.no_plot and results and write_plot(results, out / "results.png"):
         plot = "results.png"

@@ -17,7 +17,6 @@ from ._common import (
     DEFAULT_LR_ADAM,
     DEFAULT_LR_REGRESSION,
     _backend,
-    _check_writable,
     _describe_net,
     _device,
     _device_name,
@@ -27,6 +26,7 @@ from ._common import (
     _load_data,
     printable,
 )
+from ._paths import check_paths
 
 
 def _optimizer(args: argparse.Namespace) -> Any:
@@ -56,6 +56,11 @@ def _solver_text(args: argparse.Namespace) -> str:
     return text + (", early stopping" if args.early_stopping else "")
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 name``, ``2 names``, ``0 hidden layers``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from ..data import GENERATED, Standardizer, encode_target, split_indices
     from ..io import save
@@ -63,14 +68,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..network import MLP
     from ..progress import EpochProgress
 
+    check_paths({"--save": ("model file", args.save), "--plot": ("plot", args.plot)},
+                {"--data": ("data file", args.data)})
     device = _device(args.device)
     _backend(args.backend, device)
-    if args.save:
-        _check_writable(args.save, "model file")
     if args.plot:
         from ..plotting import check_plot_path
 
-        _check_writable(args.plot, "plot")
         check_plot_path(args.plot)  # matplotlib installed, file type known: before training
 
     data = _load_data(args)
@@ -107,8 +111,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     n_hidden = len(args.layers)
     activation = args.activation
     if isinstance(activation, list) and len(activation) != n_hidden:
-        _fail(f"--activation lists {len(activation)} names for {n_hidden} hidden layers; "
-              "give one name, or one per hidden layer")
+        _fail(f"--activation lists {_count(len(activation), 'name')} for "
+              f"{_count(n_hidden, 'hidden layer')}; give one name, or one per hidden layer")
     net = MLP(sizes, activation=activation, output=target.output, backend=args.backend,
               device=device, dtype=args.dtype, seed=args.seed, alpha=args.alpha)
 
