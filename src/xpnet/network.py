@@ -68,6 +68,22 @@ def _check_dtype(dtype: Any) -> str:
     return name
 
 
+def sum_of_squares(xp: Any, arrays: Sequence[Array]) -> Array:
+    """``Σ‖a‖²`` over ``arrays`` as a 0-d array on their device (no host sync).
+
+    Finite exactly when every entry of every array is, unless the sum of squares of very
+    large finite values overflows (callers confirm a non-finite result with
+    :meth:`MLP._nonfinite_parameters`). One BLAS dot product per array: cheaper than
+    ``xp.sum`` on the small arrays of small networks.
+    """
+    total = None
+    for array in arrays:
+        flat = xp.reshape(array, (-1,))
+        square = flat @ flat
+        total = square if total is None else total + square
+    return total
+
+
 class MLP:
     """A fully connected network trained by explicit backpropagation on any Array API backend.
 
@@ -238,6 +254,14 @@ class MLP:
                 new.append(array)
         self._params = new
 
+    def _nonfinite_parameters(self, params: Sequence[Array] | None = None) -> list[str]:
+        """Names (``W1``, ``b1``, ...) of the parameters holding NaN or infinity, in
+        ``params`` (same layout as ``_params``; default: the network's own). One host read
+        per array: for error paths, not for the training loop."""
+        params = self._params if params is None else params
+        names = [f"{kind}{layer + 1}" for layer in range(self.n_layers) for kind in "Wb"]
+        return [name for name, p in zip(names, params) if not v.all_finite(self.xp, p)]
+
     # ------------------------------------------------------------------ checks
     def _check_X(self, X: Any, name: str = "X") -> Array:
         return v.check_X(self.array_backend, X, self.layer_sizes[0], self._dtype, name)
@@ -376,11 +400,28 @@ class MLP:
 
         Returns the loss before the update (0-d backend array). Inputs are checked before
         anything changes, so a failing call leaves the parameters as they were.
+
+        Raises
+        ------
+        FloatingPointError
+            If the update would make a parameter NaN or infinite (``lr`` too large, or
+            a non-finite loss); the parameters are left unchanged.
         """
-        optimizer = SGD(lr)
+        lr = SGD(lr).lr  # checks lr
         X, Y = self._check_XY(X, Y)
         loss, grads = self._loss_and_grads(X, Y)
-        optimizer.update(self._params, grads)
+        # Out of place (same rounding as SGD's p -= lr * grad), so nothing changes until
+        # the new values are known to be finite; one host read for the check.
+        new = [p - lr * grad for p, grad in zip(self._params, grads)]
+        if not bool(self.xp.isfinite(sum_of_squares(self.xp, new))):
+            bad = self._nonfinite_parameters(new)  # the sum may also just have overflowed
+            if bad:
+                raise FloatingPointError(
+                    f"step(lr={lr:g}) would make {', '.join(bad)} non-finite (loss before "
+                    f"the step: {float(loss):g}); the parameters are unchanged. Try a "
+                    "smaller lr."
+                )
+        self._params = new
         return loss
 
     def fit(

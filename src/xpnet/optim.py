@@ -29,6 +29,7 @@ Learning-rate schedules (SGD only, as in scikit-learn; Adam adapts its own steps
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 from typing import Any
@@ -78,6 +79,24 @@ class Optimizer:
     def trigger_stopping(self) -> bool:
         """The loop found no improvement: return True to stop (the default)."""
         return True
+
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of the optimiser's whole state, for :meth:`restore`.
+
+        The training loop takes one at the start of every epoch and restores it when it
+        abandons the epoch (non-finite loss or parameters, Ctrl-C in the middle of it), so
+        the parameters and the state that moves them (learning rate, Adam's step count
+        ``t``, momentum velocities, Adam's moments) roll back together. It copies every
+        attribute, arrays and lists of arrays included (on their device), so a subclass
+        that keeps its state in attributes is covered without overriding this.
+        """
+        return {name: _copy_state(value) for name, value in vars(self).items()}
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Put back the state :meth:`snapshot` returned (copied again: the snapshot stays
+        valid)."""
+        for name, value in snapshot.items():
+            setattr(self, name, _copy_state(value))
 
 
 class SGD(Optimizer):
@@ -226,6 +245,30 @@ def _namespace(array: Array) -> Any:
     from array_api_compat import array_namespace
 
     return array_namespace(array)
+
+
+_IMMUTABLE = (int, float, str, bool, type(None))
+
+
+def _copy_state(value: Any) -> Any:
+    """A copy of one optimiser attribute: arrays and lists of arrays are copied on their
+    device; numbers, strings and None (immutable) are shared."""
+    if isinstance(value, _IMMUTABLE):
+        return value
+    if isinstance(value, list):
+        arrays = [item for item in value if not isinstance(item, _IMMUTABLE)]
+        if not arrays:
+            return list(value)
+        xp = _namespace(arrays[0])
+        return [
+            item if isinstance(item, _IMMUTABLE) else xp.asarray(item, copy=True)
+            for item in value
+        ]
+    from array_api_compat import is_array_api_obj
+
+    if is_array_api_obj(value):
+        return _namespace(value).asarray(value, copy=True)
+    return copy.deepcopy(value)
 
 
 def _zeros_like(array: Array) -> Array:

@@ -20,6 +20,7 @@ from typing import Any
 from ..backends import BackendUnavailableError
 from ._common import EXIT_ERROR, CLIError
 from .parser import build_parser
+from .train import EXIT_INTERRUPTED, TrainingAborted
 
 __all__ = ["build_parser", "main"]
 
@@ -62,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
+    except TrainingAborted:  # a second Ctrl-C during 'xpnet train'
+        sys.stderr.write("xpnet: aborted; nothing was written\n")
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         sys.stderr.write("xpnet: interrupted\n")
         return 130
