@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -178,7 +179,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         # NumPy's overflow/invalid warnings would only precede the divergence error below
         with EpochProgress(args.epochs, enabled=show_progress) as progress, \
                 _StopAfterEpoch(progress, newline=show_progress) as stop_after_epoch, \
-                np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
+                warnings.catch_warnings():
+            # the summary says it was interrupted: no need for fit's warning too
+            warnings.filterwarnings("ignore", "training interrupted", UserWarning)
             history = net.fit(X_train, y_train_fit, epochs=args.epochs, lr=args.lr,
                               batch_size=args.batch_size, callback=stop_after_epoch,
                               optimizer=optimizer, early_stopping=args.early_stopping,
