@@ -68,23 +68,6 @@ def _check_dtype(dtype: Any) -> str:
     return name
 
 
-def sum_of_squares(xp: Any, arrays: Sequence[Array]) -> Array:
-    """``Σ‖a‖²`` over ``arrays`` as a 0-d array on their device (no host sync).
-
-    Finite exactly when every entry of every array is, unless the sum of squares of very
-    large finite values overflows (entries above ~1e154 in float64, ~1.8e19 in float32:
-    NumPy then warns of the overflow; callers confirm a non-finite result with
-    :meth:`MLP._nonfinite_parameters`). One BLAS dot product per array: cheaper than
-    ``xp.sum`` or ``max(abs)`` on the small arrays of small networks.
-    """
-    total = None
-    for array in arrays:
-        flat = xp.reshape(array, (-1,))
-        square = flat @ flat
-        total = square if total is None else total + square
-    return total
-
-
 class MLP:
     """A fully connected network trained by explicit backpropagation on any Array API backend.
 
@@ -255,6 +238,30 @@ class MLP:
                 new.append(array)
         self._params = new
 
+    def _parameter_sum(self, params: Sequence[Array] | None = None) -> Array:
+        """The sum of every entry of ``params`` (default: the network's), a 0-d array on
+        the device: no host sync.
+
+        Finite exactly when every entry is, unless the sum of finite values overflows
+        (only near the dtype's largest value; callers confirm a non-finite sum with
+        :meth:`_nonfinite_parameters`). Per layer ``(1ᵀ W + b) · 1``: two matrix-vector
+        products with ones vectors made once per network, plain operators only, which is
+        what costs least per epoch on small networks (``xp.sum`` or ``xp.reshape`` calls
+        cost more than the arithmetic there).
+        """
+        params = self._params if params is None else params
+        ones = self.__dict__.get("_layer_ones")
+        if ones is None:
+            device = self.array_backend.device
+            ones = [self.xp.ones((n,), dtype=self._dtype, device=device)
+                    for n in self.layer_sizes]
+            self._layer_ones = ones
+        total = None
+        for layer in range(self.n_layers):
+            layer_sum = (ones[layer] @ params[2 * layer] + params[2 * layer + 1]) @ ones[layer + 1]
+            total = layer_sum if total is None else total + layer_sum
+        return total
+
     def _nonfinite_parameters(self, params: Sequence[Array] | None = None) -> list[str]:
         """Names (``W1``, ``b1``, ...) of the parameters holding NaN or infinity, in
         ``params`` (same layout as ``_params``; default: the network's own). One host read
@@ -414,7 +421,7 @@ class MLP:
         # Out of place (same rounding as SGD's p -= lr * grad), so nothing changes until
         # the new values are known to be finite; one host read for the check.
         new = [p - lr * grad for p, grad in zip(self._params, grads)]
-        if not bool(self.xp.isfinite(sum_of_squares(self.xp, new))):
+        if not bool(self.xp.isfinite(self._parameter_sum(new))):
             bad = self._nonfinite_parameters(new)  # the sum may also just have overflowed
             if bad:
                 raise FloatingPointError(

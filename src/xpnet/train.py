@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import _validation as v
-from .network import sum_of_squares
 from .optim import SGD, Optimizer, get_optimizer
 
 if TYPE_CHECKING:
@@ -359,14 +358,15 @@ def fit(
     start = time.perf_counter()
     epoch = 0
     in_epoch = False  # True while the parameters hold a partly done epoch
-    snapshot: list[Array] = []
+    epoch_start = _EpochStart(xp, net._params)
     opt_state: dict[str, Any] = {}
     try:
         for epoch in range(epochs):
             # The state at the start of the epoch, to roll back to when the epoch is
             # abandoned (non-finite result, Ctrl-C halfway). One copy of the parameters
             # (and of the optimiser's state) per epoch, never per batch.
-            snapshot, opt_state = [xp.asarray(p, copy=True) for p in net._params], opt.snapshot()
+            epoch_start.take(net._params)
+            opt_state = opt.snapshot()
             in_epoch = True
             # Full-batch gradients do not depend on row order, so only mini-batches
             # shuffle: one permutation per epoch, and each batch gathers its rows with
@@ -390,17 +390,18 @@ def fit(
                 weighted = loss * (last - first)
                 total = weighted if total is None else total + weighted
             # The one host read-back of the epoch carries the parameters' finiteness too:
-            # it reads the loss itself while Σ‖p‖² is finite, and Σ‖p‖² (inf or NaN) as
-            # soon as a parameter is not (or, harmlessly, when Σ‖p‖² overflows: checked
-            # below). xp.where rather than arithmetic: no floating-point warnings.
-            squares = sum_of_squares(xp, net._params)
-            epoch_loss = float(xp.where(xp.isfinite(squares), total, squares)) / m
+            # 0·Σp adds exactly 0 to the loss while every parameter is finite, and NaN as
+            # soon as one is not (or, harmlessly, if Σp overflows: confirmed below). Plain
+            # operators: an xp.where would cost as much again on small networks. (NumPy
+            # may warn "invalid value" here when a parameter is infinite: it has already
+            # warned of the overflow that made it so.)
+            epoch_loss = float(total + 0 * net._parameter_sum()) / m
             if not math.isfinite(epoch_loss):
                 epoch_loss = float(total) / m
                 bad = net._nonfinite_parameters()
                 if bad or not math.isfinite(epoch_loss):
                     if on_divergence == "raise":
-                        _roll_back(net, opt, snapshot, opt_state, history, early_stopping)
+                        _roll_back(net, opt, epoch_start, opt_state, history, early_stopping)
                         in_epoch = False
                         raise _divergence(epoch + 1, epoch_loss, bad, opt, early_stopping)
                     # on_divergence="continue": scikit-learn's early stopping trains on;
@@ -455,7 +456,7 @@ def fit(
         # KeyboardInterrupt: any other BaseException (SystemExit, a termination signal
         # turned into an exception) propagates untouched.
         if in_epoch:
-            net._params = snapshot
+            net._params = epoch_start.params()
             opt.restore(opt_state)
         history.interrupted = True
         done = epoch if in_epoch else epoch + 1  # complete epochs of this call
@@ -478,10 +479,44 @@ def fit(
     return history
 
 
+class _EpochStart:
+    """The parameters at the start of the current epoch, kept for a rollback.
+
+    On mutable backends (NumPy, CuPy, torch, array-api-strict) the optimisers update the
+    parameters in place, so the values are copied each epoch into buffers allocated once
+    per fit (``buffer[...] = p``: no allocation per epoch, and no host sync). On an
+    immutable backend (JAX) updates rebind the list entries, so keeping references is a
+    snapshot already.
+    """
+
+    def __init__(self, xp: Any, params: list[Array]) -> None:
+        self.references: list[Array] = list(params)
+        self.buffers: list[Array] | None
+        try:
+            self.buffers = [xp.empty_like(p) for p in params]
+            for buffer, p in zip(self.buffers, params):
+                buffer[...] = p
+        except (TypeError, ValueError, NotImplementedError):  # immutable arrays
+            self.buffers = None
+
+    def take(self, params: list[Array]) -> None:
+        """Record ``params`` (the network's list) as the epoch's start."""
+        if self.buffers is None:
+            self.references = list(params)
+            return
+        for buffer, p in zip(self.buffers, params):
+            buffer[...] = p
+
+    def params(self) -> list[Array]:
+        """The recorded parameters, handed over to the network: ``take`` must not be
+        called again afterwards (the loop ends after a rollback)."""
+        return list(self.references if self.buffers is None else self.buffers)
+
+
 def _roll_back(
     net: MLP,
     opt: Optimizer,
-    snapshot: list[Array],
+    epoch_start: _EpochStart,
     opt_state: dict[str, Any],
     history: History,
     early_stopping: bool,
@@ -491,7 +526,7 @@ def _roll_back(
     if early_stopping and history.best_params is not None:
         net._params = [net.xp.asarray(p, copy=True) for p in history.best_params]
     else:
-        net._params = snapshot
+        net._params = epoch_start.params()
     opt.restore(opt_state)
 
 
