@@ -397,6 +397,19 @@ def test_estimators_with_early_stopping_train_on_and_restore_the_best_weights() 
     assert np.isfinite(ours.predict(X)).all()
 
 
+def test_early_stopping_with_every_score_nan_ends_on_the_initial_weights() -> None:
+    """scikit-learn counts its initial weights as the best before the first epoch: when
+    every validation score is NaN (diverged in the first epoch), they come back."""
+    X, y = _data("regressor", np.float32)
+    (sk_outcome, _, sk), (outcome, _, ours) = _fit_both(
+        "regressor", X, y, learning_rate_init=1e39, early_stopping=True, **COMMON)
+    assert sk_outcome == outcome == "fitted"
+    assert np.isnan(sk.validation_scores_).all() and np.isnan(ours.validation_scores_).all()
+    assert ours.n_iter_ == sk.n_iter_ == 30
+    for ours_W, sk_W in zip(ours.coefs_ + ours.intercepts_, sk.coefs_ + sk.intercepts_):
+        np.testing.assert_allclose(ours_W, sk_W, rtol=1e-6)  # both the initial weights
+
+
 def test_classifier_early_stopping_with_nan_best_weights_raises_as_scikit_learn() -> None:
     """A NaN network still predicts class labels, so its accuracy is a finite score and
     can become the best: scikit-learn then restores NaN weights and raises at the end."""
