@@ -241,10 +241,19 @@ class Adam(Optimizer):
             params[i] = p
 
 
-def _namespace(array: Array) -> Any:
-    from array_api_compat import array_namespace
+_NAMESPACES: dict[type, Any] = {}
 
-    return array_namespace(array)
+
+def _namespace(array: Array) -> Any:
+    """The array's Array API namespace, looked up once per array type: the lookup costs
+    more than an update of a small network's parameters, and the per-epoch snapshot
+    needs it too."""
+    namespace = _NAMESPACES.get(type(array))
+    if namespace is None:
+        from array_api_compat import array_namespace
+
+        namespace = _NAMESPACES[type(array)] = array_namespace(array)
+    return namespace
 
 
 _IMMUTABLE = (int, float, str, bool, type(None))
