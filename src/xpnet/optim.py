@@ -80,7 +80,7 @@ class Optimizer:
         """The loop found no improvement: return True to stop (the default)."""
         return True
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, reuse: dict[str, Any] | None = None) -> dict[str, Any]:
         """A copy of the optimiser's whole state, for :meth:`restore`.
 
         The training loop takes one at the start of every epoch and restores it when it
@@ -89,8 +89,14 @@ class Optimizer:
         ``t``, momentum velocities, Adam's moments) roll back together. It copies every
         attribute, arrays and lists of arrays included (on their device), so a subclass
         that keeps its state in attributes is covered without overriding this.
+
+        ``reuse``: an earlier snapshot of this optimiser that is no longer needed; its
+        arrays are overwritten in place (``buffer[...] = array``) instead of allocating
+        new ones, where the backend allows it. The training loop passes the previous
+        epoch's snapshot.
         """
-        return {name: _copy_state(value) for name, value in vars(self).items()}
+        reuse = reuse or {}
+        return {name: _copy_state(value, reuse.get(name)) for name, value in vars(self).items()}
 
     def restore(self, snapshot: dict[str, Any]) -> None:
         """Put back the state :meth:`snapshot` returned (copied again: the snapshot stays
@@ -259,11 +265,23 @@ def _namespace(array: Array) -> Any:
 _IMMUTABLE = (int, float, str, bool, type(None))
 
 
-def _copy_state(value: Any) -> Any:
+def _copy_state(value: Any, into: Any = None) -> Any:
     """A copy of one optimiser attribute: arrays and lists of arrays are copied on their
-    device; numbers, strings and None (immutable) are shared."""
+    device (into the arrays of the list ``into`` when it is an earlier copy of the same
+    list and the backend's arrays are mutable); numbers, strings and None (immutable) are
+    shared."""
     if isinstance(value, _IMMUTABLE):
         return value
+    if (
+        isinstance(value, list) and isinstance(into, list) and len(into) == len(value)
+        and not any(isinstance(item, _IMMUTABLE) for item in value)
+    ):
+        try:
+            for buffer, item in zip(into, value):
+                buffer[...] = item
+            return into
+        except (TypeError, ValueError, NotImplementedError):  # immutable arrays: copy
+            pass
     if isinstance(value, list):
         arrays = [item for item in value if not isinstance(item, _IMMUTABLE)]
         if not arrays:

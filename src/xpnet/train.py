@@ -366,7 +366,7 @@ def fit(
             # abandoned (non-finite result, Ctrl-C halfway). One copy of the parameters
             # (and of the optimiser's state) per epoch, never per batch.
             epoch_start.take(net._params)
-            opt_state = opt.snapshot()
+            opt_state = opt.snapshot(reuse=opt_state)
             in_epoch = True
             # Full-batch gradients do not depend on row order, so only mini-batches
             # shuffle: one permutation per epoch, and each batch gathers its rows with
