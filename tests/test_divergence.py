@@ -301,6 +301,24 @@ def test_step_that_would_diverge_changes_nothing(backend: str) -> None:
     assert not np.array_equal(host(net._params)[0], before[0])
 
 
+def test_step_on_prepared_data_checks_only_when_asked() -> None:
+    """Prepared data are the host-sync-free hot path (issue 12): ``step`` checks the
+    result there only with ``check_finite=True``."""
+    X, y = make_moons(50, noise=0.2)
+    net = xpnet.MLP([2, 4, 1], dtype="float32", seed=0)
+    batch = net.prepare(X, y)
+    before = host(net._params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(FloatingPointError, match="unchanged"):
+            net.step(batch, lr=1e300, check_finite=True)
+        assert_params_equal(net._params, before)
+        net.step(batch, lr=1e300)  # unchecked: the caller reads the loss in its loop
+    assert net._nonfinite_parameters() == ["W1", "b1", "W2", "b2"]
+    with pytest.raises(TypeError, match="check_finite"):
+        net.step(batch, lr=0.1, check_finite="yes")
+
+
 def test_save_refuses_non_finite_weights_and_keeps_the_old_file(tmp_path: Path) -> None:
     good = xpnet.MLP([2, 3, 2, 1], seed=0)
     path = tmp_path / "model.npz"

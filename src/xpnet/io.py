@@ -18,12 +18,12 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import zipfile
 from typing import Any
 
 import numpy as np
 
+from ._files import atomic_write
 from .activations import ACTIVATIONS
 from .backends import DTYPE_NAMES, to_numpy
 from .data import check_file
@@ -153,7 +153,7 @@ def save(net: MLP, path: str | os.PathLike[str], **metadata: Any) -> None:
         "alpha": net.alpha,
         "trained_on": {
             "backend": net.backend,
-            "device": "default device" if net.device is None else str(net.device),
+            "device": net.array_backend.device_name,  # "cuda:0", never "<CUDA Device 0>"
         },
         "metadata": meta,
     }
@@ -166,17 +166,10 @@ def save(net: MLP, path: str | os.PathLike[str], **metadata: Any) -> None:
     payload["checksum"] = np.frombuffer(
         _checksum(header_bytes, arrays).encode("ascii"), dtype=np.uint8
     )
-    target = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(target))
-    fd, tmp = tempfile.mkstemp(prefix=".xpnet-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez_compressed(handle, **payload)  # type: ignore[arg-type]  # numeric arrays only: nothing to pickle
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    # Temp file, fsync, rename (see xpnet._files): a crash never leaves half a model, and
+    # directories, devices and FIFOs are refused rather than replaced.
+    with atomic_write(path, "wb") as handle:
+        np.savez_compressed(handle, **payload)  # type: ignore[arg-type]  # numeric arrays only: nothing to pickle
 
 
 # --------------------------------------------------------------------------- checks

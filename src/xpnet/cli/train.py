@@ -22,7 +22,6 @@ from ._common import (
     DEFAULT_LR_ADAM,
     DEFAULT_LR_REGRESSION,
     _backend,
-    _check_writable,
     _describe_net,
     _device,
     _device_name,
@@ -31,6 +30,7 @@ from ._common import (
     _fmt,
     _load_data,
 )
+from ._paths import check_paths
 
 EXIT_DIVERGED = 1  # training ran but produced no usable network (nothing is written)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
@@ -116,6 +116,11 @@ def _solver_text(args: argparse.Namespace) -> str:
     return text + (", early stopping" if args.early_stopping else "")
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 name``, ``2 names``, ``0 hidden layers``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from ..data import GENERATED, Standardizer, encode_target, split_indices
     from ..io import save
@@ -124,14 +129,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..progress import EpochProgress
     from ..train import DivergenceError
 
+    check_paths({"--save": ("model file", args.save), "--plot": ("plot", args.plot)},
+                {"--data": ("data file", args.data)})
     device = _device(args.device)
     _backend(args.backend, device)
-    if args.save:
-        _check_writable(args.save, "model file")
     if args.plot:
         from ..plotting import check_plot_path
 
-        _check_writable(args.plot, "plot")
         check_plot_path(args.plot)  # matplotlib installed, file type known: before training
 
     data = _load_data(args)
@@ -168,8 +172,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     n_hidden = len(args.layers)
     activation = args.activation
     if isinstance(activation, list) and len(activation) != n_hidden:
-        _fail(f"--activation lists {len(activation)} names for {n_hidden} hidden layers; "
-              "give one name, or one per hidden layer")
+        _fail(f"--activation lists {_count(len(activation), 'name')} for "
+              f"{_count(n_hidden, 'hidden layer')}; give one name, or one per hidden layer")
     net = MLP(sizes, activation=activation, output=target.output, backend=args.backend,
               device=device, dtype=args.dtype, seed=args.seed, alpha=args.alpha)
 
