@@ -72,6 +72,11 @@ _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "
 _SOLVERS = ("sgd", "adam")
 _SCHEDULES = ("constant", "invscaling", "adaptive")
 _DEVICE_LIBRARIES = ("torch", "cupy", "array_api_strict", "jax")
+# scikit-learn's message, word for word (BaseMultilayerPerceptron._fit)
+_NONFINITE_WEIGHTS = (
+    "Solver produced non-finite parameter weights. The input data may contain large "
+    "values and need to be preprocessed."
+)
 
 
 # ---------------------------------------------------------------------- array kinds
@@ -622,13 +627,16 @@ class _BaseMLP(BaseEstimator):
                 rng=_SklearnShuffle(random_state),
                 history=history,
                 verbose=bool(self.verbose),
+                # scikit-learn trains on through non-finite weights with early stopping
+                # (NaN scores never become the best; the best weights come back at the end)
+                on_divergence="continue" if self.early_stopping else "raise",
                 threads=self.threads,
             )
         except FloatingPointError as exc:
-            raise ValueError(
-                "Solver produced non-finite parameter weights. The input data may contain "
-                f"large values and need to be preprocessed. ({exc})"
-            ) from None
+            # Without early stopping scikit-learn runs on to max_iter and then raises
+            # this; xpnet raises it at the diverged epoch (the network rolled back, the
+            # fitted attributes untouched), with the epoch in the chained exception.
+            raise ValueError(_NONFINITE_WEIGHTS) from exc
 
         if self.shuffle and batch_size >= m:
             # the loop skips shuffling a full batch (the gradient does not depend on the
@@ -652,6 +660,8 @@ class _BaseMLP(BaseEstimator):
         self._weights_kind = None if library is None else (library, _device_arg(X, library))
         self._weights = self._weights_seen = None
         self._net_holds_weights = True
+        if net._nonfinite_parameters():  # scikit-learn's last check of every fit
+            raise ValueError(_NONFINITE_WEIGHTS)
         if not incremental and not history.converged and self.n_iter_ == self.max_iter:
             warnings.warn(
                 f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "

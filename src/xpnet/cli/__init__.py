@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..backends import BackendUnavailableError
-from ._common import EXIT_ERROR, CLIError
+from ._common import EXIT_ERROR, CLIError, printable
 from ._signals import (
     EXIT_BROKEN_PIPE,
     EXIT_SIGTERM,
@@ -27,12 +27,14 @@ from ._signals import (
     _silence_stdout,
 )
 from .parser import build_parser
+from .train import EXIT_INTERRUPTED, TrainingAborted
 
 __all__ = ["build_parser", "main"]
 
 
 def _one_line(message: object) -> str:
-    return " ".join(str(message).split())
+    """One line, control characters escaped: messages may quote a file's content."""
+    return printable(" ".join(str(message).split()))
 
 
 def _show_warning(message: Any, category: Any, filename: str, lineno: int,
@@ -71,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # 'xpnet predict ... | head': stop quietly, as Unix filters do
         _silence_stdout()
         return EXIT_BROKEN_PIPE
+    except TrainingAborted:  # a second Ctrl-C during 'xpnet train'
+        sys.stderr.write("xpnet: aborted; nothing was written\n")
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         sys.stderr.write("xpnet: interrupted\n")
         return 130
