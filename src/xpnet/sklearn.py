@@ -239,6 +239,7 @@ class _BaseMLP(BaseEstimator):
         device: Any = None,
         dtype: str | None = None,
         threads: int | None = None,
+        compile: bool = False,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -266,6 +267,7 @@ class _BaseMLP(BaseEstimator):
         self.device = device
         self.dtype = dtype
         self.threads = threads
+        self.compile = compile
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> list[int]:
@@ -631,6 +633,7 @@ class _BaseMLP(BaseEstimator):
                 # (NaN scores never become the best; the best weights come back at the end)
                 on_divergence="continue" if self.early_stopping else "raise",
                 threads=self.threads,
+                compile=self.compile,
             )
         except FloatingPointError as exc:
             # Without early stopping scikit-learn runs on to max_iter and then raises
@@ -754,6 +757,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     threads : int or None, default None
         Threads of the BLAS/OpenMP/torch pools while fitting (see :func:`xpnet.train.fit`);
         ``None``: 1 for small networks, the libraries' settings otherwise.
+    compile : bool, default False
+        On JAX, train each epoch as one compiled program (see :func:`xpnet.train.fit`);
+        a no-op on NumPy/array-api-strict, refused on torch/CuPy.
 
     Attributes
     ----------

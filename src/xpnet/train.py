@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import _validation as v
+from .compiled import check_compile, epoch_program
 from .optim import SGD, Optimizer, get_optimizer
 from .threads import check_threads, resolve_threads, thread_limits
 
@@ -265,6 +266,7 @@ def fit(
     verbose: bool = False,
     on_divergence: str = "raise",
     threads: int | None = None,
+    compile: bool = False,
 ) -> History:
     """Train ``net`` on ``(X, Y)``; see :meth:`xpnet.MLP.fit` for the first arguments.
 
@@ -311,6 +313,13 @@ def fit(
         ``xpnet.threads.SMALL_WORK`` multiply-adds), where worker threads only cost
         (10x on torch, measured), and the libraries' own settings otherwise. XLA's pool
         is fixed when JAX starts (see :mod:`xpnet.threads`).
+    compile : bool, default False
+        On JAX, run each epoch as one compiled XLA program (see :mod:`xpnet.compiled`):
+        same shuffles, same batches, numbers equal to rounding; the program is cached
+        per shape, so a second fit of the same shape compiles nothing. Accepted and
+        ignored on NumPy and array-api-strict; refused on torch and CuPy (no verified
+        compiled path yet). Needs an optimiser with :meth:`~xpnet.optim.Optimizer.apply`
+        (``SGD``, ``Adam``).
     Returns
     -------
     History
@@ -356,6 +365,12 @@ def fit(
     rng = net._shuffle_rng if rng is None else rng
     if on_divergence not in ("raise", "continue"):
         raise ValueError(f"on_divergence must be 'raise' or 'continue'; got {on_divergence!r}")
+    compiled = check_compile(compile, net.backend)
+    if compiled and type(opt).apply is Optimizer.apply:
+        raise ValueError(
+            f"compile=True needs an optimiser with explicit state (apply); "
+            f"{type(opt).__name__} has none"
+        )
 
     X, Y = net._check_XY(X, Y)
     m = X.shape[0]
@@ -405,6 +420,13 @@ def fit(
     in_epoch = False  # True while the parameters hold a partly done epoch
     epoch_start = _EpochStart(xp, net._params)
     opt_state: dict[str, Any] = {}
+    program = None
+    if compiled:
+        program = epoch_program(
+            net.architecture, opt, m, batch_size, (X.shape[1], Y.shape[1]), net._dtype,
+            backend.device, w is not None, shuffle and batch_size < m,
+        )
+        steps_per_epoch = -(-m // batch_size)
     try:
         for epoch in range(epochs):
             # The state at the start of the epoch, to roll back to when the epoch is
@@ -421,19 +443,25 @@ def fit(
             if shuffle and batch_size < m:
                 order = backend.asarray(rng.permutation(m))
             total: Any = None  # 0-d device array: summed on the device, read once per epoch
-            for first in range(0, m, batch_size):
-                last = min(first + batch_size, m)
-                if order is None:
-                    X_batch, Y_batch = X[first:last, ...], Y[first:last, ...]
-                    w_batch = None if w is None else w[first:last]
-                else:
-                    rows = order[first:last]
-                    X_batch, Y_batch = xp.take(X, rows, axis=0), xp.take(Y, rows, axis=0)
-                    w_batch = None if w is None else xp.take(w, rows, axis=0)
-                loss, grads = net._loss_and_grads(X_batch, Y_batch, w_batch)
-                opt.update(net._params, grads)
-                weighted = loss * (last - first)
-                total = weighted if total is None else total + weighted
+            if program is not None:  # compile=True on JAX: the epoch is one program
+                state = opt.export_state(net._params)
+                params, state, total = program(list(net._params), state, X, Y, w, order)
+                net._params = list(params)
+                opt.import_state(state, steps_per_epoch)
+            else:
+                for first in range(0, m, batch_size):
+                    last = min(first + batch_size, m)
+                    if order is None:
+                        X_batch, Y_batch = X[first:last, ...], Y[first:last, ...]
+                        w_batch = None if w is None else w[first:last]
+                    else:
+                        rows = order[first:last]
+                        X_batch, Y_batch = xp.take(X, rows, axis=0), xp.take(Y, rows, axis=0)
+                        w_batch = None if w is None else xp.take(w, rows, axis=0)
+                    loss, grads = net._loss_and_grads(X_batch, Y_batch, w_batch)
+                    opt.update(net._params, grads)
+                    weighted = loss * (last - first)
+                    total = weighted if total is None else total + weighted
             # The one host read-back of the epoch carries the parameters' finiteness too:
             # 0·Σp adds exactly 0 to the loss while every parameter is finite, and NaN as
             # soon as one is not (or, harmlessly, if Σp overflows: confirmed below). Plain

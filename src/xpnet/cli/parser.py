@@ -197,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="threads of the BLAS/OpenMP/torch pools while training (default: 1 "
                    "for small networks, the libraries' own setting for larger ones); with "
                    "--threads 1 also XLA's (JAX)")
+    p.add_argument("--compile", action="store_true",
+                   help="JAX: run each epoch as one compiled XLA program (a no-op on numpy "
+                   "and array_api_strict; refused on torch and cupy)")
     p.add_argument("--layers", type=_hidden_sizes, default=_hidden_sizes(DEFAULT_HIDDEN),
                    metavar="SIZES", help="hidden layer sizes, e.g. 16,16; 'none' for no hidden "
                    f"layer (default: {DEFAULT_HIDDEN})")

@@ -138,6 +138,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         xla_flags(args.threads)  # XLA sizes its pool when JAX starts: before the backend loads
     _backend(args.backend, device)
+    if args.compile:
+        from ..compiled import check_compile
+
+        try:
+            check_compile(True, args.backend)
+        except ValueError as exc:
+            _fail(f"--compile: {exc}")
     if args.plot:
         from ..plotting import check_plot_path
 
@@ -196,7 +203,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                               batch_size=args.batch_size, callback=stop_after_epoch,
                               optimizer=optimizer, early_stopping=args.early_stopping,
                               n_iter_no_change=args.n_iter_no_change, tol=args.tol,
-                              threads=args.threads)
+                              threads=args.threads, compile=args.compile)
     except DivergenceError as exc:
         sys.stderr.write(f"xpnet: error: training diverged at epoch {exc.epoch}: {exc.reason}; "
                          f"try a smaller --lr (got {args.lr:g}); nothing was written\n")
