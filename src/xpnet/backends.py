@@ -80,7 +80,7 @@ _SPECS: dict[str, _Spec] = {
             "jax",
             "jax",
             "pip install 'xpnet[jax]'  (see the JAX docs for CUDA builds)",
-            "JAX arrays on the CPU or a GPU (XLA)",
+            "JAX arrays on the CPU or a GPU (XLA; fit(compile=True) compiles each epoch)",
         ),
     )
 }
