@@ -80,9 +80,10 @@ def epoch_program(
     device: Any,
     weighted: bool,
     shuffled: bool,
-) -> Callable[..., tuple[list[Array], dict[str, Any], Array]]:
-    """The compiled epoch ``(params, state, X, Y, w, order) -> (params, state, Σ size·loss)``
-    (``w``/``order`` are None when not ``weighted``/``shuffled``), built once per shape."""
+) -> Callable[..., tuple[Any, ...]]:
+    """The compiled epoch ``(params, state, X, Y, w, order) -> (params, state, Σ size·loss,
+    Σ size·loss + 0·Σp)`` (``w``/``order`` are None when not ``weighted``/``shuffled``;
+    the last value is the training loop's divergence check), built once per shape."""
     key = (arch, m, batch_size, shapes, str(dtype), str(device), weighted, shuffled,
            _optimizer_key(opt))
     program = _programs.get(key)
@@ -128,7 +129,7 @@ def _build(
         return params, state, loss
 
     def epoch(params: list[Array], state: dict[str, Any], X: Array, Y: Array,
-              w: Array | None, order: Array | None) -> tuple[list[Array], dict[str, Any], Array]:
+              w: Array | None, order: Array | None) -> tuple[Any, ...]:
         total = jnp.zeros((), dtype=X.dtype)
 
         def body(i: Any, carry: Any) -> Any:
@@ -143,7 +144,10 @@ def _build(
             X_b, Y_b, w_b = batch_rows(X, Y, w, order, n_full * batch_size, rest)
             params, state, loss = step(params, state, X_b, Y_b, w_b)
             total = total + loss * rest
-        return params, state, total
+        # the loop's divergence check, 0·Σp (NaN once a parameter is), done here rather
+        # than as a few more eager dispatches per epoch
+        checked = total + 0 * sum(jnp.sum(p) for p in params)
+        return params, state, total, checked
 
     del weighted, shuffled  # None inputs make their own trace; part of the cache key
     return jax.jit(epoch)

@@ -107,12 +107,19 @@ class Optimizer:
         """Take back the state after ``steps`` calls of :meth:`apply` (the step count is
         counted on the host: reading it back would cost a device synchronisation)."""
 
+    @property
+    def state_learning_rate(self) -> float:
+        """The rate the state's ``lr`` holds: the current learning rate (Adam: ``η₀``,
+        its bias correction is applied from the step count)."""
+        return self.learning_rate
+
     def with_learning_rate(self, state: dict[str, Any]) -> dict[str, Any]:
         """``state`` with the optimiser's current learning rate (after a schedule changed
         it at the end of an epoch), as a new 0-d array of the same dtype and device."""
         lr = state["lr"]
         xp = _namespace(lr)
-        return {**state, "lr": xp.asarray(self.learning_rate, dtype=lr.dtype, device=_device(lr))}
+        value = self.state_learning_rate
+        return {**state, "lr": xp.asarray(value, dtype=lr.dtype, device=_device(lr))}
 
     def iteration_ends(self, time_step: int) -> None:
         """Called by the training loop after each epoch; ``time_step``: samples seen."""
@@ -324,6 +331,10 @@ class Adam(Optimizer):
 
     def _init_slots(self, params: list[Array]) -> dict[str, Any]:
         return {"ms": [_zeros_like(p) for p in params], "vs": [_zeros_like(p) for p in params]}
+
+    @property
+    def state_learning_rate(self) -> float:
+        return self.learning_rate_init
 
     def export_state(self, params: list[Array]) -> dict[str, Any]:
         state = self.init(params)

@@ -427,6 +427,8 @@ def fit(
             backend.device, w is not None, shuffle and batch_size < m,
         )
         steps_per_epoch = -(-m // batch_size)
+    compiled_state: dict[str, Any] | None = None  # the optimiser's, carried across epochs
+    state_lr = math.nan  # the learning rate that state holds
     try:
         for epoch in range(epochs):
             # The state at the start of the epoch, to roll back to when the epoch is
@@ -444,10 +446,19 @@ def fit(
                 order = backend.asarray(rng.permutation(m))
             total: Any = None  # 0-d device array: summed on the device, read once per epoch
             if program is not None:  # compile=True on JAX: the epoch is one program
-                state = opt.export_state(net._params)
-                params, state, total = program(list(net._params), state, X, Y, w, order)
+                # The state is exported once and carried on (a 0-d upload costs more than
+                # a tiny network's epoch); a schedule's new rate replaces its lr entry.
+                if compiled_state is None:
+                    compiled_state = opt.export_state(net._params)
+                    state_lr = opt.state_learning_rate
+                elif opt.state_learning_rate != state_lr:
+                    compiled_state = opt.with_learning_rate(compiled_state)
+                    state_lr = opt.state_learning_rate
+                params, compiled_state, total, checked = program(
+                    list(net._params), compiled_state, X, Y, w, order
+                )
                 net._params = list(params)
-                opt.import_state(state, steps_per_epoch)
+                opt.import_state(compiled_state, steps_per_epoch)
             else:
                 for first in range(0, m, batch_size):
                     last = min(first + batch_size, m)
@@ -468,7 +479,9 @@ def fit(
             # operators: an xp.where would cost as much again on small networks. (NumPy
             # may warn "invalid value" here when a parameter is infinite: it has already
             # warned of the overflow that made it so.)
-            epoch_loss = float(total + 0 * net._parameter_sum()) / m
+            if program is None:
+                checked = total + 0 * net._parameter_sum()
+            epoch_loss = float(checked) / m  # (compiled: the program added 0·Σp itself)
             if not math.isfinite(epoch_loss):
                 epoch_loss = float(total) / m
                 bad = net._nonfinite_parameters()
