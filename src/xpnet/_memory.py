@@ -20,6 +20,7 @@ __all__ = [
     "format_bytes",
     "network_bytes",
     "training_bytes",
+    "training_too_large",
 ]
 
 #: Bytes of a float64, the dtype NumPy draws weights and generates data in.
@@ -48,7 +49,7 @@ def available_memory() -> int | None:
     except (AttributeError, ValueError, OSError):
         pass
     try:
-        import psutil  # type: ignore[import-untyped]
+        import psutil
 
         return int(psutil.virtual_memory().available)
     except Exception:  # not installed, or no answer on this platform
@@ -95,13 +96,13 @@ def training_bytes(
 
 
 def too_large(estimate: int) -> str | None:
-    """``None`` when ``estimate`` bytes fit in the available memory, else the clause
-    ``"about X of memory is needed but about Y is available"`` for an error message."""
+    """``None`` when ``estimate`` bytes fit in the available memory, else the predicate
+    ``"needs about X of memory, but about Y is available"`` for an error message."""
     available = available_memory()
     if available is None or estimate <= available:
         return None
     return (
-        f"about {format_bytes(estimate)} of memory is needed but about "
+        f"needs about {format_bytes(estimate)} of memory, but about "
         f"{format_bytes(available)} is available"
     )
 
@@ -112,3 +113,30 @@ def rows_that_fit(bytes_per_row: float, fixed: int = 0) -> int | None:
     if available is None or bytes_per_row <= 0:
         return None
     return max(0, math.floor((available - fixed) / bytes_per_row))
+
+
+def training_too_large(
+    layer_sizes: Sequence[int], n_rows: int, batch_rows: int, itemsize: int
+) -> tuple[str, str] | None:
+    """``None`` when building the network and fitting it fit in memory, else ``(part,
+    clause)``: ``part`` is ``"parameters"`` when the network alone is too large,
+    ``"data"`` when the data are, and ``"activations"`` otherwise (the batch's forward
+    cache is what does not fit); ``clause`` is :func:`too_large`'s predicate with the
+    estimate's parts."""
+    parts = training_bytes(layer_sizes, n_rows, batch_rows, itemsize)
+    parts["parameters"] += network_bytes(layer_sizes, itemsize)
+    total = sum(parts.values())
+    clause = too_large(total)
+    if clause is None:
+        return None
+    detail = (
+        f"parameters {format_bytes(parts['parameters'])}, data {format_bytes(parts['data'])},"
+        f" one batch of {batch_rows:,} rows {format_bytes(parts['activations'])}"
+    )
+    if too_large(parts["parameters"]) is not None:
+        part = "parameters"
+    elif too_large(parts["data"]) is not None:
+        part = "data"
+    else:
+        part = "activations"
+    return part, f"{clause} ({detail})"  # "needs about X ... (parameters ...)"

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _memory
 from ._validation import check_nonnegative_float, check_positive_int
 
 __all__ = [
@@ -59,8 +60,7 @@ def make_moons(
     The first ``ceil(n/2)`` rows form the upper moon (class 0), the rest the lower one
     (class 1); Gaussian noise of standard deviation ``noise`` is added to every coordinate.
     """
-    n_samples = check_positive_int("n_samples", n_samples)
-    noise = check_nonnegative_float("noise", noise)
+    n_samples, noise = _check_seed_noise(n_samples, noise)
     rng = np.random.default_rng(seed)
     n_upper = (n_samples + 1) // 2
     n_lower = n_samples - n_upper
@@ -91,7 +91,14 @@ def train_test_split(
 
 # --------------------------------------------------------------------------- generators
 def _check_seed_noise(n_samples: int, noise: float) -> tuple[int, float]:
-    return check_positive_int("n_samples", n_samples), check_nonnegative_float("noise", noise)
+    n_samples = check_positive_int("n_samples", n_samples)
+    noise = check_nonnegative_float("noise", noise)
+    # Refuse before allocating: a billion rows would otherwise swap for many seconds and
+    # end in an unexpected MemoryError (2 features + the label, a few copies each).
+    clause = _memory.too_large(_memory.data_bytes(n_samples, 3))
+    if clause is not None:
+        raise DataError(f"n_samples={n_samples} {clause}; ask for fewer rows")
+    return n_samples, noise
 
 
 def make_xor(

@@ -151,8 +151,8 @@ class MLP:
         )
         if too_large is not None:  # refuse before NumPy tries (and fails) to allocate
             raise ValueError(
-                f"layer_sizes {list(self.layer_sizes)!r} give "
-                f"{_memory.n_parameters(self.layer_sizes):,} parameters: {too_large}; "
+                f"layer_sizes {list(self.layer_sizes)!r} "
+                f"({_memory.n_parameters(self.layer_sizes):,} parameters) {too_large}; "
                 "use smaller layers"
             )
         self.alpha = v.check_nonnegative_float("alpha", alpha)
@@ -444,12 +444,15 @@ class MLP:
     def predict(self, X: Any) -> Array:
         """Predictions: class index ``(m,)`` for softmax; 0/1 for sigmoid (``(m,)`` with one
         output, ``(m, k)`` multi-label); raw outputs for identity (``(m,)`` with one output).
+
+        Class predictions are int64 on every backend. A sigmoid output is class 1 when
+        strictly above 0.5, scikit-learn's rule (an output of exactly 0.5 is class 0).
         """
         xp = self.xp
         A = self.forward(X)
         task = self._output.task
         if task == "multiclass":
-            return xp.argmax(A, axis=1)
+            return xp.astype(xp.argmax(A, axis=1), xp.int64, copy=False)
         if task == "binary":
-            A = xp.astype(A >= 0.5, xp.int64)
+            A = xp.astype(A > 0.5, xp.int64)  # scikit-learn's rule: strictly above 0.5
         return A[:, 0] if A.shape[1] == 1 else A

@@ -55,6 +55,44 @@ def _solver_text(args: argparse.Namespace) -> str:
     return text + (", early stopping" if args.early_stopping else "")
 
 
+def _check_generated_size(args: argparse.Namespace) -> None:
+    """Refuse a generated data set larger than memory before generating it."""
+    from .. import _memory
+    from ..data import GENERATED
+
+    if args.data is not None or args.n_samples is None:
+        return
+    if (args.dataset or "moons") not in GENERATED:
+        return  # _load_data says that --n-samples applies to generated sets only
+    clause = _memory.too_large(_memory.data_bytes(args.n_samples, 3))
+    if clause is not None:
+        _fail(f"--n-samples {args.n_samples}: generating the data set {clause}; "
+              "ask for fewer rows")
+
+
+def _check_training_size(
+    args: argparse.Namespace, sizes: list[int], n_rows: int, data_name: str
+) -> None:
+    """Refuse, before building the network, a run whose parameters, data and one batch's
+    activations need more memory than is available; name the option to change."""
+    from .. import _memory
+
+    batch_rows = min(args.batch_size or n_rows, n_rows)
+    found = _memory.training_too_large(sizes, n_rows, batch_rows, np.dtype(args.dtype).itemsize)
+    if found is None:
+        return
+    part, clause = found
+    layers = ",".join(map(str, args.layers)) or "none"
+    if part == "parameters":
+        _fail(f"--layers {layers} ({_memory.n_parameters(sizes):,} parameters): "
+              f"training {clause}; use smaller layers")
+    if part == "data":
+        _fail(f"{data_name}: training on {n_rows:,} rows {clause}; use fewer rows")
+    batch = f"--batch-size {args.batch_size}" if args.batch_size else "a full batch"
+    _fail(f"--layers {layers} with {batch}: training {clause}; "
+          "use a smaller --batch-size or smaller layers")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from ..data import GENERATED, Standardizer, encode_target, split_indices
     from ..io import save
@@ -72,6 +110,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         _check_writable(args.plot, "plot")
         check_plot_path(args.plot)  # matplotlib installed, file type known: before training
 
+    _check_generated_size(args)
     data = _load_data(args)
     if data.y is None:
         _fail(f"{data.name}: no target column to train on")
@@ -108,6 +147,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if isinstance(activation, list) and len(activation) != n_hidden:
         _fail(f"--activation lists {len(activation)} names for {n_hidden} hidden layers; "
               "give one name, or one per hidden layer")
+    _check_training_size(args, sizes, len(train_rows), data.name)
     net = MLP(sizes, activation=activation, output=target.output, backend=args.backend,
               device=device, dtype=args.dtype, seed=args.seed, alpha=args.alpha)
 
