@@ -30,9 +30,53 @@ FLOAT64 = 8
 def available_memory() -> int | None:
     """Bytes of memory available to a new allocation without swapping, or ``None``.
 
-    Linux's ``MemAvailable`` (``/proc/meminfo``) is the kernel's own estimate of it; else
-    ``os.sysconf`` (free physical pages), else ``psutil`` when installed. ``None`` when none
-    of them answers: callers then skip the check rather than guess.
+    The system's figure (:func:`system_available_memory`), lowered to what a container's
+    cgroup limit or the process's address-space limit (``ulimit -v``) still allows, since
+    either makes an allocation fail long before the machine runs out.
+    """
+    limits = [system_available_memory(), _cgroup_headroom(), _address_space_headroom()]
+    known = [limit for limit in limits if limit is not None]
+    return min(known) if known else None
+
+
+def _cgroup_headroom() -> int | None:
+    """``memory.max - memory.current`` of this process's cgroup (v2), when limited."""
+    try:
+        with open("/proc/self/cgroup", encoding="ascii") as cgroup:
+            lines = cgroup.read().splitlines()
+        path = next(line.split(":", 2)[2] for line in lines if line.startswith("0::"))
+        base = os.path.join("/sys/fs/cgroup", path.lstrip("/"))
+        with open(os.path.join(base, "memory.max"), encoding="ascii") as handle:
+            limit = handle.read().strip()
+        if limit == "max":
+            return None
+        with open(os.path.join(base, "memory.current"), encoding="ascii") as handle:
+            current = int(handle.read().strip())
+        return max(0, int(limit) - current)
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _address_space_headroom() -> int | None:
+    """Address space left under ``RLIMIT_AS`` (``ulimit -v``), when one is set."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY:
+            return None
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            used = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        return max(0, soft - used)
+    except (ImportError, OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def system_available_memory() -> int | None:
+    """Linux's ``MemAvailable`` (``/proc/meminfo``), the kernel's own estimate of what can
+    be allocated without swapping; else ``os.sysconf`` (free physical pages), else
+    ``psutil`` when installed. ``None`` when none of them answers: callers then skip the
+    check rather than guess.
     """
     try:
         with open("/proc/meminfo", encoding="ascii") as meminfo:
