@@ -160,14 +160,21 @@ def rows_that_fit(bytes_per_row: float, fixed: int = 0) -> int | None:
 
 
 def training_too_large(
-    layer_sizes: Sequence[int], n_rows: int, batch_rows: int, itemsize: int
+    layer_sizes: Sequence[int], n_rows: int, batch_rows: int, itemsize: int,
+    on_host: bool = True,
 ) -> tuple[str, str] | None:
     """``None`` when building the network and fitting it fit in memory, else ``(part,
     clause)``: ``part`` is ``"parameters"`` when the network alone is too large,
     ``"data"`` when the data are, and ``"activations"`` otherwise (the batch's forward
     cache is what does not fit); ``clause`` is :func:`too_large`'s predicate with the
-    estimate's parts."""
+    estimate's parts.
+
+    ``on_host=False`` (a GPU backend): the activations live in device memory, which this
+    host-memory check does not judge, so they are left out of the estimate.
+    """
     parts = training_bytes(layer_sizes, n_rows, batch_rows, itemsize)
+    if not on_host:
+        parts["activations"] = 0
     parts["parameters"] += network_bytes(layer_sizes, itemsize)
     total = sum(parts.values())
     clause = too_large(total)

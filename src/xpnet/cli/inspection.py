@@ -72,7 +72,10 @@ def _check_gradcheck_size(args: argparse.Namespace) -> None:
     from .. import _memory
 
     itemsize = np.dtype(args.dtype).itemsize
-    found = _memory.training_too_large(args.layers, args.rows, args.rows, itemsize)
+    on_host = args.backend in ("numpy", "array_api_strict") or (
+        args.backend == "torch" and str(args.device or "cpu").startswith("cpu"))
+    found = _memory.training_too_large(args.layers, args.rows, args.rows, itemsize,
+                                       on_host=on_host)
     if found is None:
         return
     part, clause = found

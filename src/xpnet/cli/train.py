@@ -70,6 +70,13 @@ def _check_generated_size(args: argparse.Namespace) -> None:
               "ask for fewer rows")
 
 
+def _on_host(args: argparse.Namespace) -> bool:
+    """Whether the network computes in host memory (not on a GPU)."""
+    if args.backend in ("numpy", "array_api_strict"):
+        return True
+    return args.backend == "torch" and str(args.device or "cpu").startswith("cpu")
+
+
 def _check_training_size(
     args: argparse.Namespace, sizes: list[int], n_rows: int, data_name: str
 ) -> None:
@@ -78,7 +85,8 @@ def _check_training_size(
     from .. import _memory
 
     batch_rows = min(args.batch_size or n_rows, n_rows)
-    found = _memory.training_too_large(sizes, n_rows, batch_rows, np.dtype(args.dtype).itemsize)
+    found = _memory.training_too_large(sizes, n_rows, batch_rows, np.dtype(args.dtype).itemsize,
+                                       on_host=_on_host(args))
     if found is None:
         return
     part, clause = found
