@@ -75,6 +75,7 @@ def _weights(net):
         (dict(rng=42), ("rng", "permutation", "42")),
         (dict(verbose="yes"), ("verbose", "True or False", "'yes'")),
         (dict(validation_data=5), ("validation_data", "(X_val, Y_val)", "int")),
+        (dict(optimizer=5), ("optimizer", "'sgd', 'adam'", "Optimizer instance", "5")),
     ],
 )
 def test_fit_refuses_a_bad_argument_before_the_first_update(options, fragments):
