@@ -180,6 +180,17 @@ MUTANTS = [
        "n_test = min(int(round(rows.size * test_fraction)), rows.size - 1)")),
     m("standardize-constant-column", "data.py", "constant features divided by zero",
       ("return cls(mean, np.where(constant, 1.0, std))", "return cls(mean, std)")),
+    # ------------------------------------------------------------------ argument checks
+    # (stale on code older than issue 8, which lacked these checks)
+    m("fit-callback-unchecked", "train.py", "a non-callable callback found after epoch 1",
+      ("    if callback is not None and not callable(callback):\n", "    if False:\n")),
+    m("cast-range-unchecked", "_validation.py", "values beyond the dtype cast to inf",
+      ("            if peak > largest:\n", "            if False:\n")),
+    m("network-memory-unchecked", "network.py", "no memory estimate before allocating",
+      ("        if too_large is not None:  # refuse", "        if False:  # refuse")),
+    m("layer-sizes-mapping", "network.py", "a dict's keys taken as layer sizes",
+      ("    if isinstance(layer_sizes, (Mapping, Set, str, bytes)):",
+       "    if isinstance(layer_sizes, (str, bytes)):")),
     # ------------------------------------------------------------------ metrics, CLI
     m("metrics-threshold", "metrics.py", "metrics' threshold flipped at exactly 0.5",
       ("(outputs[:, 0] > 0.5)", "(outputs[:, 0] >= 0.5)"),
@@ -242,11 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="mutants run side by side")
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds per mutant")
     parser.add_argument("-k", dest="select", default=None,
-                        help="only mutants whose id contains this text")
+                        help="only mutants whose id contains this text (or one of several, "
+                        "separated by commas)")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     args = parser.parse_args(argv)
 
-    mutants = [mu for mu in MUTANTS if args.select is None or args.select in mu.id]
+    chosen = None if args.select is None else args.select.split(",")
+    mutants = [mu for mu in MUTANTS if chosen is None or any(c in mu.id for c in chosen)]
     if args.list:
         for mu in mutants:
             print(f"{mu.id:30} {mu.file:15} {mu.what}")
