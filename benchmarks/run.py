@@ -41,6 +41,8 @@ import numpy as np  # noqa: E402
 from cases import CASES, Case  # noqa: E402
 from impls import Impl, gpu_available, impl_specs, make_impl  # noqa: E402
 
+from xpnet._files import atomic_write  # noqa: E402
+
 MiB = 1024 * 1024
 BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
             "MKL_NUM_THREADS")
@@ -364,7 +366,8 @@ def run_case(case: Case, args: argparse.Namespace, skipped: list[str]) -> dict[s
         for worker in workers:
             worker.stop()
 
-    X, labels = case.make_data()
+    # the inputs' size, without building them again here (1 GiB on `large`)
+    input_bytes = case.n_samples * (case.layer_sizes[0] * case.itemsize + 8)
     flops = case.matmul_flops_per_epoch()
     times = {name: [r["seconds_per_epoch"] for r in rs] for name, rs in runs.items()}
     infos = {w.name: w.info for w in workers}
@@ -398,7 +401,7 @@ def run_case(case: Case, args: argparse.Namespace, skipped: list[str]) -> dict[s
             "dtype": case.dtype, "lr": case.lr, "epochs": epochs, "repeats": repeats,
             "warmup_epochs": warm, "steps_per_epoch": case.steps_per_epoch,
             "matmul_flops_per_epoch": flops, "description": case.description,
-            "input_bytes": int(X.nbytes + labels.nbytes),
+            "input_bytes": int(input_bytes),
             "memory_budget_bytes": case.memory_budget(),
         },
         "reference": reference,
@@ -446,7 +449,7 @@ def case_table(name: str, result: dict[str, Any]) -> list[list[str]]:
         sec = row["seconds_per_epoch"]
         mem = fmt_mib(row["rss_extra_bytes_max"])
         if row["device_peak_bytes_max"] is not None:
-            mem += f" (GPU pool {fmt_mib(row['device_peak_bytes_max'])})"
+            mem += f" (GPU pool {fmt_mib(row['device_peak_bytes_max'])})"  # see _device_peak
         loss = row["final_loss"]
         table.append([
             impl,
@@ -593,7 +596,8 @@ def write_plot(results: dict[str, Any], path: Path) -> bool:
         ax.set_xlabel("seconds per epoch (median, bars: min–max; lower is better)")
         ax.grid(axis="x", which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_write(path) as handle:  # the repository's one writer: temp, fsync, rename
+        fig.savefig(handle, format="png", dpi=110)
     plt.close(fig)
     return True
 
@@ -675,9 +679,14 @@ def write_markdown(report: dict[str, Any], path: Path, plot: str | None) -> None
         "takes the larger of this and the peak of NumPy's own allocations during a fit "
         "(tracemalloc), adds the inputs back and compares with data + parameters + one "
         "batch's activations, errors and gradients.",
+        "- *GPU pool*: device memory the library's caching allocator holds, with the same "
+        "measure for every GPU library: CuPy's memory-pool total (`total_bytes()`) and "
+        "PyTorch's `max_memory_reserved()` over the timed fit. Every GPU implementation "
+        "is timed with a warm allocator (its pool is never emptied between fits).",
         "",
     ]
-    path.write_text("\n".join(lines), encoding="utf-8")
+    with atomic_write(path, "w") as handle:
+        handle.write("\n".join(lines))
 
 
 # --------------------------------------------------------------------------- main
@@ -755,7 +764,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  [{status:7}] {t['case']}: {t['target']}: {measured} (required {t['required']})")
     for line in skipped:
         print(f"  skipped {line}")
-    (out / "results.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    with atomic_write(out / "results.json", "w") as handle:
+        handle.write(json.dumps(report, indent=1, default=float) + "\n")
     plot = None
     if not args.no_plot and results and write_plot(results, out / "results.png"):
         plot = "results.png"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,12 +25,22 @@ from typing import Any
 import numpy as np
 
 from . import _memory
+from ._npyfile import (
+    NPY_MAGIC,
+    ZIP_MAGIC,
+    ArrayFileError,
+    ArrayInfo,
+    NpzReader,
+    check_memory,
+    read_npy,
+)
 from ._validation import check_nonnegative_float, check_positive_int
 
 __all__ = [
     "DATASETS",
     "DataError",
     "GENERATED",
+    "MissingColumnsError",
     "Dataset",
     "Standardizer",
     "Target",
@@ -50,6 +61,14 @@ __all__ = [
 
 class DataError(ValueError):
     """A data set or data file cannot be used; the message says why and what to do."""
+
+
+class MissingColumnsError(DataError):
+    """A data file lacks feature columns asked for by name; ``missing`` lists them."""
+
+    def __init__(self, message: str, missing: Sequence[str]) -> None:
+        super().__init__(message)
+        self.missing = list(missing)
 
 
 def make_moons(
@@ -204,6 +223,11 @@ class Dataset:
     name: str
     feature_names: list[str] = field(default_factory=list)
     target_name: str | None = None
+    #: ``False`` when the columns have no names in the source (``.npz``/``.npy``): the
+    #: ``feature_names`` are then placeholders ``x1, x2, ...`` and only positions count.
+    named_columns: bool = True
+    #: Columns of a CSV that were neither a requested feature nor the target (not read).
+    ignored_columns: list[str] = field(default_factory=list)
 
     @property
     def n_samples(self) -> int:
@@ -304,17 +328,36 @@ def _check_path(path: str | os.PathLike[str]) -> str:
     return text
 
 
+# What a CSV reader (pandas, R, a spreadsheet) reads as a number: optional sign, ASCII
+# digits, a decimal point, an exponent. Python's float() also takes "1_000", Arabic-Indic
+# or full-width digits and Unicode spaces, which no CSV reader does: such a cell is text.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Spellings float() turns into NaN or infinity, refused with their own message.
+_NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
+_CSV_SPACE = " \t"  # stripped around a cell; other (Unicode) spaces make it text
+# The characters a number cell may hold: cells with others skip the fast path.
+_NOT_NUMERIC = str.maketrans("", "", "0123456789+-.eE" + _CSV_SPACE)
+
+
 def _parse_float(cell: str, where: str) -> float:
-    text = cell.strip()
+    text = cell.strip(_CSV_SPACE)
     if not text:
         raise DataError(f"{where}: empty cell (missing value); fill it in or drop the row")
-    try:
-        value = float(text)
-    except ValueError:
-        raise DataError(f"{where}: non-numeric value {text!r}; features must be numbers") from None
-    if not math.isfinite(value):
+    if _NON_FINITE.fullmatch(text):
         raise DataError(f"{where}: value {text!r} is NaN or infinite; clean the data first")
+    if not _NUMBER.fullmatch(text):
+        raise DataError(f"{where}: non-numeric value {text!r}; features must be numbers "
+                        "(digits, optional sign, decimal point and exponent)")
+    value = float(text)
+    if not math.isfinite(value):
+        raise DataError(f"{where}: value {text!r} is NaN or infinite (beyond float64); "
+                        "clean the data first")
     return value
+
+
+def _column_name(name: str) -> str:
+    """A column name for a message: as is when printable, else its repr (escaped)."""
+    return name if name.isprintable() else repr(name)
 
 
 def _resolve_column(target: str | int | None, header: Sequence[str], what: str) -> int:
@@ -328,7 +371,8 @@ def _resolve_column(target: str | int | None, header: Sequence[str], what: str) 
         index = int(target)
     except (TypeError, ValueError):
         raise DataError(
-            f"target column {target!r} not found in {what}; columns are: {', '.join(header)}"
+            f"target column {target!r} not found in {what}; columns are: "
+            f"{', '.join(map(_column_name, header))}"
         ) from None
     if not -n <= index < n:
         raise DataError(
@@ -371,10 +415,9 @@ def _target_values(cells: list[str], lines: list[int], path: str, column: str) -
     for cell, line in zip(stripped, lines, strict=True):
         if not cell:
             raise DataError(f"{path}, line {line}, target column {column!r}: empty cell")
-    try:
-        values = np.array([float(cell) for cell in stripped])
-    except ValueError:
-        return np.array(stripped)  # class labels such as "setosa"
+    if not all(_NUMBER.fullmatch(cell) or _NON_FINITE.fullmatch(cell) for cell in stripped):
+        return np.array(stripped)  # class labels such as "setosa" (or "1_000")
+    values = np.array([float(cell) for cell in stripped])
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
         raise DataError(
@@ -384,30 +427,69 @@ def _target_values(cells: list[str], lines: list[int], path: str, column: str) -
     return values
 
 
-def _load_csv(path: str, target: str | int | None, n_features: int | None) -> Dataset:
+def _named_columns(features: Sequence[str], header: Sequence[str], path: str) -> list[int]:
+    """Indices of the columns named ``features``, in that order; every name must occur
+    exactly once in ``header`` (an unnamed column is called ``x<position>``, as in
+    training)."""
+    names = [cell or f"x{i + 1}" for i, cell in enumerate(header)]
+    missing = [name for name in features if name not in names]
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        raise MissingColumnsError(
+            f"data file {path!r} lacks the model's feature column{plural} "
+            f"{', '.join(map(repr, missing))} (its columns are: {', '.join(map(repr, names))})",
+            missing,
+        )
+    repeated = sorted({name for name in features if names.count(name) > 1})
+    if repeated:
+        raise DataError(f"data file {path!r} has more than one column named "
+                        f"{', '.join(map(repr, repeated))}; column names must be unique")
+    return [names.index(name) for name in features]
+
+
+def _load_csv(path: str, target: str | int | None, n_features: int | None,
+              features: Sequence[str] | None = None) -> Dataset:
     header, rows, lines = _read_csv(path)
     name = os.path.basename(path)
     target_index: int | None
     named_but_absent = (
         isinstance(target, str) and target not in header and not target.lstrip("-").isdigit()
     )
-    if n_features is not None and (
+    wanted = None if features is None else _named_columns(features, header, path)
+    if wanted is not None and target is None:
+        # for prediction no target; else the default, the last column, unless it is a
+        # feature asked for
+        last = len(header) - 1
+        target_index = None if n_features is not None or last in wanted else last
+    elif n_features is not None and (
         (target is None and len(header) == n_features) or named_but_absent
     ):
         target_index = None  # features only (predict): the target column is not there
     else:
         target_index = _resolve_column(target, header, f"{path!r}")
-    feature_columns = [i for i in range(len(header)) if i != target_index]
+    if wanted is not None and target_index in wanted:
+        raise DataError(f"column {header[target_index]!r} of {path!r} cannot be both the "
+                        "target and a feature of the model")
+    feature_columns = (wanted if wanted is not None
+                       else [i for i in range(len(header)) if i != target_index])
+    ignored = [] if wanted is None else [
+        header[i] or f"x{i + 1}" for i in range(len(header))
+        if i not in wanted and i != target_index]
     if not feature_columns:
         raise DataError(
             f"data file {path!r} has no feature columns besides the target (a CSV needs "
             "comma-separated columns: features and a target)"
         )
-    try:  # fast path; on any problem the cell-by-cell pass below names the culprit
-        X = np.array([[row[c] for c in feature_columns] for row in rows], dtype=np.float64)
-        clean = bool(np.all(np.isfinite(X)))
-    except ValueError:
-        clean = False
+    cells = [[row[c] for c in feature_columns] for row in rows]
+    # Fast path when every cell holds only number characters (float() accepts more, such
+    # as "1_000"); on any problem the cell-by-cell pass below names the culprit.
+    clean = not "".join("".join(row) for row in cells).translate(_NOT_NUMERIC)
+    if clean:
+        try:
+            X = np.array(cells, dtype=np.float64)
+            clean = bool(np.all(np.isfinite(X)))
+        except ValueError:
+            clean = False
     if not clean:
         X = np.empty((len(rows), len(feature_columns)))
         for r, (row, line) in enumerate(zip(rows, lines, strict=True)):
@@ -419,8 +501,8 @@ def _load_csv(path: str, target: str | int | None, n_features: int | None) -> Da
     if target_index is not None:
         target_name = header[target_index]
         y = _target_values([row[target_index] for row in rows], lines, path, target_name)
-    features = [header[i] or f"x{i + 1}" for i in feature_columns]
-    return Dataset(X, y, name, features, target_name)
+    names = [header[i] or f"x{i + 1}" for i in feature_columns]
+    return Dataset(X, y, name, names, target_name, ignored_columns=ignored)
 
 
 def _check_numeric(array: np.ndarray, what: str) -> np.ndarray:
@@ -432,27 +514,55 @@ def _check_numeric(array: np.ndarray, what: str) -> np.ndarray:
     return array
 
 
-def _load_npz(path: str, n_features: int | None) -> Dataset:
+def _memory_needed(info: ArrayInfo) -> int:
+    """Bytes of an array as read plus its float64 copy (what loading allocates)."""
+    size = math.prod(info.shape)
+    return info.nbytes + (size * 8 if info.dtype.kind in "biuf" else 0)
+
+
+def _check_memory(path: str, needed: int, what: str) -> None:
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if not hasattr(loaded, "files"):
+        check_memory(needed, what)
+    except ArrayFileError as exc:
+        raise DataError(f"data file {path!r}: {exc}") from None
+
+
+def _load_npz(path: str, n_features: int | None) -> Dataset:
+    with open(path, "rb") as handle:
+        if handle.read(len(NPY_MAGIC)) == NPY_MAGIC:
             raise DataError(f"{path!r} holds a single .npy array, not an .npz archive with X "
                             "and y; rename it to .npy")
-        with loaded as archive:
-            keys = set(archive.files)
+    try:
+        with NpzReader(path) as archive:
+            keys = set(archive.names)
+            for name in ("X", "y"):
+                if name in archive.others:  # numpy would hand these back as raw bytes
+                    raise DataError(f"{path!r}: member {name!r} is not a .npy array")
             if "X" not in keys:
                 raise DataError(
                     f"{path!r} must hold an array named 'X' (and 'y'); it holds: "
-                    f"{', '.join(sorted(keys)) or 'nothing'}"
+                    f"{', '.join(map(_column_name, sorted(keys))) or 'nothing'}"
                 )
-            X = archive["X"]
-            y = archive["y"] if "y" in keys else None
+            # Shapes and sizes from the .npy headers first: nothing is decompressed
+            # before the total is known to fit in memory.
+            x_info = archive.info("X")
+            y_info = archive.info("y") if "y" in keys else None
+            if len(x_info.shape) != 2 or x_info.shape[0] < 1 or x_info.shape[1] < 1:
+                raise DataError(f"'X' in {path!r} must be 2-D (rows, features); got shape "
+                                f"{x_info.shape}")
+            needed = _memory_needed(x_info) + (_memory_needed(y_info) if y_info else 0)
+            _check_memory(path, needed, "'X' and 'y'" if y_info else "'X'")
+            X = archive.read(x_info)
+            y = archive.read(y_info) if y_info else None
     except DataError:
         raise
+    except ArrayFileError as exc:
+        raise DataError(f"{path!r} is not a readable .npz file ({exc})") from None
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
         raise DataError(f"{path!r} is not a readable .npz file ({exc})") from None
-    if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
-        raise DataError(f"'X' in {path!r} must be 2-D (rows, features); got shape {X.shape}")
+    except Exception as exc:  # zlib.error, struct.error, ... from a damaged archive
+        raise DataError(f"{path!r} is not a readable .npz file ({type(exc).__name__}: "
+                        f"{exc})") from None
     X = _check_numeric(X, f"'X' in {path!r}")
     if y is None:
         if n_features is None:
@@ -476,14 +586,22 @@ def _load_npz(path: str, n_features: int | None) -> Dataset:
 
 
 def _load_npy(path: str, target: str | int | None, n_features: int | None) -> Dataset:
+    with open(path, "rb") as handle:
+        if handle.read(len(ZIP_MAGIC)) == ZIP_MAGIC:
+            raise DataError(f"{path!r} is an .npz archive, not a single .npy array; rename "
+                            "it to .npz")
+
+    def check(info: ArrayInfo) -> None:  # after the header, before the data is read
+        _check_memory(path, _memory_needed(info), "the array")
+
     try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+        array = read_npy(path, check)
+    except ArrayFileError as exc:
         raise DataError(f"{path!r} is not a readable .npy file ({exc})") from None
-    if not isinstance(array, np.ndarray):
-        array.close()
-        raise DataError(f"{path!r} is an .npz archive, not a single .npy array; rename it "
-                        "to .npz")
+    except (OSError, ValueError, EOFError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{path!r} is not a readable .npy file ({exc})") from None
     if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 1:
         raise DataError(
             f"{path!r} must hold a 2-D array (rows, columns) with the target in one column; "
@@ -506,6 +624,7 @@ def load_file(
     path: str | os.PathLike[str],
     target: str | int | None = None,
     n_features: int | None = None,
+    features: Sequence[str] | None = None,
 ) -> Dataset:
     """Load features and target from a CSV, ``.npz`` or ``.npy`` file.
 
@@ -520,17 +639,26 @@ def load_file(
     exactly ``n_features`` columns and no ``target`` given, is read as features only
     (``y`` is ``None``); the caller checks the feature count against the model.
 
+    ``features`` (a model's feature names): a CSV's features are the columns of these
+    names, in this order, wherever they stand in the file; any other column but the
+    target is skipped unread and listed in ``ignored_columns``. A missing name raises
+    :class:`MissingColumnsError`. Without ``target``, the last column is the target
+    unless it is one of ``features`` (with ``n_features`` given: no target). ``.npz``
+    and ``.npy`` files have no column names: ``features`` does not apply, their columns
+    count by position and the result has ``named_columns=False``.
+
     Raises :class:`DataError` (one line: what is wrong, where, what to do) for a missing
     or empty file, ragged rows, non-numeric cells, a missing target column, NaN or inf.
     """
     text = _check_path(path)
     suffix = os.path.splitext(text)[1].lower()
-    if suffix == ".npz":
-        return _load_npz(text, n_features)
-    if suffix == ".npy":
-        return _load_npy(text, target, n_features)
+    if suffix in (".npz", ".npy"):
+        data = (_load_npz(text, n_features) if suffix == ".npz"
+                else _load_npy(text, target, n_features))
+        data.named_columns = False
+        return data
     if suffix in (".csv", ".txt", ".tsv", ""):
-        return _load_csv(text, target, n_features)
+        return _load_csv(text, target, n_features, features)
     raise DataError(f"unsupported data file type {suffix!r} for {text!r}; use .csv, .npz or .npy")
 
 

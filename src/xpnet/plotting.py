@@ -184,4 +184,10 @@ def plot_training(
                              f"{which} confusion matrix")
     if title:
         fig.suptitle(title)
-    fig.savefig(os.fspath(path), dpi=110)
+    # Into xpnet's atomic writer (temp file, fsync, rename), so the format cannot come
+    # from the file name: pass it, taken from the suffix as check_plot_path checked it.
+    from ._files import atomic_write
+
+    suffix = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or None
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format=suffix, dpi=110)

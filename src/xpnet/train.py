@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import _validation as v
+from .backends import on_device
 from .optim import SGD, Optimizer, get_optimizer
 
 if TYPE_CHECKING:
@@ -160,6 +161,7 @@ def _validation_split(
     return tuple(parts)
 
 
+@on_device  # on CuPy, the whole fit runs with the network's device current
 def fit(
     net: MLP,
     X: Any,

@@ -18,14 +18,22 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..backends import BackendUnavailableError
-from ._common import EXIT_ERROR, CLIError
+from ._common import EXIT_ERROR, CLIError, printable
+from ._signals import (
+    EXIT_BROKEN_PIPE,
+    EXIT_SIGTERM,
+    Terminated,
+    _install_sigterm,
+    _silence_stdout,
+)
 from .parser import build_parser
 
 __all__ = ["build_parser", "main"]
 
 
 def _one_line(message: object) -> str:
-    return " ".join(str(message).split())
+    """One line, control characters escaped: messages may quote a file's content."""
+    return printable(" ".join(str(message).split()))
 
 
 def _show_warning(message: Any, category: Any, filename: str, lineno: int,
@@ -56,12 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.reconfigure(errors="replace")
     previous = warnings.showwarning
     warnings.showwarning = _show_warning
+    restore_sigterm = _install_sigterm()
     try:
-        return int(args.func(args))
-    except BrokenPipeError:  # e.g. 'xpnet predict ... | head'
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 1
+        status = int(args.func(args))
+        sys.stdout.flush()  # a reader gone early shows here when the output was short
+        return status
+    except BrokenPipeError:  # 'xpnet predict ... | head': stop quietly, as Unix filters do
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         sys.stderr.write("xpnet: interrupted\n")
         return 130
@@ -74,5 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"xpnet: error: unexpected {type(exc).__name__}: {_one_line(exc)} "
                          "(set XPNET_DEBUG=1 to see the traceback, and please report it)\n")
         return EXIT_ERROR
+    except Terminated:  # SIGTERM: every finally has run, so no temporary file is left
+        sys.stderr.write("xpnet: terminated (SIGTERM)\n")
+        return EXIT_SIGTERM
     finally:
+        restore_sigterm()
         warnings.showwarning = previous

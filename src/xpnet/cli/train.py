@@ -17,7 +17,6 @@ from ._common import (
     DEFAULT_LR_ADAM,
     DEFAULT_LR_REGRESSION,
     _backend,
-    _check_writable,
     _describe_net,
     _device,
     _device_name,
@@ -25,7 +24,9 @@ from ._common import (
     _fail,
     _fmt,
     _load_data,
+    printable,
 )
+from ._paths import check_paths
 
 
 def _optimizer(args: argparse.Namespace) -> Any:
@@ -101,6 +102,11 @@ def _check_training_size(
           "use a smaller --batch-size or smaller layers")
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 name``, ``2 names``, ``0 hidden layers``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from ..data import GENERATED, Standardizer, encode_target, split_indices
     from ..io import save
@@ -108,14 +114,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..network import MLP
     from ..progress import EpochProgress
 
+    check_paths({"--save": ("model file", args.save), "--plot": ("plot", args.plot)},
+                {"--data": ("data file", args.data)})
     device = _device(args.device)
     _backend(args.backend, device)
-    if args.save:
-        _check_writable(args.save, "model file")
     if args.plot:
         from ..plotting import check_plot_path
 
-        _check_writable(args.plot, "plot")
         check_plot_path(args.plot)  # matplotlib installed, file type known: before training
 
     _check_generated_size(args)
@@ -153,8 +158,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     n_hidden = len(args.layers)
     activation = args.activation
     if isinstance(activation, list) and len(activation) != n_hidden:
-        _fail(f"--activation lists {len(activation)} names for {n_hidden} hidden layers; "
-              "give one name, or one per hidden layer")
+        _fail(f"--activation lists {_count(len(activation), 'name')} for "
+              f"{_count(n_hidden, 'hidden layer')}; give one name, or one per hidden layer")
     _check_training_size(args, sizes, len(train_rows), data.name)
     net = MLP(sizes, activation=activation, output=target.output, backend=args.backend,
               device=device, dtype=args.dtype, seed=args.seed, alpha=args.alpha)
@@ -229,14 +234,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     if args.quiet:
         return 0
-    kinds = (f"{len(target.classes)} classes ({', '.join(map(str, target.classes[:10]))}"
+    kinds = (f"{len(target.classes)} classes "
+             f"({', '.join(map(printable, target.classes[:10]))}"
              f"{', ...' if len(target.classes) > 10 else ''})" if target.classes
              else "regression target")
     split = (f"train {len(train_rows)} / test {len(test_rows)} rows" if len(test_rows)
              else f"all {len(train_rows)} rows for training (no test split)")
     batch = "full batch" if args.batch_size is None else f"batches of {args.batch_size}"
     lines = [
-        f"data      {data.name}: {data.n_samples} rows, {data.n_features} features, {kinds}",
+        f"data      {printable(data.name)}: {data.n_samples} rows, {data.n_features} features, "
+        f"{kinds}",
         f"          {split}, features "
         + ("standardised (training-split statistics)" if scaler else "as given"),
         f"network   {_describe_net(net)}",
@@ -257,8 +264,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     lines.append(f"time      {history.seconds:.2f} s, {samples_per_second:,.0f} samples/s "
                  f"({history.epochs} epochs x {m_train} rows, backend synchronised)")
     if args.save:
-        lines.append(f"saved     {args.save}")
+        lines.append(f"saved     {printable(args.save)}")
     if args.plot:
-        lines.append(f"plot      {args.plot}")
+        lines.append(f"plot      {printable(args.plot)}")
     print("\n".join(lines))
     return 0
