@@ -80,8 +80,8 @@ class MLP:
         for all hidden layers or one per hidden layer.
     output : str, default "sigmoid"
         Output activation, which fixes the loss: ``sigmoid`` (binary cross-entropy, also
-        multi-label), ``softmax`` (categorical cross-entropy) or ``identity`` (half
-        squared error).
+        multi-label), ``softmax`` (categorical cross-entropy), ``identity`` (half
+        squared error) or ``exp`` (half Poisson deviance; targets >= 0).
     backend : str, default "numpy"
         ``numpy``, ``cupy``, ``torch`` or ``array_api_strict`` (see
         :func:`xpnet.available_backends`).
@@ -248,6 +248,10 @@ class MLP:
             self.array_backend, Y, X.shape[0], self._output.task, self.layer_sizes[-1],
             self._dtype,
         )
+        if self._output.name == "exp" and bool(self.xp.any(Y < 0)):
+            raise ValueError(
+                "Y for the exp output (Poisson: counts or rates) must be >= 0; got negative values"
+            )
         return X, Y
 
     # ------------------------------------------------------------------ math

@@ -160,6 +160,34 @@ def _validation_split(
     return tuple(parts)
 
 
+def _fit_lbfgs(
+    net: MLP, X: Any, Y: Any, epochs: int, batch_size: int | None, callback: Any,
+    sample_weight: Any, early_stopping: bool, validation_data: Any, tol: float,
+    history: History | None, verbose: bool, max_fun: int,
+) -> History:
+    """``fit(optimizer="lbfgs")``: checks, then :func:`xpnet._lbfgs.fit_lbfgs`."""
+    from ._lbfgs import fit_lbfgs
+
+    if batch_size is not None:
+        raise ValueError(
+            f"optimizer='lbfgs' trains on the full batch; batch_size must be None, "
+            f"got {batch_size!r}"
+        )
+    if early_stopping or validation_data is not None:
+        raise ValueError("optimizer='lbfgs' does not support early stopping or validation_data")
+    tol = v.check_nonnegative_float("tol", tol)
+    max_fun = v.check_positive_int("max_fun", max_fun)
+    X, Y = net._check_XY(X, Y)
+    w = None
+    if sample_weight is not None:
+        w = _check_sample_weight(net, sample_weight, X.shape[0], "sample_weight")
+    return fit_lbfgs(
+        net, X, Y, w, max_iter=epochs, max_fun=max_fun, tol=tol,
+        history=History() if history is None else history, callback=callback,
+        verbose=verbose,
+    )
+
+
 def fit(
     net: MLP,
     X: Any,
@@ -180,13 +208,18 @@ def fit(
     rng: Any = None,
     history: History | None = None,
     verbose: bool = False,
+    max_fun: int = 15000,
 ) -> History:
     """Train ``net`` on ``(X, Y)``; see :meth:`xpnet.MLP.fit` for the first arguments.
 
     Parameters
     ----------
-    optimizer : None, "sgd", "adam" or an :class:`xpnet.optim.Optimizer`
-        ``None`` (default) is plain gradient descent with learning rate ``lr``; a name
+    optimizer : None, "sgd", "adam", "lbfgs" or an :class:`xpnet.optim.Optimizer`
+        ``None`` (default) is plain gradient descent with learning rate ``lr``;
+        ``"lbfgs"`` is full-batch L-BFGS through SciPy (``epochs`` is its iteration
+        limit, ``tol`` its gradient tolerance, ``max_fun`` its limit on loss
+        evaluations; ``lr``, ``batch_size``, ``shuffle`` and early stopping do not
+        apply; ``history.loss`` holds the loss after each L-BFGS iteration); a name
         builds that optimiser with ``lr``; an instance is used as it is (its own
         learning rate, schedule and state; ``lr`` is ignored), so passing the same
         instance to several calls continues its momentum/moments.
@@ -211,8 +244,15 @@ def fit(
         Continue this history (see :class:`History`); it is updated and returned.
     verbose : bool, default False
         Print the loss (and validation score) of each epoch.
+    max_fun : int, default 15000
+        ``optimizer="lbfgs"`` only: the most loss evaluations L-BFGS may make.
     """
     epochs = v.check_positive_int("epochs", epochs)
+    if isinstance(optimizer, str) and optimizer == "lbfgs":
+        return _fit_lbfgs(
+            net, X, Y, epochs, batch_size, callback, sample_weight, early_stopping,
+            validation_data, tol, history, verbose, max_fun,
+        )
     opt: Optimizer = SGD(lr) if optimizer is None else get_optimizer(optimizer, lr)
     if batch_size is not None:
         batch_size = v.check_positive_int("batch_size", batch_size)
