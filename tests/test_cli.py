@@ -430,12 +430,16 @@ def test_every_bad_data_file(tmp_path):
 
 
 def test_feature_count_must_match_the_model(tmp_path, model):
+    # columns without names (.npy) count by position; a CSV's are picked by name
+    # (tests/test_cli_columns.py)
+    np.save(tmp_path / "wrong.npy", np.array([[1.0, 2.0], [3.0, 4.0]]))
+    assert_error(run("predict", model, "--data", tmp_path / "wrong.npy"), "has 1 feature "
+                 "column besides the target (column 1) but the model expects 3",
+                 "feature count does not match the model")
+    np.save(tmp_path / "wider.npy", np.array([[1.0, 2.0, 3.0, 4.0, 0.0]]))
+    assert_error(run("evaluate", model, "--data", tmp_path / "wider.npy"), "expects 3")
     wrong = write_csv(tmp_path / "wrong.csv", ["a", "b"], [[1, 2], [3, 4]])
-    assert_error(run("predict", model, "--data", wrong), "has 2 feature columns but the model "
-                 "expects 3", "feature count does not match the model")
-    wider = write_csv(tmp_path / "wider.csv", ["a", "b", "c", "d", "colour"],
-                      [[1, 2, 3, 4, "red"]])
-    assert_error(run("evaluate", model, "--data", wider), "expects 3")
+    assert_error(run("predict", model, "--data", wrong), "lacks the model's feature column 'c'")
     unknown = write_csv(tmp_path / "unknown.csv", ["a", "colour", "b", "c"], [[1, "pink", 2, 3]])
     assert_error(run("evaluate", model, "--data", unknown), "label 'pink' is not one of")
 

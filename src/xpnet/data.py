@@ -29,6 +29,7 @@ __all__ = [
     "DATASETS",
     "DataError",
     "GENERATED",
+    "MissingColumnsError",
     "Dataset",
     "Standardizer",
     "Target",
@@ -49,6 +50,14 @@ __all__ = [
 
 class DataError(ValueError):
     """A data set or data file cannot be used; the message says why and what to do."""
+
+
+class MissingColumnsError(DataError):
+    """A data file lacks feature columns asked for by name; ``missing`` lists them."""
+
+    def __init__(self, message: str, missing: Sequence[str]) -> None:
+        super().__init__(message)
+        self.missing = list(missing)
 
 
 def make_moons(
@@ -197,6 +206,11 @@ class Dataset:
     name: str
     feature_names: list[str] = field(default_factory=list)
     target_name: str | None = None
+    #: ``False`` when the columns have no names in the source (``.npz``/``.npy``): the
+    #: ``feature_names`` are then placeholders ``x1, x2, ...`` and only positions count.
+    named_columns: bool = True
+    #: Columns of a CSV that were neither a requested feature nor the target (not read).
+    ignored_columns: list[str] = field(default_factory=list)
 
     @property
     def n_samples(self) -> int:
@@ -377,20 +391,54 @@ def _target_values(cells: list[str], lines: list[int], path: str, column: str) -
     return values
 
 
-def _load_csv(path: str, target: str | int | None, n_features: int | None) -> Dataset:
+def _named_columns(features: Sequence[str], header: Sequence[str], path: str) -> list[int]:
+    """Indices of the columns named ``features``, in that order; every name must occur
+    exactly once in ``header`` (an unnamed column is called ``x<position>``, as in
+    training)."""
+    names = [cell or f"x{i + 1}" for i, cell in enumerate(header)]
+    missing = [name for name in features if name not in names]
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        raise MissingColumnsError(
+            f"data file {path!r} lacks the model's feature column{plural} "
+            f"{', '.join(map(repr, missing))} (its columns are: {', '.join(map(repr, names))})",
+            missing,
+        )
+    repeated = sorted({name for name in features if names.count(name) > 1})
+    if repeated:
+        raise DataError(f"data file {path!r} has more than one column named "
+                        f"{', '.join(map(repr, repeated))}; column names must be unique")
+    return [names.index(name) for name in features]
+
+
+def _load_csv(path: str, target: str | int | None, n_features: int | None,
+              features: Sequence[str] | None = None) -> Dataset:
     header, rows, lines = _read_csv(path)
     name = os.path.basename(path)
     target_index: int | None
     named_but_absent = (
         isinstance(target, str) and target not in header and not target.lstrip("-").isdigit()
     )
-    if n_features is not None and (
+    wanted = None if features is None else _named_columns(features, header, path)
+    if wanted is not None and target is None:
+        # for prediction no target; else the default, the last column, unless it is a
+        # feature asked for
+        last = len(header) - 1
+        target_index = None if n_features is not None or last in wanted else last
+    elif n_features is not None and (
         (target is None and len(header) == n_features) or named_but_absent
     ):
         target_index = None  # features only (predict): the target column is not there
     else:
         target_index = _resolve_column(target, header, f"{path!r}")
-    feature_columns = [i for i in range(len(header)) if i != target_index]
+    if wanted is not None and target_index in wanted:
+        raise DataError(f"column {header[target_index]!r} of {path!r} cannot be both the "
+                        "target and a feature of the model")
+    feature_columns = (wanted if wanted is not None
+                       else [i for i in range(len(header)) if i != target_index])
+    ignored = [] if wanted is None else [
+        header[i] or f"x{i + 1}" for i in range(len(header))
+        if i not in wanted and i != target_index]
     if not feature_columns:
         raise DataError(
             f"data file {path!r} has no feature columns besides the target (a CSV needs "
@@ -412,8 +460,8 @@ def _load_csv(path: str, target: str | int | None, n_features: int | None) -> Da
     if target_index is not None:
         target_name = header[target_index]
         y = _target_values([row[target_index] for row in rows], lines, path, target_name)
-    features = [header[i] or f"x{i + 1}" for i in feature_columns]
-    return Dataset(X, y, name, features, target_name)
+    names = [header[i] or f"x{i + 1}" for i in feature_columns]
+    return Dataset(X, y, name, names, target_name, ignored_columns=ignored)
 
 
 def _check_numeric(array: np.ndarray, what: str) -> np.ndarray:
@@ -499,6 +547,7 @@ def load_file(
     path: str | os.PathLike[str],
     target: str | int | None = None,
     n_features: int | None = None,
+    features: Sequence[str] | None = None,
 ) -> Dataset:
     """Load features and target from a CSV, ``.npz`` or ``.npy`` file.
 
@@ -513,17 +562,26 @@ def load_file(
     exactly ``n_features`` columns and no ``target`` given, is read as features only
     (``y`` is ``None``); the caller checks the feature count against the model.
 
+    ``features`` (a model's feature names): a CSV's features are the columns of these
+    names, in this order, wherever they stand in the file; any other column but the
+    target is skipped unread and listed in ``ignored_columns``. A missing name raises
+    :class:`MissingColumnsError`. Without ``target``, the last column is the target
+    unless it is one of ``features`` (with ``n_features`` given: no target). ``.npz``
+    and ``.npy`` files have no column names: ``features`` does not apply, their columns
+    count by position and the result has ``named_columns=False``.
+
     Raises :class:`DataError` (one line: what is wrong, where, what to do) for a missing
     or empty file, ragged rows, non-numeric cells, a missing target column, NaN or inf.
     """
     text = _check_path(path)
     suffix = os.path.splitext(text)[1].lower()
-    if suffix == ".npz":
-        return _load_npz(text, n_features)
-    if suffix == ".npy":
-        return _load_npy(text, target, n_features)
+    if suffix in (".npz", ".npy"):
+        data = (_load_npz(text, n_features) if suffix == ".npz"
+                else _load_npy(text, target, n_features))
+        data.named_columns = False
+        return data
     if suffix in (".csv", ".txt", ".tsv", ""):
-        return _load_csv(text, target, n_features)
+        return _load_csv(text, target, n_features, features)
     raise DataError(f"unsupported data file type {suffix!r} for {text!r}; use .csv, .npz or .npy")
 
 

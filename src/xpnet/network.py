@@ -117,8 +117,9 @@ class MLP:
             names = list(activation)
             if len(names) != n_hidden:
                 raise ValueError(
-                    f"activation lists {len(names)} names but the network has {n_hidden} "
-                    "hidden layers; give one name, or one per hidden layer"
+                    f"activation lists {len(names)} name{'' if len(names) == 1 else 's'} "
+                    f"but the network has {n_hidden} hidden layer"
+                    f"{'' if n_hidden == 1 else 's'}; give one name, or one per hidden layer"
                 )
         self._hidden: list[Activation] = [get_activation(name) for name in names]
         self._output: OutputLoss = get_output(output)

@@ -35,15 +35,18 @@ def _fail(message: str) -> NoReturn:
 
 def _sizes(text: str, what: str, allow_empty: bool) -> list[int]:
     text = text.strip()
-    if allow_empty and text.lower() in ("", "none", "0"):
+    if allow_empty and text.lower() == "none":
         return []
     try:
         sizes = [int(part) for part in text.split(",")]
     except ValueError:
         sizes = []
     if not sizes or any(s < 1 for s in sizes):
+        # '0' once meant no hidden layer while '0,8' was an error: only 'none' says that
+        hint = "; for no hidden layer, use 'none'" if allow_empty else ""
         raise argparse.ArgumentTypeError(
-            f"{what} must be positive integers separated by commas, like 16,16; got {text!r}"
+            f"{what} must be positive integers separated by commas, like 16,16{hint}; "
+            f"got {text!r}"
         )
     return sizes
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -37,13 +38,112 @@ def _default_seed(args: argparse.Namespace, meta: dict[str, Any]) -> None:
         args.seed = split.get("seed") or 0
 
 
-def _prepare(net: Any, X: np.ndarray, source: str) -> np.ndarray:
+def _stderr(kind: str, message: str) -> None:
+    sys.stderr.write(f"xpnet: {kind}: {message}\n")
+
+
+def _names_text(names: Sequence[str], limit: int = 6) -> str:
+    # repr() keeps control characters of names read from files from reaching the terminal
+    shown = ", ".join(map(repr, names[:limit]))
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _placeholders(names: Sequence[str]) -> bool:
+    """``x1, x2, ...``: what xpnet calls columns that have no names (``.npz``/``.npy``
+    files, the generated 2-D sets), so a model trained on them knows positions only."""
+    return list(names) == [f"x{i + 1}" for i in range(len(names))]
+
+
+def _model_features(net: Any) -> list[str] | None:
+    """The model's feature names when they can pick columns (recorded and distinct)."""
+    names = net.metadata.get("feature_names")
+    if not names or len(set(names)) != len(names):
+        return None
+    return list(names)
+
+
+def _load_for_model(args: argparse.Namespace, net: Any, evaluate: bool) -> Any:
+    """The data of ``--data``/``--dataset`` with the model's feature columns, in its order.
+
+    A file with a header (CSV) gives the model's columns by name, wherever they stand;
+    other columns but the target are ignored (listed on stderr) and a missing one is an
+    error. ``.npz``/``.npy`` files have no column names: their columns count by position,
+    said once on stderr. A model without feature names, or trained on unnamed columns
+    (``x1, x2, ...``) that the file does not name, uses positions as before. ``evaluate``
+    needs the target: the model's target column, else the file's last column (when it is
+    not one of the model's features), or ``--target``.
+    """
+    from ..data import DataError, MissingColumnsError, load_file
+
+    meta = net.metadata
+    names = _model_features(net)
+    if not getattr(args, "data", None):  # a built-in data set, whose columns xpnet named
+        data = _load_data(args)
+        if names and names != data.feature_names:
+            if set(names) <= set(data.feature_names):
+                data.X = data.X[:, [data.feature_names.index(n) for n in names]]
+                data.feature_names = names
+            elif not _placeholders(names) and data.n_features == len(names):
+                _stderr("warning", f"data set {data.name!r} names its columns "
+                        f"{_names_text(data.feature_names)}, not as the model's "
+                        f"{_names_text(names)}; they are taken by position")
+        return data
+
+    model_target = meta.get("target_name")
+    target = args.target if args.target is not None else model_target
+    n_features = None if evaluate else net.layer_sizes[0]
+
+    def load(features: list[str] | None) -> Any:
+        try:
+            return load_file(args.data, target=target, n_features=n_features,
+                             features=features)
+        except MissingColumnsError:
+            raise
+        except DataError as exc:
+            # the model's target (not one the user named) is not in this file: features
+            # only (predict), or the file's default target (evaluate)
+            if args.target is not None or target is None or not (
+                    "not found" in str(exc) or "out of range" in str(exc)):
+                raise
+        return load_file(args.data, target=None, n_features=n_features, features=features)
+
+    try:
+        data = load(names)
+    except MissingColumnsError:
+        if names is None or not _placeholders(names):
+            raise
+        data = load(None)  # trained on unnamed columns: this file's are taken by position
+    if (names and not data.named_columns and not _placeholders(names)
+            and data.n_features == len(names)):  # (else _prepare refuses the count)
+        _stderr("warning", f"{data.name} has no column names: its columns are taken by "
+                f"position as the model's {_names_text(names)}")
+    if data.ignored_columns and not args.quiet:
+        _stderr("note", f"{data.name}: ignoring column"
+                f"{'s' if len(data.ignored_columns) > 1 else ''} the model does not use: "
+                f"{_names_text(data.ignored_columns)}")
+    if evaluate and data.named_columns and model_target is not None and args.target is None \
+            and (data.y is None or data.n_features == net.layer_sizes[0] - 1):
+        # no column of the model's target name, and the last column, taken instead, was
+        # a feature: say what is missing rather than that a feature is
+        if data.y is None or data.target_name != model_target:
+            _fail(f"{data.name} has no target column {model_target!r} (the model's target) "
+                  "to evaluate against; name the target column with --target")
+    return data
+
+
+def _prepare(net: Any, data: Any) -> np.ndarray:
     from ..data import Standardizer
 
     n_in = net.layer_sizes[0]
+    X = data.X
     if X.shape[1] != n_in:
-        _fail(f"{source} has {X.shape[1]} feature columns but the model expects {n_in} "
-              "(feature count does not match the model)")
+        name = data.target_name
+        target = ("" if data.y is None else " besides the target" if not name
+                  else f" besides the target (column {name})" if name.isdigit()  # .npy
+                  else f" besides the target array {name!r}" if not data.named_columns
+                  else f" besides the target column {name!r}")
+        _fail(f"{data.name} has {X.shape[1]} feature column{'s' if X.shape[1] != 1 else ''}"
+              f"{target} but the model expects {n_in} (feature count does not match the model)")
     stats = net.metadata.get("standardize")
     return Standardizer.from_dict(stats).transform(X) if stats else X
 
@@ -66,11 +166,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     net = _load_model(args)
     meta = net.metadata
     _default_seed(args, meta)
-    data = _load_data(args, default_target=meta.get("target_name"))
+    data = _load_for_model(args, net, evaluate=True)
     source = data.name
     if data.y is None:
         _fail(f"{source} has no target column to evaluate against")
-    X = _prepare(net, data.X, source)
+    X = _prepare(net, data)
     task = meta.get("task") or {"sigmoid": "binary", "softmax": "multiclass"}.get(
         net.output, "regression")
     classes = meta.get("classes")
@@ -124,9 +224,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     net = _load_model(args)
     meta = net.metadata
     _default_seed(args, meta)
-    n_in = net.layer_sizes[0]
-    data = _load_data(args, n_features=n_in, default_target=meta.get("target_name"))
-    X = _prepare(net, data.X, data.name)
+    data = _load_for_model(args, net, evaluate=False)
+    X = _prepare(net, data)
     outputs = to_numpy(net.predict_proba(X)).astype(np.float64)
     classes = meta.get("classes")
     header: list[str] = ["row"]

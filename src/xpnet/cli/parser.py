@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
+from collections.abc import Iterable, Sequence
 from typing import NoReturn
 
 from .. import __version__
@@ -28,11 +31,54 @@ from .models import _cmd_evaluate, _cmd_predict
 from .train import _cmd_train
 
 
+def _closest(word: str, candidates: Iterable[str]) -> str | None:
+    matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``xpnet: error: ...`` and exit status 2."""
+    """argparse with one-line errors: ``xpnet: error: ...`` and exit status 2, naming the
+    command's own help and suggesting the closest option or choice to a mistyped one."""
 
     def error(self, message: str) -> NoReturn:
+        # "invalid choice: 'trian' (choose from 'train', ...)": argparse's wording since 3.9
+        match = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if match:
+            choices = [c.strip().strip("'") for c in match.group(2).split(",")]
+            suggestion = _closest(match.group(1), choices)
+            if suggestion is not None:
+                message += f"; did you mean {suggestion!r}?"
         self.exit(EXIT_ERROR, f"xpnet: error: {message} (see '{self.prog} --help')\n")
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        """As argparse, but unrecognised arguments are reported by the command's own parser
+        (argparse leaves them to the top-level one, which knows none of its options)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self._command_parser(parsed)._unrecognized(extras)
+        return parsed
+
+    def _command_parser(self, parsed: argparse.Namespace) -> _Parser:
+        command = getattr(parsed, "command", None)
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+                chosen = action.choices[command]
+                return chosen if isinstance(chosen, _Parser) else self
+        return self
+
+    def _unrecognized(self, extras: list[str]) -> NoReturn:
+        message = f"unrecognized arguments: {' '.join(extras)}"
+        options = [s for action in self._actions for s in action.option_strings]
+        suggestions = []
+        for extra in extras:
+            if extra.startswith("-"):
+                suggestion = _closest(extra.split("=", 1)[0], options)
+                if suggestion is not None and suggestion not in suggestions:
+                    suggestions.append(suggestion)
+        if suggestions:
+            message += f"; did you mean {' or '.join(suggestions)}?"
+        self.error(message)
 
 
 _FORMATTER = argparse.RawDescriptionHelpFormatter
@@ -61,9 +107,10 @@ _EXAMPLES = {
   xpnet predict m.npz --data new_rows.csv --out predictions.csv
   xpnet predict m.npz --dataset digits --json
 
-The file may hold the model's feature columns only, or the target column too (it is
-then copied to the output as true_<target>). Features are standardised with the
-statistics stored in the model.
+The model's feature columns are taken from a CSV by name, in any order; other
+columns are ignored (noted on stderr). A target column, when present, is copied to
+the output as true_<target>. .npz/.npy files have no column names: their columns
+count by position. Features are standardised with the statistics stored in the model.
 """,
     "backends": """examples:
   xpnet backends

@@ -55,6 +55,11 @@ def _solver_text(args: argparse.Namespace) -> str:
     return text + (", early stopping" if args.early_stopping else "")
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 name``, ``2 names``, ``0 hidden layers``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from ..data import GENERATED, Standardizer, encode_target, split_indices
     from ..io import save
@@ -106,8 +111,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     n_hidden = len(args.layers)
     activation = args.activation
     if isinstance(activation, list) and len(activation) != n_hidden:
-        _fail(f"--activation lists {len(activation)} names for {n_hidden} hidden layers; "
-              "give one name, or one per hidden layer")
+        _fail(f"--activation lists {_count(len(activation), 'name')} for "
+              f"{_count(n_hidden, 'hidden layer')}; give one name, or one per hidden layer")
     net = MLP(sizes, activation=activation, output=target.output, backend=args.backend,
               device=device, dtype=args.dtype, seed=args.seed, alpha=args.alpha)
 
