@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from . import _validation as v
+from ._sparse import check_sparse_X, is_sparse
 from .activations import Activation, get_activation
 from .backends import DTYPE_NAMES, Backend, get_backend
 from .losses import OutputLoss, get_output
@@ -241,6 +242,8 @@ class MLP:
 
     # ------------------------------------------------------------------ checks
     def _check_X(self, X: Any, name: str = "X") -> Array:
+        if is_sparse(X):  # only the first layer's products touch X (see _sparse)
+            return check_sparse_X(self.array_backend, X, self.layer_sizes[0], self._dtype, name)
         return v.check_X(self.array_backend, X, self.layer_sizes[0], self._dtype, name)
 
     def _check_XY(self, X: Any, Y: Any) -> tuple[Array, Array]:

@@ -60,6 +60,7 @@ from sklearn.utils.validation import (
 )
 
 from . import _validation as v
+from ._sparse import _sparse_module, is_sparse, take_rows
 from .backends import to_numpy
 from .losses import OutputLoss
 from .network import MLP
@@ -84,9 +85,16 @@ _DEVICE_LIBRARIES = ("torch", "cupy", "array_api_strict")
 
 
 # ---------------------------------------------------------------------- array kinds
+def _dense_part(obj: Any) -> Any:
+    """A CuPy sparse matrix's ``data`` array (what its library and device are read
+    from); anything else unchanged."""
+    return obj.data if is_sparse(obj) and _sparse_module(obj) == "cupyx.scipy.sparse" else obj
+
+
 def _library(obj: Any) -> str | None:
-    """``"torch"``, ``"cupy"`` or ``"array_api_strict"`` for such arrays, else None (host)."""
-    module = v.array_module(obj)
+    """``"torch"``, ``"cupy"`` or ``"array_api_strict"`` for such arrays (and ``"cupy"``
+    for ``cupyx.scipy.sparse`` matrices), else None (host)."""
+    module = v.array_module(_dense_part(obj))
     return module if module in _DEVICE_LIBRARIES else None
 
 
@@ -94,7 +102,7 @@ def _device_arg(obj: Array, library: str) -> Any:
     """The array's device in the form :func:`xpnet.get_backend` takes."""
     from array_api_compat import device
 
-    dev = device(obj)
+    dev = device(_dense_part(obj))
     if library == "cupy":
         return int(dev.id)
     return dev
@@ -108,6 +116,7 @@ def _like(result: Array, like: Any) -> Array:
         return to_numpy(result)
     from array_api_compat import array_namespace, device
 
+    like = _dense_part(like)
     xp = array_namespace(like)
     if _library(result) == library:
         if device(result) == device(like):
@@ -265,8 +274,11 @@ class _BaseMLP(BaseEstimator):
         (NumPy out), device arrays checked in their own namespace and left on the device."""
         library = _library(X)
         if library is None:
+            # scipy.sparse: CSR/CSC kept, other formats (COO...) converted to CSR, as
+            # scikit-learn's MLPs do
             X = validate_data(
-                self, X, reset=reset, accept_sparse=False, dtype=(np.float64, np.float32)
+                self, X, reset=reset, accept_sparse=["csr", "csc"],
+                dtype=(np.float64, np.float32),
             )
             return X, None, None, self._dtype_name(X.dtype)
         if X.ndim != 2:
@@ -447,11 +459,11 @@ class _BaseMLP(BaseEstimator):
             tr = net.array_backend.asarray(train_idx)
             va = net.array_backend.asarray(val_idx)
             validation_data = (
-                xp.take(X_dev, va, axis=0),
+                take_rows(xp, X_dev, va),
                 xp.take(Y_dev, va, axis=0),
                 None if w_dev is None else xp.take(w_dev, va, axis=0),
             )
-            X_dev, Y_dev = xp.take(X_dev, tr, axis=0), xp.take(Y_dev, tr, axis=0)
+            X_dev, Y_dev = take_rows(xp, X_dev, tr), xp.take(Y_dev, tr, axis=0)
             w_dev = None if w_dev is None else xp.take(w_dev, tr, axis=0)
         m = X_dev.shape[0]
         if self.batch_size == "auto":
@@ -615,8 +627,8 @@ class _BaseMLP(BaseEstimator):
         X, library, device, _ = self._validate_X(X, reset=False)
         net = self._predict_net(library, device)
         if library is not None and library != net.backend:
-            X = to_numpy(X)
-        X = v.check_X(net.array_backend, X, net.layer_sizes[0], net._dtype)
+            X = X.get() if is_sparse(X) else to_numpy(X)  # CuPy sparse: to SciPy
+        X = net._check_X(X)
         _, Z_out, A_out = net._forward(X)
         return net, Z_out, A_out
 
@@ -628,7 +640,7 @@ class _BaseMLP(BaseEstimator):
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True  # scipy.sparse on NumPy (cupyx.scipy.sparse on CuPy)
         tags.array_api_support = True
         return tags
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import _validation as v
+from ._sparse import take_rows
 from .optim import SGD, Optimizer, get_optimizer
 
 if TYPE_CHECKING:
@@ -153,9 +154,9 @@ def _validation_split(
     xp = net.xp
     train_idx = net.array_backend.asarray(order[n_val:])
     val_idx = net.array_backend.asarray(order[:n_val])
-    parts = [xp.take(X, train_idx, axis=0), xp.take(Y, train_idx, axis=0)]
+    parts = [take_rows(xp, X, train_idx), xp.take(Y, train_idx, axis=0)]
     parts += [None if w is None else xp.take(w, train_idx, axis=0)]
-    parts += [xp.take(X, val_idx, axis=0), xp.take(Y, val_idx, axis=0)]
+    parts += [take_rows(xp, X, val_idx), xp.take(Y, val_idx, axis=0)]
     parts += [None if w is None else xp.take(w, val_idx, axis=0)]
     return tuple(parts)
 
@@ -327,7 +328,7 @@ def fit(
                 w_batch = None if w is None else w[first:last]
             else:
                 rows = order[first:last]
-                X_batch, Y_batch = xp.take(X, rows, axis=0), xp.take(Y, rows, axis=0)
+                X_batch, Y_batch = take_rows(xp, X, rows), xp.take(Y, rows, axis=0)
                 w_batch = None if w is None else xp.take(w, rows, axis=0)
             loss, grads = net._loss_and_grads(X_batch, Y_batch, w_batch)
             opt.update(net._params, grads)
