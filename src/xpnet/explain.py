@@ -19,6 +19,7 @@ _FORWARD = {
     "tanh": "tanh({Z})",
     "relu": "relu({Z}) = max({Z}, 0)",
     "identity": "{Z}",
+    "exp": "exp({Z})",
 }
 _DERIVATIVE = {  # g'(Z) written with A = g(Z), as the code does
     "sigmoid": ("{dA} ⊙ {A} ⊙ (1 - {A})", "sigmoid'(Z{l}) = A{l} ⊙ (1 - A{l})"),
