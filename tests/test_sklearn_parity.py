@@ -47,6 +47,13 @@ SOLVERS = {
         n_iter_no_change=3,
     ),
     "lbfgs": dict(solver="lbfgs"),
+    # stopping rules at work: the training loss's tol (n_iter_ < max_iter, on
+    # scikit-learn's loss: averaged over outputs for multi-output regression) and
+    # L-BFGS's gradient tolerance
+    "sgd-stops-on-tol": dict(
+        solver="sgd", learning_rate_init=0.05, tol=3e-3, n_iter_no_change=2, max_iter=60
+    ),
+    "lbfgs-converges": dict(solver="lbfgs", tol=1e-2, max_iter=40),
 }
 
 
@@ -93,8 +100,9 @@ def fit_pair(task: str, solver: str, sparse: str | None, max_iter: int = 12):
         X = getattr(scipy_sparse, f"{sparse}_matrix")(X)
     params = dict(
         hidden_layer_sizes=(6, 4), activation="tanh", alpha=1e-3, random_state=3,
-        max_iter=max_iter, **SOLVERS[solver],
+        max_iter=max_iter,
     )
+    params.update(SOLVERS[solver])
     ours, theirs = estimators(task, **params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

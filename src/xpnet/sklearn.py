@@ -563,15 +563,20 @@ class _BaseMLP(BaseEstimator):
         with the same options, ``n_iter_`` and warnings from scikit-learn's own
         ``_check_optimize_result``; no loss curve. The loss and gradient are computed on
         the network's device (see :mod:`xpnet._lbfgs`)."""
-        from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
         from sklearn.utils.optimize import _check_optimize_result
 
         from ._lbfgs import minimize_lbfgs
 
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
+        try:  # scikit-learn's own choice of SciPy options (iprint is gone in SciPy 1.15)
+            from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
+
+            options = _get_additional_lbfgs_options_dict("iprint", iprint)
+        except ImportError:  # scikit-learn < 1.6.1 passed iprint itself
+            options = {"iprint": iprint}
         result = minimize_lbfgs(
             net, X_dev, Y_dev, w_dev, max_iter=self.max_iter, max_fun=self.max_fun,
-            tol=self.tol, options=_get_additional_lbfgs_options_dict("iprint", iprint),
+            tol=self.tol, options=options,
         )
         self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
         self.loss_ = result.fun
