@@ -366,7 +366,8 @@ def run_case(case: Case, args: argparse.Namespace, skipped: list[str]) -> dict[s
         for worker in workers:
             worker.stop()
 
-    X, labels = case.make_data()
+    # the inputs' size, without building them again here (1 GiB on `large`)
+    input_bytes = case.n_samples * (case.layer_sizes[0] * case.itemsize + 8)
     flops = case.matmul_flops_per_epoch()
     times = {name: [r["seconds_per_epoch"] for r in rs] for name, rs in runs.items()}
     infos = {w.name: w.info for w in workers}
@@ -400,7 +401,7 @@ def run_case(case: Case, args: argparse.Namespace, skipped: list[str]) -> dict[s
             "dtype": case.dtype, "lr": case.lr, "epochs": epochs, "repeats": repeats,
             "warmup_epochs": warm, "steps_per_epoch": case.steps_per_epoch,
             "matmul_flops_per_epoch": flops, "description": case.description,
-            "input_bytes": int(X.nbytes + labels.nbytes),
+            "input_bytes": int(input_bytes),
             "memory_budget_bytes": case.memory_budget(),
         },
         "reference": reference,
@@ -448,7 +449,7 @@ def case_table(name: str, result: dict[str, Any]) -> list[list[str]]:
         sec = row["seconds_per_epoch"]
         mem = fmt_mib(row["rss_extra_bytes_max"])
         if row["device_peak_bytes_max"] is not None:
-            mem += f" (GPU pool {fmt_mib(row['device_peak_bytes_max'])})"
+            mem += f" (GPU pool {fmt_mib(row['device_peak_bytes_max'])})"  # see _device_peak
         loss = row["final_loss"]
         table.append([
             impl,
@@ -678,6 +679,10 @@ def write_markdown(report: dict[str, Any], path: Path, plot: str | None) -> None
         "takes the larger of this and the peak of NumPy's own allocations during a fit "
         "(tracemalloc), adds the inputs back and compares with data + parameters + one "
         "batch's activations, errors and gradients.",
+        "- *GPU pool*: device memory the library's caching allocator holds, with the same "
+        "measure for every GPU library: CuPy's memory-pool total (`total_bytes()`) and "
+        "PyTorch's `max_memory_reserved()` over the timed fit. Every GPU implementation "
+        "is timed with a warm allocator (its pool is never emptied between fits).",
         "",
     ]
     with atomic_write(path, "w") as handle:

@@ -23,6 +23,7 @@ import xpnet
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 HAVE_MPL = importlib.util.find_spec("matplotlib") is not None
 HAVE_SKLEARN = importlib.util.find_spec("sklearn") is not None
+HAVE_STRICT = importlib.util.find_spec("array_api_strict") is not None
 
 
 def run(*args, cwd=None, timeout=120):
@@ -237,6 +238,7 @@ def test_train_save_evaluate_predict_on_labelled_csv(tmp_path, blobs_csv, model)
 
 
 @pytest.mark.skipif(not HAVE_TORCH, reason="torch not installed")
+@pytest.mark.skipif(not HAVE_STRICT, reason="array-api-strict (the 'strict' extra) not installed")
 def test_predictions_agree_across_backends(tmp_path, blobs_csv):
     path = tmp_path / "torch.npz"
     proc = run("train", "--backend", "torch", "--data", blobs_csv, "--target", "colour",

@@ -9,7 +9,7 @@ from .backends import (
     to_numpy,
 )
 from .io import load, save
-from .network import MLP
+from .network import MLP, Prepared
 from .train import History
 
 __version__ = "0.1.0"
@@ -35,6 +35,7 @@ __all__ = [
     "MLP",
     "MLPClassifier",
     "MLPRegressor",
+    "Prepared",
     "__version__",
     "available_backends",
     "get_backend",

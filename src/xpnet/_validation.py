@@ -55,7 +55,9 @@ def array_module(obj: Any) -> str | None:
 
 def to_backend(backend: Backend, obj: Any, name: str) -> Array:
     """Bring ``obj`` onto ``backend`` keeping its dtype: NumPy/lists are moved there,
-    arrays of the backend itself are used as they are, other backends' arrays refused.
+    arrays of the backend itself are used as they are (torch tensors detached from any
+    autograd graph; arrays on another device of the same library copied to the backend's
+    device), other backends' arrays refused.
     """
     module = array_module(obj)
     if module is None or module == "numpy":
@@ -81,8 +83,13 @@ def to_backend(backend: Backend, obj: Any, name: str) -> Array:
     xp = backend.xp
     if not xp.isdtype(obj.dtype, ("bool", "integral", "real floating")):
         raise TypeError(f"{name} must hold real numbers; got dtype {obj.dtype}")
+    if module == "torch":
+        # The hand-written backward pass needs no autograd graph: a tensor that requires
+        # grad would attach every parameter updated from it to the caller's graph, which
+        # then grows with every step (and holds device memory). detach() shares storage.
+        obj = obj.detach()
     if backend.device is not None and _device_of(obj) != backend.device:
-        obj = backend.asarray(obj)  # same library, other device: move it
+        obj = backend.asarray(obj)  # same library, other device: move (copy) it here
     return obj
 
 

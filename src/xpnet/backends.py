@@ -7,10 +7,13 @@ Array API namespace (``xp``), the device arrays are created on, and a few hooks
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -21,9 +24,14 @@ __all__ = [
     "DTYPE_NAMES",
     "available_backends",
     "backend_info",
+    "device_name",
     "get_backend",
+    "on_device",
     "to_numpy",
 ]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class BackendUnavailableError(RuntimeError):
@@ -93,15 +101,48 @@ class Backend:
     xp: Any
     device: Any
     _sync: Callable[[], None] = field(repr=False, compare=False, default=lambda: None)
+    _activate: Callable[[], AbstractContextManager[Any]] = field(
+        repr=False, compare=False, default=contextlib.nullcontext
+    )
 
     def dtype(self, name: str) -> Any:
         """The backend's dtype object for ``"float32"`` or ``"float64"``."""
         _check_dtype_name(name)
         return getattr(self.xp, name)
 
+    @property
+    def device_name(self) -> str:
+        """Canonical name of the device (``"cpu"``, ``"cuda:0"``...) for files and output."""
+        return device_name(self.device)
+
+    def activate(self) -> AbstractContextManager[Any]:
+        """Context in which this backend's device is the current one.
+
+        CuPy launches kernels, and array-api-compat's CuPy ``ones``/``arange``/
+        ``zeros_like`` allocate, on the *current* device whatever ``device=`` says
+        (array-api-compat issue 337, CuPy issue 9848), so every CuPy computation of a
+        network runs inside ``with backend.activate():`` (``cupy.cuda.Device(i)``). A no-op
+        for the other backends, whose arrays carry their device.
+        """
+        return self._activate()
+
     def asarray(self, obj: Any, dtype: Any = None, copy: bool | None = None) -> Any:
-        """Move ``obj`` (NumPy array, list or array of this backend) onto this backend."""
-        return self.xp.asarray(obj, dtype=dtype, device=self.device, copy=copy)
+        """Move ``obj`` (NumPy array, list or array of this backend) onto this backend.
+
+        An array of this library on another device is copied here (``copy=None`` would
+        leave a CuPy array where it is).
+        """
+        if _on_other_device(obj, self.device):
+            if self.name == "cupy":
+                # cupy.asarray leaves it on its device and a copy kernel would read the
+                # other GPU; ndarray.copy() under the target device is CuPy's documented
+                # device-to-device copy
+                with self.activate():
+                    obj = obj.copy()
+            elif copy is None:
+                copy = True
+        with self.activate():
+            return self.xp.asarray(obj, dtype=dtype, device=self.device, copy=copy)
 
     def synchronize(self) -> None:
         """Block until queued device work is done (no-op on CPU backends)."""
@@ -110,6 +151,22 @@ class Backend:
     def to_numpy(self, array: Any) -> np.ndarray:
         """Copy an array of this backend to a NumPy array on the host."""
         return to_numpy(array)
+
+
+def on_device(method: Callable[Concatenate[Any, _P], _R]) -> Callable[Concatenate[Any, _P], _R]:
+    """Run ``method(obj, ...)`` inside ``obj.array_backend.activate()``.
+
+    For the public entry points of objects that hold a :class:`Backend` (the network,
+    the training loop): on CuPy the network's device is the current one for everything
+    they compute; elsewhere it costs one no-op ``with``.
+    """
+
+    @functools.wraps(method)
+    def wrapper(obj: Any, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with obj.array_backend.activate():
+            return method(obj, *args, **kwargs)
+
+    return wrapper
 
 
 def _check_dtype_name(name: object) -> None:
@@ -127,26 +184,78 @@ def _import(name: str) -> Any:
         ) from None
 
 
+def _on_other_device(obj: Any, device: Any) -> bool:
+    """Whether ``obj`` is an array that lives on a device other than ``device``."""
+    if device is None or isinstance(obj, np.ndarray) or not hasattr(obj, "device"):
+        return False
+    try:
+        from array_api_compat import device as device_of
+
+        return bool(device_of(obj) != device)
+    except Exception:  # not an array the compat layer knows: nothing to move
+        return False
+
+
+def _cupy_device_id(device: Any) -> int | None:
+    """The index of a CuPy ``Device`` (or any object with an int ``.id`` and no ``.type``)."""
+    index = getattr(device, "id", None)
+    if hasattr(device, "type") or isinstance(index, bool) or not isinstance(index, int):
+        return None
+    return index
+
+
+def device_name(device: Any) -> str:
+    """Canonical name of a device as given to or used by a backend.
+
+    ``None`` is ``"default device"``; CuPy ``Device(1)`` (anything with an int ``.id``) and
+    ``1`` are ``"cuda:1"``; ``torch.device("cuda", 0)`` is ``"cuda:0"``; a string is kept;
+    anything else is ``str(device)``. This is what saved models and the command line show,
+    never a ``repr`` like ``"<CUDA Device 0>"``.
+    """
+    if device is None:
+        return "default device"
+    if isinstance(device, int) and not isinstance(device, bool):
+        return f"cuda:{device}"
+    index = _cupy_device_id(device)
+    if index is not None:
+        return f"cuda:{index}"
+    kind, index = getattr(device, "type", None), getattr(device, "index", None)
+    if isinstance(kind, str):  # torch.device
+        return kind if index is None else f"{kind}:{index}"
+    return str(device)
+
+
 def _parse_cuda_index(device: Any, backend: str) -> int:
-    """Turn ``None``, ``0``, ``"cuda"``, ``"cuda:1"`` or ``"gpu:1"`` into a device index."""
+    """Turn ``None``, ``0``, ``"cuda"``, ``"cuda:1"``, ``"gpu:1"``, a CuPy ``Device`` (any
+    object with an int ``.id``) or a CUDA ``torch.device`` into a device index."""
     if device is None:
         return 0
     if isinstance(device, int) and not isinstance(device, bool):
         return device
-    if isinstance(device, str):
-        kind, _, index = device.partition(":")
-        if kind in ("cuda", "gpu") and (index == "" or index.isdigit()):
-            return int(index or 0)
+    index = _cupy_device_id(device)
+    if index is not None:
+        return index
+    if isinstance(getattr(device, "type", None), str):  # torch.device("cuda", 1)
+        if device.type == "cuda":
+            return 0 if device.index is None else int(device.index)
+    elif isinstance(device, str):
+        kind, _, index_text = device.partition(":")
+        if kind in ("cuda", "gpu") and (index_text == "" or index_text.isdigit()):
+            return int(index_text or 0)
     raise ValueError(
-        f"device for backend {backend!r} must be None, an index or 'cuda:N'; got {device!r}"
+        f"device for backend {backend!r} must be None, an index, 'cuda:N', a "
+        f"cupy.cuda.Device or a CUDA torch.device; got {device!r}"
     )
 
 
 def _make_numpy(device: Any) -> Backend:
     import array_api_compat.numpy as xp
 
-    if device not in (None, "cpu"):
-        raise ValueError(f"device for backend 'numpy' must be None or 'cpu'; got {device!r}")
+    if device is not None and device_name(device) != "cpu":
+        raise ValueError(
+            f"device for backend 'numpy' must be None or 'cpu' (a string or torch.device); "
+            f"got {device!r}"
+        )
     return Backend("numpy", xp, "cpu")
 
 
@@ -176,7 +285,12 @@ def _make_cupy(device: Any) -> Backend:
     def sync() -> None:
         dev.synchronize()
 
-    return Backend("cupy", xp, dev, sync)
+    def activate() -> Any:
+        # a fresh Device per `with`: its stack of previous devices is per object, so
+        # nested or concurrent uses never share one
+        return cupy.cuda.Device(index)
+
+    return Backend("cupy", xp, dev, sync, activate)
 
 
 def _make_torch(device: Any) -> Backend:
@@ -186,6 +300,8 @@ def _make_torch(device: Any) -> Backend:
     if device is None:
         dev = torch.device("cpu")
     else:
+        if _cupy_device_id(device) is not None:  # a CuPy Device: the same CUDA device
+            device = f"cuda:{_cupy_device_id(device)}"
         try:
             dev = torch.device(device)
         except (RuntimeError, TypeError) as exc:
@@ -203,6 +319,8 @@ def _make_torch(device: Any) -> Backend:
                 f"torch device {device!r} requested but only "
                 f"{torch.cuda.device_count()} CUDA device(s) exist"
             )
+        if dev.index is None:  # "cuda": pin the current device, so its name is "cuda:N"
+            dev = torch.device("cuda", torch.cuda.current_device())
 
         def sync() -> None:
             torch.cuda.synchronize(dev)

@@ -136,7 +136,7 @@ def save(net: MLP, path: str | os.PathLike[str], **metadata: Any) -> None:
         "alpha": net.alpha,
         "trained_on": {
             "backend": net.backend,
-            "device": "default device" if net.device is None else str(net.device),
+            "device": net.array_backend.device_name,  # "cuda:0", never "<CUDA Device 0>"
         },
         "metadata": meta,
     }

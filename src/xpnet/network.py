@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,11 +28,11 @@ import numpy as np
 from . import _validation as v
 from ._sparse import check_sparse_X, is_sparse
 from .activations import Activation, get_activation
-from .backends import DTYPE_NAMES, Backend, get_backend
+from .backends import DTYPE_NAMES, Backend, get_backend, on_device
 from .losses import OutputLoss, get_output
 from .optim import SGD
 
-__all__ = ["MLP"]
+__all__ = ["MLP", "Prepared"]
 
 Array = Any
 
@@ -67,6 +68,45 @@ def _check_dtype(dtype: Any) -> str:
     if name not in DTYPE_NAMES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPE_NAMES)}; got {dtype!r}")
     return name
+
+
+@dataclass(frozen=True, eq=False)  # arrays: identity, not element-wise ==
+class Prepared:
+    """Inputs checked once by :meth:`MLP.prepare`, for a hot loop of ``step``/``loss`` calls.
+
+    ``X`` ``(m, n_features)`` and ``Y`` ``(m, n_outputs)`` are on the network's backend and
+    device, in its dtype, finite, and ``Y`` encoded for its output (one-hot rows for
+    softmax). Pass the object in place of ``X`` (and leave out ``Y``) to
+    :meth:`MLP.step`, :meth:`MLP.loss` or :meth:`MLP.loss_and_grads`: they then skip the
+    checks and their host synchronisations. Rows of checked data are checked data, so
+    ``prepared[first:last]`` and ``prepared.take(indices)`` give mini-batches without new
+    checks. Do not modify ``X``/``Y`` in place.
+    """
+
+    X: Array
+    Y: Array
+    spec: tuple[Any, ...] = field(repr=False)
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+    def __getitem__(self, rows: slice) -> Prepared:
+        """The rows ``rows`` (a slice) of both arrays, still checked."""
+        if not isinstance(rows, slice):
+            raise TypeError(
+                f"prepared data can be indexed by a slice (use take() for row indices); "
+                f"got {rows!r}"
+            )
+        return Prepared(self.X[rows, ...], self.Y[rows, ...], self.spec)
+
+    def take(self, indices: Array) -> Prepared:
+        """The rows ``indices`` (an integer array on the same backend) of both arrays."""
+        from array_api_compat import array_namespace
+
+        xp = array_namespace(self.X)
+        return Prepared(
+            xp.take(self.X, indices, axis=0), xp.take(self.Y, indices, axis=0), self.spec
+        )
 
 
 class MLP:
@@ -202,12 +242,14 @@ class MLP:
         return params
 
     @property
+    @on_device
     def params(self) -> list[tuple[Array, Array]]:
         """A copy of the parameters: list of ``(W, b)``, ``W (n_in, n_out)``, ``b (n_out,)``."""
         xp = self.xp
         copies = [xp.asarray(p, copy=True) for p in self._params]
         return list(zip(copies[0::2], copies[1::2]))
 
+    @on_device
     def set_params(self, params: Sequence[tuple[Any, Any]]) -> None:
         """Replace all parameters with copies of ``params`` (NumPy or backend arrays).
 
@@ -257,6 +299,43 @@ class MLP:
                 "Y for the exp output (Poisson: counts or rates) must be >= 0; got negative values"
             )
         return X, Y
+
+    def _input_spec(self) -> tuple[Any, ...]:
+        """What checked inputs depend on: backend, device, dtype, input and output kind."""
+        return (
+            self.backend, self.array_backend.device_name, self.dtype, self.layer_sizes[0],
+            self.layer_sizes[-1], self._output.task,
+        )
+
+    @on_device
+    def prepare(self, X: Any, Y: Any) -> Prepared:
+        """Check and convert ``(X, Y)`` once, for many ``step``/``loss`` calls.
+
+        The checks (finite values, target encoding, label range) read a few flags back
+        to the host: 2 to 5 synchronisations with the device per call. ``step``,
+        ``loss`` and ``loss_and_grads`` run them on every call unless given the
+        :class:`Prepared` returned here (slice it, or ``take`` rows, for mini-batches).
+        """
+        X, Y = self._check_XY(X, Y)
+        return Prepared(X, Y, self._input_spec())
+
+    def _checked_XY(self, X: Any, Y: Any) -> tuple[Array, Array]:
+        """``(X, Y)`` from prepared data without checks, else checked now."""
+        if isinstance(X, Prepared):
+            if Y is not None:
+                raise TypeError(
+                    "Y must be left out when X is Prepared data (it holds Y already); "
+                    f"got Y of type {type(Y).__name__}"
+                )
+            if X.spec != self._input_spec():
+                raise ValueError(
+                    "X was prepared for another network (backend, device, dtype, "
+                    f"features, outputs): {X.spec} != {self._input_spec()}"
+                )
+            return X.X, X.Y
+        if Y is None:
+            raise TypeError("Y is required unless X is Prepared data from MLP.prepare(X, Y)")
+        return self._check_XY(X, Y)
 
     # ------------------------------------------------------------------ math
     def _hidden_forward(self, X: Array) -> tuple[list[Array], Array]:
@@ -358,35 +437,51 @@ class MLP:
         return loss, grads
 
     # ------------------------------------------------------------------ public API
+    @on_device
     def forward(self, X: Any) -> Array:
         """Output activations ``A_L`` of shape ``(m, n_outputs)`` (same as predict_proba)."""
         return self._forward(self._check_X(X))[2]
 
-    def loss(self, X: Any, Y: Any) -> Array:
-        """Mean loss on ``(X, Y)`` plus the L2 penalty, as a 0-d backend array."""
-        X, Y = self._check_XY(X, Y)
+    @on_device
+    def loss(self, X: Any, Y: Any = None) -> Array:
+        """Mean loss on ``(X, Y)`` plus the L2 penalty, as a 0-d backend array.
+
+        The inputs are checked on every call (2 to 5 host synchronisations); pass
+        ``X=net.prepare(X, Y)`` (and no ``Y``) to check them once.
+        """
+        X, Y = self._checked_XY(X, Y)
         _, Z_out, A_out = self._forward(X)
         return self._loss(Z_out, A_out, Y)
 
-    def loss_and_grads(self, X: Any, Y: Any) -> tuple[Array, list[tuple[Array, Array]]]:
-        """Loss (0-d backend array, no host sync) and gradients ``[(dW, db), ...]``.
+    @on_device
+    def loss_and_grads(
+        self, X: Any, Y: Any = None
+    ) -> tuple[Array, list[tuple[Array, Array]]]:
+        """Loss (0-d backend array) and gradients ``[(dW, db), ...]``.
 
         ``X``: ``(m, n_features)``. ``Y``: see the class docs; for sigmoid outputs 0/1 of
         shape ``(m,)`` (one output) or ``(m, k)``; for softmax integer labels ``(m,)`` or
         one-hot ``(m, k)``; for identity ``(m,)`` (one output) or ``(m, k)``.
+
+        The computation itself never waits for the device, but the input checks do (2 to
+        5 host synchronisations per call); pass ``X=net.prepare(X, Y)`` (and no ``Y``),
+        or slices of it, to check once and run the hot loop without them.
         """
-        X, Y = self._check_XY(X, Y)
+        X, Y = self._checked_XY(X, Y)
         loss, grads = self._loss_and_grads(X, Y)
         return loss, list(zip(grads[0::2], grads[1::2]))
 
-    def step(self, X: Any, Y: Any, lr: float = 0.1) -> Array:
+    @on_device
+    def step(self, X: Any, Y: Any = None, lr: float = 0.1) -> Array:
         """One gradient-descent update ``W ← W − lr·dW`` on this batch.
 
         Returns the loss before the update (0-d backend array). Inputs are checked before
-        anything changes, so a failing call leaves the parameters as they were.
+        anything changes, so a failing call leaves the parameters as they were. The
+        checks cost 2 to 5 host synchronisations per call: in a loop, check once with
+        ``batch = net.prepare(X, Y)`` and call ``net.step(batch[first:last], lr=lr)``.
         """
         optimizer = SGD(lr)
-        X, Y = self._check_XY(X, Y)
+        X, Y = self._checked_XY(X, Y)
         loss, grads = self._loss_and_grads(X, Y)
         optimizer.update(self._params, grads)
         return loss
@@ -422,6 +517,7 @@ class MLP:
         """Output activations, shape ``(m, n_outputs)``: probabilities for sigmoid/softmax."""
         return self.forward(X)
 
+    @on_device
     def predict(self, X: Any) -> Array:
         """Predictions: class index ``(m,)`` for softmax; 0/1 for sigmoid (``(m,)`` with one
         output, ``(m, k)`` multi-label); raw outputs for identity (``(m,)`` with one output).

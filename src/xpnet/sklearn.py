@@ -27,7 +27,9 @@ This module imports scikit-learn, an optional dependency: ``pip install "xpnet[s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import numbers
 import sys
 import warnings
@@ -61,7 +63,7 @@ from sklearn.utils.validation import (
 
 from . import _validation as v
 from ._sparse import _sparse_module, is_sparse, take_rows
-from .backends import to_numpy
+from .backends import get_backend, to_numpy
 from .losses import OutputLoss
 from .network import MLP
 from .optim import SGD, Adam, Optimizer
@@ -130,6 +132,60 @@ def _host(obj: Any) -> Any:
     return to_numpy(obj) if _library(obj) is not None else obj
 
 
+def _on_input_device(method: Any) -> Any:
+    """Run an estimator method with the device of its computation current (CuPy only:
+    its kernels run on the current device). That is ``X``'s device for a CuPy ``X``, the
+    estimator's ``device`` for host input with ``backend="cupy"``; elsewhere a no-op."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, X: Any, *args: Any, **kwargs: Any) -> Any:
+        if _library(X) == "cupy":
+            context: Any = get_backend("cupy", _device_arg(X, "cupy")).activate()
+        elif _library(X) is None and self.backend == "cupy":
+            context = get_backend("cupy", self.device).activate()
+        else:
+            context = contextlib.nullcontext()
+        with context:
+            return method(self, X, *args, **kwargs)
+
+    return wrapper
+
+
+def _snapshot(weights: list[Any]) -> tuple[Any, ...]:
+    """What ``coefs_``/``intercepts_`` were when handed out: the lists, their arrays, and
+    private copies of the arrays (to see in-place edits without reading the device)."""
+    arrays = [*weights[0], *weights[1]]
+    copies = [
+        np.array(a) if isinstance(a, np.ndarray) else _namespace(a).asarray(a, copy=True)
+        for a in arrays
+    ]
+    return list(weights), arrays, copies
+
+
+def _snapshot_differs(seen: tuple[Any, ...], weights: list[Any]) -> bool:
+    lists, arrays, copies = seen
+    if any(now is not then for now, then in zip(weights, lists, strict=True)):
+        return True  # coefs_ = [...] or intercepts_ = [...]
+    current = [*weights[0], *weights[1]]
+    if len(current) != len(arrays) or any(a is not b for a, b in zip(current, arrays)):
+        return True  # coefs_[i] = ...
+    for array, copy in zip(current, copies, strict=True):  # coefs_[i][...] = ... in place
+        if isinstance(array, np.ndarray):
+            if not np.array_equal(array, copy):
+                return True
+        elif tuple(array.shape) != tuple(copy.shape) or not bool(
+            _namespace(array).all(array == copy)
+        ):
+            return True
+    return False
+
+
+def _namespace(array: Array) -> Any:
+    from array_api_compat import array_namespace
+
+    return array_namespace(array)
+
+
 def _check_n_samples(y: Any, n_samples: int) -> None:
     """scikit-learn's wording for X and y of different lengths."""
     if y.shape[0] != n_samples:
@@ -180,8 +236,8 @@ class _BaseMLP(BaseEstimator):
 
     _is_classifier = False
     # fitted attributes (annotations only: nothing is set before fit)
-    coefs_: list[Array]
-    intercepts_: list[Array]
+    _weights: list[Any] | None  # coefs_ and intercepts_ once copied out (or set by the user)
+    _weights_seen: tuple[Any, ...] | None  # see _snapshot
     loss_curve_: list[float]
     validation_scores_: list[float] | None
     best_loss_: float | None
@@ -291,6 +347,87 @@ class _BaseMLP(BaseEstimator):
             X = X.detach()  # the hand-written backward pass needs no autograd graph
         return X, library, _device_arg(X, library), self._dtype_name(X.dtype)
 
+    # ------------------------------------------------------------------ fitted weights
+    # After a fit the network, on its device, holds the weights. ``coefs_`` and
+    # ``intercepts_`` are copied out of it only when read (one device-to-host copy per fit
+    # for host input, none for a partial_fit loop that never looks), and a warm start or
+    # partial_fit loads the network from them only when the user replaced or edited them
+    # (compared with a private copy taken when they were read, without any transfer).
+    @property
+    def coefs_(self) -> list[Array]:
+        """Weight matrices ``(n_in, n_out)``, one per layer (arrays of the input's kind)."""
+        return self._fitted_weights()[0]
+
+    @coefs_.setter
+    def coefs_(self, value: list[Array]) -> None:
+        self._replace_weights(0, value)
+
+    @property
+    def intercepts_(self) -> list[Array]:
+        """Bias vectors ``(n_out,)``, one per layer (arrays of the input's kind)."""
+        return self._fitted_weights()[1]
+
+    @intercepts_.setter
+    def intercepts_(self, value: list[Array]) -> None:
+        self._replace_weights(1, value)
+
+    def _has_weights(self) -> bool:
+        return self.__dict__.get("_weights") is not None or (
+            self.__dict__.get("_net_holds_weights", False) and "_net" in self.__dict__
+        )
+
+    def _fitted_weights(self) -> list[Any]:
+        weights = self.__dict__.get("_weights")
+        if weights is None:
+            if not self._has_weights():
+                raise AttributeError(
+                    f"'{type(self).__name__}' object has no attribute 'coefs_' (not fitted)"
+                )
+            params = self._net.params  # copies, on the network's device
+            kind = self.__dict__.get("_weights_kind")  # (library, device) of the fit input
+            if kind is None:  # host input: NumPy arrays of their own
+                weights = [[np.array(to_numpy(W)) for W, _ in params],
+                           [np.array(to_numpy(b)) for _, b in params]]
+            else:
+                backend = get_backend(*kind)
+                with backend.activate():
+                    weights = [[backend.asarray(W) for W, _ in params],
+                               [backend.asarray(b) for _, b in params]]
+            self._weights = weights
+            self._weights_seen = _snapshot(weights)
+        return weights
+
+    def _replace_weights(self, which: int, value: list[Array]) -> None:
+        weights = list(self._fitted_weights()) if self._has_weights() else [None, None]
+        weights[which] = value
+        self._weights = weights
+        self._weights_seen = None  # replaced: the next warm start loads them
+
+    def _weights_changed(self) -> bool:
+        """Whether ``coefs_``/``intercepts_`` differ from what the network holds."""
+        weights = self.__dict__.get("_weights")
+        if weights is None:
+            return False  # never read: the network is the only copy
+        seen = self.__dict__.get("_weights_seen")
+        return seen is None or _snapshot_differs(seen, weights)
+
+    def _fitted_layer_sizes(self) -> list[int]:
+        weights = self.__dict__.get("_weights")
+        if weights is None:
+            return list(self._net.layer_sizes)
+        return [int(weights[0][0].shape[0])] + [int(c.shape[1]) for c in weights[0]]
+
+    def _load_weights(self, net: MLP) -> None:
+        """Load ``coefs_``/``intercepts_`` into ``net`` (device to device when they are
+        arrays of its library; through the host otherwise)."""
+        weights = self._fitted_weights()
+
+        def usable(array: Array) -> Array:
+            return array if v.array_module(array) == net.backend else to_numpy(array)
+
+        net.set_params([(usable(W), usable(b)) for W, b in zip(*weights, strict=True)])
+        self._weights_seen = _snapshot(weights)
+
     # ------------------------------------------------------------------ the network
     def _make_net(self, sizes: list[int], backend: str, device: Any, dtype: str) -> MLP:
         net = MLP(
@@ -318,13 +455,13 @@ class _BaseMLP(BaseEstimator):
             name != _ACTIVATIONS[self.activation] for name in net.activations
         )
         if net is None or stale or getattr(self, "_net_spec", None) != spec:
-            sizes = [int(self.coefs_[0].shape[0])] + [int(c.shape[1]) for c in self.coefs_]
+            self._fitted_weights()  # copied out of the old network before it goes
+            sizes = self._fitted_layer_sizes()
             net = self._make_net(sizes, backend, device, dtype)
             self._net, self._net_spec, self._net_device = net, spec, device
             reload = True
         if reload:
-            pairs = zip(self.coefs_, self.intercepts_, strict=True)
-            net.set_params([(to_numpy(W), to_numpy(b)) for W, b in pairs])
+            self._load_weights(net)
         return net
 
     def _predict_net(self, library: str | None, device: Any) -> MLP:
@@ -375,7 +512,7 @@ class _BaseMLP(BaseEstimator):
         hidden = self._check_params()
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
-        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        first_pass = not self._has_weights() or (not self.warm_start and not incremental)
         X, library, device, dtype = self._validate_X(X, reset=first_pass)
         y = _host(y)
         n_samples = X.shape[0]
@@ -413,7 +550,7 @@ class _BaseMLP(BaseEstimator):
             if self.solver != "lbfgs":
                 self._no_improvement_count = 0
         else:
-            expected = [int(self.coefs_[0].shape[0])] + [int(c.shape[1]) for c in self.coefs_]
+            expected = self._fitted_layer_sizes()
             if sizes != expected:
                 raise ValueError(
                     f"The network has layer sizes {expected} but this call implies {sizes}; "
@@ -421,7 +558,7 @@ class _BaseMLP(BaseEstimator):
                     "warm-started or partial fits."
                 )
             previous = getattr(self, "_net_spec", None)
-            net = self._get_net(backend, device, dtype, reload=True)
+            net = self._get_net(backend, device, dtype, reload=self._weights_changed())
             if self._net_spec != previous:
                 self._optimizer = None  # its state lived with the old network
         if self.solver != "lbfgs" and (
@@ -548,11 +685,11 @@ class _BaseMLP(BaseEstimator):
         """``coefs_``/``intercepts_`` from the network (arrays of the input's kind); with
         early stopping they are also ``_best_coefs``/``_best_intercepts``, the same
         lists, as in scikit-learn (which restores the best weights by assigning those)."""
-        like = X if library is not None else None
-        params = net._params
-        self.coefs_ = [_like(net.xp.asarray(W, copy=True), like) for W in params[0::2]]
-        self.intercepts_ = [_like(net.xp.asarray(b, copy=True), like) for b in params[1::2]]
-        if self.early_stopping and self.solver != "lbfgs":
+        # the network holds the weights now; coefs_/intercepts_ are copied out when read
+        self._weights_kind = None if library is None else (library, _device_arg(X, library))
+        self._weights = self._weights_seen = None
+        self._net_holds_weights = True
+        if self.early_stopping and self.solver != "lbfgs":  # (one copy out per such fit)
             self._best_coefs, self._best_intercepts = self.coefs_, self.intercepts_
 
     def _fit_lbfgs(
@@ -598,6 +735,7 @@ class _BaseMLP(BaseEstimator):
             start += fan_out
         return self
 
+    @_on_input_device
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> Any:
         """Fit the model to ``X`` ``(n_samples, n_features)`` and targets ``y``.
 
@@ -639,8 +777,11 @@ class _BaseMLP(BaseEstimator):
 
     def __getstate__(self) -> dict[str, Any]:
         # The network holds a module (the namespace) and is rebuilt from coefs_ on demand.
+        if self._has_weights():
+            self._fitted_weights()  # copied out of the network, which is not pickled
         state = dict(super().__getstate__())
         state.pop("_net", None)
+        state.pop("_weights_seen", None)  # the rebuilt network loads coefs_ anyway
         return state
 
     def __sklearn_tags__(self) -> Any:
@@ -718,6 +859,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return np.asarray(self._label_binarizer.transform(y), dtype=np.float64)
 
     @available_if(lambda est: est._check_solver())
+    @_on_input_device
     def partial_fit(
         self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None
     ) -> MLPClassifier:
@@ -735,6 +877,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return xp.argmax(A, axis=1)
         return xp.astype(A > 0.5, xp.int64)  # LabelBinarizer's threshold: strictly above
 
+    @_on_input_device
     def predict(self, X: Any) -> Array:
         """Class labels ``(n_samples,)`` (indicator matrix for multi-label)."""
         net, _, A = self._forward(X, "predict")
@@ -750,6 +893,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         classes = net.array_backend.asarray(self.classes_)
         return _like(xp.take(classes, idx, axis=0), X)
 
+    @_on_input_device
     def predict_proba(self, X: Any) -> Array:
         """Probabilities ``(n_samples, n_classes)`` in the order of ``classes_``."""
         net, _, A = self._forward(X, "predict_proba")
@@ -757,6 +901,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             A = net.xp.concat([1.0 - A, A], axis=1)
         return _like(A, X)
 
+    @_on_input_device
     def predict_log_proba(self, X: Any) -> Array:
         """Log-probabilities, computed from the logits (finite where probabilities round to 0)."""
         net, Z, _ = self._forward(X, "predict_log_proba")
@@ -860,10 +1005,12 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return y.reshape(n_samples, -1)
 
     @available_if(lambda est: est._check_solver())
+    @_on_input_device
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
         """One epoch over ``(X, y)``."""
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
+    @_on_input_device
     def predict(self, X: Any) -> Array:
         """Predicted values ``(n_samples,)`` for one output, else ``(n_samples, n_outputs)``."""
         _, _, A = self._forward(X, "predict")

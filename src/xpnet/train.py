@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _validation as v
 from ._sparse import take_rows
+from .backends import on_device
 from .optim import SGD, Optimizer, get_optimizer
 
 if TYPE_CHECKING:
@@ -189,6 +190,7 @@ def _fit_lbfgs(
     )
 
 
+@on_device  # on CuPy, the whole fit runs with the network's device current
 def fit(
     net: MLP,
     X: Any,

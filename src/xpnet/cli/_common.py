@@ -145,7 +145,7 @@ def _emit_json(obj: dict[str, Any]) -> None:
 
 
 def _device_name(net: Any) -> str:
-    return "default device" if net.device is None else str(net.device)
+    return net.array_backend.device_name  # canonical: "cpu", "cuda:0"
 
 
 def _fmt(value: float, digits: int = 4) -> str:
