@@ -3,6 +3,7 @@
     nox -s "tests(backend='numpy')"     # or array_api_strict, torch, cupy
     nox -s lint typecheck
     nox -s bench -- --quick             # benchmarks (not part of the default sessions)
+    nox -s fuzz                         # long fuzz run of the file readers (not default)
 
 Each tests session installs only its backend's extra (plus the test tools) and runs
 pytest with ``--backend`` for it; the cross-backend tests always compare against NumPy.
@@ -10,6 +11,8 @@ The torch version used on the project's machines is pinned once, in constraints.
 """
 
 from __future__ import annotations
+
+import os
 
 import nox
 
@@ -48,6 +51,20 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("mypy", "-e", ".")
     session.run("mypy", "src")
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Fuzz the model and data file readers with many random examples (minutes).
+
+    Not in the default sessions: the normal test run already covers a small, fixed set of
+    examples. ``XPNET_FUZZ_EXAMPLES`` sets the examples per test (default here 2000);
+    ``nox -s fuzz -- -x`` passes options to pytest.
+    """
+    session.install("-c", "constraints.txt", "-e", ".[test]")
+    examples = os.environ.get("XPNET_FUZZ_EXAMPLES", "2000")
+    session.run("pytest", "tests/test_fuzz.py", "--backend", "numpy", *session.posargs,
+                env={"XPNET_FUZZ_EXAMPLES": examples})
 
 
 @nox.session

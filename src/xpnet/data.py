@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,15 @@ from typing import Any
 
 import numpy as np
 
+from ._npyfile import (
+    NPY_MAGIC,
+    ZIP_MAGIC,
+    ArrayFileError,
+    ArrayInfo,
+    NpzReader,
+    check_memory,
+    read_npy,
+)
 from ._validation import check_nonnegative_float, check_positive_int
 
 __all__ = [
@@ -311,17 +321,36 @@ def _check_path(path: str | os.PathLike[str]) -> str:
     return text
 
 
+# What a CSV reader (pandas, R, a spreadsheet) reads as a number: optional sign, ASCII
+# digits, a decimal point, an exponent. Python's float() also takes "1_000", Arabic-Indic
+# or full-width digits and Unicode spaces, which no CSV reader does: such a cell is text.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Spellings float() turns into NaN or infinity, refused with their own message.
+_NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
+_CSV_SPACE = " \t"  # stripped around a cell; other (Unicode) spaces make it text
+# The characters a number cell may hold: cells with others skip the fast path.
+_NOT_NUMERIC = str.maketrans("", "", "0123456789+-.eE" + _CSV_SPACE)
+
+
 def _parse_float(cell: str, where: str) -> float:
-    text = cell.strip()
+    text = cell.strip(_CSV_SPACE)
     if not text:
         raise DataError(f"{where}: empty cell (missing value); fill it in or drop the row")
-    try:
-        value = float(text)
-    except ValueError:
-        raise DataError(f"{where}: non-numeric value {text!r}; features must be numbers") from None
-    if not math.isfinite(value):
+    if _NON_FINITE.fullmatch(text):
         raise DataError(f"{where}: value {text!r} is NaN or infinite; clean the data first")
+    if not _NUMBER.fullmatch(text):
+        raise DataError(f"{where}: non-numeric value {text!r}; features must be numbers "
+                        "(digits, optional sign, decimal point and exponent)")
+    value = float(text)
+    if not math.isfinite(value):
+        raise DataError(f"{where}: value {text!r} is NaN or infinite (beyond float64); "
+                        "clean the data first")
     return value
+
+
+def _column_name(name: str) -> str:
+    """A column name for a message: as is when printable, else its repr (escaped)."""
+    return name if name.isprintable() else repr(name)
 
 
 def _resolve_column(target: str | int | None, header: Sequence[str], what: str) -> int:
@@ -335,7 +364,8 @@ def _resolve_column(target: str | int | None, header: Sequence[str], what: str) 
         index = int(target)
     except (TypeError, ValueError):
         raise DataError(
-            f"target column {target!r} not found in {what}; columns are: {', '.join(header)}"
+            f"target column {target!r} not found in {what}; columns are: "
+            f"{', '.join(map(_column_name, header))}"
         ) from None
     if not -n <= index < n:
         raise DataError(
@@ -378,10 +408,9 @@ def _target_values(cells: list[str], lines: list[int], path: str, column: str) -
     for cell, line in zip(stripped, lines, strict=True):
         if not cell:
             raise DataError(f"{path}, line {line}, target column {column!r}: empty cell")
-    try:
-        values = np.array([float(cell) for cell in stripped])
-    except ValueError:
-        return np.array(stripped)  # class labels such as "setosa"
+    if not all(_NUMBER.fullmatch(cell) or _NON_FINITE.fullmatch(cell) for cell in stripped):
+        return np.array(stripped)  # class labels such as "setosa" (or "1_000")
+    values = np.array([float(cell) for cell in stripped])
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
         raise DataError(
@@ -444,11 +473,16 @@ def _load_csv(path: str, target: str | int | None, n_features: int | None,
             f"data file {path!r} has no feature columns besides the target (a CSV needs "
             "comma-separated columns: features and a target)"
         )
-    try:  # fast path; on any problem the cell-by-cell pass below names the culprit
-        X = np.array([[row[c] for c in feature_columns] for row in rows], dtype=np.float64)
-        clean = bool(np.all(np.isfinite(X)))
-    except ValueError:
-        clean = False
+    cells = [[row[c] for c in feature_columns] for row in rows]
+    # Fast path when every cell holds only number characters (float() accepts more, such
+    # as "1_000"); on any problem the cell-by-cell pass below names the culprit.
+    clean = not "".join("".join(row) for row in cells).translate(_NOT_NUMERIC)
+    if clean:
+        try:
+            X = np.array(cells, dtype=np.float64)
+            clean = bool(np.all(np.isfinite(X)))
+        except ValueError:
+            clean = False
     if not clean:
         X = np.empty((len(rows), len(feature_columns)))
         for r, (row, line) in enumerate(zip(rows, lines, strict=True)):
@@ -473,27 +507,55 @@ def _check_numeric(array: np.ndarray, what: str) -> np.ndarray:
     return array
 
 
-def _load_npz(path: str, n_features: int | None) -> Dataset:
+def _memory_needed(info: ArrayInfo) -> int:
+    """Bytes of an array as read plus its float64 copy (what loading allocates)."""
+    size = math.prod(info.shape)
+    return info.nbytes + (size * 8 if info.dtype.kind in "biuf" else 0)
+
+
+def _check_memory(path: str, needed: int, what: str) -> None:
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if not hasattr(loaded, "files"):
+        check_memory(needed, what)
+    except ArrayFileError as exc:
+        raise DataError(f"data file {path!r}: {exc}") from None
+
+
+def _load_npz(path: str, n_features: int | None) -> Dataset:
+    with open(path, "rb") as handle:
+        if handle.read(len(NPY_MAGIC)) == NPY_MAGIC:
             raise DataError(f"{path!r} holds a single .npy array, not an .npz archive with X "
                             "and y; rename it to .npy")
-        with loaded as archive:
-            keys = set(archive.files)
+    try:
+        with NpzReader(path) as archive:
+            keys = set(archive.names)
+            for name in ("X", "y"):
+                if name in archive.others:  # numpy would hand these back as raw bytes
+                    raise DataError(f"{path!r}: member {name!r} is not a .npy array")
             if "X" not in keys:
                 raise DataError(
                     f"{path!r} must hold an array named 'X' (and 'y'); it holds: "
-                    f"{', '.join(sorted(keys)) or 'nothing'}"
+                    f"{', '.join(map(_column_name, sorted(keys))) or 'nothing'}"
                 )
-            X = archive["X"]
-            y = archive["y"] if "y" in keys else None
+            # Shapes and sizes from the .npy headers first: nothing is decompressed
+            # before the total is known to fit in memory.
+            x_info = archive.info("X")
+            y_info = archive.info("y") if "y" in keys else None
+            if len(x_info.shape) != 2 or x_info.shape[0] < 1 or x_info.shape[1] < 1:
+                raise DataError(f"'X' in {path!r} must be 2-D (rows, features); got shape "
+                                f"{x_info.shape}")
+            needed = _memory_needed(x_info) + (_memory_needed(y_info) if y_info else 0)
+            _check_memory(path, needed, "'X' and 'y'" if y_info else "'X'")
+            X = archive.read(x_info)
+            y = archive.read(y_info) if y_info else None
     except DataError:
         raise
+    except ArrayFileError as exc:
+        raise DataError(f"{path!r} is not a readable .npz file ({exc})") from None
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
         raise DataError(f"{path!r} is not a readable .npz file ({exc})") from None
-    if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
-        raise DataError(f"'X' in {path!r} must be 2-D (rows, features); got shape {X.shape}")
+    except Exception as exc:  # zlib.error, struct.error, ... from a damaged archive
+        raise DataError(f"{path!r} is not a readable .npz file ({type(exc).__name__}: "
+                        f"{exc})") from None
     X = _check_numeric(X, f"'X' in {path!r}")
     if y is None:
         if n_features is None:
@@ -517,14 +579,22 @@ def _load_npz(path: str, n_features: int | None) -> Dataset:
 
 
 def _load_npy(path: str, target: str | int | None, n_features: int | None) -> Dataset:
+    with open(path, "rb") as handle:
+        if handle.read(len(ZIP_MAGIC)) == ZIP_MAGIC:
+            raise DataError(f"{path!r} is an .npz archive, not a single .npy array; rename "
+                            "it to .npz")
+
+    def check(info: ArrayInfo) -> None:  # after the header, before the data is read
+        _check_memory(path, _memory_needed(info), "the array")
+
     try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+        array = read_npy(path, check)
+    except ArrayFileError as exc:
         raise DataError(f"{path!r} is not a readable .npy file ({exc})") from None
-    if not isinstance(array, np.ndarray):
-        array.close()
-        raise DataError(f"{path!r} is an .npz archive, not a single .npy array; rename it "
-                        "to .npz")
+    except (OSError, ValueError, EOFError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{path!r} is not a readable .npy file ({exc})") from None
     if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 1:
         raise DataError(
             f"{path!r} must hold a 2-D array (rows, columns) with the target in one column; "

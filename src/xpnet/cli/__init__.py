@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..backends import BackendUnavailableError
-from ._common import EXIT_ERROR, CLIError
+from ._common import EXIT_ERROR, CLIError, printable
 from ._signals import (
     EXIT_BROKEN_PIPE,
     EXIT_SIGTERM,
@@ -32,7 +32,8 @@ __all__ = ["build_parser", "main"]
 
 
 def _one_line(message: object) -> str:
-    return " ".join(str(message).split())
+    """One line, control characters escaped: messages may quote a file's content."""
+    return printable(" ".join(str(message).split()))
 
 
 def _show_warning(message: Any, category: Any, filename: str, lineno: int,

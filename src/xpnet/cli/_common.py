@@ -7,6 +7,7 @@ import json
 import math
 import os
 import sys
+import unicodedata
 from typing import Any, NoReturn
 
 from ..backends import BackendUnavailableError, get_backend
@@ -29,6 +30,51 @@ class CLIError(Exception):
 
 
 # --------------------------------------------------------------------------- helpers
+# Characters a terminal acts on instead of showing: C0/C1 controls (ESC starts colour,
+# title and cursor sequences; a newline forges a line), format characters (bidi
+# overrides reorder what is shown), line/paragraph separators and lone surrogates.
+_HIDDEN = frozenset(("Cc", "Cf", "Cs", "Zl", "Zp"))
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: object) -> str:
+    """``str(text)`` with every control character escaped as Python writes it.
+
+    For any string that comes from a file (model header fields, CSV column names, class
+    labels): ``"a\x1b[31m\nb"`` prints as ``a\x1b[31m\nb``, one line, no colour. Other
+    characters (accents, ``R²``, CJK) are kept as they are.
+    """
+    out = []
+    for char in str(text):
+        if unicodedata.category(char) not in _HIDDEN:
+            out.append(char)
+        elif char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        else:
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code < 0x100 else
+                       f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out)
+
+
+class _TerminalSafe:
+    """A text stream that escapes control characters inside each line it is given, for
+    CSV rows shown on a terminal (a file or a pipe gets the labels unchanged)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        body, newline = (text[:-1], "\n") if text.endswith("\n") else (text, "")
+        return self._stream.write(printable(body) + newline)
+
+
+def terminal_safe(stream: Any) -> Any:
+    """``stream`` itself, or a :class:`_TerminalSafe` wrapper when it is a terminal."""
+    isatty = getattr(stream, "isatty", None)
+    return _TerminalSafe(stream) if isatty is not None and isatty() else stream
+
+
 def _fail(message: str) -> NoReturn:
     raise CLIError(message)
 

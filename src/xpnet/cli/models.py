@@ -19,6 +19,8 @@ from ._common import (
     _fail,
     _fmt,
     _load_data,
+    printable,
+    terminal_safe,
 )
 from ._paths import check_paths
 
@@ -39,7 +41,7 @@ def _default_seed(args: argparse.Namespace, meta: dict[str, Any]) -> None:
 
 
 def _stderr(kind: str, message: str) -> None:
-    sys.stderr.write(f"xpnet: {kind}: {message}\n")
+    sys.stderr.write(f"xpnet: {kind}: {printable(message)}\n")  # may quote a file's names
 
 
 def _names_text(names: Sequence[str], limit: int = 6) -> str:
@@ -155,8 +157,9 @@ def _target_stats(net: Any) -> tuple[float, float]:
 
 def _model_summary(net: Any, path: str) -> str:
     trained = net.metadata["header"]["trained_on"]
-    return (f"{path}: {_describe_net(net)}; trained on {trained['backend']} "
-            f"({trained['device']}), {net.dtype}; running on {net.backend}")
+    return (f"{printable(path)}: {_describe_net(net)}; trained on "
+            f"{printable(trained['backend'])} ({printable(trained['device'])}), {net.dtype}; "
+            f"running on {net.backend}")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -202,7 +205,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                     "split": args.split, "task": task, **result})
         return 0
     lines = [f"model     {_model_summary(net, args.model)}",
-             f"data      {source}: {result['rows']} rows ({args.split})",
+             f"data      {printable(source)}: {result['rows']} rows ({args.split})",
              f"loss      {_fmt(result['loss'])}"]
     if task == "regression":
         lines += [f"R²        {result['r2']:.4f}", f"MSE       {_fmt(result['mse'])}"]
@@ -259,9 +262,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         if not args.out:
             return 0
     # A file is written atomically (temp file, fsync, rename): killed mid-way, the old
-    # predictions file stays whole.
+    # predictions file stays whole. Labels are data: a file or a pipe gets them exactly (CSV
+    # quoting keeps a comma or a newline inside its cell); a terminal gets control
+    # characters escaped, as ls does.
     output = (atomic_write(args.out, "w", newline="") if args.out
-              else contextlib.nullcontext(sys.stdout))
+              else contextlib.nullcontext(terminal_safe(sys.stdout)))
     with output as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(header)
@@ -277,5 +282,5 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 row += [prediction] + [f"{p:.6f}" for p in probabilities[i]]
             writer.writerow(row)
     if args.out and not args.quiet and not args.json:
-        print(f"wrote {len(predictions)} predictions to {args.out}")
+        print(f"wrote {len(predictions)} predictions to {printable(args.out)}")
     return 0

@@ -24,6 +24,7 @@ from ._common import (
     _fail,
     _fmt,
     _load_data,
+    printable,
 )
 from ._paths import check_paths
 
@@ -186,14 +187,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     if args.quiet:
         return 0
-    kinds = (f"{len(target.classes)} classes ({', '.join(map(str, target.classes[:10]))}"
+    kinds = (f"{len(target.classes)} classes "
+             f"({', '.join(map(printable, target.classes[:10]))}"
              f"{', ...' if len(target.classes) > 10 else ''})" if target.classes
              else "regression target")
     split = (f"train {len(train_rows)} / test {len(test_rows)} rows" if len(test_rows)
              else f"all {len(train_rows)} rows for training (no test split)")
     batch = "full batch" if args.batch_size is None else f"batches of {args.batch_size}"
     lines = [
-        f"data      {data.name}: {data.n_samples} rows, {data.n_features} features, {kinds}",
+        f"data      {printable(data.name)}: {data.n_samples} rows, {data.n_features} features, "
+        f"{kinds}",
         f"          {split}, features "
         + ("standardised (training-split statistics)" if scaler else "as given"),
         f"network   {_describe_net(net)}",
@@ -214,8 +217,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     lines.append(f"time      {history.seconds:.2f} s, {samples_per_second:,.0f} samples/s "
                  f"({history.epochs} epochs x {m_train} rows, backend synchronised)")
     if args.save:
-        lines.append(f"saved     {args.save}")
+        lines.append(f"saved     {printable(args.save)}")
     if args.plot:
-        lines.append(f"plot      {args.plot}")
+        lines.append(f"plot      {printable(args.plot)}")
     print("\n".join(lines))
     return 0
