@@ -21,7 +21,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .backends import Backend
 
-__all__ = ["check_sparse_X", "is_sparse", "take_rows"]
+__all__ = ["check_sparse_X", "is_sparse", "row_slice", "take_rows"]
 
 Array = Any
 
@@ -68,10 +68,12 @@ def check_sparse_X(
         )
     if X.shape[0] == 0:
         raise ValueError(f"{name} has no rows; need at least one sample")
-    if module != wanted:  # SciPy input on CuPy: one copy to the device
+    if module != wanted and wanted == "cupyx.scipy.sparse":  # SciPy input on CuPy
         import cupyx.scipy.sparse as cupy_sparse
 
-        X = cupy_sparse.csr_matrix(X.tocsr())
+        X = cupy_sparse.csr_matrix(X.tocsr())  # one copy to the device
+    elif module != wanted:  # CuPy sparse input on NumPy: one copy to the host
+        X = X.get()
     X = X.tocsr()
     if X.dtype != np.dtype(dtype):
         X = X.astype(np.dtype(dtype))
@@ -80,6 +82,11 @@ def check_sparse_X(
     if not finite:
         raise ValueError(f"{name} contains NaN or infinite values")
     return X
+
+
+def row_slice(X: Array, first: int, last: int) -> Array:
+    """Rows ``first:last`` of a dense or sparse ``X`` (a view where the library gives one)."""
+    return X[first:last] if is_sparse(X) else X[first:last, ...]
 
 
 def take_rows(xp: Any, X: Array, rows: Array) -> Array:

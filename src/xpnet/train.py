@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import _validation as v
-from ._sparse import take_rows
+from ._sparse import row_slice, take_rows
 from .backends import on_device
 from .optim import SGD, Optimizer, get_optimizer
 
@@ -326,7 +326,7 @@ def fit(
         for first in range(0, m, batch_size):
             last = min(first + batch_size, m)
             if order is None:
-                X_batch, Y_batch = X[first:last, ...], Y[first:last, ...]
+                X_batch, Y_batch = row_slice(X, first, last), Y[first:last, ...]
                 w_batch = None if w is None else w[first:last]
             else:
                 rows = order[first:last]
