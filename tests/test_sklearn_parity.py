@@ -461,3 +461,39 @@ def test_sparse_100k_by_100k_trains_in_memory_proportional_to_its_non_zeros() ->
     # multiple of X's CSR arrays (12 MB) plus the first layer's parameter-sized arrays
     assert float(peak_mb) < 10 * float(x_mb) + 60, (peak_mb, x_mb)
     assert float(rss_mb) < 1500
+
+
+@needs_torch
+def test_lbfgs_moves_one_vector_each_way_per_evaluation_on_torch() -> None:
+    """Per L-BFGS function evaluation on torch: one upload (the flat parameters) and one
+    read-back (loss and flat gradient together), whatever the number of layers."""
+    from torch.overrides import TorchFunctionMode
+
+    import xpnet
+    from xpnet._lbfgs import flat_objective, pack
+
+    reads_by_name = {"__float__", "__int__", "__bool__", "__index__", "item", "tolist",
+                     "numpy", "__array__", "__complex__"}
+
+    class Traffic(TorchFunctionMode):
+        reads = uploads = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            if getattr(func, "__name__", "") in reads_by_name:
+                Traffic.reads += 1
+            elif args and isinstance(args[0], np.ndarray):
+                Traffic.uploads += 1
+            return func(*args, **(kwargs or {}))
+
+    X, y = make_data("multiclass")
+    net = xpnet.MLP([5, 6, 4, 3], activation="tanh", output="softmax", backend="torch",
+                    alpha=0.01)
+    X_t, Y_t = net._check_XY(X, y)
+    objective, flat = flat_objective(net, X_t, Y_t), pack(net)
+    objective(flat)  # warm up
+    Traffic.reads = Traffic.uploads = 0
+    with Traffic():
+        for _ in range(5):
+            loss, grad = objective(flat)
+    assert (Traffic.reads, Traffic.uploads) == (5, 5)
+    assert isinstance(loss, float) and grad.shape == flat.shape and grad.dtype == np.float64

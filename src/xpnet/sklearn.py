@@ -545,8 +545,8 @@ class _BaseMLP(BaseEstimator):
             self.t_ = 0
             # scikit-learn's _initialize: copies of the initial weights; with early
             # stopping they become the best epoch's weights (see _publish_weights)
-            self._best_coefs = [np.array(W) for W, _ in initial]
-            self._best_intercepts = [np.array(b) for _, b in initial]
+            self._best_coefs = [np.array(W, dtype=dtype) for W, _ in initial]
+            self._best_intercepts = [np.array(b, dtype=dtype) for _, b in initial]
             if self.solver != "lbfgs":
                 self._no_improvement_count = 0
         else:
