@@ -211,7 +211,9 @@ PARAMETER_VALUES = [
     ("nesterovs_momentum", None), ("verbose", 2), ("verbose", "loud"), ("solver", "lbfgs"),
     ("solver", "newton"), ("activation", "softmax"), ("learning_rate", "optimal"),
     ("hidden_layer_sizes", 3), ("hidden_layer_sizes", [3, 2]), ("hidden_layer_sizes", (3, 0)),
-    ("hidden_layer_sizes", 0), ("hidden_layer_sizes", "3"), ("random_state", "seed"),
+    ("hidden_layer_sizes", 0), ("hidden_layer_sizes", "3"), ("hidden_layer_sizes", (3.0,)),
+    ("hidden_layer_sizes", ()), ("hidden_layer_sizes", np.array([2, 3])),
+    ("random_state", "seed"),
     ("random_state", np.random.RandomState(0)), ("random_state", -1),
 ]
 

@@ -314,7 +314,8 @@ class _BaseMLP(BaseEstimator):
         if np.any(np.array(sizes) <= 0):  # scikit-learn's check and message
             raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
         if any(isinstance(s, bool) or not isinstance(s, numbers.Integral) for s in sizes):
-            raise ValueError(
+            # a TypeError, as scikit-learn's (raised later, where it allocates the layers)
+            raise TypeError(
                 f"hidden_layer_sizes must hold positive integers, got {self.hidden_layer_sizes!r}."
             )
         return [int(s) for s in sizes]
