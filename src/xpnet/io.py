@@ -99,6 +99,22 @@ def _checksum(header: bytes, arrays: list[np.ndarray]) -> str:
     return digest.hexdigest()
 
 
+def _check_finite_weights(net: MLP) -> None:
+    """Refuse to write NaN or infinite weights (a diverged network): ``load`` would refuse
+    the file, and it must never replace a good model."""
+    bad = net._nonfinite_parameters()
+    if bad:
+        layers = sorted({int(name[1:]) for name in bad})
+        where = ", ".join(
+            f"layer {layer} ({', '.join(n for n in bad if int(n[1:]) == layer)})"
+            for layer in layers
+        )
+        raise ValueError(
+            f"cannot save a network with non-finite weights: {where} holds NaN or "
+            "infinity (did the training diverge? try a smaller lr)"
+        )
+
+
 def save(net: MLP, path: str | os.PathLike[str], **metadata: Any) -> None:
     """Write ``net`` to ``path`` (an ``.npz`` model file; the name is used as given).
 
@@ -116,6 +132,7 @@ def save(net: MLP, path: str | os.PathLike[str], **metadata: Any) -> None:
     """
     if not isinstance(net, MLP):
         raise TypeError(f"save() needs an xpnet.MLP; got {type(net).__name__}")
+    _check_finite_weights(net)
     from . import __version__
 
     meta: dict[str, Any] = {}

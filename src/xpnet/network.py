@@ -282,6 +282,38 @@ class MLP:
                 new.append(array)
         self._params = new
 
+    def _parameter_sum(self, params: Sequence[Array] | None = None) -> Array:
+        """The sum of every entry of ``params`` (default: the network's), a 0-d array on
+        the device: no host sync.
+
+        Finite exactly when every entry is, unless the sum of finite values overflows
+        (only near the dtype's largest value; callers confirm a non-finite sum with
+        :meth:`_nonfinite_parameters`). Per layer ``(1ᵀ W + b) · 1``: two matrix-vector
+        products with ones vectors made once per network, plain operators only, which is
+        what costs least per epoch on small networks (``xp.sum`` or ``xp.reshape`` calls
+        cost more than the arithmetic there).
+        """
+        params = self._params if params is None else params
+        ones = self.__dict__.get("_layer_ones")
+        if ones is None:
+            device = self.array_backend.device
+            ones = [self.xp.ones((n,), dtype=self._dtype, device=device)
+                    for n in self.layer_sizes]
+            self._layer_ones = ones
+        total = None
+        for layer in range(self.n_layers):
+            layer_sum = (ones[layer] @ params[2 * layer] + params[2 * layer + 1]) @ ones[layer + 1]
+            total = layer_sum if total is None else total + layer_sum
+        return total
+
+    def _nonfinite_parameters(self, params: Sequence[Array] | None = None) -> list[str]:
+        """Names (``W1``, ``b1``, ...) of the parameters holding NaN or infinity, in
+        ``params`` (same layout as ``_params``; default: the network's own). One host read
+        per array: for error paths, not for the training loop."""
+        params = self._params if params is None else params
+        names = [f"{kind}{layer + 1}" for layer in range(self.n_layers) for kind in "Wb"]
+        return [name for name, p in zip(names, params) if not v.all_finite(self.xp, p)]
+
     # ------------------------------------------------------------------ checks
     def _check_X(self, X: Any, name: str = "X") -> Array:
         if is_sparse(X):  # only the first layer's products touch X (see _sparse)
@@ -472,18 +504,50 @@ class MLP:
         return loss, list(zip(grads[0::2], grads[1::2]))
 
     @on_device
-    def step(self, X: Any, Y: Any = None, lr: float = 0.1) -> Array:
+    def step(
+        self, X: Any, Y: Any = None, lr: float = 0.1, *, check_finite: bool | None = None
+    ) -> Array:
         """One gradient-descent update ``W ← W − lr·dW`` on this batch.
 
         Returns the loss before the update (0-d backend array). Inputs are checked before
         anything changes, so a failing call leaves the parameters as they were. The
         checks cost 2 to 5 host synchronisations per call: in a loop, check once with
         ``batch = net.prepare(X, Y)`` and call ``net.step(batch[first:last], lr=lr)``.
+
+        ``check_finite``: refuse an update that would make a parameter NaN or infinite
+        (one more host synchronisation). ``None`` (default): check, except for prepared
+        data, whose hot loop stays free of host synchronisations (check the loss you
+        read back there, or train with ``fit``, which checks once per epoch).
+
+        Raises
+        ------
+        FloatingPointError
+            If the update would make a parameter NaN or infinite (``lr`` too large, or
+            a non-finite loss); the parameters are left unchanged.
         """
-        optimizer = SGD(lr)
+        optimizer = SGD(lr)  # checks lr
+        if check_finite is None:
+            check_finite = not isinstance(X, Prepared)
+        elif not isinstance(check_finite, bool):
+            raise TypeError(f"check_finite must be True, False or None; got {check_finite!r}")
         X, Y = self._checked_XY(X, Y)
         loss, grads = self._loss_and_grads(X, Y)
-        optimizer.update(self._params, grads)
+        if not check_finite:
+            optimizer.update(self._params, grads)
+            return loss
+        # Out of place (same rounding as SGD's p -= lr * grad), so nothing changes until
+        # the new values are known to be finite; one host read for the check.
+        lr = optimizer.lr
+        new = [p - lr * grad for p, grad in zip(self._params, grads)]
+        if not bool(self.xp.isfinite(self._parameter_sum(new))):
+            bad = self._nonfinite_parameters(new)  # the sum may also just have overflowed
+            if bad:
+                raise FloatingPointError(
+                    f"step(lr={lr:g}) would make {', '.join(bad)} non-finite (loss before "
+                    f"the step: {float(loss):g}); the parameters are unchanged. Try a "
+                    "smaller lr."
+                )
+        self._params = new
         return loss
 
     def fit(

@@ -29,6 +29,7 @@ Learning-rate schedules (SGD only, as in scikit-learn; Adam adapts its own steps
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 from typing import Any
@@ -78,6 +79,30 @@ class Optimizer:
     def trigger_stopping(self) -> bool:
         """The loop found no improvement: return True to stop (the default)."""
         return True
+
+    def snapshot(self, reuse: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A copy of the optimiser's whole state, for :meth:`restore`.
+
+        The training loop takes one at the start of every epoch and restores it when it
+        abandons the epoch (non-finite loss or parameters, Ctrl-C in the middle of it), so
+        the parameters and the state that moves them (learning rate, Adam's step count
+        ``t``, momentum velocities, Adam's moments) roll back together. It copies every
+        attribute, arrays and lists of arrays included (on their device), so a subclass
+        that keeps its state in attributes is covered without overriding this.
+
+        ``reuse``: an earlier snapshot of this optimiser that is no longer needed; its
+        arrays are overwritten in place (``buffer[...] = array``) instead of allocating
+        new ones, where the backend allows it. The training loop passes the previous
+        epoch's snapshot.
+        """
+        reuse = reuse or {}
+        return {name: _copy_state(value, reuse.get(name)) for name, value in vars(self).items()}
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Put back the state :meth:`snapshot` returned (copied again: the snapshot stays
+        valid)."""
+        for name, value in snapshot.items():
+            setattr(self, name, _copy_state(value))
 
 
 class SGD(Optimizer):
@@ -222,10 +247,55 @@ class Adam(Optimizer):
             params[i] = p
 
 
-def _namespace(array: Array) -> Any:
-    from array_api_compat import array_namespace
+_NAMESPACES: dict[type, Any] = {}
 
-    return array_namespace(array)
+
+def _namespace(array: Array) -> Any:
+    """The array's Array API namespace, looked up once per array type: the lookup costs
+    more than an update of a small network's parameters, and the per-epoch snapshot
+    needs it too."""
+    namespace = _NAMESPACES.get(type(array))
+    if namespace is None:
+        from array_api_compat import array_namespace
+
+        namespace = _NAMESPACES[type(array)] = array_namespace(array)
+    return namespace
+
+
+_IMMUTABLE = (int, float, str, bool, type(None))
+
+
+def _copy_state(value: Any, into: Any = None) -> Any:
+    """A copy of one optimiser attribute: arrays and lists of arrays are copied on their
+    device (into the arrays of the list ``into`` when it is an earlier copy of the same
+    list and the backend's arrays are mutable); numbers, strings and None (immutable) are
+    shared."""
+    if isinstance(value, _IMMUTABLE):
+        return value
+    if (
+        isinstance(value, list) and isinstance(into, list) and len(into) == len(value)
+        and not any(isinstance(item, _IMMUTABLE) for item in value)
+    ):
+        try:
+            for buffer, item in zip(into, value):
+                buffer[...] = item
+            return into
+        except (TypeError, ValueError, NotImplementedError):  # immutable arrays: copy
+            pass
+    if isinstance(value, list):
+        arrays = [item for item in value if not isinstance(item, _IMMUTABLE)]
+        if not arrays:
+            return list(value)
+        xp = _namespace(arrays[0])
+        return [
+            item if isinstance(item, _IMMUTABLE) else xp.asarray(item, copy=True)
+            for item in value
+        ]
+    from array_api_compat import is_array_api_obj
+
+    if is_array_api_obj(value):
+        return _namespace(value).asarray(value, copy=True)
+    return copy.deepcopy(value)
 
 
 def _zeros_like(array: Array) -> Array:

@@ -84,6 +84,11 @@ _EXTRA_CONSTRAINTS: dict[str, Any] = {
     "dtype": [StrOptions({"float32", "float64"}), None],
 }
 _DEVICE_LIBRARIES = ("torch", "cupy", "array_api_strict")
+# scikit-learn's message, word for word (BaseMultilayerPerceptron._fit)
+_NONFINITE_WEIGHTS = (
+    "Solver produced non-finite parameter weights. The input data may contain large "
+    "values and need to be preprocessed."
+)
 
 
 # ---------------------------------------------------------------------- array kinds
@@ -636,12 +641,15 @@ class _BaseMLP(BaseEstimator):
                 rng=_SklearnShuffle(random_state),
                 history=history,
                 verbose=bool(self.verbose),
+                # scikit-learn trains on through non-finite weights with early stopping
+                # (NaN scores never become the best; the best weights come back at the end)
+                on_divergence="continue" if self.early_stopping else "raise",
             )
         except FloatingPointError as exc:
-            raise ValueError(
-                "Solver produced non-finite parameter weights. The input data may contain "
-                f"large values and need to be preprocessed. ({exc})"
-            ) from None
+            # Without early stopping scikit-learn runs on to max_iter and then raises
+            # this; xpnet raises it at the diverged epoch (the network rolled back, the
+            # fitted attributes untouched), with the epoch in the chained exception.
+            raise ValueError(_NONFINITE_WEIGHTS) from exc
 
         if self.shuffle and batch_size >= m:
             # the loop skips shuffling a full batch (the gradient does not depend on the
@@ -663,6 +671,8 @@ class _BaseMLP(BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
         self._publish_weights(net, X, library)
+        if net._nonfinite_parameters():  # scikit-learn's last check of every fit
+            raise ValueError(_NONFINITE_WEIGHTS)
         if not incremental and not history.converged and self.n_iter_ == self.max_iter:
             warnings.warn(
                 f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
@@ -718,11 +728,8 @@ class _BaseMLP(BaseEstimator):
         )
         self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
         self.loss_ = result.fun
-        if not np.all(np.isfinite(result.x)):
-            raise ValueError(
-                "Solver produced non-finite parameter weights. The input data may"
-                " contain large values and need to be preprocessed."
-            )
+        if not np.all(np.isfinite(result.x)):  # scikit-learn's last check of every fit
+            raise ValueError(_NONFINITE_WEIGHTS)
         self._publish_weights(net, X, library)
         sizes = net.layer_sizes
         # scikit-learn keeps where each layer sits in the flat vector

@@ -17,6 +17,13 @@ The stopping rules are scikit-learn's (``MLPClassifier``/``MLPRegressor`` with t
   ``adaptive`` schedule, divides the learning rate by 5 and training goes on;
 - with early stopping the weights of the epoch with the best validation score are
   restored at the end.
+
+Two ways out that are not stopping rules: a *diverged* epoch (non-finite loss, or
+non-finite parameters after it) rolls the network and the optimiser back to the last
+finite state and raises :class:`DivergenceError` (a ``FloatingPointError``); Ctrl-C
+(``KeyboardInterrupt``) ends training after rolling back an epoch cut short, and ``fit``
+returns the history marked ``interrupted``. To roll back, the loop copies the
+parameters and the optimiser's state at the start of every epoch.
 """
 
 from __future__ import annotations
@@ -37,9 +44,40 @@ from .optim import SGD, Optimizer, get_optimizer
 if TYPE_CHECKING:
     from .network import MLP
 
-__all__ = ["History", "fit", "validation_score"]
+__all__ = ["DivergenceError", "History", "fit", "validation_score"]
 
 Array = Any
+
+
+class DivergenceError(FloatingPointError):
+    """Training diverged: the epoch's loss or the parameters after it are not finite.
+
+    Raised by :func:`fit` after rolling the network back (see ``on_divergence``).
+
+    Attributes
+    ----------
+    epoch : int
+        The epoch that diverged, 1-based, counted within the call to ``fit``.
+    loss : float
+        Its mean loss (NaN or infinite, or finite when only the parameters are not).
+    parameters : tuple of str
+        Names of the parameters that became non-finite (``"W1"``, ``"b2"``, ...).
+    reason : str
+        What went wrong, in words (without the advice).
+    lr : float
+        The optimiser's initial learning rate.
+    """
+
+    def __init__(
+        self, message: str, *, epoch: int, loss: float, parameters: tuple[str, ...],
+        reason: str, lr: float,
+    ) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.loss = loss
+        self.parameters = parameters
+        self.reason = reason
+        self.lr = lr
 
 
 @dataclass
@@ -69,6 +107,11 @@ class History:
         after ``epochs``.
     no_improvement_count : int
         Epochs in a row without improvement at the end of the latest call.
+    interrupted : bool
+        Whether the latest call was stopped by ``KeyboardInterrupt`` (Ctrl-C). The
+        network then holds the weights of the last complete epoch (an epoch cut short is
+        rolled back, optimiser state included), or the best weights with early stopping,
+        and ``n_iter``/``loss`` count only complete epochs.
 
     Pass a History back as ``fit(..., history=h)`` to continue training where it left
     off (the counters, best values and best weights carry over, as with scikit-learn's
@@ -84,6 +127,7 @@ class History:
     samples_seen: int = 0
     converged: bool = False
     no_improvement_count: int = 0
+    interrupted: bool = False
     best_params: list[Array] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -110,8 +154,8 @@ def validation_score(net: MLP, X: Array, Y: Array, sample_weight: Array | None =
     Accuracy for sigmoid outputs (a row counts when every output is on the right side of
     0.5, i.e. subset accuracy for multi-label) and softmax outputs (arg-max), R² averaged
     over the outputs for identity outputs (1 for a constant target predicted exactly, 0
-    otherwise) — scikit-learn's ``accuracy_score``/``r2_score``. ``sample_weight``
-    weights the rows.
+    otherwise) — scikit-learn's ``accuracy_score``/``r2_score``; NaN when a prediction
+    is not finite, as scikit-learn's MLPs score it. ``sample_weight`` weights the rows.
     """
     xp = net.xp
     A = net._forward(X)[2]
@@ -127,8 +171,9 @@ def validation_score(net: MLP, X: Array, Y: Array, sample_weight: Array | None =
             num = xp.sum(w * (Y - A) ** 2, axis=0)
             den = xp.sum(w * (Y - mean) ** 2, axis=0)
         safe = den + xp.astype(den == 0, den.dtype)
-        r2 = xp.where(den == 0, xp.astype(num == 0, den.dtype), 1.0 - num / safe)
-        return xp.mean(r2)
+        r2 = xp.mean(xp.where(den == 0, xp.astype(num == 0, den.dtype), 1.0 - num / safe))
+        # scikit-learn scores non-finite predictions (a diverged network) as NaN
+        return xp.where(xp.all(xp.isfinite(A)), r2, xp.full_like(r2, math.nan))
     if task == "multiclass":
         correct = xp.argmax(A, axis=1) == xp.argmax(Y, axis=1)
     else:
@@ -212,6 +257,7 @@ def fit(
     history: History | None = None,
     verbose: bool = False,
     max_fun: int = 15000,
+    on_divergence: str = "raise",
 ) -> History:
     """Train ``net`` on ``(X, Y)``; see :meth:`xpnet.MLP.fit` for the first arguments.
 
@@ -249,6 +295,37 @@ def fit(
         Print the loss (and validation score) of each epoch.
     max_fun : int, default 15000
         ``optimizer="lbfgs"`` only: the most loss evaluations L-BFGS may make.
+    on_divergence : {"raise", "continue"}, default "raise"
+        What a non-finite epoch loss or non-finite parameters after an epoch do.
+        ``"raise"``: roll the network back to the last finite state (the parameters at
+        the start of that epoch, or the best weights so far with early stopping; the
+        optimiser's state to the start of that epoch) and raise ``FloatingPointError``.
+        ``"continue"``: train on, as scikit-learn's MLPs do with early stopping (a NaN
+        validation score is never the best one, and the best weights are restored at
+        the end); the estimators of :mod:`xpnet.sklearn` use it.
+
+    Returns
+    -------
+    History
+        ``history`` (or a new one), updated.
+
+    Raises
+    ------
+    DivergenceError
+        A ``FloatingPointError``: training diverged (see ``on_divergence``); the
+        message names the epoch (1-based, counted within this call) and suggests a
+        smaller ``lr``.
+
+    Notes
+    -----
+    Ctrl-C (``KeyboardInterrupt``) ends training, not the program, as in scikit-learn:
+    an epoch cut short is rolled back (parameters and optimiser state) to its start, or
+    one interrupted in ``callback`` counts as complete; with early stopping the best
+    weights are restored as at any end. A ``UserWarning`` says where it stopped, and
+    ``history.interrupted`` is True. No other exception is caught.
+
+    The check for divergence costs no extra host synchronisation: the parameters'
+    finiteness travels with the epoch's one loss read-back.
     """
     epochs = v.check_positive_int("epochs", epochs)
     if isinstance(optimizer, str) and optimizer == "lbfgs":
@@ -275,6 +352,8 @@ def fit(
             f"validation_fraction must be a number in (0, 1); got {validation_fraction!r}"
         )
     rng = net._shuffle_rng if rng is None else rng
+    if on_divergence not in ("raise", "continue"):
+        raise ValueError(f"on_divergence must be 'raise' or 'continue'; got {on_divergence!r}")
 
     X, Y = net._check_XY(X, Y)
     m = X.shape[0]
@@ -314,74 +393,200 @@ def fit(
         history = History()
     history.n_iter = 0
     history.converged = False
+    history.interrupted = False
+    if early_stopping and history.best_params is None:
+        # scikit-learn starts from the initial weights as the "best" ones, so a run whose
+        # every validation score is NaN ends on them rather than on diverged weights
+        history.best_params = [xp.asarray(p, copy=True) for p in net._params]
     start = time.perf_counter()
-    for epoch in range(epochs):
-        # Full-batch gradients do not depend on row order, so only mini-batches shuffle:
-        # one permutation per epoch, and each batch gathers its rows with xp.take (never a
-        # shuffled copy of the whole data set: less memory and cache-warm batches).
-        order = None
-        if shuffle and batch_size < m:
-            order = backend.asarray(rng.permutation(m))
-        total: Any = None  # 0-d device array: summed on the device, read once per epoch
-        for first in range(0, m, batch_size):
-            last = min(first + batch_size, m)
-            if order is None:
-                X_batch, Y_batch = row_slice(X, first, last), Y[first:last, ...]
-                w_batch = None if w is None else w[first:last]
-            else:
-                rows = order[first:last]
-                X_batch, Y_batch = take_rows(xp, X, rows), xp.take(Y, rows, axis=0)
-                w_batch = None if w is None else xp.take(w, rows, axis=0)
-            loss, grads = net._loss_and_grads(X_batch, Y_batch, w_batch)
-            opt.update(net._params, grads)
-            weighted = loss * (last - first)
-            total = weighted if total is None else total + weighted
-        epoch_loss = float(total) / m  # the one host read-back of the epoch
-        if not math.isfinite(epoch_loss):
-            raise FloatingPointError(
-                f"training diverged at epoch {epoch + 1}: loss is {epoch_loss}; "
-                f"try a smaller lr (got {opt.lr})"
-            )
-        history.loss.append(epoch_loss)
-        history.n_iter += 1
-        history.samples_seen += m
-        if verbose:
-            print(f"Iteration {len(history.loss)}, loss = {epoch_loss:.8f}")
+    epoch = 0
+    in_epoch = False  # True while the parameters hold a partly done epoch
+    epoch_start = _EpochStart(xp, net._params)
+    opt_state: dict[str, Any] = {}
+    try:
+        for epoch in range(epochs):
+            # The state at the start of the epoch, to roll back to when the epoch is
+            # abandoned (non-finite result, Ctrl-C halfway). One copy of the parameters
+            # (and of the optimiser's state) per epoch, never per batch.
+            epoch_start.take(net._params)
+            opt_state = opt.snapshot(reuse=opt_state)
+            in_epoch = True
+            # Full-batch gradients do not depend on row order, so only mini-batches
+            # shuffle: one permutation per epoch, and each batch gathers its rows with
+            # xp.take (never a shuffled copy of the whole data set: less memory and
+            # cache-warm batches).
+            order = None
+            if shuffle and batch_size < m:
+                order = backend.asarray(rng.permutation(m))
+            total: Any = None  # 0-d device array: summed on the device, read once per epoch
+            for first in range(0, m, batch_size):
+                last = min(first + batch_size, m)
+                if order is None:
+                    X_batch, Y_batch = row_slice(X, first, last), Y[first:last, ...]
+                    w_batch = None if w is None else w[first:last]
+                else:
+                    rows = order[first:last]
+                    X_batch, Y_batch = take_rows(xp, X, rows), xp.take(Y, rows, axis=0)
+                    w_batch = None if w is None else xp.take(w, rows, axis=0)
+                loss, grads = net._loss_and_grads(X_batch, Y_batch, w_batch)
+                opt.update(net._params, grads)
+                weighted = loss * (last - first)
+                total = weighted if total is None else total + weighted
+            # The one host read-back of the epoch carries the parameters' finiteness too:
+            # 0·Σp adds exactly 0 to the loss while every parameter is finite, and NaN as
+            # soon as one is not (or, harmlessly, if Σp overflows: confirmed below). Plain
+            # operators: an xp.where would cost as much again on small networks. (NumPy
+            # may warn "invalid value" here when a parameter is infinite: it has already
+            # warned of the overflow that made it so.)
+            epoch_loss = float(total + 0 * net._parameter_sum()) / m
+            if not math.isfinite(epoch_loss):
+                epoch_loss = float(total) / m
+                bad = net._nonfinite_parameters()
+                if bad or not math.isfinite(epoch_loss):
+                    if on_divergence == "raise":
+                        _roll_back(net, opt, epoch_start, opt_state, history, early_stopping)
+                        in_epoch = False
+                        raise _divergence(epoch + 1, epoch_loss, bad, opt, early_stopping)
+                    # on_divergence="continue": scikit-learn's early stopping trains on;
+                    # the NaN validation scores never count as the best ones.
 
-        improved = True
-        if early_stopping:
-            score = float(validation_score(net, X_val, Y_val, w_val))
-            history.validation_scores.append(score)
+            score = math.nan
+            if early_stopping:
+                score = float(validation_score(net, X_val, Y_val, w_val))
+            # The epoch is complete: record it.
+            history.loss.append(epoch_loss)
+            history.n_iter += 1
+            history.samples_seen += m
             if verbose:
-                print(f"Validation score: {score:f}")
-            improved = not score < history.best_validation_score + tol
-            if score > history.best_validation_score:
-                history.best_validation_score = score
-                history.best_params = [xp.asarray(p, copy=True) for p in net._params]
-        else:
-            improved = not epoch_loss > history.best_loss - tol
-            history.best_loss = min(history.best_loss, epoch_loss)
-        history.no_improvement_count = 0 if improved else history.no_improvement_count + 1
-        opt.iteration_ends(history.samples_seen)
-        if callback is not None:
-            callback(epoch, epoch_loss)
+                print(f"Iteration {len(history.loss)}, loss = {epoch_loss:.8f}")
 
-        if n_iter_no_change is not None and history.no_improvement_count > n_iter_no_change:
-            what = "Validation score" if early_stopping else "Training loss"
-            message = (
-                f"{what} did not improve more than tol={tol:f} for {n_iter_no_change} "
-                "consecutive epochs."
-            )
-            if opt.trigger_stopping():
-                history.converged = True
+            improved = True
+            if early_stopping:
+                history.validation_scores.append(score)
                 if verbose:
-                    print(f"{message} Stopping.")
-                break
-            history.no_improvement_count = 0
-            if verbose:
-                print(f"{message} Setting learning rate to {opt.learning_rate:f}")
+                    print(f"Validation score: {score:f}")
+                # scikit-learn's comparisons, NaN included: a NaN score is not "below"
+                # best + tol (the count resets) and never becomes the best one
+                improved = not score < history.best_validation_score + tol
+                if score > history.best_validation_score:
+                    history.best_validation_score = score
+                    history.best_params = [xp.asarray(p, copy=True) for p in net._params]
+            else:
+                improved = not epoch_loss > history.best_loss - tol
+                history.best_loss = min(history.best_loss, epoch_loss)
+            history.no_improvement_count = 0 if improved else history.no_improvement_count + 1
+            opt.iteration_ends(history.samples_seen)
+            in_epoch = False
+            if callback is not None:
+                callback(epoch, epoch_loss)  # a Ctrl-C in here keeps the complete epoch
+
+            if n_iter_no_change is not None and history.no_improvement_count > n_iter_no_change:
+                what = "Validation score" if early_stopping else "Training loss"
+                message = (
+                    f"{what} did not improve more than tol={tol:f} for {n_iter_no_change} "
+                    "consecutive epochs."
+                )
+                if opt.trigger_stopping():
+                    history.converged = True
+                    if verbose:
+                        print(f"{message} Stopping.")
+                    break
+                history.no_improvement_count = 0
+                if verbose:
+                    print(f"{message} Setting learning rate to {opt.learning_rate:f}")
+    except KeyboardInterrupt:
+        # As scikit-learn's MLP: Ctrl-C ends training, not the program. Only
+        # KeyboardInterrupt: any other BaseException (SystemExit, a termination signal
+        # turned into an exception) propagates untouched.
+        if in_epoch:
+            net._params = epoch_start.params()
+            opt.restore(opt_state)
+        history.interrupted = True
+        done = epoch if in_epoch else epoch + 1  # complete epochs of this call
+        if early_stopping:
+            kept = "the best weights so far are restored (early stopping)"
+        elif done:
+            kept = f"the network keeps the weights after epoch {done}"
+        else:
+            kept = "the network keeps the weights it had before this fit"
+        cut = ", which was cut short and rolled back" if in_epoch else ""
+        warnings.warn(
+            f"training interrupted at epoch {epoch + 1} of {epochs}{cut}; {kept}",
+            UserWarning,
+            stacklevel=3,
+        )
     if early_stopping and history.best_params is not None:
         net._params = [xp.asarray(p, copy=True) for p in history.best_params]
     backend.synchronize()
     history.seconds += time.perf_counter() - start
     return history
+
+
+class _EpochStart:
+    """The parameters at the start of the current epoch, kept for a rollback.
+
+    On mutable backends (NumPy, CuPy, torch, array-api-strict) the optimisers update the
+    parameters in place, so the values are copied each epoch into buffers allocated once
+    per fit (``buffer[...] = p``: no allocation per epoch, and no host sync). On an
+    immutable backend (JAX) updates rebind the list entries, so keeping references is a
+    snapshot already.
+    """
+
+    def __init__(self, xp: Any, params: list[Array]) -> None:
+        self.references: list[Array] = list(params)
+        self.buffers: list[Array] | None
+        try:
+            self.buffers = [xp.empty_like(p) for p in params]
+            for buffer, p in zip(self.buffers, params):
+                buffer[...] = p
+        except (TypeError, ValueError, NotImplementedError):  # immutable arrays
+            self.buffers = None
+
+    def take(self, params: list[Array]) -> None:
+        """Record ``params`` (the network's list) as the epoch's start."""
+        if self.buffers is None:
+            self.references = list(params)
+            return
+        for buffer, p in zip(self.buffers, params):
+            buffer[...] = p
+
+    def params(self) -> list[Array]:
+        """The recorded parameters, handed over to the network: ``take`` must not be
+        called again afterwards (the loop ends after a rollback)."""
+        return list(self.references if self.buffers is None else self.buffers)
+
+
+def _roll_back(
+    net: MLP,
+    opt: Optimizer,
+    epoch_start: _EpochStart,
+    opt_state: dict[str, Any],
+    history: History,
+    early_stopping: bool,
+) -> None:
+    """Back to the last finite state: the best weights with early stopping, else the
+    parameters at the start of the diverged epoch; the optimiser to that epoch's start."""
+    if early_stopping and history.best_params is not None:
+        net._params = [net.xp.asarray(p, copy=True) for p in history.best_params]
+    else:
+        net._params = epoch_start.params()
+    opt.restore(opt_state)
+
+
+def _divergence(
+    epoch: int, loss: float, bad: list[str], opt: Optimizer, early_stopping: bool
+) -> DivergenceError:
+    if math.isfinite(loss):
+        reason = f"{', '.join(bad)} became non-finite (loss {loss:.6g})"
+    else:
+        reason = f"the loss is {loss}" + (f" and {', '.join(bad)} became non-finite" if bad else "")
+    lr = opt.learning_rate_init
+    where = (
+        "the best weights so far (early stopping)" if early_stopping
+        else f"the weights from the start of epoch {epoch}"
+    )
+    return DivergenceError(
+        f"training diverged at epoch {epoch}: {reason}; try a smaller lr (got {lr:g}). "
+        f"The network was rolled back to {where}.",
+        epoch=epoch, loss=loss, parameters=tuple(bad), reason=reason, lr=lr,
+    )

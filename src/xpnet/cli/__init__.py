@@ -27,6 +27,7 @@ from ._signals import (
     _silence_stdout,
 )
 from .parser import build_parser
+from .train import EXIT_INTERRUPTED, TrainingAborted
 
 __all__ = ["build_parser", "main"]
 
@@ -72,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # 'xpnet predict ... | head': stop quietly, as Unix filters do
         _silence_stdout()
         return EXIT_BROKEN_PIPE
+    except TrainingAborted:  # a second Ctrl-C during 'xpnet train'
+        sys.stderr.write("xpnet: aborted; nothing was written\n")
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         sys.stderr.write("xpnet: interrupted\n")
         return 130

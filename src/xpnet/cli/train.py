@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
+import warnings
+from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -27,6 +32,62 @@ from ._common import (
     printable,
 )
 from ._paths import check_paths
+
+EXIT_DIVERGED = 1  # training ran but produced no usable network (nothing is written)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+
+
+class TrainingAborted(BaseException):
+    """A second Ctrl-C during training: stop at once and write nothing (exit 130).
+
+    A BaseException, not a KeyboardInterrupt, so that ``fit`` (which turns a
+    KeyboardInterrupt into an orderly stop) lets it through.
+    """
+
+
+class _StopAfterEpoch:
+    """While training, the first Ctrl-C (SIGINT) asks ``fit`` to stop after the epoch in
+    progress; a second one raises :class:`TrainingAborted`.
+
+    Used as a context manager around ``fit`` (it installs and restores the SIGINT
+    handler, in the main thread only) and as its epoch callback: the handler only sets a
+    flag, and the callback, which runs once the epoch is complete, raises the
+    KeyboardInterrupt that makes ``fit`` return the history marked ``interrupted``. So
+    the weights kept are exactly those after a complete epoch.
+    """
+
+    def __init__(self, progress: Callable[[int, float], Any], newline: bool) -> None:
+        self.progress = progress
+        self.newline = newline  # a progress bar is on the terminal: start a fresh line
+        self.requested = False
+        self.epochs_done = 0
+        self._previous: Any = None
+        self._installed = False
+
+    def __enter__(self) -> _StopAfterEpoch:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            raise TrainingAborted
+        self.requested = True
+        sys.stderr.write(f"{chr(10) if self.newline else ''}xpnet: stopping after epoch "
+                         f"{self.epochs_done + 1}; press Ctrl-C again to abort\n")
+        sys.stderr.flush()
+
+    def __call__(self, epoch: int, loss: float) -> None:
+        self.epochs_done = epoch + 1
+        self.progress(epoch, loss)
+        if self.requested:
+            raise KeyboardInterrupt  # fit keeps this complete epoch and returns
 
 
 def _optimizer(args: argparse.Namespace) -> Any:
@@ -67,6 +128,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..metrics import score
     from ..network import MLP
     from ..progress import EpochProgress
+    from ..train import DivergenceError
 
     check_paths({"--save": ("model file", args.save), "--plot": ("plot", args.plot)},
                 {"--data": ("data file", args.data)})
@@ -118,11 +180,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
               device=device, dtype=args.dtype, seed=args.seed, alpha=args.alpha)
 
     show_progress = sys.stdout.isatty() and not args.quiet and not args.json
-    with EpochProgress(args.epochs, enabled=show_progress) as progress:
-        history = net.fit(X_train, y_train_fit, epochs=args.epochs, lr=args.lr,
-                          batch_size=args.batch_size, callback=progress,
-                          optimizer=_optimizer(args), early_stopping=args.early_stopping,
-                          n_iter_no_change=args.n_iter_no_change, tol=args.tol)
+    optimizer = _optimizer(args)
+    try:
+        # NumPy's overflow/invalid warnings would only precede the divergence error below
+        with EpochProgress(args.epochs, enabled=show_progress) as progress, \
+                _StopAfterEpoch(progress, newline=show_progress) as stop_after_epoch, \
+                np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
+                warnings.catch_warnings():
+            # the summary says it was interrupted: no need for fit's warning too
+            warnings.filterwarnings("ignore", "training interrupted", UserWarning)
+            history = net.fit(X_train, y_train_fit, epochs=args.epochs, lr=args.lr,
+                              batch_size=args.batch_size, callback=stop_after_epoch,
+                              optimizer=optimizer, early_stopping=args.early_stopping,
+                              n_iter_no_change=args.n_iter_no_change, tol=args.tol)
+    except DivergenceError as exc:
+        sys.stderr.write(f"xpnet: error: training diverged at epoch {exc.epoch}: {exc.reason}; "
+                         f"try a smaller --lr (got {args.lr:g}); nothing was written\n")
+        return EXIT_DIVERGED
+    # a Ctrl-C after the last epoch's callback still counts: the user asked to stop
+    interrupted = history.interrupted or stop_after_epoch.requested
     m_train = X_train.shape[0]
     samples_per_second = history.epochs * m_train / max(history.seconds, 1e-12)
 
@@ -179,14 +255,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 "loss_curve": history.loss,
             },
             "loss": history.loss[-1],
+            "interrupted": interrupted,
             "train": train_scores,
             "test": test_scores,
             "model": args.save,
             "plot": args.plot,
         })
-        return 0
+        return EXIT_INTERRUPTED if interrupted else 0
     if args.quiet:
-        return 0
+        return EXIT_INTERRUPTED if interrupted else 0
     kinds = (f"{len(target.classes)} classes "
              f"({', '.join(map(printable, target.classes[:10]))}"
              f"{', ...' if len(target.classes) > 10 else ''})" if target.classes
@@ -201,7 +278,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         + ("standardised (training-split statistics)" if scaler else "as given"),
         f"network   {_describe_net(net)}",
         f"backend   {net.backend} on {_device_name(net)}, {net.dtype}",
-        f"training  {history.epochs} epochs, {batch}, {_solver_text(args)}, "
+        f"training  {history.epochs} epochs"
+        + (f" (interrupted at epoch {history.epochs} of {args.epochs})" if interrupted else "")
+        + f", {batch}, {_solver_text(args)}, "
         f"alpha {args.alpha:g}, seed {args.seed}",
         f"loss      {_fmt(history.loss[-1])} (last epoch)   train {_fmt(train_scores['loss'])}"
         + (f"   test {_fmt(test_scores['loss'])}" if test_scores else ""),
@@ -221,4 +300,4 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.plot:
         lines.append(f"plot      {printable(args.plot)}")
     print("\n".join(lines))
-    return 0
+    return EXIT_INTERRUPTED if interrupted else 0
