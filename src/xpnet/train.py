@@ -333,6 +333,11 @@ def fit(
             net, X, Y, epochs, batch_size, callback, sample_weight, early_stopping,
             validation_data, tol, history, verbose, max_fun,
         )
+    if isinstance(optimizer, str) and optimizer not in ("sgd", "adam"):
+        raise ValueError(
+            "optimizer must be 'sgd', 'adam', 'lbfgs' or an Optimizer instance; "
+            f"got {optimizer!r}"
+        )
     opt: Optimizer = SGD(lr) if optimizer is None else get_optimizer(optimizer, lr)
     if batch_size is not None:
         batch_size = v.check_positive_int("batch_size", batch_size)
