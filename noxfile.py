@@ -3,6 +3,7 @@
     nox -s "tests(backend='numpy')"     # or array_api_strict, torch, cupy
     nox -s lint typecheck
     nox -s bench -- --quick             # benchmarks (not part of the default sessions)
+    nox -s mutation                     # mutation score of the core (not a default session)
     nox -s fuzz                         # long fuzz run of the file readers (not default)
 
 Each tests session installs only its backend's extra (plus the test tools) and runs
@@ -76,3 +77,18 @@ def bench(session: nox.Session) -> None:
     """
     session.install("-c", "constraints.txt", "-e", ".[torch,sklearn,strict,plot]", "threadpoolctl")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session
+def mutation(session: nox.Session) -> None:
+    """Targeted mutation testing of the core (tests/mutation/run_mutants.py).
+
+    Not in the default sessions: about ten minutes on two cores. Each of ~45 deliberate
+    bugs (wrong sign in BP1, W instead of dW in BP2, a test row leaking into training,
+    ...) is applied to a copy of src/ and a fast subset of the tests is run against it;
+    the session fails when a mutant survives. Pass ``-- -k ID`` for some mutants only,
+    ``-- --list`` to list them.
+    """
+    # Not editable: the mutated copies on PYTHONPATH must shadow the installed package.
+    session.install("-c", "constraints.txt", ".[test,sklearn]")
+    session.run("python", "tests/mutation/run_mutants.py", *session.posargs)

@@ -114,7 +114,7 @@ def test_bad_X(bad_X, error, match):
         ("sigmoid", 2, Y_BINARY, r"Y has shape \(6,\) but the network has 2 outputs"),
         ("sigmoid", 1, np.ones((6, 2)), r"Y has shape \(6, 2\) .* expected \(m, 1\)"),
         ("sigmoid", 1, np.ones((6, 1, 1)), r"Y must be 1-D or 2-D"),
-        ("softmax", 3, np.array([0, 1, 3, 0, 1, 2]), r"labels in \[0, 3\] .* must lie in \[0, 2\]"),
+        ("softmax", 3, np.array([0, 1, 3, 0, 1, 2]), r"class label 3 .* must lie in \[0, 2\]"),
         ("softmax", 3, np.array([0, -1, 2, 0, 1, 2]), r"labels must lie in \[0, 2\]"),
         ("softmax", 3, LABELS + 0.5, r"must be integer class labels"),
         ("softmax", 3, np.ones((6, 3)), r"must be one-hot rows"),

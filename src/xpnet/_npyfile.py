@@ -28,6 +28,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from ._memory import available_memory, format_bytes
+
 __all__ = [
     "ENV_LIMIT",
     "ArrayFileError",
@@ -50,32 +52,14 @@ class ArrayFileError(ValueError):
     """An ``.npy``/``.npz`` file (or member) is malformed or too large; no file name."""
 
 
-def format_bytes(n: int | float) -> str:
-    """``n`` bytes in binary units: ``'1.5 GiB'``."""
-    value = float(n)
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{int(value)} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
 _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([KMGT]?)(?:i?B)?\s*", re.IGNORECASE)
 
 
 def _available_memory() -> int | None:
-    """Bytes of memory available now (``MemAvailable``), or ``None`` when unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (AttributeError, ValueError, OSError):
-        return None
+    """Bytes of memory available now, or ``None`` when unknown (one rule for every size
+    check: :func:`xpnet._memory.available_memory`, which also honours cgroup and
+    ``ulimit -v`` limits)."""
+    return available_memory()
 
 
 def memory_limit() -> tuple[int | None, str]:

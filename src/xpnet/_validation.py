@@ -121,11 +121,36 @@ def check_X(backend: Backend, X: Any, n_features: int, dtype: Any, name: str = "
             f"{name} has {X.shape[1]} features (columns) but the network expects "
             f"{n_features}; got shape {tuple(X.shape)}"
         )
-    if X.dtype != dtype:
-        X = xp.astype(X, dtype)
-    if not all_finite(xp, X):
+    return cast_finite(xp, X, dtype, name)
+
+
+def cast_finite(xp: Any, array: Array, dtype: Any, name: str) -> Array:
+    """``array`` as ``dtype``, refusing NaN/inf and finite values the dtype cannot hold.
+
+    A float64 value beyond ``finfo(float32).max`` would become inf in the cast (with
+    NumPy's overflow warnings) and then be reported as "infinite", which the user's data
+    are not: the range is checked in the source dtype first.
+    """
+    if not all_finite(xp, array):
         raise ValueError(f"{name} contains NaN or infinite values")
-    return X
+    if array.dtype == dtype:
+        return array
+    if xp.isdtype(array.dtype, "real floating") and array.shape[0] > 0:
+        largest = float(xp.finfo(dtype).max)
+        if float(xp.finfo(array.dtype).max) > largest:
+            peak = float(xp.max(xp.abs(array)))
+            if peak > largest:
+                raise ValueError(
+                    f"{name} holds values up to {peak:.3g} in magnitude, too large for "
+                    f"{_dtype_name(dtype)} (largest {largest:.3g}); rescale the data "
+                    "or use dtype float64"
+                )
+    return xp.astype(array, dtype)
+
+
+def _dtype_name(dtype: Any) -> str:
+    text = str(dtype)
+    return text.rsplit(".", 1)[-1].strip("'>")
 
 
 def check_Y(
@@ -156,13 +181,22 @@ def check_Y(
                 f"{name} as 1-D softmax targets must be integer class labels in [0, {n_out}); "
                 "got non-integer values"
             )
-        labels = xp.astype(Y, xp.int64)
-        low, high = int(xp.min(labels)), int(xp.max(labels))
-        if low < 0 or high >= n_out:
+        # The range is checked before the cast to int64: a label like 1e19 would wrap
+        # around to a meaningless integer.
+        if Y.dtype == xp.bool:
+            Y = xp.astype(Y, xp.int64)
+        # PyTorch has no min/max for uint64: compare unsigned labels as float64.
+        ranged = xp.astype(Y, xp.float64) if xp.isdtype(Y.dtype, "unsigned integer") else Y
+        low, high = xp.min(ranged), xp.max(ranged)
+        bad = low if bool(low < 0) else high if bool(high >= n_out) else None
+        if bad is not None:
+            value = float(bad) if xp.isdtype(Y.dtype, "real floating") else int(bad)
+            shown = f"{value:g}" if isinstance(value, float) else str(value)
             raise ValueError(
-                f"{name} holds class labels in [{low}, {high}] but the network has {n_out} "
-                f"softmax outputs, so labels must lie in [0, {n_out - 1}]"
+                f"{name} holds class label {shown} but the network has {n_out} softmax "
+                f"outputs, so labels must lie in [0, {n_out - 1}]"
             )
+        labels = xp.astype(Y, xp.int64)
         classes = xp.arange(n_out, dtype=xp.int64, device=_device_of(labels))
         return xp.astype(xp.reshape(labels, (m, 1)) == classes, dtype)
 
@@ -183,7 +217,7 @@ def check_Y(
             f"expected (m, {n_out}){extra}"
         )
 
-    Y = xp.astype(Y, dtype) if Y.dtype != dtype else Y
+    Y = cast_finite(xp, Y, dtype, name)
     if task == "binary":
         if not bool(xp.all((Y == 0.0) | (Y == 1.0))):
             raise ValueError(

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _memory
 from ._npyfile import (
     NPY_MAGIC,
     ZIP_MAGIC,
@@ -78,8 +79,7 @@ def make_moons(
     The first ``ceil(n/2)`` rows form the upper moon (class 0), the rest the lower one
     (class 1); Gaussian noise of standard deviation ``noise`` is added to every coordinate.
     """
-    n_samples = check_positive_int("n_samples", n_samples)
-    noise = check_nonnegative_float("noise", noise)
+    n_samples, noise = _check_seed_noise(n_samples, noise)
     rng = np.random.default_rng(seed)
     n_upper = (n_samples + 1) // 2
     n_lower = n_samples - n_upper
@@ -110,7 +110,14 @@ def train_test_split(
 
 # --------------------------------------------------------------------------- generators
 def _check_seed_noise(n_samples: int, noise: float) -> tuple[int, float]:
-    return check_positive_int("n_samples", n_samples), check_nonnegative_float("noise", noise)
+    n_samples = check_positive_int("n_samples", n_samples)
+    noise = check_nonnegative_float("noise", noise)
+    # Refuse before allocating: a billion rows would otherwise swap for many seconds and
+    # end in an unexpected MemoryError (2 features + the label, a few copies each).
+    clause = _memory.too_large(_memory.data_bytes(n_samples, 3))
+    if clause is not None:
+        raise DataError(f"n_samples={n_samples} {clause}; ask for fewer rows")
+    return n_samples, noise
 
 
 def make_xor(
@@ -793,6 +800,9 @@ def stratified_split(
 
 
 # --------------------------------------------------------------------------- scaling
+#: Magnitudes above this (sqrt of float64's largest value) overflow when squared.
+_SAFE_MAGNITUDE = 1e154
+
 @dataclass
 class Standardizer:
     """Per-feature ``(x - mean) / scale``, with statistics from the training rows only.
@@ -808,8 +818,16 @@ class Standardizer:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim == 1:
             X = X[:, None]
-        mean = X.mean(axis=0)
-        std = X.std(axis=0)
+        # Finite values near float64's limit (|x| ~ 1e308) overflow in the mean's sum and
+        # the variance's squares; such columns are divided by their largest magnitude
+        # first (mean and std scale with it). Other columns keep the plain formula, bit
+        # for bit.
+        peak = np.max(np.abs(X), axis=0) if X.shape[0] else np.zeros(X.shape[1])
+        huge = peak > _SAFE_MAGNITUDE
+        divisor = np.where(huge, peak, 1.0)
+        Xs = X / divisor
+        mean = Xs.mean(axis=0) * divisor
+        std = Xs.std(axis=0) * divisor
         constant = std <= 1e-12 * np.maximum(1.0, np.abs(mean))
         return cls(mean, np.where(constant, 1.0, std))
 
@@ -824,7 +842,11 @@ class Standardizer:
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """``(X - mean) / scale`` as a new float64 array (``X`` is not modified)."""
-        return (self._check(X) - self.mean) / self.scale
+        X = self._check(X)
+        if np.all(np.abs(self.mean) <= _SAFE_MAGNITUDE):
+            return (X - self.mean) / self.scale
+        # X - mean can overflow when both are near float64's limit: divide first.
+        return X / self.scale - self.mean / self.scale
 
     def inverse_transform(self, X: np.ndarray) -> np.ndarray:
         return self._check(X) * self.scale + self.mean

@@ -17,11 +17,13 @@ __all__ = ["accuracy", "predicted_classes", "r2_score", "score"]
 
 
 def predicted_classes(outputs: np.ndarray) -> np.ndarray:
-    """Class indices from host output probabilities ``(m, k)``, by ``MLP.predict``'s rule:
-    one sigmoid output is thresholded at 0.5, several softmax outputs take the arg-max."""
+    """Class indices (int64) from host output probabilities ``(m, k)``, by ``MLP.predict``'s
+    rule: one sigmoid output gives class 1 when strictly above 0.5 (scikit-learn's
+    ``LabelBinarizer`` rule, so an output of exactly 0.5 is class 0), several softmax
+    outputs take the arg-max."""
     if outputs.shape[1] == 1:
-        return (outputs[:, 0] >= 0.5).astype(np.int64)
-    return outputs.argmax(axis=1)
+        return (outputs[:, 0] > 0.5).astype(np.int64)
+    return outputs.argmax(axis=1).astype(np.int64, copy=False)
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:

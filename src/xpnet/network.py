@@ -19,12 +19,13 @@ the namespace comes from the backend and is resolved once, at construction.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from . import _memory
 from . import _validation as v
 from ._sparse import check_sparse_X, is_sparse
 from .activations import Activation, get_activation
@@ -38,6 +39,13 @@ Array = Any
 
 
 def _check_layer_sizes(layer_sizes: Any) -> tuple[int, ...]:
+    if isinstance(layer_sizes, (Mapping, Set, str, bytes)):
+        # A dict or set iterates in an order the caller never wrote down (a dict's keys
+        # would silently become the sizes), and a string iterates over characters.
+        raise TypeError(
+            f"layer_sizes must be a sequence of positive integers like [2, 4, 1], in "
+            f"order; got a {type(layer_sizes).__name__}: {layer_sizes!r}"
+        )
     try:
         sizes = tuple(layer_sizes)
     except TypeError:
@@ -155,7 +163,17 @@ class MLP:
             names = [activation] * n_hidden
             get_activation(activation)  # validate even when there is no hidden layer
         else:
-            names = list(activation)
+            try:
+                if isinstance(activation, (Mapping, Set, bytes)):
+                    raise TypeError  # unordered, or not names
+                names = list(activation)
+                if not all(isinstance(name, str) for name in names):
+                    raise TypeError
+            except TypeError:
+                raise TypeError(
+                    "activation must be a name (sigmoid, tanh, relu, identity) or a list "
+                    f"of names, one per hidden layer; got {activation!r}"
+                ) from None
             if len(names) != n_hidden:
                 raise ValueError(
                     f"activation lists {len(names)} name{'' if len(names) == 1 else 's'} "
@@ -170,6 +188,15 @@ class MLP:
                 f"{list(self.layer_sizes)!r} (use output='sigmoid' for one binary output)"
             )
         self.dtype = _check_dtype(dtype)
+        too_large = _memory.too_large(
+            _memory.network_bytes(self.layer_sizes, np.dtype(self.dtype).itemsize)
+        )
+        if too_large is not None:  # refuse before NumPy tries (and fails) to allocate
+            raise ValueError(
+                f"layer_sizes {list(self.layer_sizes)!r} "
+                f"({_memory.n_parameters(self.layer_sizes):,} parameters) {too_large}; "
+                "use smaller layers"
+            )
         self.alpha = v.check_nonnegative_float("alpha", alpha)
         if seed is not None and (
             isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
@@ -585,12 +612,15 @@ class MLP:
     def predict(self, X: Any) -> Array:
         """Predictions: class index ``(m,)`` for softmax; 0/1 for sigmoid (``(m,)`` with one
         output, ``(m, k)`` multi-label); raw outputs for identity (``(m,)`` with one output).
+
+        Class predictions are int64 on every backend. A sigmoid output is class 1 when
+        strictly above 0.5, scikit-learn's rule (an output of exactly 0.5 is class 0).
         """
         xp = self.xp
         A = self.forward(X)
         task = self._output.task
         if task == "multiclass":
-            return xp.argmax(A, axis=1)
+            return xp.astype(xp.argmax(A, axis=1), xp.int64, copy=False)
         if task == "binary":
-            A = xp.astype(A >= 0.5, xp.int64)
+            A = xp.astype(A > 0.5, xp.int64)  # scikit-learn's rule: strictly above 0.5
         return A[:, 0] if A.shape[1] == 1 else A

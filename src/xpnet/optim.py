@@ -316,6 +316,10 @@ def get_optimizer(
         if options:
             raise ValueError("options can only be given with an optimiser name, not an instance")
         return name
+    if not isinstance(name, str):
+        raise TypeError(
+            f"optimizer must be 'sgd', 'adam' or an xpnet.optim.Optimizer instance; got {name!r}"
+        )
     if name == "sgd":
         return SGD(lr, **options)
     if name == "adam":

@@ -356,6 +356,36 @@ def fit(
         raise ValueError(
             f"validation_fraction must be a number in (0, 1); got {validation_fraction!r}"
         )
+    # Every argument is checked here, before the data are touched and long before the
+    # first update: a mistake must leave the network as it was, not fail after epoch 1.
+    if callback is not None and not callable(callback):
+        raise TypeError(
+            f"callback must be a function called as callback(epoch, loss), or None; "
+            f"got {callback!r}"
+        )
+    if history is not None and not isinstance(history, History):
+        raise TypeError(
+            f"history must be an xpnet.train.History from an earlier fit, or None; "
+            f"got {history!r}"
+        )
+    if rng is not None and not callable(getattr(rng, "permutation", None)):
+        raise TypeError(
+            "rng must have a permutation(m) method, like numpy.random.default_rng(seed), "
+            f"or be None; got {rng!r}"
+        )
+    if not isinstance(verbose, bool):
+        raise TypeError(f"verbose must be True or False; got {verbose!r}")
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)):
+            raise TypeError(
+                "validation_data must be a tuple (X_val, Y_val) or (X_val, Y_val, w_val); "
+                f"got {type(validation_data).__name__}"
+            )
+        if len(validation_data) not in (2, 3):
+            raise ValueError(
+                "validation_data must be (X_val, Y_val) or (X_val, Y_val, w_val); got "
+                f"{len(validation_data)} items"
+            )
     rng = net._shuffle_rng if rng is None else rng
     if on_divergence not in ("raise", "continue"):
         raise ValueError(f"on_divergence must be 'raise' or 'continue'; got {on_divergence!r}")
@@ -367,8 +397,6 @@ def fit(
         w = _check_sample_weight(net, sample_weight, m, "sample_weight")
     X_val = Y_val = w_val = None
     if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-            raise ValueError("validation_data must be (X_val, Y_val) or (X_val, Y_val, w_val)")
         X_val, Y_val = net._check_XY(*validation_data[:2])
         if len(validation_data) == 3 and validation_data[2] is not None:
             w_val = _check_sample_weight(

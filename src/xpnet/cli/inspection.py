@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 from ..backends import BACKEND_NAMES, backend_info, get_backend
-from ._common import EXIT_CHECK_FAILED, _backend, _describe_net, _device, _device_name, _emit_json
+from ._common import (
+    EXIT_CHECK_FAILED,
+    _backend,
+    _describe_net,
+    _device,
+    _device_name,
+    _emit_json,
+    _fail,
+)
 
 
 def _devices(name: str) -> list[str]:
@@ -57,12 +67,32 @@ def _cmd_backends(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_gradcheck_size(args: argparse.Namespace) -> None:
+    """Refuse --layers/--rows whose network and random rows exceed the memory available."""
+    from .. import _memory
+
+    itemsize = np.dtype(args.dtype).itemsize
+    on_host = args.backend in ("numpy", "array_api_strict") or (
+        args.backend == "torch" and str(args.device or "cpu").startswith("cpu"))
+    found = _memory.training_too_large(args.layers, args.rows, args.rows, itemsize,
+                                       on_host=on_host)
+    if found is None:
+        return
+    part, clause = found
+    if part == "parameters":
+        _fail(f"--layers {','.join(map(str, args.layers))} "
+              f"({_memory.n_parameters(args.layers):,} parameters): the gradient check "
+              f"{clause}; use smaller layers")
+    _fail(f"--rows {args.rows}: the gradient check {clause}; use fewer rows")
+
+
 def _cmd_gradcheck(args: argparse.Namespace) -> int:
     from ..gradcheck import DEFAULTS, check_gradients, random_problem
     from ..network import MLP
 
     device = _device(args.device)
     _backend(args.backend, device)
+    _check_gradcheck_size(args)
     net = MLP(args.layers, activation=args.activation, output=args.output,
               backend=args.backend, device=device, dtype=args.dtype, seed=args.seed,
               alpha=args.alpha)

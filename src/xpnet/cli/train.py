@@ -117,6 +117,52 @@ def _solver_text(args: argparse.Namespace) -> str:
     return text + (", early stopping" if args.early_stopping else "")
 
 
+def _check_generated_size(args: argparse.Namespace) -> None:
+    """Refuse a generated data set larger than memory before generating it."""
+    from .. import _memory
+    from ..data import GENERATED
+
+    if args.data is not None or args.n_samples is None:
+        return
+    if (args.dataset or "moons") not in GENERATED:
+        return  # _load_data says that --n-samples applies to generated sets only
+    clause = _memory.too_large(_memory.data_bytes(args.n_samples, 3))
+    if clause is not None:
+        _fail(f"--n-samples {args.n_samples}: generating the data set {clause}; "
+              "ask for fewer rows")
+
+
+def _on_host(args: argparse.Namespace) -> bool:
+    """Whether the network computes in host memory (not on a GPU)."""
+    if args.backend in ("numpy", "array_api_strict"):
+        return True
+    return args.backend == "torch" and str(args.device or "cpu").startswith("cpu")
+
+
+def _check_training_size(
+    args: argparse.Namespace, sizes: list[int], n_rows: int, data_name: str
+) -> None:
+    """Refuse, before building the network, a run whose parameters, data and one batch's
+    activations need more memory than is available; name the option to change."""
+    from .. import _memory
+
+    batch_rows = min(args.batch_size or n_rows, n_rows)
+    found = _memory.training_too_large(sizes, n_rows, batch_rows, np.dtype(args.dtype).itemsize,
+                                       on_host=_on_host(args))
+    if found is None:
+        return
+    part, clause = found
+    layers = ",".join(map(str, args.layers)) or "none"
+    if part == "parameters":
+        _fail(f"--layers {layers} ({_memory.n_parameters(sizes):,} parameters): "
+              f"training {clause}; use smaller layers")
+    if part == "data":
+        _fail(f"{data_name}: training on {n_rows:,} rows {clause}; use fewer rows")
+    batch = f"--batch-size {args.batch_size}" if args.batch_size else "a full batch"
+    _fail(f"--layers {layers} with {batch}: training {clause}; "
+          "use a smaller --batch-size or smaller layers")
+
+
 def _count(n: int, noun: str) -> str:
     """``1 name``, ``2 names``, ``0 hidden layers``."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
@@ -139,6 +185,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         check_plot_path(args.plot)  # matplotlib installed, file type known: before training
 
+    _check_generated_size(args)
     data = _load_data(args)
     if data.y is None:
         _fail(f"{data.name}: no target column to train on")
@@ -176,6 +223,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if isinstance(activation, list) and len(activation) != n_hidden:
         _fail(f"--activation lists {_count(len(activation), 'name')} for "
               f"{_count(n_hidden, 'hidden layer')}; give one name, or one per hidden layer")
+    _check_training_size(args, sizes, len(train_rows), data.name)
     net = MLP(sizes, activation=activation, output=target.output, backend=args.backend,
               device=device, dtype=args.dtype, seed=args.seed, alpha=args.alpha)
 

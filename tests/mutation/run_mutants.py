@@ -1,0 +1,324 @@
+"""Targeted mutation testing of xpnet's core: does the test suite notice each bug?
+
+Each mutant is one deliberate bug: a (file, exact source snippet, replacement) triple, with
+alternatives where an older version of the file spells the same code differently. For each
+mutant the script copies ``src/`` to a temporary folder, applies the mutant there, and runs
+a fast subset of the tests with ``PYTHONPATH`` pointing at the mutated copy (subprocess CLI
+tests inherit it). A failing run *kills* the mutant; a passing run means it *survived*: a
+behaviour no test checks. The score is killed / (killed + survived).
+
+    python tests/mutation/run_mutants.py                  # this checkout's src and tests
+    python tests/mutation/run_mutants.py --jobs 1 -k cli  # mutants whose id contains "cli"
+    python tests/mutation/run_mutants.py --src /tmp/old/src --tests /tmp/old/tests
+    nox -s mutation                                       # the same, in a nox session
+
+Why not mutmut: it mutates every operator of every line and reruns the suite for each;
+on a 2-core machine that is hours. These ~40 mutants are the classic backprop and
+training-loop mistakes (wrong sign in BP1, W instead of dW in BP2, a dropped L2 term, a
+swapped derivative, ...) plus the blind spots issue 8 found, and the whole run takes
+about ten minutes. A mutant whose snippet is not found in the source is reported as
+"stale" (the code moved on; update the snippet) and counts as neither killed nor survived.
+Exit status: 0 when every applicable mutant is killed, 1 when some survive, 2 on a
+usage problem or when the unmutated code already fails the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: Test files run for every mutant, in this order (fast, broad killers first); files
+#: missing from the tests folder are left out, so an older suite can be measured too.
+#: Left out for speed: the CLI, estimator, cross-backend and autodiff (PyTorch oracle)
+#: suites, which take minutes or import PyTorch in every run.
+FAST_TESTS = (
+    "test_gradients.py",
+    "test_blind_spots.py",
+    "test_api.py",
+    "test_validation.py",
+    "test_data.py",
+    "test_optim.py",
+    "test_learning.py",
+    "test_api_misuse.py",
+)
+
+
+@dataclass(frozen=True)
+class Mutant:
+    id: str
+    file: str  # relative to src/xpnet
+    edits: tuple[tuple[str, str], ...]  # (snippet, replacement) alternatives; first found wins
+    what: str
+
+
+def m(id: str, file: str, what: str, *edits: tuple[str, str]) -> Mutant:
+    return Mutant(id, file, tuple(edits), what)
+
+
+MUTANTS = [
+    # ------------------------------------------------------------------ network.py: backprop
+    m("bp1-sign", "network.py", "BP1 with the wrong sign: dZ_L = Y - A_L",
+      ("dZ = A_out - Y  # (BP1)", "dZ = Y - A_out  # (BP1)")),
+    m("bp1-no-mean", "network.py", "BP1 without the 1/m",
+      ("            dZ /= total_weight\n", "            dZ /= 1\n")),
+    m("bp2-dW", "network.py", "BP2 carries the error back with dW_l instead of W_l",
+      ("dZ = dZ @ W.T  # (BP2)", "dZ = dZ @ dW.T  # (BP2)")),
+    m("bp2-no-derivative", "network.py", "BP2 without the g'(A_{l-1}) factor",
+      ("                    dZ *= derivative(xp, A_prev)\n", "                    pass\n")),
+    m("bp3-no-alpha", "network.py", "the L2 term alpha*W/m dropped from dW",
+      ("dW = dW + (alpha / total_weight) * W", "dW = dW")),
+    m("bp4-bias-half", "network.py", "BP4: db is half the column sum",
+      ("grads[2 * layer + 1] = self._row_sum(dZ)  # (BP4)",
+       "grads[2 * layer + 1] = self._row_sum(dZ) * 0.5  # (BP4)")),
+    m("forward-bias-sign", "network.py", "the forward pass subtracts the bias",
+      ("Z += params[2 * layer + 1]", "Z -= params[2 * layer + 1]")),
+    m("penalty-no-half", "network.py", "L2 penalty alpha/m instead of alpha/(2m)",
+      ("(self.alpha / (2 * total_weight))", "(self.alpha / total_weight)")),
+    m("weighted-bp1-unweighted", "network.py", "row weights dropped from BP1",
+      ("dZ *= weight  #", "dZ /= X.shape[0]  #")),
+    # ------------------------------------------------------------------ network.py: init
+    m("init-he-scale", "network.py", "He std sqrt(1/fan_in) instead of sqrt(2/fan_in)",
+      ("math.sqrt(2.0 / fan_in)", "math.sqrt(1.0 / fan_in)")),
+    m("init-glorot-scale", "network.py", "Glorot limit sqrt(2/(in+out)) instead of 6",
+      ("math.sqrt(6.0 / (fan_in + fan_out))", "math.sqrt(2.0 / (fan_in + fan_out))")),
+    m("init-output-he", "network.py", "He initialisation at the output layer",
+      ('inits = [act.init for act in self._hidden] + ["glorot"]',
+       'inits = [act.init for act in self._hidden] + ["he"]')),
+    # ------------------------------------------------------------------ network.py: predict
+    m("predict-threshold", "network.py", "MLP.predict's threshold flipped at exactly 0.5",
+      ("A = xp.astype(A > 0.5, xp.int64)", "A = xp.astype(A >= 0.5, xp.int64)"),
+      ("A = xp.astype(A >= 0.5, xp.int64)", "A = xp.astype(A > 0.5, xp.int64)")),
+    m("predict-dtype", "network.py", "binary predictions as int32",
+      ("A = xp.astype(A > 0.5, xp.int64)", "A = xp.astype(A > 0.5, xp.int32)"),
+      ("A = xp.astype(A >= 0.5, xp.int64)", "A = xp.astype(A >= 0.5, xp.int32)")),
+    m("predict-softmax-dtype", "network.py", "softmax predictions as int32",
+      ("return xp.astype(xp.argmax(A, axis=1), xp.int64, copy=False)",
+       "return xp.astype(xp.argmax(A, axis=1), xp.int32)"),
+      ("return xp.argmax(A, axis=1)\n", "return xp.astype(xp.argmax(A, axis=1), xp.int32)\n")),
+    # ------------------------------------------------------------------ activations.py
+    m("sigmoid-derivative", "activations.py", "sigmoid' written as tanh' (1 - a^2)",
+      ("    return a * (1.0 - a)\n", "    return 1.0 - a * a\n")),
+    m("tanh-derivative", "activations.py", "tanh' written as sigmoid' (a(1 - a))",
+      ("    return 1.0 - a * a\n", "    return a * (1.0 - a)\n")),
+    m("relu-derivative", "activations.py", "relu' = 1[a >= 0] (1 everywhere)",
+      ("return xp.astype(a > 0, a.dtype)", "return xp.astype(a >= 0, a.dtype)")),
+    m("softmax-no-shift", "activations.py", "softmax without the row max subtracted",
+      ("e = xp.exp(z - xp.max(z, axis=1, keepdims=True))", "e = xp.exp(z)")),
+    m("relu-init-glorot", "activations.py", "Glorot instead of He before relu",
+      ('Activation("relu", relu, relu_derivative, "he")',
+       'Activation("relu", relu, relu_derivative, "glorot")')),
+    # ------------------------------------------------------------------ losses.py
+    m("bce-sign", "losses.py", "binary cross-entropy softplus(z) + y z",
+      ("xp.log1p(e) - y * z, weight)", "xp.log1p(e) + y * z, weight)")),
+    m("fused-softmax-no-shift", "losses.py", "fused softmax loss without the max shift",
+      ("    e = xp.exp(z - z_max)\n", "    e = xp.exp(z)\n")),
+    m("squared-error-no-half", "losses.py", "squared error without the 1/2",
+      ("return _mean(xp, diff * diff, weight) * 0.5", "return _mean(xp, diff * diff, weight)")),
+    # ------------------------------------------------------------------ optim.py
+    m("sgd-sign", "optim.py", "gradient ascent: p += lr * grad",
+      ("                p -= lr * grad\n", "                p += lr * grad\n")),
+    m("momentum-sign", "optim.py", "momentum velocity v <- mu v + eta g",
+      ("            v -= step\n", "            v += step\n")),
+    m("nesterov-plain", "optim.py", "Nesterov's look-ahead replaced by plain momentum",
+      ("p += momentum * v - step", "p += v")),
+    m("adam-no-bias-correction", "optim.py", "Adam without bias correction",
+      ("lr = self.learning_rate_init * math.sqrt(1 - beta_2**t) / (1 - beta_1**t)",
+       "lr = self.learning_rate_init")),
+    m("adam-no-sqrt", "optim.py", "Adam divides by s instead of sqrt(s)",
+      ("p += -lr * m / (xp.sqrt(s) + epsilon)", "p += -lr * m / (s + epsilon)")),
+    # ------------------------------------------------------------------ train.py
+    m("shuffled-weights-ignored", "train.py", "sample weights ignored with shuffled batches",
+      ("w_batch = None if w is None else xp.take(w, rows, axis=0)", "w_batch = None")),
+    m("validation-rows-trained", "train.py", "early-stopping validation rows also trained on",
+      ("train_idx = net.array_backend.asarray(order[n_val:])",
+       "train_idx = net.array_backend.asarray(order)")),
+    m("validation-split-swapped", "train.py", "validation and training rows swapped",
+      ("train_idx = net.array_backend.asarray(order[n_val:])\n"
+       "    val_idx = net.array_backend.asarray(order[:n_val])",
+       "train_idx = net.array_backend.asarray(order[:n_val])\n"
+       "    val_idx = net.array_backend.asarray(order[n_val:])")),
+    m("best-weights-not-restored", "train.py", "early stopping keeps the last weights",
+      ("        net._params = [xp.asarray(p, copy=True) for p in history.best_params]\n",
+       "        pass\n")),
+    m("tol-sign", "train.py", "loss improvement measured against best + tol",
+      ("improved = not epoch_loss > history.best_loss - tol",
+       "improved = not epoch_loss > history.best_loss + tol")),
+    m("epoch-loss-unweighted", "train.py", "epoch loss sums batch means unweighted",
+      ("weighted = loss * (last - first)", "weighted = loss * batch_size")),
+    m("no-shuffle", "train.py", "mini-batches never reshuffled",
+      ("if shuffle and batch_size < m:", "if False:")),
+    m("validation-score-threshold", "train.py", "validation accuracy with the wrong side",
+      ("correct = xp.all((A > 0.5) == (Y > 0.5), axis=1)",
+       "correct = xp.all((A < 0.5) == (Y > 0.5), axis=1)")),
+    # ------------------------------------------------------------------ _validation.py
+    m("binary-target-unchecked", "_validation.py", "sigmoid targets other than 0/1 accepted",
+      ("if not bool(xp.all((Y == 0.0) | (Y == 1.0))):", "if False:")),
+    m("label-range-off-by-one", "_validation.py", "softmax label n_out accepted",
+      ("else high if bool(high >= n_out) else None", "else high if bool(high > n_out) else None"),
+      ("if low < 0 or high >= n_out:", "if low < 0 or high > n_out:")),
+    m("X-width-unchecked", "_validation.py", "X with the wrong number of features accepted",
+      ("    if X.shape[1] != n_features:\n", "    if False:\n")),
+    # ------------------------------------------------------------------ data.py
+    m("split-test-row-leaks", "data.py", "a test row also in training (plain split)",
+      ("return np.sort(order[n_test:]), np.sort(order[:n_test])",
+       "return np.sort(order[n_test - 1:]), np.sort(order[:n_test])")),
+    m("train-test-split-leaks", "data.py", "a test row also in training (train_test_split)",
+      ("test, train = order[:n_test], order[n_test:]",
+       "test, train = order[:n_test], order[n_test - 1:]")),
+    m("stratified-empty-test", "data.py", "a class may get no test row",
+      ("n_test = min(max(int(round(rows.size * test_fraction)), 1), rows.size - 1)",
+       "n_test = min(int(round(rows.size * test_fraction)), rows.size - 1)")),
+    m("standardize-constant-column", "data.py", "constant features divided by zero",
+      ("return cls(mean, np.where(constant, 1.0, std))", "return cls(mean, std)")),
+    # ------------------------------------------------------------------ argument checks
+    # (stale on code older than issue 8, which lacked these checks)
+    m("fit-callback-unchecked", "train.py", "a non-callable callback found after epoch 1",
+      ("    if callback is not None and not callable(callback):\n", "    if False:\n")),
+    m("cast-range-unchecked", "_validation.py", "values beyond the dtype cast to inf",
+      ("            if peak > largest:\n", "            if False:\n")),
+    m("network-memory-unchecked", "network.py", "no memory estimate before allocating",
+      ("        if too_large is not None:  # refuse", "        if False:  # refuse")),
+    m("layer-sizes-mapping", "network.py", "a dict's keys taken as layer sizes",
+      ("    if isinstance(layer_sizes, (Mapping, Set, str, bytes)):",
+       "    if isinstance(layer_sizes, (str, bytes)):")),
+    # ------------------------------------------------------------------ metrics, CLI
+    m("metrics-threshold", "metrics.py", "metrics' threshold flipped at exactly 0.5",
+      ("(outputs[:, 0] > 0.5)", "(outputs[:, 0] >= 0.5)"),
+      ("(outputs[:, 0] >= 0.5)", "(outputs[:, 0] > 0.5)")),
+    m("cli-target-test-statistics", "cli/train.py", "regression target standardised with "
+      "test-split statistics",
+      ("y_scaler = Standardizer.fit(y_train[:, None])",
+       "y_scaler = Standardizer.fit(y_test[:, None])")),
+    m("cli-features-all-rows", "cli/train.py", "features standardised with all rows",
+      ("scaler = Standardizer.fit(X_train_raw) if args.standardize else None",
+       "scaler = Standardizer.fit(data.X) if args.standardize else None")),
+]
+
+
+def apply(mutant: Mutant, source: str) -> str | None:
+    """The mutated source, or ``None`` when no alternative matches exactly once."""
+    for snippet, replacement in mutant.edits:
+        if source.count(snippet) == 1:
+            return source.replace(snippet, replacement)
+    return None
+
+
+def run_tests(src: Path, tests: list[Path], timeout: float) -> tuple[str, float, str]:
+    """Run the tests against ``src``: ("passed" | "failed" | "timeout", seconds, tail)."""
+    env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "1",
+           "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("XPNET_DEBUG", None)
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "--backend", "numpy",
+               # hypothesis's plugin alone costs seconds of start-up per run
+               "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "--no-header",
+               *map(str, tests)]
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                              env=env, cwd=tests[0].parent)
+    except subprocess.TimeoutExpired:
+        return "timeout", time.perf_counter() - start, ""
+    seconds = time.perf_counter() - start
+    tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or [""]
+    return ("passed" if proc.returncode == 0 else "failed"), seconds, tail[0]
+
+
+def check_import_path(src: Path) -> None:
+    """The mutated copy must shadow an installed (editable) xpnet."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "import xpnet; print(xpnet.__file__)"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(src)}, timeout=60,
+    )
+    if not proc.stdout.strip().startswith(str(src)):
+        sys.exit(f"run_mutants: xpnet is imported from {proc.stdout.strip() or proc.stderr!r}, "
+                 f"not from the copy {src}; an installed xpnet shadows PYTHONPATH")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--src", type=Path, default=ROOT / "src",
+                        help="source tree to mutate (a folder holding xpnet/)")
+    parser.add_argument("--tests", type=Path, default=ROOT / "tests",
+                        help="tests folder (its conftest.py, helpers and test files)")
+    parser.add_argument("--jobs", type=int, default=2, help="mutants run side by side")
+    parser.add_argument("--timeout", type=float, default=240.0, help="seconds per mutant")
+    parser.add_argument("-k", dest="select", default=None,
+                        help="only mutants whose id contains this text (or one of several, "
+                        "separated by commas)")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    args = parser.parse_args(argv)
+
+    chosen = None if args.select is None else args.select.split(",")
+    mutants = [mu for mu in MUTANTS if chosen is None or any(c in mu.id for c in chosen)]
+    if args.list:
+        for mu in mutants:
+            print(f"{mu.id:30} {mu.file:15} {mu.what}")
+        return 0
+    package = args.src / "xpnet"
+    tests = [args.tests / name for name in FAST_TESTS if (args.tests / name).exists()]
+    if not package.is_dir() or not tests:
+        print(f"run_mutants: need {package}/ and test files in {args.tests}", file=sys.stderr)
+        return 2
+
+    with tempfile.TemporaryDirectory(prefix="xpnet-mutants-") as tmp:
+        def copy(name: str, source: Path) -> Path:
+            target = Path(tmp) / name
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+            return target
+
+        # One snapshot at the start: edits to the checkout during the run change nothing.
+        baseline_src = copy("baseline", args.src)
+        check_import_path(baseline_src)
+        print(f"tests: {', '.join(t.name for t in tests)} (in {args.tests})")
+        status, seconds, tail = run_tests(baseline_src, tests, args.timeout)
+        print(f"unmutated source: {status} in {seconds:.0f} s ({tail})", flush=True)
+        if status != "passed":
+            print("run_mutants: the unmutated source fails these tests; fix that first",
+                  file=sys.stderr)
+            return 2
+
+        def one(index_mutant: tuple[int, Mutant]) -> tuple[Mutant, str, float, str]:
+            index, mutant = index_mutant
+            path = baseline_src / "xpnet" / mutant.file
+            mutated = apply(mutant, path.read_text(encoding="utf-8"))
+            if mutated is None:
+                return mutant, "stale", 0.0, "snippet not found exactly once"
+            src = copy(f"m{index}", baseline_src)
+            (src / "xpnet" / mutant.file).write_text(mutated, encoding="utf-8")
+            status, seconds, tail = run_tests(src, tests, args.timeout)
+            shutil.rmtree(src, ignore_errors=True)
+            verdict = {"failed": "killed", "timeout": "killed (timeout)"}.get(status, "SURVIVED")
+            print(f"{verdict:16} {mutant.id:30} {seconds:5.0f} s  {mutant.what}", flush=True)
+            return mutant, verdict, seconds, tail
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            results = list(pool.map(one, enumerate(mutants)))
+
+    killed = [r for r in results if r[1].startswith("killed")]
+    survived = [r for r in results if r[1] == "SURVIVED"]
+    stale = [r for r in results if r[1] == "stale"]
+    applicable = len(killed) + len(survived)
+    print()
+    print(f"mutation score: {len(killed)}/{applicable} killed"
+          + (f" ({100 * len(killed) / applicable:.0f}%)" if applicable else "")
+          + f", {len(stale)} stale, {time.perf_counter() - start:.0f} s")
+    for mutant, *_ in survived:
+        print(f"  survived: {mutant.id} ({mutant.file}: {mutant.what})")
+    for mutant, *_ in stale:
+        print(f"  stale:    {mutant.id} ({mutant.file}: snippet not found)")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
