@@ -328,17 +328,13 @@ def fit(
     finiteness travels with the epoch's one loss read-back.
     """
     epochs = v.check_positive_int("epochs", epochs)
-    if isinstance(optimizer, str) and optimizer == "lbfgs":
-        return _fit_lbfgs(
-            net, X, Y, epochs, batch_size, callback, sample_weight, early_stopping,
-            validation_data, tol, history, verbose, max_fun,
-        )
-    if isinstance(optimizer, str) and optimizer not in ("sgd", "adam"):
+    lbfgs = isinstance(optimizer, str) and optimizer == "lbfgs"
+    if isinstance(optimizer, str) and optimizer not in ("sgd", "adam", "lbfgs"):
         raise ValueError(
             "optimizer must be 'sgd', 'adam', 'lbfgs' or an Optimizer instance; "
             f"got {optimizer!r}"
         )
-    opt: Optimizer = SGD(lr) if optimizer is None else get_optimizer(optimizer, lr)
+    opt: Optimizer = SGD(lr) if optimizer is None or lbfgs else get_optimizer(optimizer, lr)
     if batch_size is not None:
         batch_size = v.check_positive_int("batch_size", batch_size)
     if not isinstance(shuffle, bool):
@@ -389,6 +385,11 @@ def fit(
     rng = net._shuffle_rng if rng is None else rng
     if on_divergence not in ("raise", "continue"):
         raise ValueError(f"on_divergence must be 'raise' or 'continue'; got {on_divergence!r}")
+    if lbfgs:  # full batch through SciPy: its own loop (see _lbfgs)
+        return _fit_lbfgs(
+            net, X, Y, epochs, batch_size, callback, sample_weight, early_stopping,
+            validation_data, tol, history, verbose, max_fun,
+        )
 
     X, Y = net._check_XY(X, Y)
     m = X.shape[0]
