@@ -48,3 +48,20 @@ def test_lbfgs_refuses_what_does_not_apply() -> None:
         net.fit(X, Y, optimizer="lbfgs", early_stopping=True)
     with pytest.raises(ValueError, match="max_fun"):
         net.fit(X, Y, optimizer="lbfgs", max_fun=0)
+
+
+def test_lbfgs_divergence_rolls_back_and_raises() -> None:
+    """A loss that overflows (exp output, huge inputs) leaves the network as it was and
+    raises the DivergenceError every other optimiser raises."""
+    from xpnet.train import DivergenceError
+
+    X = np.array([[800.0], [900.0], [1000.0]])
+    net = xpnet.MLP([1, 1], output="exp", seed=0)
+    net.set_params([(np.array([[1.0]]), np.array([0.0]))])  # e^800: inf from the start
+    before = [xpnet.to_numpy(p).copy() for pair in net.params for p in pair]
+    with warnings.catch_warnings(), pytest.raises(DivergenceError, match="L-BFGS diverged"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's overflow in exp
+        net.fit(X, np.array([1.0, 2.0, 3.0]), epochs=5, optimizer="lbfgs")
+    after = [xpnet.to_numpy(p) for pair in net.params for p in pair]
+    for a, b in zip(after, before, strict=True):
+        np.testing.assert_array_equal(a, b)

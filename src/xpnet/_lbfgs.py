@@ -165,12 +165,26 @@ def fit_lbfgs(
         if callback is not None:
             callback(len(losses) - 1, loss)
 
+    from .train import DivergenceError
+
+    initial = [net.xp.asarray(p, copy=True) for p in net._params]
     result = minimize_lbfgs(
         net, X, Y, sample_weight, max_iter=max_iter, max_fun=max_fun, tol=tol,
         callback=on_iteration,
     )
-    if not math.isfinite(float(result.fun)):
-        raise FloatingPointError(f"L-BFGS diverged: loss is {float(result.fun)}")
+    loss = float(result.fun)
+    bad = net._nonfinite_parameters()
+    if bad or not math.isfinite(loss):  # as fit's other optimisers: roll back, raise
+        net._params = initial
+        reason = f"the loss is {loss}" if not math.isfinite(loss) else (
+            f"{', '.join(bad)} became non-finite (loss {loss:.6g})"
+        )
+        raise DivergenceError(
+            f"L-BFGS diverged: {reason}. The network was rolled back to its weights "
+            "before this fit.",
+            epoch=int(result.nit), loss=loss, parameters=tuple(bad), reason=reason,
+            lr=math.nan,
+        )
     history.n_iter = min(int(result.nit), max_iter)
     history.samples_seen += X.shape[0] * history.n_iter
     history.best_loss = min(history.best_loss, float(result.fun))
