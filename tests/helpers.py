@@ -8,7 +8,7 @@ import xpnet
 
 # Every hidden activation and every output/loss pair the library offers.
 ACTIVATIONS = ["sigmoid", "tanh", "relu", "identity"]
-OUTPUTS = ["sigmoid", "softmax", "identity"]
+OUTPUTS = ["sigmoid", "softmax", "identity", "exp"]
 
 
 def make_problem(output: str, m: int = 7, n_in: int = 3, n_out: int = 3, seed: int = 0):
@@ -19,6 +19,8 @@ def make_problem(output: str, m: int = 7, n_in: int = 3, n_out: int = 3, seed: i
         Y = (rng.random((m, n_out)) < 0.5).astype(np.float64)
     elif output == "softmax":  # integer class labels
         Y = rng.integers(0, n_out, size=m)
+    elif output == "exp":  # Poisson counts, zeros included (0 log 0 = 0)
+        Y = rng.poisson(2.0, size=(m, n_out)).astype(np.float64)
     else:
         Y = rng.normal(size=(m, n_out))
     return X, Y

@@ -130,7 +130,9 @@ def test_history_records_each_epoch_and_calls_back():
 
 
 # ---------------------------------------------------------------- numerical stability
-@pytest.mark.parametrize("output", OUTPUTS)
+# Not the exp output: its prediction e^z itself overflows for z ~ 1e3 (the Poisson rate is
+# not representable), as it does in scikit-learn; its loss is finite wherever e^z is.
+@pytest.mark.parametrize("output", [name for name in OUTPUTS if name != "exp"])
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
 def test_no_nan_or_inf_for_pre_activations_up_to_1e3(backend, dtype, activation, output):
     """Weights chosen so every |Z| reaches 1e3: loss and gradients stay finite and the loss

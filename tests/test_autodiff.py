@@ -37,6 +37,9 @@ def torch_loss(params, X, Y, activation: str, output: str, alpha: float):
         loss = F.binary_cross_entropy_with_logits(Z, Y, reduction="sum") / m
     elif output == "softmax":
         loss = F.cross_entropy(Z, Y, reduction="mean")
+    elif output == "exp":  # torch's Poisson NLL (e^z - y z) plus y log y - y: half deviance
+        loss = F.poisson_nll_loss(Z, Y, log_input=True, full=False, reduction="sum") / m
+        loss = loss + (torch.special.xlogy(Y, Y) - Y).sum() / m
     else:
         loss = 0.5 * F.mse_loss(Z, Y, reduction="sum") / m
     penalty = sum((W * W).sum() for W, _ in params)

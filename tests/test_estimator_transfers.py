@@ -98,7 +98,9 @@ def test_warm_start_moves_no_weights_unless_the_user_changed_them(monkeypatch, b
 @pytest.mark.parametrize("edit", ["assign list", "assign item", "in place"])
 def test_changed_weights_are_loaded_before_the_next_partial_fit(monkeypatch, edit):
     X, y = _data()
-    est = xsk.MLPRegressor((5,), solver="sgd", learning_rate_init=1e-12, random_state=0)
+    est = xsk.MLPRegressor(
+        hidden_layer_sizes=(5,), solver="sgd", learning_rate_init=1e-12, random_state=0
+    )
     est.partial_fit(X, y.astype(float))
     zero = [np.zeros_like(W) for W in est.coefs_]
     if edit == "assign list":

@@ -25,6 +25,9 @@ def trained_net(backend="numpy", dtype="float64", output="softmax"):
     elif output == "sigmoid":
         y = (X[:, 0] * X[:, 1] > 0).astype(int)
         sizes = [3, 5, 1]
+    elif output == "exp":  # Poisson counts
+        y = rng.poisson(np.exp(0.5 * X[:, 0])).astype(float)
+        sizes = [3, 5, 1]
     else:
         y = X @ np.array([1.0, -2.0, 0.5])
         sizes = [3, 5, 1]
@@ -88,7 +91,7 @@ def test_model_moves_between_torch_and_strict(tmp_path, source, target):
     assert_same_predictions(tmp_path, source, target, "float64")
 
 
-@pytest.mark.parametrize("output", ["sigmoid", "identity"])
+@pytest.mark.parametrize("output", ["sigmoid", "identity", "exp"])
 def test_other_outputs_roundtrip(tmp_path, output):
     net, X = trained_net(output=output)
     xpnet.save(net, tmp_path / "m.npz")

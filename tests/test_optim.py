@@ -401,7 +401,7 @@ def test_validation_score_r2_matches_scikit_learn() -> None:
         (dict(n_iter_no_change=0), "n_iter_no_change must be a positive integer"),
         (dict(tol=-1.0), "tol must be a finite number >= 0"),
         (dict(validation_data=(np.ones((3, 2)),)), "validation_data must be"),
-        (dict(optimizer="lbfgs"), "optimizer must be 'sgd', 'adam'"),
+        (dict(optimizer="rmsprop"), "optimizer must be 'sgd', 'adam', 'lbfgs'"),
     ],
 )
 def test_invalid_training_options(options: dict, message: str) -> None:

@@ -698,8 +698,14 @@ def encode_target(y: np.ndarray, output: str | None = None) -> Target:
     ``sigmoid`` for two classes and ``softmax`` for more; other numbers give ``identity``
     (regression). Classes are the sorted distinct labels; ``y`` becomes their index.
     """
-    if output not in (None, "sigmoid", "softmax", "identity"):
-        raise DataError(f"output must be sigmoid, softmax or identity; got {output!r}")
+    if output not in (None, "sigmoid", "softmax", "identity", "exp"):
+        raise DataError(f"output must be sigmoid, softmax, identity or exp; got {output!r}")
+    if output == "exp":  # Poisson regression: counts or rates
+        if y.dtype.kind not in "biuf":
+            raise DataError("Poisson regression (output exp) needs a numeric target")
+        if np.any(y < 0):
+            raise DataError("Poisson regression (output exp) needs a target >= 0")
+        return Target(y.astype(np.float64), "regression", "exp", None)
     if output == "identity" or (output is None and not _is_classification(y)):
         if y.dtype.kind not in "biuf":
             raise DataError("regression (output identity) needs a numeric target")

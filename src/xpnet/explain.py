@@ -19,6 +19,7 @@ _FORWARD = {
     "tanh": "tanh({Z})",
     "relu": "relu({Z}) = max({Z}, 0)",
     "identity": "{Z}",
+    "exp": "exp({Z})",
 }
 _DERIVATIVE = {  # g'(Z) written with A = g(Z), as the code does
     "sigmoid": ("{dA} ⊙ {A} ⊙ (1 - {A})", "sigmoid'(Z{l}) = A{l} ⊙ (1 - A{l})"),
@@ -49,6 +50,14 @@ _OUTPUT = {
         "",
         "because dL/dA{L} = (A{L} - Y) / m and identity' = 1",
         "Y: real values",
+    ),
+    "exp": (
+        "half Poisson deviance",
+        "L = (1/m) Σ [Y ⊙ log(Y / A{L}) - Y + A{L}]",
+        "computed from the logits (log A{L} = Z{L}): "
+        "L = (1/m) Σ [exp(Z{L}) - Y ⊙ Z{L} + Y ⊙ log Y - Y]",
+        "because dL/dA{L} = (1/m) (1 - Y / A{L}) and exp'(Z{L}) = A{L}",
+        "Y: counts or rates >= 0",
     ),
 }
 

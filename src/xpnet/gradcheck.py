@@ -44,6 +44,8 @@ def random_problem(net: MLP, rows: int = 16, seed: int = 0) -> tuple[np.ndarray,
         Y = rng.integers(0, 2, size=(rows, n_out)).astype(np.float64)
     elif net.output == "softmax":
         Y = rng.integers(0, n_out, size=rows)
+    elif net.output == "exp":  # Poisson counts (>= 0)
+        Y = rng.poisson(2.0, size=(rows, n_out)).astype(np.float64)
     else:
         Y = rng.normal(size=(rows, n_out))
     return X, Y

@@ -9,7 +9,13 @@ output     loss (mean over the batch)       computed from the logits ``Z`` as
 sigmoid    binary cross-entropy             (1/m) Σ [softplus(z) - y·z]
 softmax    categorical cross-entropy        (1/m) Σ_i Σ_j y_ij (logsumexp(z_i) - z_ij)
 identity   half squared error               (1/2m) Σ_i ‖y_i - a_i‖²
+exp        half Poisson deviance            (1/m) Σ [e^z - y·z + y log y - y]
 =========  ==============================  =======================================
+
+The ``exp`` output (``A = e^Z``, a positive rate) with the half Poisson deviance
+``y log(y/a) - y + a`` is scikit-learn's ``MLPRegressor(loss="poisson")``; its targets
+are counts or rates ``y >= 0`` (``y log y`` is 0 at ``y = 0``). Per entry,
+``d/dz [e^z - y z] = e^z - y = a - y``: the same collapse to ``dZ = (A - Y) / m``.
 
 Losses are computed from ``Z`` rather than from ``A = g(Z)`` so that they stay finite
 when the output saturates (``log(0)`` never happens). Only Array API functions are used.
@@ -93,6 +99,23 @@ def softmax_and_categorical_cross_entropy(
     return e, _mean(xp, y * (lse - z), weight)
 
 
+def exp(xp: Any, z: Array) -> Array:
+    """The exponential output activation ``A = e^Z`` (a Poisson rate)."""
+    return xp.exp(z)
+
+
+def _xlogy_self(xp: Any, y: Array) -> Array:
+    """``y log y`` with ``0 log 0 = 0`` (``log`` of 1 where ``y`` is 0, so no ``-inf``)."""
+    return y * xp.log(xp.where(y > 0, y, xp.ones_like(y)))
+
+
+def half_poisson_deviance(
+    xp: Any, z: Array, a: Array, y: Array, weight: Array | None = None
+) -> Array:
+    # y log(y/a) - y + a with log a = z: y log y - y z - y + e^z (summed over outputs)
+    return _mean(xp, _xlogy_self(xp, y) - y * z - y + a, weight)
+
+
 def half_squared_error(
     xp: Any, z: Array, a: Array, y: Array, weight: Array | None = None
 ) -> Array:
@@ -134,6 +157,7 @@ OUTPUTS: dict[str, OutputLoss] = {
             "multiclass", softmax_and_categorical_cross_entropy,
         ),
         OutputLoss("identity", "half_squared_error", identity, half_squared_error, "regression"),
+        OutputLoss("exp", "half_poisson_deviance", exp, half_poisson_deviance, "regression"),
     )
 }
 

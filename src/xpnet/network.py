@@ -27,6 +27,7 @@ import numpy as np
 
 from . import _memory, core
 from . import _validation as v
+from ._sparse import check_sparse_X, is_sparse
 from .activations import Activation, get_activation
 from .backends import DTYPE_NAMES, Backend, get_backend, on_device
 from .core import Architecture
@@ -129,8 +130,8 @@ class MLP:
         for all hidden layers or one per hidden layer.
     output : str, default "sigmoid"
         Output activation, which fixes the loss: ``sigmoid`` (binary cross-entropy, also
-        multi-label), ``softmax`` (categorical cross-entropy) or ``identity`` (half
-        squared error).
+        multi-label), ``softmax`` (categorical cross-entropy), ``identity`` (half
+        squared error) or ``exp`` (half Poisson deviance; targets >= 0).
     backend : str, default "numpy"
         ``numpy``, ``cupy``, ``torch`` or ``array_api_strict`` (see
         :func:`xpnet.available_backends`).
@@ -343,6 +344,8 @@ class MLP:
 
     # ------------------------------------------------------------------ checks
     def _check_X(self, X: Any, name: str = "X") -> Array:
+        if is_sparse(X):  # only the first layer's products touch X (see _sparse)
+            return check_sparse_X(self.array_backend, X, self.layer_sizes[0], self._dtype, name)
         return v.check_X(self.array_backend, X, self.layer_sizes[0], self._dtype, name)
 
     def _check_XY(self, X: Any, Y: Any) -> tuple[Array, Array]:
@@ -351,6 +354,10 @@ class MLP:
             self.array_backend, Y, X.shape[0], self._output.task, self.layer_sizes[-1],
             self._dtype,
         )
+        if self._output.name == "exp" and bool(self.xp.any(Y < 0)):
+            raise ValueError(
+                "Y for the exp output (Poisson: counts or rates) must be >= 0; got negative values"
+            )
         return X, Y
 
     def _input_spec(self) -> tuple[Any, ...]:

@@ -28,8 +28,10 @@ This module imports scikit-learn, an optional dependency: ``pip install "xpnet[s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import numbers
+import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -40,8 +42,12 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier as _SkMLPClassifier
+from sklearn.neural_network import MLPRegressor as _SkMLPRegressor
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import (
     _check_partial_fit_first_call,
     type_of_target,
@@ -56,7 +62,9 @@ from sklearn.utils.validation import (
 )
 
 from . import _validation as v
+from ._sparse import _sparse_module, is_sparse, take_rows
 from .backends import get_backend, to_numpy
+from .losses import OutputLoss
 from .network import MLP
 from .optim import SGD, Adam, Optimizer
 from .threads import check_threads
@@ -69,8 +77,15 @@ Array = Any
 
 # scikit-learn's activation names -> xpnet's
 _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
-_SOLVERS = ("sgd", "adam")
-_SCHEDULES = ("constant", "invscaling", "adaptive")
+# Parameters xpnet adds to scikit-learn's; the backend name is checked by get_backend
+# (which lists the installed ones) and the device by the backend.
+_EXTRA_CONSTRAINTS: dict[str, Any] = {
+    "backend": [str],
+    "device": "no_validation",
+    "dtype": [StrOptions({"float32", "float64"}), None],
+    "threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
+    "compile": ["boolean"],
+}
 _DEVICE_LIBRARIES = ("torch", "cupy", "array_api_strict", "jax")
 # scikit-learn's message, word for word (BaseMultilayerPerceptron._fit)
 _NONFINITE_WEIGHTS = (
@@ -80,10 +95,16 @@ _NONFINITE_WEIGHTS = (
 
 
 # ---------------------------------------------------------------------- array kinds
+def _dense_part(obj: Any) -> Any:
+    """A CuPy sparse matrix's ``data`` array (what its library and device are read
+    from); anything else unchanged."""
+    return obj.data if is_sparse(obj) and _sparse_module(obj) == "cupyx.scipy.sparse" else obj
+
+
 def _library(obj: Any) -> str | None:
-    """``"torch"``, ``"cupy"``, ``"array_api_strict"`` or ``"jax"`` for such arrays, else None
-    (host)."""
-    module = v.array_module(obj)
+    """``"torch"``, ``"cupy"``, ``"array_api_strict"`` or ``"jax"`` for such arrays (and ``"cupy"``
+    for ``cupyx.scipy.sparse`` matrices), else None (host)."""
+    module = v.array_module(_dense_part(obj))
     return module if module in _DEVICE_LIBRARIES else None
 
 
@@ -91,7 +112,7 @@ def _device_arg(obj: Array, library: str) -> Any:
     """The array's device in the form :func:`xpnet.get_backend` takes."""
     from array_api_compat import device
 
-    dev = device(obj)
+    dev = device(_dense_part(obj))
     if library == "cupy":
         return int(dev.id)
     return dev
@@ -105,6 +126,7 @@ def _like(result: Array, like: Any) -> Array:
         return to_numpy(result)
     from array_api_compat import array_namespace, device
 
+    like = _dense_part(like)
     xp = array_namespace(like)
     if _library(result) == library:
         if device(result) == device(like):
@@ -181,6 +203,25 @@ def _check_n_samples(y: Any, n_samples: int) -> None:
         )
 
 
+def _averaged_over_outputs(output: OutputLoss, n_outputs: int) -> OutputLoss:
+    """The half squared error with its data term averaged over the ``n_outputs``
+    outputs, as scikit-learn reports it (``0.5 * mean over rows and outputs``) and as
+    its ``tol`` and L-BFGS see it; the L2 term is not divided. The gradient is left as
+    it is, ``dZ = (A - Y) / m`` per output, which is scikit-learn's too (its gradient is
+    that of the sum over outputs), so the training is the same."""
+
+    def loss(xp: Any, z: Array, a: Array, y: Array, weight: Array | None = None) -> Array:
+        return output.loss(xp, z, a, y, weight) / n_outputs
+
+    def activation_and_loss(
+        xp: Any, z: Array, y: Array, weight: Array | None = None
+    ) -> tuple[Array, Array]:
+        a, value = output.forward_and_loss(xp, z, y, weight)
+        return a, value / n_outputs
+
+    return dataclasses.replace(output, loss=loss, activation_and_loss=activation_and_loss)
+
+
 class _SklearnShuffle:
     """Per-epoch row orders drawn exactly as scikit-learn's MLP draws them: each epoch
     shuffles the previous order with ``sklearn.utils.shuffle(order, random_state=rs)``,
@@ -235,6 +276,7 @@ class _BaseMLP(BaseEstimator):
         beta_2: float = 0.999,
         epsilon: float = 1e-8,
         n_iter_no_change: int = 10,
+        max_fun: int = 15000,
         backend: str = "numpy",
         device: Any = None,
         dtype: str | None = None,
@@ -263,6 +305,7 @@ class _BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.backend = backend
         self.device = device
         self.dtype = dtype
@@ -271,69 +314,22 @@ class _BaseMLP(BaseEstimator):
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> list[int]:
+        """Validate the parameters with scikit-learn's own machinery and constraints
+        (:attr:`_parameter_constraints`, read from the installed scikit-learn), so the
+        same values are accepted and the rest refused with the same exception
+        (``InvalidParameterError``, a ``ValueError`` and ``TypeError``) and message."""
+        self._validate_params()
         sizes: Any = self.hidden_layer_sizes
-        if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
+        if not hasattr(sizes, "__iter__"):
             sizes = [sizes]
-        try:
-            sizes = list(sizes)
-        except TypeError:
-            raise ValueError(
-                f"hidden_layer_sizes must be an int or a sequence of ints; got {sizes!r}"
-            ) from None
-        if any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s <= 0 for s in sizes):
-            raise ValueError(f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes}.")
-
-        def choice(name: str, options: Sequence[str]) -> None:
-            value = getattr(self, name)
-            if not isinstance(value, str) or value not in options:
-                raise ValueError(
-                    f"The '{name}' parameter of {type(self).__name__} must be one of "
-                    f"{', '.join(map(repr, options))}; got {value!r}."
-                )
-
-        def number(name: str, low: float, high: float, closed: str, integer: bool = False) -> None:
-            value = getattr(self, name)
-            kind = numbers.Integral if integer else numbers.Real
-            ok = isinstance(value, kind) and not isinstance(value, bool)
-            if ok:
-                ok = (low <= value if closed[0] == "[" else low < value) and (
-                    value <= high if closed[1] == "]" else value < high
-                )
-            if not ok:
-                what = "an int" if integer else "a float"
-                raise ValueError(
-                    f"The '{name}' parameter of {type(self).__name__} must be {what} in "
-                    f"{closed[0]}{low}, {high}{closed[1]}; got {value!r}."
-                )
-
-        def boolean(name: str) -> None:
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError(
-                    f"The '{name}' parameter of {type(self).__name__} must be True or False; "
-                    f"got {getattr(self, name)!r}."
-                )
-
-        inf = float("inf")
-        choice("activation", tuple(_ACTIVATIONS))
-        choice("solver", _SOLVERS)
-        choice("learning_rate", _SCHEDULES)
-        number("alpha", 0.0, inf, "[)")
-        number("learning_rate_init", 0.0, inf, "()")
-        number("power_t", 0.0, inf, "[)")
-        number("max_iter", 1, inf, "[)", integer=True)
-        number("tol", 0.0, inf, "[)")
-        number("momentum", 0.0, 1.0, "[]")
-        number("validation_fraction", 0.0, 1.0, "()")
-        number("beta_1", 0.0, 1.0, "[)")
-        number("beta_2", 0.0, 1.0, "[)")
-        number("epsilon", 0.0, inf, "()")
-        number("n_iter_no_change", 1, inf, "[)", integer=True)
-        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
-            boolean(name)
-        if self.batch_size != "auto":
-            number("batch_size", 1, inf, "[)", integer=True)
-        if self.dtype not in (None, "float32", "float64"):
-            raise ValueError(f"dtype must be None, 'float32' or 'float64'; got {self.dtype!r}")
+        sizes = list(sizes)
+        if np.any(np.array(sizes) <= 0):  # scikit-learn's check and message
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
+        if any(isinstance(s, bool) or not isinstance(s, numbers.Integral) for s in sizes):
+            # a TypeError, as scikit-learn's (raised later, where it allocates the layers)
+            raise TypeError(
+                f"hidden_layer_sizes must hold positive integers, got {self.hidden_layer_sizes!r}."
+            )
         check_threads(self.threads)
         return [int(s) for s in sizes]
 
@@ -348,8 +344,11 @@ class _BaseMLP(BaseEstimator):
         (NumPy out), device arrays checked in their own namespace and left on the device."""
         library = _library(X)
         if library is None:
+            # scipy.sparse: CSR/CSC kept, other formats (COO...) converted to CSR, as
+            # scikit-learn's MLPs do
             X = validate_data(
-                self, X, reset=reset, accept_sparse=False, dtype=(np.float64, np.float32)
+                self, X, reset=reset, accept_sparse=["csr", "csc"],
+                dtype=(np.float64, np.float32),
             )
             return X, None, None, self._dtype_name(X.dtype)
         if X.ndim != 2:
@@ -445,7 +444,7 @@ class _BaseMLP(BaseEstimator):
 
     # ------------------------------------------------------------------ the network
     def _make_net(self, sizes: list[int], backend: str, device: Any, dtype: str) -> MLP:
-        return MLP(
+        net = MLP(
             sizes,
             activation=_ACTIVATIONS[self.activation],
             output=self._output_name(),
@@ -455,6 +454,9 @@ class _BaseMLP(BaseEstimator):
             seed=0,  # unused: the weights are set from scikit-learn's random stream
             alpha=float(self.alpha),
         )
+        if net.output == "identity" and sizes[-1] > 1:
+            net._output = _averaged_over_outputs(net._output, sizes[-1])
+        return net
 
     def _get_net(self, backend: str, device: Any, dtype: str, reload: bool) -> MLP:
         """The network on ``backend``/``device``/``dtype``; rebuilt from ``coefs_`` when it
@@ -538,12 +540,14 @@ class _BaseMLP(BaseEstimator):
         else:
             backend = library
         random_state = check_random_state(self.random_state)
+        self._random_state = random_state
         n_outputs = Y.shape[1]
         sizes = [X.shape[1], *hidden, n_outputs]
 
         if first_pass:
             net = self._make_net(sizes, backend, device, dtype)
-            net.set_params(self._initial_weights(sizes, random_state))
+            initial = self._initial_weights(sizes, random_state)
+            net.set_params(initial)
             self._net, self._net_spec, self._net_device = net, (backend, str(device), dtype), device
             self._optimizer = None
             self._history = History()
@@ -553,6 +557,12 @@ class _BaseMLP(BaseEstimator):
                 self._output_name(), self._output_name()
             )
             self.t_ = 0
+            # scikit-learn's _initialize: copies of the initial weights; with early
+            # stopping they become the best epoch's weights (see _publish_weights)
+            self._best_coefs = [np.array(W, dtype=dtype) for W, _ in initial]
+            self._best_intercepts = [np.array(b, dtype=dtype) for _, b in initial]
+            if self.solver != "lbfgs":
+                self._no_improvement_count = 0
         else:
             expected = self._fitted_layer_sizes()
             if sizes != expected:
@@ -565,7 +575,9 @@ class _BaseMLP(BaseEstimator):
             net = self._get_net(backend, device, dtype, reload=self._weights_changed())
             if self._net_spec != previous:
                 self._optimizer = None  # its state lived with the old network
-        if not incremental or getattr(self, "_optimizer", None) is None:
+        if self.solver != "lbfgs" and (
+            not incremental or getattr(self, "_optimizer", None) is None
+        ):
             self._optimizer = self._new_optimizer()
         if not hasattr(self, "_history"):
             self._history = History()
@@ -575,10 +587,14 @@ class _BaseMLP(BaseEstimator):
         w_dev = None if sample_weight is None else net.array_backend.asarray(
             sample_weight, dtype=net._dtype
         )
+        if self.solver == "lbfgs":
+            return self._fit_lbfgs(net, X_dev, Y_dev, w_dev, X, library)
         validation_data = None
         if self.early_stopping:
-            # don't stratify multi-output (multi-class one-hot, multi-label) targets
-            stratify = Y if self._is_classifier and n_outputs == 1 else None
+            # don't stratify multi-output (multi-class one-hot, multi-label) targets;
+            # stratify on scikit-learn's representation (its binarised labels are bool),
+            # so its messages (a class too small: "['True']") are the same
+            stratify = Y.astype(bool) if self._is_classifier and n_outputs == 1 else None
             train_idx, val_idx = train_test_split(
                 np.arange(n_samples),
                 random_state=random_state,
@@ -594,11 +610,11 @@ class _BaseMLP(BaseEstimator):
             tr = net.array_backend.asarray(train_idx)
             va = net.array_backend.asarray(val_idx)
             validation_data = (
-                xp.take(X_dev, va, axis=0),
+                take_rows(xp, X_dev, va),
                 xp.take(Y_dev, va, axis=0),
                 None if w_dev is None else xp.take(w_dev, va, axis=0),
             )
-            X_dev, Y_dev = xp.take(X_dev, tr, axis=0), xp.take(Y_dev, tr, axis=0)
+            X_dev, Y_dev = take_rows(xp, X_dev, tr), xp.take(Y_dev, tr, axis=0)
             w_dev = None if w_dev is None else xp.take(w_dev, tr, axis=0)
         m = X_dev.shape[0]
         if self.batch_size == "auto":
@@ -625,7 +641,11 @@ class _BaseMLP(BaseEstimator):
                 sample_weight=w_dev,
                 validation_data=validation_data,
                 tol=float(self.tol),
-                n_iter_no_change=int(self.n_iter_no_change),
+                # np.inf (scikit-learn accepts it): never stop on the count
+                n_iter_no_change=(
+                    sys.maxsize if self.n_iter_no_change == np.inf
+                    else int(self.n_iter_no_change)
+                ),
                 rng=_SklearnShuffle(random_state),
                 history=history,
                 verbose=bool(self.verbose),
@@ -651,6 +671,7 @@ class _BaseMLP(BaseEstimator):
         self.t_ = history.samples_seen
         self.loss_curve_ = list(history.loss)
         self.loss_ = self.loss_curve_[-1]
+        self._no_improvement_count = history.no_improvement_count
         if self.early_stopping:
             self.best_loss_ = None
             self.validation_scores_ = list(history.validation_scores)
@@ -659,10 +680,7 @@ class _BaseMLP(BaseEstimator):
             self.best_loss_ = history.best_loss
             self.validation_scores_ = None
             self.best_validation_score_ = None
-        # the network holds the weights now; coefs_/intercepts_ are copied out when read
-        self._weights_kind = None if library is None else (library, _device_arg(X, library))
-        self._weights = self._weights_seen = None
-        self._net_holds_weights = True
+        self._publish_weights(net, X, library)
         if net._nonfinite_parameters():  # scikit-learn's last check of every fit
             raise ValueError(_NONFINITE_WEIGHTS)
         if not incremental and not history.converged and self.n_iter_ == self.max_iter:
@@ -672,6 +690,67 @@ class _BaseMLP(BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=3,
             )
+        return self
+
+    def _check_solver(self) -> bool:
+        """``partial_fit`` exists only for the stochastic solvers (scikit-learn's rule
+        and message): ``hasattr(MLPClassifier(solver="lbfgs"), "partial_fit")`` is False."""
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError(
+                "partial_fit is only available for stochastic optimizers. "
+                f"{self.solver} is not stochastic."
+            )
+        return True
+
+    def _publish_weights(self, net: MLP, X: Any, library: str | None) -> None:
+        """``coefs_``/``intercepts_`` from the network (arrays of the input's kind); with
+        early stopping they are also ``_best_coefs``/``_best_intercepts``, the same
+        lists, as in scikit-learn (which restores the best weights by assigning those)."""
+        # the network holds the weights now; coefs_/intercepts_ are copied out when read
+        self._weights_kind = None if library is None else (library, _device_arg(X, library))
+        self._weights = self._weights_seen = None
+        self._net_holds_weights = True
+        if self.early_stopping and self.solver != "lbfgs":  # (one copy out per such fit)
+            self._best_coefs, self._best_intercepts = self.coefs_, self.intercepts_
+
+    def _fit_lbfgs(
+        self, net: MLP, X_dev: Array, Y_dev: Array, w_dev: Array | None, X: Any,
+        library: str | None,
+    ) -> Any:
+        """scikit-learn's ``_fit_lbfgs``: SciPy's L-BFGS-B on the flattened parameters
+        with the same options, ``n_iter_`` and warnings from scikit-learn's own
+        ``_check_optimize_result``; no loss curve. The loss and gradient are computed on
+        the network's device (see :mod:`xpnet._lbfgs`)."""
+        from sklearn.utils.optimize import _check_optimize_result
+
+        from ._lbfgs import minimize_lbfgs
+
+        iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
+        try:  # scikit-learn's own choice of SciPy options (iprint is gone in SciPy 1.15)
+            from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
+
+            options = _get_additional_lbfgs_options_dict("iprint", iprint)
+        except ImportError:  # scikit-learn < 1.6.1 passed iprint itself
+            options = {"iprint": iprint}
+        result = minimize_lbfgs(
+            net, X_dev, Y_dev, w_dev, max_iter=self.max_iter, max_fun=self.max_fun,
+            tol=self.tol, options=options,
+        )
+        self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
+        self.loss_ = result.fun
+        if not np.all(np.isfinite(result.x)):  # scikit-learn's last check of every fit
+            raise ValueError(_NONFINITE_WEIGHTS)
+        self._publish_weights(net, X, library)
+        sizes = net.layer_sizes
+        # scikit-learn keeps where each layer sits in the flat vector
+        self._coef_indptr, self._intercept_indptr = [], []
+        start = 0
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+            self._coef_indptr.append((start, start + fan_in * fan_out, (fan_in, fan_out)))
+            start += fan_in * fan_out
+        for fan_out in sizes[1:]:
+            self._intercept_indptr.append((start, start + fan_out))
+            start += fan_out
         return self
 
     @_on_input_device
@@ -709,8 +788,8 @@ class _BaseMLP(BaseEstimator):
         X, library, device, _ = self._validate_X(X, reset=False)
         net = self._predict_net(library, device)
         if library is not None and library != net.backend:
-            X = to_numpy(X)
-        X = v.check_X(net.array_backend, X, net.layer_sizes[0], net._dtype)
+            X = X.get() if is_sparse(X) else to_numpy(X)  # CuPy sparse: to SciPy
+        X = net._check_X(X)
         _, Z_out, A_out = net._forward(X)
         return net, Z_out, A_out
 
@@ -725,7 +804,7 @@ class _BaseMLP(BaseEstimator):
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True  # scipy.sparse on NumPy (cupyx.scipy.sparse on CuPy)
         tags.array_api_support = True
         return tags
 
@@ -771,6 +850,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """
 
     _is_classifier = True
+    _parameter_constraints: dict = {**_SkMLPClassifier._parameter_constraints, **_EXTRA_CONSTRAINTS}
 
     def _output_name(self) -> str:
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "sigmoid"
@@ -803,6 +883,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 )
         return np.asarray(self._label_binarizer.transform(y), dtype=np.float64)
 
+    @available_if(lambda est: est._check_solver())
     @_on_input_device
     def partial_fit(
         self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None
@@ -888,16 +969,68 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     and attributes (less ``classes_``).
     """
 
+    _parameter_constraints: dict = {**_SkMLPRegressor._parameter_constraints, **_EXTRA_CONSTRAINTS}
+
+    def __init__(
+        self,
+        loss: str = "squared_error",
+        hidden_layer_sizes: Sequence[int] | int = (100,),
+        activation: str = "relu",
+        *,
+        solver: str = "adam",
+        alpha: float = 0.0001,
+        batch_size: int | str = "auto",
+        learning_rate: str = "constant",
+        learning_rate_init: float = 0.001,
+        power_t: float = 0.5,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        random_state: Any = None,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int = 10,
+        max_fun: int = 15000,
+        backend: str = "numpy",
+        device: Any = None,
+        dtype: str | None = None,
+    ) -> None:
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha,
+            batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun, backend=backend, device=device, dtype=dtype,
+        )
+        self.loss = loss
+
     def _output_name(self) -> str:
-        return "identity"
+        return "exp" if self.loss == "poisson" else "identity"
 
     def _encode_targets(self, y: Any, n_samples: int, incremental: bool) -> np.ndarray:
         y = check_array(y, ensure_2d=False, dtype=np.float64, ensure_all_finite=True)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         _check_n_samples(y, n_samples)
+        if self.loss == "poisson" and np.any(y < 0):
+            # scikit-learn's MLPRegressor does not check (it trains on a nan loss); its
+            # other Poisson estimators refuse with this message, and so do we
+            raise ValueError(
+                "Some value(s) of y are negative which is not allowed for Poisson regression."
+            )
         return y.reshape(n_samples, -1)
 
+    @available_if(lambda est: est._check_solver())
     @_on_input_device
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
         """One epoch over ``(X, y)``."""

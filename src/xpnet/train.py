@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import _validation as v
+from ._sparse import row_slice, take_rows
 from .compiled import check_compile, epoch_program
 from .optim import SGD, Optimizer, get_optimizer
 from .threads import check_threads, resolve_threads, thread_limits
@@ -202,9 +203,9 @@ def _validation_split(
     xp = net.xp
     train_idx = net.array_backend.asarray(order[n_val:])
     val_idx = net.array_backend.asarray(order[:n_val])
-    parts = [xp.take(X, train_idx, axis=0), xp.take(Y, train_idx, axis=0)]
+    parts = [take_rows(xp, X, train_idx), xp.take(Y, train_idx, axis=0)]
     parts += [None if w is None else xp.take(w, train_idx, axis=0)]
-    parts += [xp.take(X, val_idx, axis=0), xp.take(Y, val_idx, axis=0)]
+    parts += [take_rows(xp, X, val_idx), xp.take(Y, val_idx, axis=0)]
     parts += [None if w is None else xp.take(w, val_idx, axis=0)]
     return tuple(parts)
 
@@ -243,6 +244,34 @@ def _thread_limited(func: Callable[..., History]) -> Callable[..., History]:
     return wrapper
 
 
+def _fit_lbfgs(
+    net: MLP, X: Any, Y: Any, epochs: int, batch_size: int | None, callback: Any,
+    sample_weight: Any, early_stopping: bool, validation_data: Any, tol: float,
+    history: History | None, verbose: bool, max_fun: int,
+) -> History:
+    """``fit(optimizer="lbfgs")``: checks, then :func:`xpnet._lbfgs.fit_lbfgs`."""
+    from ._lbfgs import fit_lbfgs
+
+    if batch_size is not None:
+        raise ValueError(
+            f"optimizer='lbfgs' trains on the full batch; batch_size must be None, "
+            f"got {batch_size!r}"
+        )
+    if early_stopping or validation_data is not None:
+        raise ValueError("optimizer='lbfgs' does not support early stopping or validation_data")
+    tol = v.check_nonnegative_float("tol", tol)
+    max_fun = v.check_positive_int("max_fun", max_fun)
+    X, Y = net._check_XY(X, Y)
+    w = None
+    if sample_weight is not None:
+        w = _check_sample_weight(net, sample_weight, X.shape[0], "sample_weight")
+    return fit_lbfgs(
+        net, X, Y, w, max_iter=epochs, max_fun=max_fun, tol=tol,
+        history=History() if history is None else history, callback=callback,
+        verbose=verbose,
+    )
+
+
 @_thread_limited  # on CuPy, the whole fit runs with the network's device current
 def fit(
     net: MLP,
@@ -264,6 +293,7 @@ def fit(
     rng: Any = None,
     history: History | None = None,
     verbose: bool = False,
+    max_fun: int = 15000,
     on_divergence: str = "raise",
     threads: int | None = None,
     compile: bool = False,
@@ -272,8 +302,12 @@ def fit(
 
     Parameters
     ----------
-    optimizer : None, "sgd", "adam" or an :class:`xpnet.optim.Optimizer`
-        ``None`` (default) is plain gradient descent with learning rate ``lr``; a name
+    optimizer : None, "sgd", "adam", "lbfgs" or an :class:`xpnet.optim.Optimizer`
+        ``None`` (default) is plain gradient descent with learning rate ``lr``;
+        ``"lbfgs"`` is full-batch L-BFGS through SciPy (``epochs`` is its iteration
+        limit, ``tol`` its gradient tolerance, ``max_fun`` its limit on loss
+        evaluations; ``lr``, ``batch_size``, ``shuffle`` and early stopping do not
+        apply; ``history.loss`` holds the loss after each L-BFGS iteration); a name
         builds that optimiser with ``lr``; an instance is used as it is (its own
         learning rate, schedule and state; ``lr`` is ignored), so passing the same
         instance to several calls continues its momentum/moments.
@@ -298,6 +332,8 @@ def fit(
         Continue this history (see :class:`History`); it is updated and returned.
     verbose : bool, default False
         Print the loss (and validation score) of each epoch.
+    max_fun : int, default 15000
+        ``optimizer="lbfgs"`` only: the most loss evaluations L-BFGS may make.
     on_divergence : {"raise", "continue"}, default "raise"
         What a non-finite epoch loss or non-finite parameters after an epoch do.
         ``"raise"``: roll the network back to the last finite state (the parameters at
@@ -344,7 +380,13 @@ def fit(
     finiteness travels with the epoch's one loss read-back.
     """
     epochs = v.check_positive_int("epochs", epochs)
-    opt: Optimizer = SGD(lr) if optimizer is None else get_optimizer(optimizer, lr)
+    lbfgs = isinstance(optimizer, str) and optimizer == "lbfgs"
+    if isinstance(optimizer, str) and optimizer not in ("sgd", "adam", "lbfgs"):
+        raise ValueError(
+            "optimizer must be 'sgd', 'adam', 'lbfgs' or an Optimizer instance; "
+            f"got {optimizer!r}"
+        )
+    opt: Optimizer = SGD(lr) if optimizer is None or lbfgs else get_optimizer(optimizer, lr)
     if batch_size is not None:
         batch_size = v.check_positive_int("batch_size", batch_size)
     if not isinstance(shuffle, bool):
@@ -400,6 +442,11 @@ def fit(
         raise ValueError(
             f"compile=True needs an optimiser with explicit state (apply); "
             f"{type(opt).__name__} has none"
+        )
+    if lbfgs:  # full batch through SciPy: its own loop (see _lbfgs)
+        return _fit_lbfgs(
+            net, X, Y, epochs, batch_size, callback, sample_weight, early_stopping,
+            validation_data, tol, history, verbose, max_fun,
         )
 
     X, Y = net._check_XY(X, Y)
@@ -491,11 +538,11 @@ def fit(
                 for first in range(0, m, batch_size):
                     last = min(first + batch_size, m)
                     if order is None:
-                        X_batch, Y_batch = X[first:last, ...], Y[first:last, ...]
+                        X_batch, Y_batch = row_slice(X, first, last), Y[first:last, ...]
                         w_batch = None if w is None else w[first:last]
                     else:
                         rows = order[first:last]
-                        X_batch, Y_batch = xp.take(X, rows, axis=0), xp.take(Y, rows, axis=0)
+                        X_batch, Y_batch = take_rows(xp, X, rows), xp.take(Y, rows, axis=0)
                         w_batch = None if w is None else xp.take(w, rows, axis=0)
                     loss, grads = net._loss_and_grads(X_batch, Y_batch, w_batch)
                     opt.update(net._params, grads)

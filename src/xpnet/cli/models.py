@@ -234,7 +234,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     header: list[str] = ["row"]
     if data.y is not None:
         header.append(f"true_{data.target_name or 'target'}")
-    if net.output == "identity":
+    if net.output in ("identity", "exp"):
         y_mean, y_scale = _target_stats(net)
         values = outputs * y_scale + y_mean
         names = ["prediction"] if values.shape[1] == 1 else [

@@ -143,7 +143,7 @@ def _add_network_options(p: argparse.ArgumentParser) -> None:
                    help="all layer sizes, input to output, e.g. 2,4,1 (default: 2,4,1)")
     p.add_argument("--activation", type=_activations, default="sigmoid", metavar="NAME",
                    help="hidden activation(s) (default: sigmoid)")
-    p.add_argument("--output", default="sigmoid", choices=("sigmoid", "softmax", "identity"),
+    p.add_argument("--output", default="sigmoid", choices=("sigmoid", "softmax", "identity", "exp"),
                    help="output and loss (default: sigmoid)")
     p.add_argument("--alpha", type=_nonnegative_float, default=0.0, help="L2 penalty")
 
@@ -206,9 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--activation", type=_activations, default="sigmoid", metavar="NAME",
                    help="hidden activation: sigmoid, tanh, relu, identity; one, or one per "
                    "hidden layer like relu,tanh (default: sigmoid)")
-    p.add_argument("--output", default=None, choices=("sigmoid", "softmax", "identity"),
+    p.add_argument("--output", default=None, choices=("sigmoid", "softmax", "identity", "exp"),
                    help="output and loss (default: from the target: sigmoid for 2 classes, "
-                   "softmax for more, identity for regression)")
+                   "softmax for more, identity for regression, exp for counts: Poisson)")
     p.add_argument("--epochs", type=_positive_int, default=None,
                    help="passes over the training rows (default: "
                    f"{DEFAULT_EPOCHS_2D} on the generated 2-D data sets, "

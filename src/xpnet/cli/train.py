@@ -220,7 +220,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     X_train = scaler.transform(X_train_raw) if scaler else X_train_raw
     X_test = scaler.transform(X_test_raw) if scaler else X_test_raw
     y_scaler = None
-    if not classification and args.standardize:
+    # a Poisson (exp) target stays as it is: standardising would make counts negative
+    if not classification and args.standardize and target.output != "exp":
         y_scaler = Standardizer.fit(y_train[:, None])
         y_train_fit = (y_train - y_scaler.mean[0]) / y_scaler.scale[0]
         y_test_fit = (y_test - y_scaler.mean[0]) / y_scaler.scale[0]
