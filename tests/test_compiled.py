@@ -18,6 +18,9 @@ from xpnet.optim import SGD, Adam
 HAVE_JAX = importlib.util.find_spec("jax") is not None
 jax_only = pytest.mark.skipif(not HAVE_JAX, reason="jax is not installed")
 
+pytestmark = pytest.mark.backend_session("jax")  # run by the jax nox session too
+
+
 
 def _pair(backend="jax", **kwargs):
     make = dict(activation="tanh", output="softmax", backend=backend, seed=3, **kwargs)

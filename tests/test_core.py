@@ -13,6 +13,9 @@ import xpnet
 from xpnet import core
 from xpnet.optim import SGD, Adam
 
+pytestmark = pytest.mark.backend_session("jax")  # run by the jax nox session too
+
+
 
 def _net_and_batch(backend="numpy", dtype="float64", alpha=0.3, output="softmax"):
     net = xpnet.MLP([3, 6, 5, 3], activation=["tanh", "relu"], output=output, backend=backend,

@@ -25,6 +25,9 @@ from xpnet.backends import BackendUnavailableError, device_name, get_backend
 jax = pytest.importorskip("jax", reason="jax is not installed (pip install 'xpnet[jax]')")
 jnp = jax.numpy
 
+pytestmark = pytest.mark.backend_session("jax")  # run by the jax nox session too
+
+
 
 def _xor():
     X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])

@@ -132,6 +132,7 @@ def test_cli_threads_option():
     assert_error(run("train", "--dataset", "xor", "--threads", "0"), "--threads")
 
 
+@pytest.mark.backend_session("jax")  # needs jax: run by the jax nox session
 def test_xla_flag_only_before_jax_starts():
     """XLA sizes its pool once: the flag is added before JAX starts, and refused after."""
     pytest.importorskip("jax")
