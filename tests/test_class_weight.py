@@ -320,6 +320,14 @@ def test_cli_class_weight_changes_training_and_is_reported() -> None:
     assert weighted["training"]["class_weight"] == {"setosa": 2.0, "virginica": 0.5}
     assert balanced["training"]["class_weight"] == "balanced"
     assert weighted["training"]["loss_curve"] != plain["training"]["loss_curve"]
+    # each label weighs its own class: setosa=3 is not virginica=3, and a label given
+    # weight 1 is the same as a label left out
+    curves = [
+        json.loads(_run(*base, "--class-weight", spec).stdout)["training"]["loss_curve"]
+        for spec in ("setosa=3", "virginica=3", "setosa=3,versicolor=1")
+    ]
+    assert curves[0] != curves[1]
+    assert curves[0] == curves[2]
     text = _run("train", "--dataset", "iris", "--epochs", "5", "--class-weight", "setosa=2")
     assert text.returncode == 0, text.stderr
     training = next(line for line in text.stdout.splitlines() if line.startswith("training"))
