@@ -77,14 +77,16 @@ def test_core_class_weight_is_the_matching_sample_weight(backend: str, kind: str
 
 
 @pytest.mark.parametrize("kind", ["sigmoid", "softmax"])
-def test_core_balanced_is_scikit_learns_formula_times_sample_weight(kind: str) -> None:
+def test_core_balanced_is_scikit_learns_formula_times_sample_weight(
+    backend: str, kind: str
+) -> None:
     X, y_binary, y_multi = _data()
     y, k = (y_binary, 1) if kind == "sigmoid" else (y_multi, 3)
     rows = np.random.default_rng(3).uniform(0.5, 2.0, size=y.shape[0])
     balanced = compute_class_weight("balanced", classes=np.unique(y), y=y)
-    weighted = _net(kind, k)
+    weighted = _net(kind, k, backend)
     weighted.fit(X, y, epochs=30, class_weight="balanced", sample_weight=rows)
-    reference = _net(kind, k)
+    reference = _net(kind, k, backend)
     reference.fit(X, y, epochs=30, sample_weight=rows * balanced[y])
     assert _max_diff(weighted, reference) <= 1e-12
 
