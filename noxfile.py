@@ -8,6 +8,10 @@
 
 Each tests session installs only its backend's extra (plus the test tools) and runs
 pytest with ``--backend`` for it; the cross-backend tests always compare against NumPy.
+The numpy session runs the whole suite; the other backends' sessions run only the tests
+that take the ``backend`` fixture (``--backend-tests-only``): every other test is the same
+whatever the backend, and already runs in the numpy session and in the README's test
+command (every installed backend at once). Tests run on every core (pytest-xdist).
 The torch version used on the project's machines is pinned once, in constraints.txt.
 """
 
@@ -39,7 +43,8 @@ EXTRAS = {
 def tests(session: nox.Session, backend: str) -> None:
     """Run the test suite on one backend (NumPy is always the reference)."""
     session.install("-c", "constraints.txt", "-e", f".[{EXTRAS[backend]}]")
-    session.run("pytest", "--backend", backend, *session.posargs)
+    only = [] if backend == "numpy" else ["--backend-tests-only"]
+    session.run("pytest", "-n", "auto", "--backend", backend, *only, *session.posargs)
 
 
 @nox.session

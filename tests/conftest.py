@@ -20,6 +20,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run backend-parametrised tests on this backend only (repeatable); "
         "default: every backend, those not usable here are skipped with the reason",
     )
+    parser.addoption(
+        "--backend-tests-only",
+        action="store_true",
+        default=False,
+        help="run only the tests that take the backend fixture (the per-backend nox "
+        "sessions use it: every other test is the same on every backend and already ran, "
+        "once, in the full run and in the numpy session)",
+    )
 
 
 def selected_backends(config: pytest.Config) -> list[str]:
@@ -29,6 +37,16 @@ def selected_backends(config: pytest.Config) -> list[str]:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
         metafunc.parametrize("backend", selected_backends(metafunc.config), indirect=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("backend_tests_only"):
+        return
+    keep = [item for item in items if "backend" in getattr(item, "fixturenames", ())]
+    dropped = [item for item in items if "backend" not in getattr(item, "fixturenames", ())]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 def _skip_reason(name: str, exc: Exception) -> str:
