@@ -16,10 +16,11 @@ per-epoch shuffles are drawn from ``check_random_state(random_state)`` in the sa
 as ``sklearn.neural_network.MLPClassifier``, and the updates are the same, so with the
 same ``random_state`` both follow the same trajectory up to floating-point rounding.
 
-Differences from scikit-learn: no ``lbfgs`` solver, no sparse input, no ``poisson``
-loss. For multi-output regression ``loss_`` is the half squared error summed over the
-outputs (scikit-learn averages its data term over the outputs; the gradients, and so
-the training, are the same). Class labels are encoded on the host (a copy of ``y``, one
+All of scikit-learn's solvers (``sgd``, ``adam``, ``lbfgs``), sparse ``X`` and the
+``poisson`` loss are supported, with scikit-learn's parameter constraints and fitted state;
+``class_weight`` is an addition. Differences: ``predict_log_proba`` is computed from the
+logits, so it stays finite where a probability rounds to 0; a Poisson target with
+negative values is refused; an ``lbfgs`` regressor has no ``partial_fit``. Class labels are encoded on the host (a copy of ``y``, one
 value per row); ``X`` stays on its device throughout.
 
 This module imports scikit-learn, an optional dependency: ``pip install "xpnet[sklearn]"``.
