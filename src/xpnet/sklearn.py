@@ -20,8 +20,9 @@ All of scikit-learn's solvers (``sgd``, ``adam``, ``lbfgs``), sparse ``X`` and t
 ``poisson`` loss are supported, with scikit-learn's parameter constraints and fitted state;
 ``class_weight`` is an addition. Differences: ``predict_log_proba`` is computed from the
 logits, so it stays finite where a probability rounds to 0; a Poisson target with
-negative values is refused; an ``lbfgs`` regressor has no ``partial_fit``. Class labels are encoded on the host (a copy of ``y``, one
-value per row); ``X`` stays on its device throughout.
+negative values is refused; an ``lbfgs`` regressor has no ``partial_fit``. Class labels
+are encoded on the host (a copy of ``y``, one value per row); ``X`` stays on its device
+throughout.
 
 This module imports scikit-learn, an optional dependency: ``pip install "xpnet[sklearn]"``.
 """
