@@ -169,21 +169,23 @@ def test_trajectory_equals_scikit_learn(task: str, solver: str, sparse: str | No
 
 # ---------------------------------------------------------------------- constructor
 @pytest.mark.parametrize(
-    ("ours", "theirs"), [(MLPClassifier, SkMLPClassifier), (MLPRegressor, SkMLPRegressor)]
+    ("ours", "theirs", "extra"),
+    [
+        (MLPClassifier, SkMLPClassifier, ["backend", "device", "dtype", "class_weight"]),
+        (MLPRegressor, SkMLPRegressor, ["backend", "device", "dtype"]),
+    ],
 )
-def test_signature_is_scikit_learns_plus_backend_device_dtype(ours, theirs) -> None:
+def test_signature_is_scikit_learns_plus_backend_device_dtype(ours, theirs, extra) -> None:
     """Every parameter of scikit-learn's constructor, in the same order, of the same kind
     (positional or keyword-only) and with the same default; then only backend, device,
-    dtype."""
+    dtype (and the classifier's class_weight, issue 13)."""
     mine = list(inspect.signature(ours.__init__).parameters.values())[1:]
     reference = list(inspect.signature(theirs.__init__).parameters.values())[1:]
     assert [(p.name, p.kind, p.default) for p in mine[: len(reference)]] == [
         (p.name, p.kind, p.default) for p in reference
     ]
-    assert [p.name for p in mine[len(reference):]] == ["backend", "device", "dtype"]
-    assert ours().get_params().keys() - theirs().get_params().keys() == {
-        "backend", "device", "dtype"
-    }
+    assert [p.name for p in mine[len(reference):]] == extra
+    assert ours().get_params().keys() - theirs().get_params().keys() == set(extra)
 
 
 # ---------------------------------------------------------------------- parameter values

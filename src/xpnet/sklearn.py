@@ -16,11 +16,13 @@ per-epoch shuffles are drawn from ``check_random_state(random_state)`` in the sa
 as ``sklearn.neural_network.MLPClassifier``, and the updates are the same, so with the
 same ``random_state`` both follow the same trajectory up to floating-point rounding.
 
-Differences from scikit-learn: no ``lbfgs`` solver, no sparse input, no ``poisson``
-loss. For multi-output regression ``loss_`` is the half squared error summed over the
-outputs (scikit-learn averages its data term over the outputs; the gradients, and so
-the training, are the same). Class labels are encoded on the host (a copy of ``y``, one
-value per row); ``X`` stays on its device throughout.
+All of scikit-learn's solvers (``sgd``, ``adam``, ``lbfgs``), sparse ``X`` and the
+``poisson`` loss are supported, with scikit-learn's parameter constraints and fitted state;
+``class_weight`` is an addition. Differences: ``predict_log_proba`` is computed from the
+logits, so it stays finite where a probability rounds to 0; a Poisson target with
+negative values is refused; an ``lbfgs`` regressor has no ``partial_fit``. Class labels
+are encoded on the host (a copy of ``y``, one value per row); ``X`` stays on its device
+throughout.
 
 This module imports scikit-learn, an optional dependency: ``pip install "xpnet[sklearn]"``.
 """
@@ -47,6 +49,7 @@ from sklearn.neural_network import MLPRegressor as _SkMLPRegressor
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import (
     _check_partial_fit_first_call,
@@ -87,6 +90,20 @@ _EXTRA_CONSTRAINTS: dict[str, Any] = {
     "compile": ["boolean"],
 }
 _DEVICE_LIBRARIES = ("torch", "cupy", "array_api_strict", "jax")
+# scikit-learn's message, word for word (SGDClassifier.partial_fit)
+_BALANCED_PARTIAL_FIT = (
+    "class_weight '{0}' is not supported for partial_fit. In order to use 'balanced' "
+    "weights, use compute_class_weight('{0}', classes=classes, y=y). In place of y you "
+    "can use a large enough sample of the full training set target to properly estimate "
+    "the class frequency distributions. Pass the resulting weights as the class_weight "
+    "parameter."
+)
+
+
+def _is_balanced(class_weight: Any) -> bool:
+    return isinstance(class_weight, str) and class_weight == "balanced"
+
+
 # scikit-learn's message, word for word (BaseMultilayerPerceptron._fit)
 _NONFINITE_WEIGHTS = (
     "Solver produced non-finite parameter weights. The input data may contain large "
@@ -250,6 +267,7 @@ class _BaseMLP(BaseEstimator):
     validation_scores_: list[float] | None
     best_loss_: float | None
     best_validation_score_: float | None
+    class_weight: Any  # a parameter of MLPClassifier only (read where _is_classifier)
 
     def __init__(
         self,
@@ -526,6 +544,8 @@ class _BaseMLP(BaseEstimator):
         hidden = self._check_params()
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
+        if self._is_classifier and incremental and _is_balanced(self.class_weight):
+            raise ValueError(_BALANCED_PARTIAL_FIT.format(self.class_weight))
         first_pass = not self._has_weights() or (not self.warm_start and not incremental)
         X, library, device, dtype = self._validate_X(X, reset=first_pass)
         y = _host(y)
@@ -535,6 +555,11 @@ class _BaseMLP(BaseEstimator):
             sample_weight = _check_sample_weight(_host(sample_weight), np.empty((n_samples, 0)))
             if np.any(sample_weight < 0):
                 raise ValueError("sample_weight must be non-negative")
+        if self._is_classifier and self.class_weight is not None:
+            # on the host, from the encoded labels; it joins sample_weight on the
+            # way to the device below (one (m,) vector per fit)
+            class_rows = self._class_weight_rows(Y)
+            sample_weight = class_rows if sample_weight is None else sample_weight * class_rows
         if library is None:
             backend, device = self.backend, self.device
         else:
@@ -833,6 +858,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Device for ``backend`` (e.g. ``"cuda:0"``).
     dtype : {None, "float32", "float64"}, default None
         Computation dtype; ``None`` keeps a float32/float64 input's dtype, else float64.
+    class_weight : dict, list of dicts, "balanced" or None, default None
+        Weights of the classes, multiplied with ``sample_weight``, with the meaning of
+        ``LogisticRegression``'s: ``{label: weight}`` (missing labels weigh 1) or
+        ``"balanced"`` = ``n_samples / (n_classes * np.bincount(y))``, computed by
+        scikit-learn's ``compute_class_weight``. Multi-label targets take ``"balanced"``
+        or one ``{0: w0, 1: w1}`` dict per output (as ``RandomForestClassifier``), the
+        row weight being the product over the outputs. ``partial_fit`` refuses
+        ``"balanced"`` (as ``SGDClassifier``: compute it once with
+        ``compute_class_weight`` on a large sample and pass the dict).
     threads : int or None, default None
         Threads of the BLAS/OpenMP/torch pools while fitting (see :func:`xpnet.train.fit`);
         ``None``: 1 for small networks, the libraries' settings otherwise.
@@ -850,7 +884,91 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """
 
     _is_classifier = True
-    _parameter_constraints: dict = {**_SkMLPClassifier._parameter_constraints, **_EXTRA_CONSTRAINTS}
+    _parameter_constraints: dict = {
+        **_SkMLPClassifier._parameter_constraints,
+        **_EXTRA_CONSTRAINTS,
+        # LogisticRegression's, plus RandomForestClassifier's list (one dict per output)
+        # for multi-label targets
+        "class_weight": [dict, list, StrOptions({"balanced"}), None],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes: Sequence[int] | int = (100,),
+        activation: str = "relu",
+        *,
+        solver: str = "adam",
+        alpha: float = 0.0001,
+        batch_size: int | str = "auto",
+        learning_rate: str = "constant",
+        learning_rate_init: float = 0.001,
+        power_t: float = 0.5,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        random_state: Any = None,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int = 10,
+        max_fun: int = 15000,
+        backend: str = "numpy",
+        device: Any = None,
+        dtype: str | None = None,
+        class_weight: dict[Any, float] | list[dict[Any, float]] | str | None = None,
+        threads: int | None = None,
+        compile: bool = False,
+    ) -> None:
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha,
+            batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun, backend=backend, device=device, dtype=dtype,
+            threads=threads, compile=compile,
+        )
+        self.class_weight = class_weight
+
+    def _class_weight_rows(self, Y: np.ndarray) -> np.ndarray:
+        """One weight per row from ``class_weight``, by scikit-learn's own functions.
+
+        Single-output targets follow ``LogisticRegression``/``SGDClassifier``:
+        ``compute_class_weight(class_weight, classes=classes_, y=y)`` indexed by each
+        row's class (``"balanced"``: ``n_samples / (n_classes * bincount(y))``; a dict's
+        missing classes weigh 1; a dict naming no class of ``y`` is refused by
+        scikit-learn). Multi-label targets follow ``RandomForestClassifier``:
+        ``compute_sample_weight(class_weight, Y)`` on the 0/1 indicator columns, the
+        product of the per-output weights (``"balanced"`` per column, or a list of one
+        ``{0: w0, 1: w1}`` dict per output).
+        """
+        class_weight = self.class_weight
+        if self._label_binarizer.y_type_ == "multilabel-indicator":
+            if isinstance(class_weight, dict):
+                raise ValueError(
+                    "class_weight for multi-label targets must be 'balanced' or a list of "
+                    f"one dict per output ({Y.shape[1]} outputs), as in "
+                    f"RandomForestClassifier; got a dict: {class_weight!r}"
+                )
+            return np.asarray(compute_sample_weight(class_weight, Y.astype(np.int64)))
+        if isinstance(class_weight, list):
+            raise ValueError(
+                "class_weight as a list of dicts is for multi-label targets (one dict per "
+                "output); for single-output targets pass a dict {label: weight} or "
+                f"'balanced'; got {class_weight!r}"
+            )
+        index = Y.argmax(axis=1) if Y.shape[1] > 1 else Y[:, 0].astype(np.intp)
+        labels = self.classes_[index]
+        per_class = compute_class_weight(class_weight, classes=self.classes_, y=labels)
+        return np.asarray(per_class, dtype=np.float64)[index]
 
     def _output_name(self) -> str:
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "sigmoid"
@@ -1001,6 +1119,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         backend: str = "numpy",
         device: Any = None,
         dtype: str | None = None,
+        threads: int | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha,
@@ -1011,6 +1131,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
             max_fun=max_fun, backend=backend, device=device, dtype=dtype,
+            threads=threads, compile=compile,
         )
         self.loss = loss
 

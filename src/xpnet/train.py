@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import _validation as v
+from ._class_weight import check_class_weight, class_weight_rows
 from ._sparse import row_slice, take_rows
 from .compiled import check_compile, epoch_program
 from .optim import SGD, Optimizer, get_optimizer
@@ -151,6 +152,15 @@ def _check_sample_weight(net: MLP, sample_weight: Any, m: int, name: str) -> Arr
     return w
 
 
+def _with_class_weight(net: MLP, Y: Array, w: Array | None, class_weight: Any) -> Array | None:
+    """Row weights ``w`` times the class weights of the rows' labels (checked
+    ``class_weight``; None leaves ``w`` as it is)."""
+    if class_weight is None:
+        return w
+    rows = class_weight_rows(net, Y, class_weight)
+    return rows if w is None else w * rows
+
+
 def validation_score(net: MLP, X: Array, Y: Array, sample_weight: Array | None = None) -> Array:
     """Score of ``net`` on checked arrays, as a 0-d backend array (higher is better).
 
@@ -247,7 +257,7 @@ def _thread_limited(func: Callable[..., History]) -> Callable[..., History]:
 def _fit_lbfgs(
     net: MLP, X: Any, Y: Any, epochs: int, batch_size: int | None, callback: Any,
     sample_weight: Any, early_stopping: bool, validation_data: Any, tol: float,
-    history: History | None, verbose: bool, max_fun: int,
+    history: History | None, verbose: bool, max_fun: int, class_weight: Any = None,
 ) -> History:
     """``fit(optimizer="lbfgs")``: checks, then :func:`xpnet._lbfgs.fit_lbfgs`."""
     from ._lbfgs import fit_lbfgs
@@ -265,6 +275,7 @@ def _fit_lbfgs(
     w = None
     if sample_weight is not None:
         w = _check_sample_weight(net, sample_weight, X.shape[0], "sample_weight")
+    w = _with_class_weight(net, Y, w, class_weight)
     return fit_lbfgs(
         net, X, Y, w, max_iter=epochs, max_fun=max_fun, tol=tol,
         history=History() if history is None else history, callback=callback,
@@ -295,6 +306,7 @@ def fit(
     verbose: bool = False,
     max_fun: int = 15000,
     on_divergence: str = "raise",
+    class_weight: Any = None,
     threads: int | None = None,
     compile: bool = False,
 ) -> History:
@@ -314,6 +326,16 @@ def fit(
     sample_weight : array of shape (m,), optional
         Non-negative row weights: the loss becomes ``Σ w_i ℓ_i / Σ w_i`` (+ L2 term
         ``alpha/(2 Σw) Σ‖W‖²``) per batch, as in scikit-learn.
+    class_weight : None, "balanced" or dict {label: weight}, optional
+        Per-class weights multiplied with ``sample_weight``, as scikit-learn's
+        ``class_weight``. Labels are the network's classes: ``0..k-1`` for ``k`` softmax
+        outputs (a row's label is its one-hot position), 0/1 for one sigmoid output;
+        labels left out weigh 1. ``"balanced"`` weighs class ``c`` by
+        ``n_samples / (n_classes * count_c)`` over the rows of ``X`` (before an early
+        stopping split, as scikit-learn's ``SGDClassifier``; the held-out rows keep
+        their class weights in the validation score). Not for multi-label or
+        regression outputs (use ``sample_weight``). Weights of ``validation_data`` are
+        used as given.
     early_stopping : bool, default False
         Hold out a random ``validation_fraction`` of the rows (or use
         ``validation_data``), score it after each epoch, stop when it has not improved by
@@ -437,6 +459,7 @@ def fit(
     rng = net._shuffle_rng if rng is None else rng
     if on_divergence not in ("raise", "continue"):
         raise ValueError(f"on_divergence must be 'raise' or 'continue'; got {on_divergence!r}")
+    class_weight = check_class_weight(net, class_weight)
     compiled = check_compile(compile, net.backend)
     if compiled and type(opt).apply is Optimizer.apply:
         raise ValueError(
@@ -446,7 +469,7 @@ def fit(
     if lbfgs:  # full batch through SciPy: its own loop (see _lbfgs)
         return _fit_lbfgs(
             net, X, Y, epochs, batch_size, callback, sample_weight, early_stopping,
-            validation_data, tol, history, verbose, max_fun,
+            validation_data, tol, history, verbose, max_fun, class_weight,
         )
 
     X, Y = net._check_XY(X, Y)
@@ -454,6 +477,7 @@ def fit(
     w = None
     if sample_weight is not None:
         w = _check_sample_weight(net, sample_weight, m, "sample_weight")
+    w = _with_class_weight(net, Y, w, class_weight)
     X_val = Y_val = w_val = None
     if validation_data is not None:
         X_val, Y_val = net._check_XY(*validation_data[:2])

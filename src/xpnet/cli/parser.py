@@ -28,7 +28,7 @@ from ._common import (
 )
 from .inspection import _cmd_backends, _cmd_explain, _cmd_gradcheck
 from .models import _cmd_evaluate, _cmd_predict
-from .train import _cmd_train
+from .train import _class_weight_spec, _cmd_train
 
 
 def _closest(word: str, candidates: Iterable[str]) -> str | None:
@@ -235,6 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-iter-no-change", type=_positive_int, default=None, metavar="N",
                    help="stop after N epochs without improvement by --tol (default: never "
                    "without --early-stopping, 10 with it)")
+    p.add_argument("--class-weight", type=_class_weight_spec, default=None, metavar="SPEC",
+                   help="weigh each class's rows in the loss: 'balanced' (n_rows / "
+                   "(n_classes * rows of the class), over the training rows) or "
+                   "label=weight,... with labels as in the data, e.g. setosa=2,virginica=1 "
+                   "(others weigh 1); classification only (default: none)")
     p.add_argument("--tol", type=_nonnegative_float, default=1e-4,
                    help="improvement that counts for stopping (default: 1e-4)")
     p.add_argument("--seed", type=_nonnegative_int, default=0,

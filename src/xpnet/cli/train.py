@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import threading
@@ -106,6 +107,73 @@ def _optimizer(args: argparse.Namespace) -> Any:
                          schedule=args.lr_schedule)
 
 
+def _class_weight_spec(text: str) -> str | list[tuple[str, float]]:
+    """``--class-weight``: ``balanced``, or ``label=weight,...`` (labels as in the data,
+    matched to the classes once the data is read; weights finite and >= 0)."""
+    if text.strip() == "balanced":
+        return "balanced"
+    pairs: list[tuple[str, float]] = []
+    for part in text.split(","):
+        label, sep, weight_text = part.strip().rpartition("=")
+        try:
+            weight = float(weight_text)
+        except ValueError:
+            weight = math.nan
+        if not sep or not label or not (math.isfinite(weight) and weight >= 0):
+            raise argparse.ArgumentTypeError(
+                "must be 'balanced' or label=weight pairs separated by commas, with "
+                f"weights >= 0, like setosa=2,virginica=1; got {text!r}"
+            )
+        if label in (seen for seen, _ in pairs):
+            raise argparse.ArgumentTypeError(f"names label {label!r} twice; got {text!r}")
+        pairs.append((label, weight))
+    return pairs
+
+
+def _class_weight(
+    spec: str | list[tuple[str, float]] | None, classes: list[Any] | None
+) -> tuple[Any, Any]:
+    """``(class_weight for fit, its JSON form)`` from ``--class-weight``: the labels of a
+    ``label=weight`` spec become class indices (a label matches a class written the same
+    way, or a number of the same value, so ``1`` matches class ``1.0``)."""
+    from ..data import _key
+
+    if spec is None:
+        return None, None
+    if classes is None:
+        _fail("--class-weight applies to classification targets; this target is a "
+              "regression target")
+    if isinstance(spec, str):  # "balanced"
+        return "balanced", "balanced"
+    by_index: dict[int, float] = {}
+    shown: dict[str, float] = {}
+    for label, weight in spec:
+        try:
+            number: float | None = float(label)
+        except ValueError:
+            number = None
+        matches = [
+            i for i, c in enumerate(classes)
+            if str(c) == label or (number is not None and _key(c) == ("number", number))
+        ]
+        if not matches:
+            listed = ", ".join(map(str, classes[:10])) + (", ..." if len(classes) > 10 else "")
+            _fail(f"--class-weight: {label!r} is not one of the classes ({listed})")
+        by_index[matches[0]] = weight
+        shown[str(classes[matches[0]])] = weight
+    return by_index, shown
+
+
+def _class_weight_text(shown: Any) -> str:
+    if shown is None:
+        return ""
+    if shown == "balanced":
+        return ", class weight balanced"
+    return ", class weights " + ",".join(
+        f"{printable(label)}={weight:g}" for label, weight in shown.items()
+    )
+
+
 def _solver_text(args: argparse.Namespace) -> str:
     text = f"lr {args.lr:g}"
     if args.solver == "adam":
@@ -205,6 +273,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         args.epochs = DEFAULT_EPOCHS_2D if generated else DEFAULT_EPOCHS
     target = encode_target(data.y, args.output)
     classification = target.task != "regression"
+    class_weight, class_weight_shown = _class_weight(args.class_weight, target.classes)
     if args.lr is None:
         if args.solver == "adam":
             args.lr = DEFAULT_LR_ADAM
@@ -252,7 +321,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                               batch_size=args.batch_size, callback=stop_after_epoch,
                               optimizer=optimizer, early_stopping=args.early_stopping,
                               n_iter_no_change=args.n_iter_no_change, tol=args.tol,
-                              threads=args.threads, compile=args.compile)
+                              threads=args.threads, compile=args.compile,
+                              class_weight=class_weight)
     except DivergenceError as exc:
         sys.stderr.write(f"xpnet: error: training diverged at epoch {exc.epoch}: {exc.reason}; "
                          f"try a smaller --lr (got {args.lr:g}); nothing was written\n")
@@ -311,6 +381,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 "alpha": args.alpha, "seed": args.seed, "solver": args.solver,
                 "momentum": args.momentum, "nesterov": args.nesterov,
                 "lr_schedule": args.lr_schedule, "early_stopping": args.early_stopping,
+                "class_weight": class_weight_shown,
                 "seconds": history.seconds, "samples_per_second": samples_per_second,
                 "loss_curve": history.loss,
             },
@@ -341,7 +412,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"training  {history.epochs} epochs"
         + (f" (interrupted at epoch {history.epochs} of {args.epochs})" if interrupted else "")
         + f", {batch}, {_solver_text(args)}, "
-        f"alpha {args.alpha:g}, seed {args.seed}",
+        f"alpha {args.alpha:g}, seed {args.seed}{_class_weight_text(class_weight_shown)}",
         f"loss      {_fmt(history.loss[-1])} (last epoch)   train {_fmt(train_scores['loss'])}"
         + (f"   test {_fmt(test_scores['loss'])}" if test_scores else ""),
     ]

@@ -1,0 +1,108 @@
+"""``class_weight`` for :func:`xpnet.train.fit`: per-class weights turned into row weights.
+
+The meaning is scikit-learn's (``LogisticRegression``): a class's weight multiplies the
+loss of each of its rows, on top of ``sample_weight``; ``"balanced"`` gives class ``c``
+the weight ``n_samples / (n_classes * count_c)`` over the rows passed to fit (classes
+with no rows are not counted). The labels are read from the checked targets ``Y``:
+the class index of a softmax row (its one-hot position), 0/1 for a single sigmoid
+output. The formula is written here in the array namespace (no scikit-learn in the
+core); ``tests/test_class_weight.py`` checks it against
+``sklearn.utils.class_weight.compute_class_weight``.
+
+Everything runs on the network's device: the row weights are ``Y @ per_class`` (a
+one-hot row picks its class's weight exactly), with no read-back to the host.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+Array = Any
+
+
+def check_class_weight(net: Any, class_weight: Any) -> Any:
+    """``class_weight`` checked against ``net`` before any data is touched: None,
+    ``"balanced"`` or a dict ``{label: weight}`` with labels of the network's classes
+    (``0..k-1`` for ``k`` softmax outputs, 0/1 for one sigmoid output) and finite,
+    non-negative weights. Returns it as None, ``"balanced"`` or ``{int: float}``."""
+    if class_weight is None:
+        return None
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(
+                "class_weight must be None, 'balanced' or a dict {label: weight}; "
+                f"got {class_weight!r}"
+            )
+        _n_classes(net)  # refuses networks without classes
+        return "balanced"
+    if not isinstance(class_weight, dict):
+        raise TypeError(
+            "class_weight must be None, 'balanced' or a dict {label: weight}; "
+            f"got {type(class_weight).__name__}: {class_weight!r}"
+        )
+    n_classes = _n_classes(net)
+    checked: dict[int, float] = {}
+    for label, weight in class_weight.items():
+        if isinstance(label, bool) or not isinstance(label, numbers.Integral):
+            raise TypeError(
+                f"class_weight labels must be integer class labels in [0, {n_classes - 1}]; "
+                f"got {label!r}"
+            )
+        if not 0 <= int(label) < n_classes:
+            raise ValueError(
+                f"class_weight names class label {int(label)} but the network's classes "
+                f"are 0..{n_classes - 1}"
+            )
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, numbers.Real)
+            or not math.isfinite(float(weight))
+            or float(weight) < 0
+        ):
+            raise ValueError(
+                f"class_weight[{int(label)}] must be a finite non-negative number; "
+                f"got {weight!r}"
+            )
+        checked[int(label)] = float(weight)
+    return checked
+
+
+def _n_classes(net: Any) -> int:
+    """The number of classes of ``net``'s output: ``k`` for softmax, 2 for one sigmoid."""
+    task, n_out = net._output.task, net.layer_sizes[-1]
+    if task == "multiclass":
+        return int(n_out)
+    if task == "binary" and n_out == 1:
+        return 2
+    kind = "multi-label sigmoid" if task == "binary" else repr(net.output)
+    raise ValueError(
+        "class_weight needs a classification network with a softmax output or one "
+        f"sigmoid output; this one's output is {kind} with {n_out} units (use "
+        "sample_weight instead)"
+    )
+
+
+def class_weight_rows(net: Any, Y: Array, class_weight: Any) -> Array:
+    """Row weights ``(m,)`` on ``net``'s device for checked targets ``Y`` ``(m, k)``
+    (one-hot rows, or ``(m, 1)`` 0/1 for one sigmoid output). A soft softmax row (a
+    probability vector) weighs the mean of the class weights under it."""
+    xp = net.xp
+    dtype = net._dtype
+    if Y.shape[1] == 1 and net._output.task == "binary":
+        onehot = xp.concat([1.0 - Y, Y], axis=1)  # columns: class 0, class 1
+    else:
+        onehot = Y
+    n_classes = onehot.shape[1]
+    if class_weight == "balanced":
+        counts = xp.sum(onehot, axis=0)
+        present = counts > 0
+        n_present = xp.sum(xp.astype(present, dtype))
+        m = float(Y.shape[0])
+        # compute_class_weight's n_samples / (n_classes * bincount), in its order
+        per_class = xp.where(present, m / (n_present * xp.where(present, counts, 1.0)), 0.0)
+    else:
+        values = [class_weight.get(c, 1.0) for c in range(n_classes)]
+        per_class = net.array_backend.asarray(values, dtype=dtype)
+    return onehot @ per_class
