@@ -1,6 +1,6 @@
 """Per-backend test sessions, lint and type checks.
 
-    nox -s "tests(backend='numpy')"     # or array_api_strict, torch, cupy
+    nox -s "tests(backend='numpy')"     # or array_api_strict, torch, jax, cupy
     nox -s lint typecheck
     nox -s bench -- --quick             # benchmarks (not part of the default sessions)
     nox -s mutation                     # mutation score of the core (not a default session)
@@ -25,6 +25,7 @@ nox.options.sessions = [
     "tests(backend='numpy')",
     "tests(backend='array_api_strict')",
     "tests(backend='torch')",
+    "tests(backend='jax')",
     "lint",
     "typecheck",
 ]
@@ -35,6 +36,7 @@ EXTRAS = {
     "array_api_strict": "test,strict",
     "torch": "test,torch",
     "cupy": "test,cupy",
+    "jax": "test,jax",
 }
 
 

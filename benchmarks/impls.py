@@ -5,7 +5,9 @@ loss of every step computed, and read back to the host once per epoch where the
 implementation lets us choose) and returns the last epoch's mean loss. The harness
 (``run.py``) times ``run`` and synchronises the device before reading the clock.
 
-- ``xpnet-<backend>``: :meth:`xpnet.MLP.fit` (validation once per fit included).
+- ``xpnet-<backend>``: :meth:`xpnet.MLP.fit` (validation once per fit included);
+  ``xpnet-jax-compiled`` is ``fit(..., compile=True)`` on JAX (one XLA program per epoch,
+  cached: the warm-up fit compiles, the timed fits reuse it).
 - ``sklearn``: ``MLPClassifier`` with solver sgd, no momentum, constant learning rate,
   ``alpha=0``, no early stopping, exactly ``epochs`` epochs.
 - ``torch-<device>``: PyTorch eager: ``nn.Sequential``, autograd, ``optim.SGD``.
@@ -57,8 +59,9 @@ class XpnetImpl(Impl):
     group = "xpnet"
 
     def __init__(self, case: Case, X: np.ndarray, labels: np.ndarray, backend: str,
-                 device: Any = None) -> None:
+                 device: Any = None, compile: bool = False) -> None:
         super().__init__(case, X, labels)
+        self.compile = compile
         import xpnet
 
         self.net = xpnet.MLP(
@@ -76,17 +79,21 @@ class XpnetImpl(Impl):
         self.gemm_key = f"{lib}-{self.platform}" if backend != "array_api_strict" else None
         label = backend if backend != "array_api_strict" else "strict"
         self.name = f"xpnet-{label}" + ("-cuda" if backend == "torch" and gpu else "")
+        if backend == "jax":
+            self.gemm_key = None  # no JAX GEMM floor
+            self.name += "-compiled" if compile else ""
 
     def run(self, epochs: int) -> float:
         self.net.set_params(self.initial)
         case = self.case
         history = self.net.fit(
             self.X, self.y, epochs=epochs, lr=case.lr, batch_size=case.batch_size, shuffle=True,
+            **({"compile": True} if self.compile else {}),
         )
         return history.loss[-1]
 
     def sync(self) -> None:
-        self.backend.synchronize()
+        self.backend.synchronize(self.net._params)  # JAX: no device barrier
 
     def reset_device_peak(self) -> None:
         _reset_device_peak(self.backend.name, self.platform)
@@ -486,6 +493,9 @@ def impl_specs(case: Case, strict: bool) -> list[tuple[str, str | None]]:
         elif not strict:
             strict_reason = "array-api-strict is a compliance check, slow: timed on tiny only"
         specs.append(("xpnet-strict", strict_reason))
+        jax_reason = None if "jax" in available else "jax not installed"
+        specs.append(("xpnet-jax", jax_reason))
+        specs.append(("xpnet-jax-compiled", jax_reason))
         specs.append(("sklearn", None if _installed("sklearn") else "scikit-learn not installed"))
         specs.append(("torch", torch_reason))
         specs.append(("floor-numpy", None))
@@ -512,6 +522,8 @@ def make_impl(name: str, case: Case, X: np.ndarray, labels: np.ndarray) -> Impl:
         "xpnet-numpy": lambda: XpnetImpl(case, X, labels, "numpy"),
         "xpnet-torch": lambda: XpnetImpl(case, X, labels, "torch"),
         "xpnet-strict": lambda: XpnetImpl(case, X, labels, "array_api_strict"),
+        "xpnet-jax": lambda: XpnetImpl(case, X, labels, "jax"),
+        "xpnet-jax-compiled": lambda: XpnetImpl(case, X, labels, "jax", compile=True),
         "sklearn": lambda: SklearnImpl(case, X, labels),
         "torch": lambda: TorchImpl(case, X, labels, "cpu", initial),
         "floor-numpy": lambda: FloorImpl(case, X, labels, "numpy", initial),

@@ -39,11 +39,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("backend", selected_backends(metafunc.config), indirect=True)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "backend_session(name): kept by --backend-tests-only when `name` is among the "
+        "--backend choices (tests of one backend's own pitfalls that need not take the "
+        "backend fixture, e.g. tests/test_jax.py)",
+    )
+
+
+def _for_selected_backend(item: pytest.Item, config: pytest.Config) -> bool:
+    if "backend" in getattr(item, "fixturenames", ()):
+        return True
+    marker = item.get_closest_marker("backend_session")
+    return marker is not None and marker.args[0] in (config.getoption("backend") or ())
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not config.getoption("backend_tests_only"):
         return
-    keep = [item for item in items if "backend" in getattr(item, "fixturenames", ())]
-    dropped = [item for item in items if "backend" not in getattr(item, "fixturenames", ())]
+    keep = [item for item in items if _for_selected_backend(item, config)]
+    dropped = [item for item in items if not _for_selected_backend(item, config)]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep

@@ -12,12 +12,12 @@ from xpnet.backends import BACKEND_NAMES, backend_info, get_backend
 
 
 def test_registry_names():
-    assert BACKEND_NAMES == ("numpy", "cupy", "torch", "array_api_strict")
+    assert BACKEND_NAMES == ("numpy", "cupy", "torch", "array_api_strict", "jax")
 
 
 def test_unknown_backend_lists_valid_names():
     with pytest.raises(ValueError, match=r"backend must be one of numpy, cupy, torch, "
-                                         r"array_api_strict; got 'tensorflow'"):
+                                         r"array_api_strict, jax; got 'tensorflow'"):
         get_backend("tensorflow")
 
 

@@ -382,7 +382,7 @@ def test_usage_errors_are_one_line():
 
 
 def test_unknown_backend():
-    assert_error(run("train", "--backend", "jax"), "backend must be one of", "numpy")
+    assert_error(run("train", "--backend", "tensorflow"), "backend must be one of", "numpy")
 
 
 def test_cupy_without_gpu_says_what_is_missing():

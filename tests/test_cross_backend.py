@@ -13,6 +13,13 @@ Tolerances (relative to the largest magnitude of each array, see helpers.assert_
 * float32, one evaluation: 2e-5. The same argument with eps = 1.2e-7 gives ~1e-6; 2e-5
   leaves margin for GPU libraries that use fused multiply-add and different reductions.
 * float32, after 50 steps: 2e-4, for the same accumulation as in float64.
+
+JAX (XLA's own dot kernels and exp/tanh/log1p) stays well inside these bounds. Measured
+over the four cases below on the CPU: float64 5.5e-16 for one evaluation and 3.3e-15
+after 50 steps (1-15 ulp, not growing), float32 3.8e-7 and 1.1e-6: a margin of >1000x
+in float64 and ~50x in float32, so JAX needs no tolerances of its own. On GPUs xpnet
+sets JAX's float32 matmul precision to "highest" (its default there is TF32-like, ~1e-3
+relative), which is what keeps the float32 bound.
 """
 
 from __future__ import annotations

@@ -508,7 +508,7 @@ def test_warm_start_and_partial_fit_rules() -> None:
         (dict(beta_2=1.0), "'beta_2' parameter"),
         (dict(batch_size=0), "'batch_size' parameter"),
         (dict(dtype="float16"), "'dtype' parameter"),
-        (dict(backend="jax"), "backend"),
+        (dict(backend="tensorflow"), "backend"),
     ],
 )
 def test_invalid_parameters_are_reported_at_fit(params: dict, message: str) -> None:

@@ -48,8 +48,14 @@ def check_nonnegative_float(name: str, value: Any) -> float:
 
 
 def array_module(obj: Any) -> str | None:
-    """Top-level module of an array object (``"torch"``, ``"cupy"``...), else ``None``."""
+    """Library of an array object (``"torch"``, ``"cupy"``, ``"jax"``...), else ``None``.
+
+    The name is the backend's registry name: a JAX array's class lives in ``jaxlib``
+    (``jaxlib._jax.ArrayImpl``), which is reported as ``"jax"``.
+    """
     module = type(obj).__module__.split(".")[0]
+    if module == "jaxlib":
+        return "jax"
     return module if module in _ARRAY_MODULES else None
 
 
@@ -184,7 +190,7 @@ def check_Y(
         # The range is checked before the cast to int64: a label like 1e19 would wrap
         # around to a meaningless integer.
         if Y.dtype == xp.bool:
-            Y = xp.astype(Y, xp.int64)
+            Y = xp.astype(Y, backend.index_dtype)
         # PyTorch has no min/max for uint64: compare unsigned labels as float64.
         ranged = xp.astype(Y, xp.float64) if xp.isdtype(Y.dtype, "unsigned integer") else Y
         low, high = xp.min(ranged), xp.max(ranged)
@@ -196,8 +202,8 @@ def check_Y(
                 f"{name} holds class label {shown} but the network has {n_out} softmax "
                 f"outputs, so labels must lie in [0, {n_out - 1}]"
             )
-        labels = xp.astype(Y, xp.int64)
-        classes = xp.arange(n_out, dtype=xp.int64, device=_device_of(labels))
+        labels = xp.astype(Y, backend.index_dtype)
+        classes = xp.arange(n_out, dtype=backend.index_dtype, device=_device_of(labels))
         return xp.astype(xp.reshape(labels, (m, 1)) == classes, dtype)
 
     if Y.ndim == 1:

@@ -76,6 +76,12 @@ _SPECS: dict[str, _Spec] = {
             "pip install 'xpnet[strict]'",
             "array-api-strict: the standard and nothing else (compliance check)",
         ),
+        _Spec(
+            "jax",
+            "jax",
+            "pip install 'xpnet[jax]'  (see the JAX docs for CUDA builds)",
+            "JAX arrays on the CPU or a GPU (XLA; fit(compile=True) compiles each epoch)",
+        ),
     )
 }
 
@@ -89,7 +95,8 @@ class Backend:
     Attributes
     ----------
     name : str
-        Registry name (``"numpy"``, ``"cupy"``, ``"torch"``, ``"array_api_strict"``).
+        Registry name (``"numpy"``, ``"cupy"``, ``"torch"``, ``"array_api_strict"``,
+        ``"jax"``).
     xp : module
         The Array API compatible namespace (from ``array_api_compat``).
     device : object or None
@@ -104,11 +111,32 @@ class Backend:
     _activate: Callable[[], AbstractContextManager[Any]] = field(
         repr=False, compare=False, default=contextlib.nullcontext
     )
+    _block: Callable[[tuple[Any, ...]], None] | None = field(
+        repr=False, compare=False, default=None
+    )
+    _enable_dtype: Callable[[str], None] | None = field(repr=False, compare=False, default=None)
 
     def dtype(self, name: str) -> Any:
-        """The backend's dtype object for ``"float32"`` or ``"float64"``."""
+        """The backend's dtype object for ``"float32"`` or ``"float64"``.
+
+        On JAX, asking for ``"float64"`` turns on ``jax_enable_x64`` (see :func:`_make_jax`).
+        """
         _check_dtype_name(name)
+        if self._enable_dtype is not None:
+            self._enable_dtype(name)
         return getattr(self.xp, name)
+
+    @property
+    def index_dtype(self) -> Any:
+        """Integer dtype for labels, indices and 0/1 predictions: ``int64``, except on JAX
+        in its default 32-bit mode (no float64 network built yet), where it is ``int32``
+        (JAX would truncate an ``int64`` request to it with a warning)."""
+        if self.name == "jax":
+            import jax
+
+            if not getattr(jax.config, "jax_enable_x64"):  # noqa: B009 (an attribute mypy cannot see)
+                return self.xp.int32
+        return self.xp.int64
 
     @property
     def device_name(self) -> str:
@@ -144,8 +172,15 @@ class Backend:
         with self.activate():
             return self.xp.asarray(obj, dtype=dtype, device=self.device, copy=copy)
 
-    def synchronize(self) -> None:
-        """Block until queued device work is done (no-op on CPU backends)."""
+    def synchronize(self, *arrays: Any) -> None:
+        """Block until queued device work is done (no-op on CPU backends).
+
+        CuPy and torch wait for the whole device. JAX has no device-wide barrier: it
+        blocks until ``arrays`` (arrays or lists/tuples of them, e.g. a network's
+        parameters) are computed, so pass what the timing or the next step depends on.
+        """
+        if self._block is not None:
+            self._block(arrays)
         self._sync()
 
     def to_numpy(self, array: Any) -> np.ndarray:
@@ -197,11 +232,28 @@ def _on_other_device(obj: Any, device: Any) -> bool:
 
 
 def _cupy_device_id(device: Any) -> int | None:
-    """The index of a CuPy ``Device`` (or any object with an int ``.id`` and no ``.type``)."""
+    """The index of a CuPy ``Device`` (or any object with an int ``.id`` and no ``.type``
+    or ``.platform``: a JAX device has an ``.id`` too, and says its kind in ``.platform``)."""
     index = getattr(device, "id", None)
-    if hasattr(device, "type") or isinstance(index, bool) or not isinstance(index, int):
+    if (
+        hasattr(device, "type")
+        or hasattr(device, "platform")
+        or isinstance(index, bool)
+        or not isinstance(index, int)
+    ):
         return None
     return index
+
+
+def _jax_device_name(device: Any) -> str | None:
+    """``"cpu"`` (``"cpu:N"`` past the first) or ``"cuda:N"`` for a JAX device, else None."""
+    platform = getattr(device, "platform", None)
+    index = getattr(device, "id", None)
+    if not isinstance(platform, str) or not isinstance(index, int):
+        return None
+    if platform == "cpu":
+        return "cpu" if index == 0 else f"cpu:{index}"
+    return f"cuda:{index}" if platform in ("gpu", "cuda", "rocm") else f"{platform}:{index}"
 
 
 def device_name(device: Any) -> str:
@@ -216,6 +268,9 @@ def device_name(device: Any) -> str:
         return "default device"
     if isinstance(device, int) and not isinstance(device, bool):
         return f"cuda:{device}"
+    jax_name = _jax_device_name(device)
+    if jax_name is not None:
+        return jax_name
     index = _cupy_device_id(device)
     if index is not None:
         return f"cuda:{index}"
@@ -342,11 +397,86 @@ def _make_strict(device: Any) -> Backend:
     return Backend("array_api_strict", strict, dev)
 
 
+def _enable_jax_float64(name: str) -> None:
+    """Turn on JAX's 64-bit mode the first time a float64 JAX network is built.
+
+    JAX computes in 32 bits unless ``jax_enable_x64`` is set, and the switch is
+    process-wide. xpnet's rule: building anything float64 on JAX (a network, a loaded
+    model, ``Backend.dtype("float64")``) sets it, silently, once; it is never turned
+    off again. xpnet passes ``dtype=`` everywhere, so its float32 networks stay float32
+    either way; other JAX code in the process then gets 64-bit defaults (e.g.
+    ``jnp.arange`` gives int64), as with ``JAX_ENABLE_X64=1``. Set it yourself at start-up
+    (``jax.config.update("jax_enable_x64", True)``) to make that explicit.
+    """
+    if name != "float64":
+        return
+    import jax
+
+    if not getattr(jax.config, "jax_enable_x64"):  # noqa: B009 (an attribute mypy cannot see)
+        jax.config.update("jax_enable_x64", True)
+
+
+def _jax_device(jax: Any, device: Any) -> Any:
+    """A ``jax.Device`` for ``None``/``"cpu"`` (the first CPU device), ``"cuda:N"``/
+    ``"gpu:N"``/an index (the N-th GPU) or a ``jax.Device`` (kept)."""
+    if _jax_device_name(device) is not None:
+        return device
+    if device is None or (isinstance(device, str) and device in ("cpu", "cpu:0")):
+        return jax.devices("cpu")[0]
+    index = _parse_cuda_index(device, "jax")
+    try:
+        gpus = jax.devices("gpu")
+    except RuntimeError as exc:
+        raise BackendUnavailableError(
+            f"jax device {device!r} requested but this jax has no usable GPU ({exc}). "
+            "Use device 'cpu' or install a CUDA build of jax (pip install 'jax[cuda12]')."
+        ) from None
+    if not 0 <= index < len(gpus):
+        raise BackendUnavailableError(
+            f"jax device {device!r} requested but only {len(gpus)} GPU(s) exist"
+        )
+    return gpus[index]
+
+
+def _make_jax(device: Any) -> Backend:
+    """JAX on ``device`` (default: the CPU, as with torch).
+
+    Arrays are immutable: xpnet's ``p -= lr * g`` rebinds the list entry, so the same
+    code path works. There is no device-wide barrier, so ``synchronize(*arrays)`` blocks
+    on the arrays given. ``activate()`` makes the device JAX's default device, so arrays
+    created without ``device=`` land on it too, and on GPUs sets the float32 matmul
+    precision to ``"highest"`` (JAX's default there rounds matmul inputs to TF32).
+    """
+    jax = _import("jax")
+    import jax.numpy as xp
+
+    dev = _jax_device(jax, device)
+
+    def block(arrays: tuple[Any, ...]) -> None:
+        jax.block_until_ready(arrays)
+
+    def activate() -> Any:
+        if dev.platform == "cpu":
+            return jax.default_device(dev)
+        # On GPUs JAX's default float32 matmul precision is TF32-like (10-bit mantissa
+        # inputs); xpnet asks for full float32 ("highest") so its results agree with the
+        # other backends within the cross-backend tolerances.
+        stack = contextlib.ExitStack()
+        stack.enter_context(jax.default_device(dev))
+        stack.enter_context(jax.default_matmul_precision("highest"))
+        return stack
+
+    return Backend(
+        "jax", xp, dev, _activate=activate, _block=block, _enable_dtype=_enable_jax_float64
+    )
+
+
 _FACTORIES: dict[str, Callable[[Any], Backend]] = {
     "numpy": _make_numpy,
     "cupy": _make_cupy,
     "torch": _make_torch,
     "array_api_strict": _make_strict,
+    "jax": _make_jax,
 }
 
 
@@ -419,4 +549,6 @@ def to_numpy(array: Any) -> np.ndarray:
         return array.detach().cpu().numpy()
     if module == "array_api_strict":
         return np.from_dlpack(array)
+    if module in ("jax", "jaxlib"):
+        return np.array(array)  # a writable copy (np.asarray gives a read-only view)
     return np.asarray(array)

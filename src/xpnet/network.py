@@ -25,11 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from . import _memory
+from . import _memory, core
 from . import _validation as v
 from ._sparse import check_sparse_X, is_sparse
 from .activations import Activation, get_activation
 from .backends import DTYPE_NAMES, Backend, get_backend, on_device
+from .core import Architecture
 from .losses import OutputLoss, get_output
 from .optim import SGD
 
@@ -397,20 +398,15 @@ class MLP:
         return self._check_XY(X, Y)
 
     # ------------------------------------------------------------------ math
+    @property
+    def architecture(self) -> Architecture:
+        """The network's :class:`xpnet.core.Architecture` (activations, output, alpha):
+        with ``params`` it is all the pure step :func:`xpnet.core.loss_and_grads` needs."""
+        return Architecture(tuple(self._hidden), self._output, self.alpha)
+
     def _hidden_forward(self, X: Array) -> tuple[list[Array], Array]:
         """Cache ``[A_0=X, A_1, ..., A_{L-1}]`` and the output pre-activation ``Z_L``."""
-        xp = self.xp
-        params = self._params
-        cache = [X]
-        A = X
-        for layer, act in enumerate(self._hidden):
-            Z = A @ params[2 * layer]
-            Z += params[2 * layer + 1]  # Z_l = A_{l-1} W_l + b_l (Z is a fresh array: add in place)
-            A = act.forward(xp, Z)  # A_l = g_l(Z_l)
-            cache.append(A)
-        Z_out = A @ params[-2]
-        Z_out += params[-1]
-        return cache, Z_out
+        return core.hidden_forward(self._hidden, self._params, X, self.xp)
 
     def _forward(self, X: Array) -> tuple[list[Array], Array, Array]:
         """Forward pass. Returns the cache ``[A_0=X, A_1, ..., A_{L-1}]``, ``Z_L`` and ``A_L``."""
@@ -419,8 +415,7 @@ class MLP:
 
     def _penalty(self, total_weight: Any) -> Array:
         """``alpha / (2 S) * Σ‖W‖²`` with ``S`` the batch's rows (or summed row weights)."""
-        xp = self.xp
-        return (self.alpha / (2 * total_weight)) * sum(xp.sum(W * W) for W in self._params[0::2])
+        return core.penalty(self.alpha, self._params, total_weight, self.xp)
 
     def _loss(self, Z_out: Array, A_out: Array, Y: Array) -> Array:
         loss = self._output.loss(self.xp, Z_out, A_out, Y)
@@ -459,41 +454,13 @@ class MLP:
         ``w_i = 1`` this is the unweighted loss exactly. A batch whose weights are all
         zero has loss 0 and zero gradients (``S`` is taken as 1 there).
         """
-        xp = self.xp
-        params = self._params
-        hidden = self._hidden
-        alpha = self.alpha
-        cache, Z_out = self._hidden_forward(X)
-        if sample_weight is None:
-            total_weight: Any = X.shape[0]  # S = m
-            weight = None
-        else:
-            total_weight = xp.sum(sample_weight)
-            total_weight = total_weight + xp.astype(total_weight == 0, total_weight.dtype)
-            weight = xp.reshape(sample_weight, (-1, 1)) / total_weight  # w_i / S, a column
-        A_out, loss = self._output.forward_and_loss(xp, Z_out, Y, weight)  # shares exp/sums
-        if alpha:
-            loss = loss + self._penalty(total_weight)
-        grads: list[Array] = [None] * len(params)
-        dZ = A_out - Y  # (BP1) matched output/loss pair: dZ_L = (A_L - Y) / m ...
-        if weight is None:
-            dZ /= total_weight
-        else:
-            dZ *= weight  # ... or w ⊙ (A_L - Y) / S with row weights
-        for layer in range(len(hidden), -1, -1):
-            A_prev = cache[layer]
-            W = params[2 * layer]
-            dW = A_prev.T @ dZ  # (BP3)
-            if alpha:
-                dW = dW + (alpha / total_weight) * W
-            grads[2 * layer] = dW
-            grads[2 * layer + 1] = self._row_sum(dZ)  # (BP4)
-            if layer:
-                dZ = dZ @ W.T  # (BP2): the weights W_l carry the error back ...
-                derivative = hidden[layer - 1].derivative
-                if derivative is not None:  # ... times g'_{l-1}, written with A_{l-1}
-                    dZ *= derivative(xp, A_prev)
-        return loss, grads
+        # The pure step; outside JAX with the cached ones vector of _row_sum (under
+        # jax.jit a cached array would be a tracer, so JAX builds it in the step).
+        row_sum = None if self.array_backend.name == "jax" else self._row_sum
+        return core.loss_and_grads(
+            self._params, X, Y, sample_weight, None, hidden=self._hidden,
+            output=self._output, alpha=self.alpha, xp=self.xp, row_sum=row_sum,
+        )
 
     # ------------------------------------------------------------------ public API
     @on_device
@@ -613,14 +580,16 @@ class MLP:
         """Predictions: class index ``(m,)`` for softmax; 0/1 for sigmoid (``(m,)`` with one
         output, ``(m, k)`` multi-label); raw outputs for identity (``(m,)`` with one output).
 
-        Class predictions are int64 on every backend. A sigmoid output is class 1 when
+        Class predictions are int64 on every backend (int32 on JAX while it runs in
+        32-bit mode: no float64 JAX network built yet). A sigmoid output is class 1 when
         strictly above 0.5, scikit-learn's rule (an output of exactly 0.5 is class 0).
         """
         xp = self.xp
         A = self.forward(X)
         task = self._output.task
         if task == "multiclass":
-            return xp.astype(xp.argmax(A, axis=1), xp.int64, copy=False)
+            return xp.astype(xp.argmax(A, axis=1), self.array_backend.index_dtype, copy=False)
         if task == "binary":
-            A = xp.astype(A > 0.5, xp.int64)  # scikit-learn's rule: strictly above 0.5
+            # scikit-learn's rule: strictly above 0.5
+            A = xp.astype(A > 0.5, self.array_backend.index_dtype)
         return A[:, 0] if A.shape[1] == 1 else A

@@ -73,6 +73,54 @@ class Optimizer:
     def update(self, params: list[Array], grads: list[Array]) -> None:  # pragma: no cover
         raise NotImplementedError
 
+    # -------------------------------------------------------------- explicit state
+    # ``update`` keeps its state on the object (scikit-learn's numbers, bit for bit). The
+    # functional form below holds everything that changes in a state dict of arrays, the
+    # learning rate and the step count as 0-d arrays included, so a compiled step
+    # (jax.jit) sees a new learning rate or step as new input instead of freezing the
+    # Python values it was traced with.
+    def init(self, params: list[Array]) -> dict[str, Any]:
+        """The initial state for ``params``: ``{"lr": 0-d, "step": 0-d int, ...}`` on the
+        parameters' device (the learning rate in their dtype)."""
+        xp = _namespace(params[0])
+        return {
+            "lr": xp.asarray(self.learning_rate, dtype=params[0].dtype, device=_device(params[0])),
+            "step": xp.asarray(0, dtype=xp.int32, device=_device(params[0])),
+            **self._init_slots(params),
+        }
+
+    def _init_slots(self, params: list[Array]) -> dict[str, Any]:
+        return {}
+
+    def apply(
+        self, params: list[Array], grads: list[Array], state: dict[str, Any]
+    ) -> tuple[list[Array], dict[str, Any]]:  # pragma: no cover
+        """One update, pure: new parameters and new state; the inputs are not modified."""
+        raise NotImplementedError
+
+    def export_state(self, params: list[Array]) -> dict[str, Any]:
+        """The object's current state (as :meth:`update` left it) in :meth:`apply`'s form,
+        so a compiled epoch continues where eager updates, or an earlier fit, stopped."""
+        return self.init(params)
+
+    def import_state(self, state: dict[str, Any], steps: int) -> None:
+        """Take back the state after ``steps`` calls of :meth:`apply` (the step count is
+        counted on the host: reading it back would cost a device synchronisation)."""
+
+    @property
+    def state_learning_rate(self) -> float:
+        """The rate the state's ``lr`` holds: the current learning rate (Adam: ``η₀``,
+        its bias correction is applied from the step count)."""
+        return self.learning_rate
+
+    def with_learning_rate(self, state: dict[str, Any]) -> dict[str, Any]:
+        """``state`` with the optimiser's current learning rate (after a schedule changed
+        it at the end of an epoch), as a new 0-d array of the same dtype and device."""
+        lr = state["lr"]
+        xp = _namespace(lr)
+        value = self.state_learning_rate
+        return {**state, "lr": xp.asarray(value, dtype=lr.dtype, device=_device(lr))}
+
     def iteration_ends(self, time_step: int) -> None:
         """Called by the training loop after each epoch; ``time_step``: samples seen."""
 
@@ -174,6 +222,41 @@ class SGD(Optimizer):
                 p += v
             params[i] = p
 
+    def _init_slots(self, params: list[Array]) -> dict[str, Any]:
+        if self.momentum == 0.0:
+            return {}
+        return {"velocities": [_zeros_like(p) for p in params]}
+
+    def export_state(self, params: list[Array]) -> dict[str, Any]:
+        state = self.init(params) if self.velocities is None else {
+            **self.init([params[0]]), "velocities": list(self.velocities)
+        }
+        if self.momentum == 0.0:
+            state.pop("velocities", None)
+        return state
+
+    def import_state(self, state: dict[str, Any], steps: int) -> None:
+        if "velocities" in state:
+            self.velocities = list(state["velocities"])
+
+    def apply(
+        self, params: list[Array], grads: list[Array], state: dict[str, Any]
+    ) -> tuple[list[Array], dict[str, Any]]:
+        """:meth:`update`'s rule with explicit state (same operations, same rounding)."""
+        lr = state["lr"]
+        momentum = self.momentum
+        new_state = {**state, "step": state["step"] + 1}
+        if momentum == 0.0:
+            return [p - lr * grad for p, grad in zip(params, grads)], new_state
+        new_params, velocities = [], []
+        for p, grad, v in zip(params, grads, state["velocities"]):
+            step = lr * grad
+            v = v * momentum - step  # v ← μ·v − η·g
+            velocities.append(v)
+            new_params.append(p + (momentum * v - step) if self.nesterov else p + v)
+        new_state["velocities"] = velocities
+        return new_params, new_state
+
     def iteration_ends(self, time_step: int) -> None:
         if self.schedule == "invscaling":
             self.learning_rate = self.learning_rate_init / (time_step + 1) ** self.power_t
@@ -246,8 +329,63 @@ class Adam(Optimizer):
             p += -lr * m / (xp.sqrt(s) + epsilon)
             params[i] = p
 
+    def _init_slots(self, params: list[Array]) -> dict[str, Any]:
+        return {"ms": [_zeros_like(p) for p in params], "vs": [_zeros_like(p) for p in params]}
+
+    @property
+    def state_learning_rate(self) -> float:
+        return self.learning_rate_init
+
+    def export_state(self, params: list[Array]) -> dict[str, Any]:
+        state = self.init(params)
+        xp = _namespace(params[0])
+        # the state's lr is η₀ (apply applies the bias correction); t is the step count
+        state["lr"] = xp.asarray(
+            self.learning_rate_init, dtype=params[0].dtype, device=_device(params[0])
+        )
+        state["step"] = xp.asarray(self.t, dtype=xp.int32, device=_device(params[0]))
+        if self.ms is not None and self.vs is not None:
+            state["ms"], state["vs"] = list(self.ms), list(self.vs)
+        return state
+
+    def import_state(self, state: dict[str, Any], steps: int) -> None:
+        self.ms, self.vs = list(state["ms"]), list(state["vs"])
+        self.t += steps
+        t = self.t
+        if t:
+            self.learning_rate = (
+                self.learning_rate_init * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
+            )
+
+    def apply(
+        self, params: list[Array], grads: list[Array], state: dict[str, Any]
+    ) -> tuple[list[Array], dict[str, Any]]:
+        """:meth:`update`'s rule with explicit state. The step count ``t`` is a 0-d array
+        of the state and the bias correction ``η₀·√(1 − β₂ᵗ) / (1 − β₁ᵗ)`` is computed
+        from it on the device (in the parameters' dtype; :meth:`update` computes it in
+        Python floats, so in float32 the two differ by rounding)."""
+        xp = _namespace(params[0])
+        beta_1, beta_2, epsilon = self.beta_1, self.beta_2, self.epsilon
+        t = state["step"] + 1
+        t_real = xp.astype(t, params[0].dtype)
+        lr = state["lr"] * xp.sqrt(1 - beta_2**t_real) / (1 - beta_1**t_real)
+        new_params, ms, vs = [], [], []
+        for p, grad, m, s in zip(params, grads, state["ms"], state["vs"]):
+            m = m * beta_1 + (1 - beta_1) * grad  # m ← β₁·m + (1 − β₁)·g
+            s = s * beta_2 + (1 - beta_2) * (grad * grad)  # s ← β₂·s + (1 − β₂)·g²
+            ms.append(m)
+            vs.append(s)
+            new_params.append(p + -lr * m / (xp.sqrt(s) + epsilon))
+        return new_params, {**state, "step": t, "ms": ms, "vs": vs}
+
 
 _NAMESPACES: dict[type, Any] = {}
+
+
+def _device(array: Array) -> Any:
+    from array_api_compat import device
+
+    return device(array)
 
 
 def _namespace(array: Array) -> Any:

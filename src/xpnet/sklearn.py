@@ -7,7 +7,7 @@ network, optimisers and loop (:mod:`xpnet.network`, :mod:`xpnet.optim`,
 
 - NumPy (or list, pandas) input trains on ``backend``/``device`` (default NumPy) and
   returns NumPy arrays;
-- a torch, CuPy or array-api-strict array trains on that array's library and device
+- a torch, CuPy, JAX or array-api-strict array trains on that array's library and device
   and the estimator returns arrays of the same kind (like scikit-learn's estimators
   under ``array_api_dispatch``).
 
@@ -48,7 +48,7 @@ from sklearn.neural_network import MLPClassifier as _SkMLPClassifier
 from sklearn.neural_network import MLPRegressor as _SkMLPRegressor
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import (
@@ -70,6 +70,7 @@ from .backends import get_backend, to_numpy
 from .losses import OutputLoss
 from .network import MLP
 from .optim import SGD, Adam, Optimizer
+from .threads import check_threads
 from .train import History
 from .train import fit as train_fit
 
@@ -85,8 +86,10 @@ _EXTRA_CONSTRAINTS: dict[str, Any] = {
     "backend": [str],
     "device": "no_validation",
     "dtype": [StrOptions({"float32", "float64"}), None],
+    "threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
+    "compile": ["boolean"],
 }
-_DEVICE_LIBRARIES = ("torch", "cupy", "array_api_strict")
+_DEVICE_LIBRARIES = ("torch", "cupy", "array_api_strict", "jax")
 # scikit-learn's message, word for word (SGDClassifier.partial_fit)
 _BALANCED_PARTIAL_FIT = (
     "class_weight '{0}' is not supported for partial_fit. In order to use 'balanced' "
@@ -116,7 +119,7 @@ def _dense_part(obj: Any) -> Any:
 
 
 def _library(obj: Any) -> str | None:
-    """``"torch"``, ``"cupy"`` or ``"array_api_strict"`` for such arrays (and ``"cupy"``
+    """``"torch"``, ``"cupy"``, ``"array_api_strict"`` or ``"jax"`` for such arrays (and ``"cupy"``
     for ``cupyx.scipy.sparse`` matrices), else None (host)."""
     module = v.array_module(_dense_part(obj))
     return module if module in _DEVICE_LIBRARIES else None
@@ -295,6 +298,8 @@ class _BaseMLP(BaseEstimator):
         backend: str = "numpy",
         device: Any = None,
         dtype: str | None = None,
+        threads: int | None = None,
+        compile: bool = False,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -322,6 +327,8 @@ class _BaseMLP(BaseEstimator):
         self.backend = backend
         self.device = device
         self.dtype = dtype
+        self.threads = threads
+        self.compile = compile
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> list[int]:
@@ -341,6 +348,7 @@ class _BaseMLP(BaseEstimator):
             raise TypeError(
                 f"hidden_layer_sizes must hold positive integers, got {self.hidden_layer_sizes!r}."
             )
+        check_threads(self.threads)
         return [int(s) for s in sizes]
 
     def _dtype_name(self, dtype: Any) -> str:
@@ -669,6 +677,8 @@ class _BaseMLP(BaseEstimator):
                 # scikit-learn trains on through non-finite weights with early stopping
                 # (NaN scores never become the best; the best weights come back at the end)
                 on_divergence="continue" if self.early_stopping else "raise",
+                threads=self.threads,
+                compile=self.compile,
             )
         except FloatingPointError as exc:
             # Without early stopping scikit-learn runs on to max_iter and then raises
@@ -841,8 +851,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         As in scikit-learn (``activation`` in identity/logistic/tanh/relu, ``solver``
         in sgd/adam, ``learning_rate`` in constant/invscaling/adaptive).
     backend : str, default "numpy"
-        Where NumPy input trains (``numpy``, ``torch``, ``cupy``, ``array_api_strict``).
-        Device arrays (torch, CuPy, array-api-strict) always train where they live.
+        Where NumPy input trains (``numpy``, ``torch``, ``cupy``, ``array_api_strict``,
+        ``jax``). Device arrays (torch, CuPy, JAX, array-api-strict) always train where
+        they live.
     device : optional
         Device for ``backend`` (e.g. ``"cuda:0"``).
     dtype : {None, "float32", "float64"}, default None
@@ -856,6 +867,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         row weight being the product over the outputs. ``partial_fit`` refuses
         ``"balanced"`` (as ``SGDClassifier``: compute it once with
         ``compute_class_weight`` on a large sample and pass the dict).
+    threads : int or None, default None
+        Threads of the BLAS/OpenMP/torch pools while fitting (see :func:`xpnet.train.fit`);
+        ``None``: 1 for small networks, the libraries' settings otherwise.
+    compile : bool, default False
+        On JAX, train each epoch as one compiled program (see :func:`xpnet.train.fit`);
+        a no-op on NumPy/array-api-strict, refused on torch/CuPy.
 
     Attributes
     ----------
@@ -905,6 +922,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         device: Any = None,
         dtype: str | None = None,
         class_weight: dict[Any, float] | list[dict[Any, float]] | str | None = None,
+        threads: int | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha,
@@ -915,6 +934,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
             max_fun=max_fun, backend=backend, device=device, dtype=dtype,
+            threads=threads, compile=compile,
         )
         self.class_weight = class_weight
 
@@ -998,7 +1018,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _label_indices(self, A: Array, xp: Any) -> Array:
         if self._label_binarizer.y_type_ == "multiclass":
             return xp.argmax(A, axis=1)
-        return xp.astype(A > 0.5, xp.int64)  # LabelBinarizer's threshold: strictly above
+        # LabelBinarizer's threshold: strictly above
+        return xp.astype(A > 0.5, self._net.array_backend.index_dtype)
 
     @_on_input_device
     def predict(self, X: Any) -> Array:
@@ -1098,6 +1119,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         backend: str = "numpy",
         device: Any = None,
         dtype: str | None = None,
+        threads: int | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha,
@@ -1108,6 +1131,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
             max_fun=max_fun, backend=backend, device=device, dtype=dtype,
+            threads=threads, compile=compile,
         )
         self.loss = loss
 

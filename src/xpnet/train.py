@@ -28,6 +28,8 @@ parameters and the optimiser's state at the start of every epoch.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import numbers
 import time
@@ -39,8 +41,9 @@ from typing import TYPE_CHECKING, Any
 from . import _validation as v
 from ._class_weight import check_class_weight, class_weight_rows
 from ._sparse import row_slice, take_rows
-from .backends import on_device
+from .compiled import check_compile, epoch_program
 from .optim import SGD, Optimizer, get_optimizer
+from .threads import check_threads, resolve_threads, thread_limits
 
 if TYPE_CHECKING:
     from .network import MLP
@@ -217,6 +220,40 @@ def _validation_split(
     return tuple(parts)
 
 
+def _rows(X: Any) -> int:
+    """Rows of ``X`` (an array, a list, or prepared data) for the thread rule; 1 if unknown."""
+    shape = getattr(X, "shape", None)
+    if shape is not None and len(shape):
+        return int(shape[0])
+    try:
+        return len(X)
+    except TypeError:
+        return 1
+
+
+def _thread_limited(func: Callable[..., History]) -> Callable[..., History]:
+    """Run ``fit`` under its ``threads=`` limit (see :mod:`xpnet.threads`), with the
+    network's device current (as :func:`xpnet.backends.on_device`; one wrapper, so the
+    warnings' ``stacklevel`` still reaches the caller): the pools are capped for the call
+    and restored afterwards, whatever the call ends with."""
+    signature = inspect.signature(func)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> History:
+        bound = signature.bind(*args, **kwargs)
+        threads = check_threads(bound.arguments.get("threads"))
+        net = bound.arguments["net"]
+        batch_size = bound.arguments.get("batch_size")
+        m = _rows(bound.arguments["X"])
+        batch = m if not isinstance(batch_size, int) else max(1, min(batch_size, m))
+        with net.array_backend.activate(), thread_limits(
+            resolve_threads(threads, net.layer_sizes, batch)
+        ):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
 def _fit_lbfgs(
     net: MLP, X: Any, Y: Any, epochs: int, batch_size: int | None, callback: Any,
     sample_weight: Any, early_stopping: bool, validation_data: Any, tol: float,
@@ -246,7 +283,7 @@ def _fit_lbfgs(
     )
 
 
-@on_device  # on CuPy, the whole fit runs with the network's device current
+@_thread_limited  # on CuPy, the whole fit runs with the network's device current
 def fit(
     net: MLP,
     X: Any,
@@ -270,6 +307,8 @@ def fit(
     max_fun: int = 15000,
     on_divergence: str = "raise",
     class_weight: Any = None,
+    threads: int | None = None,
+    compile: bool = False,
 ) -> History:
     """Train ``net`` on ``(X, Y)``; see :meth:`xpnet.MLP.fit` for the first arguments.
 
@@ -326,6 +365,19 @@ def fit(
         validation score is never the best one, and the best weights are restored at
         the end); the estimators of :mod:`xpnet.sklearn` use it.
 
+    threads : int or None, default None
+        Threads of the BLAS/OpenMP/torch pools during the fit (restored afterwards).
+        ``None`` (auto): 1 for a small network (largest per-step matrix product below
+        ``xpnet.threads.SMALL_WORK`` multiply-adds), where worker threads only cost
+        (10x on torch, measured), and the libraries' own settings otherwise. XLA's pool
+        is fixed when JAX starts (see :mod:`xpnet.threads`).
+    compile : bool, default False
+        On JAX, run each epoch as one compiled XLA program (see :mod:`xpnet.compiled`):
+        same shuffles, same batches, numbers equal to rounding; the program is cached
+        per shape, so a second fit of the same shape compiles nothing. Accepted and
+        ignored on NumPy and array-api-strict; refused on torch and CuPy (no verified
+        compiled path yet). Needs an optimiser with :meth:`~xpnet.optim.Optimizer.apply`
+        (``SGD``, ``Adam``).
     Returns
     -------
     History
@@ -408,6 +460,12 @@ def fit(
     if on_divergence not in ("raise", "continue"):
         raise ValueError(f"on_divergence must be 'raise' or 'continue'; got {on_divergence!r}")
     class_weight = check_class_weight(net, class_weight)
+    compiled = check_compile(compile, net.backend)
+    if compiled and type(opt).apply is Optimizer.apply:
+        raise ValueError(
+            f"compile=True needs an optimiser with explicit state (apply); "
+            f"{type(opt).__name__} has none"
+        )
     if lbfgs:  # full batch through SciPy: its own loop (see _lbfgs)
         return _fit_lbfgs(
             net, X, Y, epochs, batch_size, callback, sample_weight, early_stopping,
@@ -461,6 +519,15 @@ def fit(
     in_epoch = False  # True while the parameters hold a partly done epoch
     epoch_start = _EpochStart(xp, net._params)
     opt_state: dict[str, Any] = {}
+    program = None
+    if compiled:
+        program = epoch_program(
+            net.architecture, opt, m, batch_size, (X.shape[1], Y.shape[1]), net._dtype,
+            backend.device, w is not None, shuffle and batch_size < m,
+        )
+        steps_per_epoch = -(-m // batch_size)
+    compiled_state: dict[str, Any] | None = None  # the optimiser's, carried across epochs
+    state_lr = math.nan  # the learning rate that state holds
     try:
         for epoch in range(epochs):
             # The state at the start of the epoch, to roll back to when the epoch is
@@ -477,26 +544,43 @@ def fit(
             if shuffle and batch_size < m:
                 order = backend.asarray(rng.permutation(m))
             total: Any = None  # 0-d device array: summed on the device, read once per epoch
-            for first in range(0, m, batch_size):
-                last = min(first + batch_size, m)
-                if order is None:
-                    X_batch, Y_batch = row_slice(X, first, last), Y[first:last, ...]
-                    w_batch = None if w is None else w[first:last]
-                else:
-                    rows = order[first:last]
-                    X_batch, Y_batch = take_rows(xp, X, rows), xp.take(Y, rows, axis=0)
-                    w_batch = None if w is None else xp.take(w, rows, axis=0)
-                loss, grads = net._loss_and_grads(X_batch, Y_batch, w_batch)
-                opt.update(net._params, grads)
-                weighted = loss * (last - first)
-                total = weighted if total is None else total + weighted
+            if program is not None:  # compile=True on JAX: the epoch is one program
+                # The state is exported once and carried on (a 0-d upload costs more than
+                # a tiny network's epoch); a schedule's new rate replaces its lr entry.
+                if compiled_state is None:
+                    compiled_state = opt.export_state(net._params)
+                    state_lr = opt.state_learning_rate
+                elif opt.state_learning_rate != state_lr:
+                    compiled_state = opt.with_learning_rate(compiled_state)
+                    state_lr = opt.state_learning_rate
+                params, compiled_state, total, checked = program(
+                    list(net._params), compiled_state, X, Y, w, order
+                )
+                net._params = list(params)
+                opt.import_state(compiled_state, steps_per_epoch)
+            else:
+                for first in range(0, m, batch_size):
+                    last = min(first + batch_size, m)
+                    if order is None:
+                        X_batch, Y_batch = row_slice(X, first, last), Y[first:last, ...]
+                        w_batch = None if w is None else w[first:last]
+                    else:
+                        rows = order[first:last]
+                        X_batch, Y_batch = take_rows(xp, X, rows), xp.take(Y, rows, axis=0)
+                        w_batch = None if w is None else xp.take(w, rows, axis=0)
+                    loss, grads = net._loss_and_grads(X_batch, Y_batch, w_batch)
+                    opt.update(net._params, grads)
+                    weighted = loss * (last - first)
+                    total = weighted if total is None else total + weighted
             # The one host read-back of the epoch carries the parameters' finiteness too:
             # 0·Σp adds exactly 0 to the loss while every parameter is finite, and NaN as
             # soon as one is not (or, harmlessly, if Σp overflows: confirmed below). Plain
             # operators: an xp.where would cost as much again on small networks. (NumPy
             # may warn "invalid value" here when a parameter is infinite: it has already
             # warned of the overflow that made it so.)
-            epoch_loss = float(total + 0 * net._parameter_sum()) / m
+            if program is None:
+                checked = total + 0 * net._parameter_sum()
+            epoch_loss = float(checked) / m  # (compiled: the program added 0·Σp itself)
             if not math.isfinite(epoch_loss):
                 epoch_loss = float(total) / m
                 bad = net._nonfinite_parameters()
@@ -575,7 +659,7 @@ def fit(
         )
     if early_stopping and history.best_params is not None:
         net._params = [xp.asarray(p, copy=True) for p in history.best_params]
-    backend.synchronize()
+    backend.synchronize(net._params)  # JAX has no device barrier: wait on the parameters
     history.seconds += time.perf_counter() - start
     return history
 

@@ -30,6 +30,14 @@ def _devices(name: str) -> list[str]:
         import cupy
 
         return [f"cuda:{i}" for i in range(cupy.cuda.runtime.getDeviceCount())]
+    if name == "jax":
+        import jax
+
+        try:
+            gpus = jax.devices("gpu")
+        except RuntimeError:  # a CPU-only jax
+            gpus = []
+        return ["cpu"] + [f"cuda:{i}" for i in range(len(gpus))]
     backend = get_backend(name)
     return [str(backend.device) if backend.device is not None else "default"]
 

@@ -193,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_options(p)
     p.add_argument("--dtype", default="float64", choices=("float32", "float64"),
                    help="floating-point type (default: float64)")
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="threads of the BLAS/OpenMP/torch pools while training (default: 1 "
+                   "for small networks, the libraries' own setting for larger ones); with "
+                   "--threads 1 also XLA's (JAX)")
+    p.add_argument("--compile", action="store_true",
+                   help="JAX: run each epoch as one compiled XLA program (a no-op on numpy "
+                   "and array_api_strict; refused on torch and cupy)")
     p.add_argument("--layers", type=_hidden_sizes, default=_hidden_sizes(DEFAULT_HIDDEN),
                    metavar="SIZES", help="hidden layer sizes, e.g. 16,16; 'none' for no hidden "
                    f"layer (default: {DEFAULT_HIDDEN})")

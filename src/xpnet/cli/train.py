@@ -247,7 +247,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     check_paths({"--save": ("model file", args.save), "--plot": ("plot", args.plot)},
                 {"--data": ("data file", args.data)})
     device = _device(args.device)
+    if args.threads is not None:
+        from ..threads import xla_flags
+
+        xla_flags(args.threads)  # XLA sizes its pool when JAX starts: before the backend loads
     _backend(args.backend, device)
+    if args.compile:
+        from ..compiled import check_compile
+
+        try:
+            check_compile(True, args.backend)
+        except ValueError as exc:
+            _fail(f"--compile: {exc}")
     if args.plot:
         from ..plotting import check_plot_path
 
@@ -310,6 +321,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                               batch_size=args.batch_size, callback=stop_after_epoch,
                               optimizer=optimizer, early_stopping=args.early_stopping,
                               n_iter_no_change=args.n_iter_no_change, tol=args.tol,
+                              threads=args.threads, compile=args.compile,
                               class_weight=class_weight)
     except DivergenceError as exc:
         sys.stderr.write(f"xpnet: error: training diverged at epoch {exc.epoch}: {exc.reason}; "

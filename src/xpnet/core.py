@@ -1,0 +1,180 @@
+"""The pure training step: loss and gradients as a function of parameters and data.
+
+Nothing here holds state or touches what it is given: every array it updates in place it
+created itself (``Z += b`` on a fresh product, ``dZ /= S`` on a fresh difference), there
+are no caches, and the sizes of the sum are arguments, so the same function runs eagerly
+on any backend, under ``jax.jit`` (no tracer can leak into a cache), and per chunk of a
+data set whose gradients are summed afterwards (pass the global row count or weight sum
+as ``total``). :class:`xpnet.MLP` is the friendly object around it.
+
+With rows as samples, ``L`` weight layers and ``S`` the total weight (``m`` rows)::
+
+    forward  Z_l = A_{l-1} @ W_l + b_l,  A_l = g_l(Z_l),  A_0 = X
+    (BP1)    dZ_L     = w ⊙ (A_L - Y) / S        (w = 1 without row weights)
+    (BP2)    dZ_{l-1} = (dZ_l @ W_l.T) ⊙ g'_{l-1}(A_{l-1})
+    (BP3)    dW_l     = A_{l-1}.T @ dZ_l (+ alpha·W_l / S)
+    (BP4)    db_l     = Σ_rows dZ_l
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .activations import Activation
+from .losses import OutputLoss
+
+__all__ = ["Architecture", "hidden_forward", "loss_and_grads", "penalty"]
+
+Array = Any
+
+
+def _namespace(array: Array) -> Any:
+    from array_api_compat import array_namespace
+
+    return array_namespace(array)
+
+
+def hidden_forward(
+    hidden: Sequence[Activation], params: Sequence[Array], X: Array, xp: Any = None
+) -> tuple[list[Array], Array]:
+    """``([A_0=X, A_1, ..., A_{L-1}], Z_L)``: the hidden activations and the output
+    pre-activation, for ``params = [W_1, b_1, ..., W_L, b_L]``."""
+    xp = _namespace(X) if xp is None else xp
+    cache = [X]
+    A = X
+    for layer, act in enumerate(hidden):
+        Z = A @ params[2 * layer]
+        Z += params[2 * layer + 1]  # Z_l = A_{l-1} W_l + b_l (Z is a fresh array: add in place)
+        A = act.forward(xp, Z)  # A_l = g_l(Z_l)
+        cache.append(A)
+    Z_out = A @ params[-2]
+    Z_out += params[-1]
+    return cache, Z_out
+
+
+def penalty(alpha: float, params: Sequence[Array], total_weight: Any, xp: Any) -> Array:
+    """``alpha / (2 S) * Σ‖W‖²`` (biases not penalised), ``S`` the rows or weight sum."""
+    return (alpha / (2 * total_weight)) * sum(xp.sum(W * W) for W in params[0::2])
+
+
+def _row_sum(dZ: Array, xp: Any) -> Array:
+    """Column sums as one matrix-vector product ``ones(m) @ dZ`` (one BLAS call: NumPy's
+    axis-0 reduction of a narrow matrix costs 3-10x more)."""
+    from array_api_compat import device
+
+    return xp.ones((dZ.shape[0],), dtype=dZ.dtype, device=device(dZ)) @ dZ
+
+
+def loss_and_grads(
+    params: Sequence[Array],
+    X: Array,
+    Y: Array,
+    weight: Array | None = None,
+    total: Any = None,
+    *,
+    hidden: Sequence[Activation],
+    output: OutputLoss,
+    alpha: float = 0.0,
+    xp: Any = None,
+    row_sum: Callable[[Array], Array] | None = None,
+) -> tuple[Array, list[Array]]:
+    """Loss (0-d array) and flat gradients ``[dW_1, db_1, ...]`` of one batch; pure.
+
+    Parameters
+    ----------
+    params : list of arrays
+        ``[W_1, b_1, ..., W_L, b_L]``, ``W_l (n_{l-1}, n_l)``, ``b_l (n_l,)``; not modified.
+    X, Y : arrays ``(m, n_in)``, ``(m, n_out)``
+        Checked batch (network dtype, ``Y`` encoded for the output); not modified.
+    weight : array ``(m,)``, optional
+        Non-negative row weights: the loss is ``(1/S) Σ_i w_i ℓ_i + alpha/(2S) Σ‖W‖²``.
+    total : number or 0-d array, optional
+        ``S``: the row count (or weight sum) the sums are divided by. Default: this
+        batch's (``m``, or ``Σ w`` with a zero sum taken as 1). Pass the global value
+        when the batch is one chunk of a larger sum (distributed data parallelism): the
+        chunks' gradients then add up to the whole batch's. The L2 term is included in
+        every call; add it once when summing chunks.
+    hidden, output, alpha
+        The architecture: hidden activations, output/loss pair, L2 strength.
+    xp : namespace, optional
+        The arrays' namespace (looked up from ``X`` when left out).
+    row_sum : callable, optional
+        ``dZ -> Σ_rows dZ``; default ``ones(m) @ dZ`` built on every call. A caller may
+        pass a cached variant (the eager :class:`xpnet.MLP` does, outside JAX).
+    """
+    xp = _namespace(X) if xp is None else xp
+    cache, Z_out = hidden_forward(hidden, params, X, xp)
+    if weight is None and total is None:
+        total_weight: Any = X.shape[0]  # S = m
+        weight_column = None
+    else:
+        if total is None:
+            total_weight = xp.sum(weight)
+            total_weight = total_weight + xp.astype(total_weight == 0, total_weight.dtype)
+        else:
+            total_weight = total
+        rows = (
+            weight if weight is not None
+            else xp.ones((X.shape[0],), dtype=X.dtype, device=_device(X))
+        )
+        weight_column = xp.reshape(rows, (-1, 1)) / total_weight  # w_i / S, a column
+    A_out, loss = output.forward_and_loss(xp, Z_out, Y, weight_column)  # shares exp/sums
+    if alpha:
+        loss = loss + penalty(alpha, params, total_weight, xp)
+    grads: list[Array] = [None] * len(params)
+    dZ = A_out - Y  # (BP1) matched output/loss pair: dZ_L = (A_L - Y) / m ...
+    if weight_column is None:
+        dZ /= total_weight
+    else:
+        dZ *= weight_column  # ... or w ⊙ (A_L - Y) / S with row weights
+    summed = row_sum if row_sum is not None else (lambda dZ: _row_sum(dZ, xp))
+    for layer in range(len(hidden), -1, -1):
+        A_prev = cache[layer]
+        W = params[2 * layer]
+        dW = A_prev.T @ dZ  # (BP3)
+        if alpha:
+            dW = dW + (alpha / total_weight) * W
+        grads[2 * layer] = dW
+        grads[2 * layer + 1] = summed(dZ)  # (BP4)
+        if layer:
+            dZ = dZ @ W.T  # (BP2): the weights W_l carry the error back ...
+            derivative = hidden[layer - 1].derivative
+            if derivative is not None:  # ... times g'_{l-1}, written with A_{l-1}
+                dZ *= derivative(xp, A_prev)
+    return loss, grads
+
+
+def _device(array: Array) -> Any:
+    from array_api_compat import device
+
+    return device(array)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What the step needs besides parameters and data: hidden activations, the
+    output/loss pair and the L2 strength. Immutable and hashable, so it can key a cache
+    of compiled programs and be closed over by ``jax.jit``.
+
+    ``MLP.architecture`` returns the network's.
+    """
+
+    hidden: tuple[Activation, ...]
+    output: OutputLoss
+    alpha: float = 0.0
+
+    def loss_and_grads(
+        self,
+        params: Sequence[Array],
+        X: Array,
+        Y: Array,
+        weight: Array | None = None,
+        total: Any = None,
+    ) -> tuple[Array, list[Array]]:
+        """:func:`loss_and_grads` with this architecture (pure; see there)."""
+        return loss_and_grads(
+            params, X, Y, weight, total, hidden=self.hidden, output=self.output,
+            alpha=self.alpha,
+        )

@@ -1,0 +1,159 @@
+"""``threads=``: the BLAS/OpenMP/torch pools are capped during a fit and restored after.
+
+The pools are read from inside the fit (its per-epoch callback) with threadpoolctl and
+``torch.get_num_threads``: what the libraries really use, not what xpnet meant to set.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from test_cli import assert_error, run
+
+import xpnet
+from xpnet.threads import SMALL_WORK, resolve_threads
+
+threadpoolctl = pytest.importorskip("threadpoolctl")
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def _blas_threads() -> list[int]:
+    return [pool["num_threads"] for pool in threadpoolctl.threadpool_info()
+            if pool["user_api"] == "blas"]
+
+
+def _xor():
+    return np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]), np.array([0, 1, 1, 0])
+
+
+@pytest.fixture
+def two_threads():
+    """Pools at 2 threads outside the fit, so a cap to 1 (and its undoing) shows."""
+    with threadpoolctl.threadpool_limits(limits=2):
+        if HAVE_TORCH:
+            import torch
+
+            before = torch.get_num_threads()
+            torch.set_num_threads(2)
+            yield
+            torch.set_num_threads(before)
+        else:
+            yield
+
+
+def test_threads_caps_blas_during_fit_and_restores_it(two_threads):
+    if not _blas_threads():
+        pytest.skip("threadpoolctl finds no BLAS library in this process")
+    X, y = _xor()
+    seen = []
+    net = xpnet.MLP([2, 4, 1])
+    net.fit(X, y, epochs=2, lr=0.5, threads=1, callback=lambda *_: seen.append(_blas_threads()))
+    assert seen and all(set(threads) == {1} for threads in seen)
+    assert set(_blas_threads()) == {2}  # restored
+
+
+def test_default_is_one_thread_for_small_networks_only(two_threads):
+    if not _blas_threads():
+        pytest.skip("threadpoolctl finds no BLAS library in this process")
+    X, y = _xor()
+    seen: list[list[int]] = []
+    xpnet.MLP([2, 4, 1]).fit(X, y, epochs=1, callback=lambda *_: seen.append(_blas_threads()))
+    assert set(seen[-1]) == {1}
+    # a layer whose batch x fan-in x fan-out reaches SMALL_WORK keeps the libraries' pools
+    rng = np.random.default_rng(0)
+    X_big = rng.normal(size=(64, 256))
+    big = xpnet.MLP([256, 64, 1])
+    assert 64 * 256 * 64 >= SMALL_WORK
+    big.fit(X_big, (X_big[:, 0] > 0).astype(int), epochs=1, lr=0.1,
+            callback=lambda *_: seen.append(_blas_threads()))
+    assert set(seen[-1]) == {2}
+    assert resolve_threads(None, (2, 4, 1), 4) == 1
+    assert resolve_threads(3, (2, 4, 1), 4) == 3
+    assert resolve_threads(None, (256, 64, 1), 64) is None
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="torch is not installed")
+def test_torch_threads_follow_and_are_restored(two_threads):
+    import torch
+
+    X, y = _xor()
+    seen = []
+    net = xpnet.MLP([2, 4, 1], backend="torch")
+    net.fit(X, y, epochs=2, callback=lambda *_: seen.append(torch.get_num_threads()))
+    assert seen == [1, 1]  # auto: a small network runs torch on one thread
+    assert torch.get_num_threads() == 2
+    net.fit(X, y, epochs=1, threads=2, callback=lambda *_: seen.append(torch.get_num_threads()))
+    assert seen[-1] == 2
+
+
+def test_limits_are_restored_when_the_fit_fails(two_threads):
+    if not _blas_threads():
+        pytest.skip("threadpoolctl finds no BLAS library in this process")
+    X, y = _xor()
+
+    def stop(*_):
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        xpnet.MLP([2, 4, 1]).fit(X, y, epochs=3, threads=1, callback=stop)
+    assert set(_blas_threads()) == {2}
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_bad_threads_are_refused(bad):
+    X, y = _xor()
+    with pytest.raises(ValueError, match=r"threads must be a positive integer or None .*; got "):
+        xpnet.MLP([2, 4, 1]).fit(X, y, epochs=1, threads=bad)
+
+
+def test_estimators_take_threads():
+    pytest.importorskip("sklearn")
+    from xpnet.sklearn import MLPClassifier
+
+    X, y = _xor()
+    assert MLPClassifier().get_params()["threads"] is None
+    with pytest.raises(ValueError, match="threads"):
+        MLPClassifier(threads=0, max_iter=1).fit(X, y)
+    clf = MLPClassifier(hidden_layer_sizes=(4,), threads=1, max_iter=3, random_state=0)
+    with pytest.warns(Warning):  # not converged after 3 iterations
+        clf.fit(X, y)
+    assert clf.n_iter_ == 3
+
+
+def test_cli_threads_option():
+    proc = run("train", "--dataset", "xor", "--epochs", "3", "--threads", "1", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert_error(run("train", "--dataset", "xor", "--threads", "0"), "--threads")
+
+
+@pytest.mark.backend_session("jax")  # needs jax: run by the jax nox session
+def test_xla_flag_only_before_jax_starts():
+    """XLA sizes its pool once: the flag is added before JAX starts, and refused after."""
+    pytest.importorskip("jax")
+    code = textwrap.dedent(
+        """
+        import os
+        os.environ.pop("XLA_FLAGS", None)
+        from xpnet.threads import xla_flags
+        print(xla_flags(2), os.environ.get("XLA_FLAGS"))
+        print(xla_flags(1), os.environ.get("XLA_FLAGS"))
+        import jax
+        jax.numpy.ones(2).block_until_ready()  # starts XLA with the flag (a bad one aborts)
+        print(xla_flags(1))
+        """
+    )
+    env = {k: val for k, val in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "False None",
+        "True --xla_cpu_multi_thread_eigen=false",
+        "False",
+    ]
