@@ -504,16 +504,22 @@ def _wait_for_temp(proc, folder, timeout=120.0):
 def test_signal_during_save(tmp_path, sig):
     """SIGTERM: temp removed, old model intact, exit 143 with one line. SIGKILL cannot be
     handled: its temp file stays, and the next save into the folder removes it once old."""
-    (tmp_path / "big.npz").write_bytes(b"the previous model")
-    proc = _start_big_save(tmp_path)
-    try:
-        assert _wait_for_temp(proc, tmp_path), proc.communicate(timeout=60)
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    for _attempt in range(3):
+        (tmp_path / "big.npz").write_bytes(b"the previous model")
+        proc = _start_big_save(tmp_path)
+        try:
+            assert _wait_for_temp(proc, tmp_path), proc.communicate(timeout=60)
+            proc.send_signal(sig)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        # On a loaded machine the save may finish between seeing its temp file and the
+        # signal's arrival: then it ran to completion (exit 0, model replaced whole), which
+        # is not what this test is about, so try again.
+        if proc.returncode != 0:
+            break
     assert (tmp_path / "big.npz").read_bytes() == b"the previous model"
     if sig == signal.SIGTERM:
         assert proc.returncode == 143, (proc.returncode, err)
