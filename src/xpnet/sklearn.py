@@ -838,9 +838,10 @@ class _BaseMLP(BaseEstimator):
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier trained by xpnet on any Array API backend.
 
-    A drop-in for ``sklearn.neural_network.MLPClassifier`` with the ``sgd`` and
-    ``adam`` solvers. Binary targets use one sigmoid output, multi-class targets a
-    softmax layer, multi-label indicator targets one sigmoid output per label.
+    A drop-in for ``sklearn.neural_network.MLPClassifier`` (``sgd``, ``adam`` and
+    ``lbfgs``; dense or sparse ``X``), plus ``class_weight``. Binary targets use one
+    sigmoid output, multi-class targets a softmax layer, multi-label indicator targets one
+    sigmoid output per label.
 
     Parameters
     ----------
@@ -1082,9 +1083,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor (half squared error, identity output) trained by
     xpnet on any Array API backend.
 
-    A drop-in for ``sklearn.neural_network.MLPRegressor`` with the ``sgd``/``adam``
-    solvers and ``loss="squared_error"``; see :class:`MLPClassifier` for the parameters
-    and attributes (less ``classes_``).
+    A drop-in for ``sklearn.neural_network.MLPRegressor`` (``sgd``, ``adam`` and ``lbfgs``;
+    ``loss="squared_error"`` or ``"poisson"``, the latter with an exponential output); see
+    :class:`MLPClassifier` for the parameters and attributes (less ``classes_`` and
+    ``class_weight``).
     """
 
     _parameter_constraints: dict = {**_SkMLPRegressor._parameter_constraints, **_EXTRA_CONSTRAINTS}
