@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import unicodedata
 from typing import Any, NoReturn
@@ -204,16 +203,6 @@ def _describe_net(net: Any) -> str:
         f"{'-'.join(map(str, net.layer_sizes))}  hidden {acts}, output {net.output}, "
         f"{net.loss_name.replace('_', ' ')}, {net.n_params} parameters"
     )
-
-
-def _check_writable(path: str, what: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        _fail(f"cannot write {what} {path!r}: folder {folder!r} does not exist")
-    if os.path.isdir(path):
-        _fail(f"cannot write {what} {path!r}: it is a directory")
-    if not os.access(folder, os.W_OK):
-        _fail(f"cannot write {what} {path!r}: folder {folder!r} is not writable")
 
 
 def _load_data(args: argparse.Namespace, n_features: int | None = None,
