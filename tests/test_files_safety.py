@@ -92,6 +92,29 @@ def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
     assert temp_files(tmp_path) == []
 
 
+@pytest.mark.parametrize("existing", [False, True])
+def test_signal_right_after_the_temp_is_created_leaves_no_temp(tmp_path, monkeypatch, existing):
+    """A signal handler that raises (SIGTERM's does) can run as soon as os.open returns,
+    before the caller has stored the new file's name: the name must be known already.
+    (Seen in CI: SIGTERM during a save, exit 143, and a .xpnet-*.tmp left behind.)"""
+    import xpnet._files as files
+
+    target = tmp_path / "model.npz"
+    if existing:
+        target.write_bytes(b"precious")
+    real_open = files._open_temp
+
+    def open_then_interrupted(temp, mode):
+        real_open(temp, mode)  # the file exists now; the descriptor is lost with the frame
+        raise KeyboardInterrupt("signal handled right after os.open returned")
+
+    monkeypatch.setattr(files, "_open_temp", open_then_interrupted)
+    with pytest.raises(KeyboardInterrupt), atomic_write(target) as handle:
+        handle.write(b"never reached")
+    assert temp_files(tmp_path) == []
+    assert (target.read_bytes() == b"precious") if existing else not target.exists()
+
+
 @pytest.mark.parametrize("exc_type", [ValueError, KeyboardInterrupt, SystemExit])
 def test_exception_mid_write_keeps_old_file_and_removes_temp(tmp_path, exc_type):
     target = tmp_path / "model.npz"

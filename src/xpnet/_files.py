@@ -245,19 +245,22 @@ def _named(exc: OSError, path: str, temp: str) -> OSError:
     return type(exc)(exc.errno, exc.strerror, path)
 
 
-def _create_temp(folder: str, mode: int | None) -> tuple[int, str]:
-    """An exclusive new temp file in ``folder``: ``mode`` if given, else what umask gives."""
+def _temp_name(folder: str) -> str:
+    """A fresh name of xpnet's temp pattern in ``folder`` (64 random bits)."""
+    return os.path.join(folder, f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}")
+
+
+def _open_temp(temp: str, mode: int | None) -> int:
+    """Create ``temp`` exclusively: ``mode`` if given, else what umask gives.
+
+    Raises FileExistsError if the name is taken (then it is not ours to remove).
+    """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(
         os, "O_BINARY", 0)
-    while True:
-        temp = os.path.join(folder, f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}")
-        try:
-            # A file being replaced may be private: its temp starts private too and gets
-            # the old file's mode before any byte is written. A new file is created with
-            # 0o666 so that the umask decides, as for any program's output.
-            return os.open(temp, flags, 0o600 if mode is not None else 0o666), temp
-        except FileExistsError:  # 64 random bits: practically never
-            continue
+    # A file being replaced may be private: its temp starts private too and gets the old
+    # file's mode before any byte is written. A new file is created with 0o666 so that
+    # the umask decides, as for any program's output.
+    return os.open(temp, flags, 0o600 if mode is not None else 0o666)
 
 
 def _fsync_folder(folder: str) -> None:
@@ -319,7 +322,15 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb", *,
     temp = ""
     handle: IO[Any] | None = None
     try:
-        fd, temp = _create_temp(folder, None if old is None else stat.S_IMODE(old.st_mode))
+        # The name is recorded *before* the file is created, so that a signal handled
+        # right after os.open returns (SIGTERM raises there) still finds it to remove.
+        while True:
+            temp = _temp_name(folder)
+            try:
+                fd = _open_temp(temp, None if old is None else stat.S_IMODE(old.st_mode))
+                break
+            except FileExistsError:  # someone else's file (practically never): not ours
+                temp = ""
         try:
             if old is not None:
                 mine = os.fstat(fd)
