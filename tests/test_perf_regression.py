@@ -193,6 +193,22 @@ def _steps(net: xpnet.MLP, batches: list[tuple]) -> object:
     return total
 
 
+def _cupy_spin_kernel():  # type: ignore[no-untyped-def]
+    """A one-thread CuPy kernel that keeps the GPU busy for ``cycles`` clock cycles (by
+    cycle count: recent CUDA has no clock-rate attribute to convert seconds)."""
+    import cupy
+
+    return cupy.RawKernel(
+        r"""
+        extern "C" __global__ void spin(long long cycles) {
+            long long start = clock64();
+            while (clock64() - start < cycles) { }
+        }
+        """,
+        "spin",
+    )
+
+
 def test_cupy_steps_do_not_synchronise_the_host(request: pytest.FixtureRequest) -> None:
     """A kernel that keeps the GPU busy for a second or more is queued first; if any step
     synchronised, it would have to wait for that kernel, so the event recorded right
@@ -205,15 +221,7 @@ def test_cupy_steps_do_not_synchronise_the_host(request: pytest.FixtureRequest) 
     batches = _device_batches(net, X, labels)
     _steps(net, batches)  # warm up: compile kernels, fill the memory pool
     cupy.cuda.Device().synchronize()
-    spin = cupy.RawKernel(
-        r"""
-        extern "C" __global__ void spin(long long cycles) {
-            long long start = clock64();
-            while (clock64() - start < cycles) { }
-        }
-        """,
-        "spin",
-    )
+    spin = _cupy_spin_kernel()
     # 3e9 cycles: one to three seconds at today's GPU clocks, while the steps below queue
     # their work in milliseconds
     spin((1,), (1,), (np.int64(3_000_000_000),))
@@ -429,15 +437,7 @@ def _spin_and_event(target: str):  # type: ignore[no-untyped-def]
     if target == "cupy":
         import cupy
 
-        kernel = cupy.RawKernel(
-            r"""
-            extern "C" __global__ void spin(long long cycles) {
-                long long start = clock64();
-                while (clock64() - start < cycles) { }
-            }
-            """,
-            "spin",
-        )
+        kernel = _cupy_spin_kernel()
         state: dict = {}
 
         def start() -> None:
