@@ -36,6 +36,42 @@ def run(*args, cwd=None, timeout=120):
     )
 
 
+def run_on_terminal(*args, env=None, timeout=120):
+    """Run ``python -m xpnet ARGS`` with stdout on a pseudo-terminal (POSIX only).
+
+    Returns ``(exit status, bytes shown on the terminal, stderr bytes)``; fails the test
+    if the terminal stays silent for ``timeout`` seconds.
+    """
+    import pty
+    import select
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "xpnet", *map(str, args)], stdout=follower,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+    os.close(follower)
+    chunks = []
+    try:
+        while True:
+            ready, _, _ = select.select([leader], [], [], timeout)
+            if not ready:
+                proc.kill()
+                raise AssertionError(f"xpnet {' '.join(map(str, args))} on a terminal hung")
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(leader)
+    proc.wait(timeout=timeout)
+    stderr = proc.stderr.read() if proc.stderr else b""
+    if proc.stderr:
+        proc.stderr.close()
+    return proc.returncode, b"".join(chunks), stderr
+
+
 def run_many(*commands):
     """Run several independent commands side by side (each is its own process)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -471,25 +507,9 @@ def test_unwritable_outputs_fail_before_training(tmp_path):
 @pytest.mark.skipif(not sys.platform.startswith("linux") and sys.platform != "darwin",
                     reason="needs a pseudo-terminal (pty), POSIX only")
 def test_progress_bar_only_on_a_terminal():
-    import pty
-
     def on_terminal(*args):
-        leader, follower = pty.openpty()
-        proc = subprocess.Popen([sys.executable, "-m", "xpnet", *args], stdout=follower,
-                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        os.close(follower)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        os.close(leader)
-        proc.wait(timeout=120)
-        return proc.returncode, b"".join(chunks).decode("utf-8", "replace")
+        code, shown, _ = run_on_terminal(*args)
+        return code, shown.decode("utf-8", "replace")
 
     code, shown = on_terminal("train", "--epochs", "400")
     assert code == 0

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
@@ -23,7 +19,7 @@ from crafting import (
     with_header,
     write_zip,
 )
-from test_cli import assert_error, run, write_csv
+from test_cli import assert_error, run, run_on_terminal, write_csv
 
 import xpnet
 from xpnet.data import DataError, load_file
@@ -391,26 +387,10 @@ def test_predictions_keep_labels_in_files_and_escape_them_on_a_terminal(tmp_path
     table = list(csv.reader(io.StringIO(piped.stdout)))
     assert f"p_{EVIL}" in table[0] and table[1][1] in (EVIL, "b")
 
-    primary, secondary = pty.openpty()  # a terminal: control characters escaped
+    # a terminal: control characters escaped
     env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
-    proc = subprocess.Popen([sys.executable, "-m", "xpnet", "predict", str(model), "--data",
-                             str(data)], stdout=secondary, stderr=subprocess.PIPE, env=env)
-    os.close(secondary)
-    shown = b""
-    while True:
-        ready, _, _ = select.select([primary], [], [], 60)
-        if not ready:
-            proc.kill()
-            raise AssertionError("predict on a terminal did not finish")
-        try:
-            chunk = os.read(primary, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        shown += chunk
-    assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
-    os.close(primary)
+    code, shown, stderr = run_on_terminal("predict", model, "--data", data, env=env, timeout=60)
+    assert code == 0, stderr
     text = shown.decode("utf-8")
     assert_no_control(text)
     assert "p_numpy\\x1b[31m\\nFAKE LINE" in text
