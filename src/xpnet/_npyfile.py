@@ -55,13 +55,6 @@ class ArrayFileError(ValueError):
 _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([KMGT]?)(?:i?B)?\s*", re.IGNORECASE)
 
 
-def _available_memory() -> int | None:
-    """Bytes of memory available now, or ``None`` when unknown (one rule for every size
-    check: :func:`xpnet._memory.available_memory`, which also honours cgroup and
-    ``ulimit -v`` limits)."""
-    return available_memory()
-
-
 def memory_limit() -> tuple[int | None, str]:
     """The largest array size (bytes) a file may hold, and where the limit comes from.
 
@@ -81,7 +74,7 @@ def memory_limit() -> tuple[int | None, str]:
             )
         scale = 1024 ** " KMGT".index(match.group(2).upper() or " ")
         return int(float(match.group(1)) * scale), f"set by {ENV_LIMIT}"
-    available = _available_memory()
+    available = available_memory()
     if available is None:
         return None, "no limit: the available memory is unknown"
     return available // 4, f"a quarter of the {format_bytes(available)} available now"
