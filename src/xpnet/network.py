@@ -584,12 +584,16 @@ class MLP:
         32-bit mode: no float64 JAX network built yet). A sigmoid output is class 1 when
         strictly above 0.5, scikit-learn's rule (an output of exactly 0.5 is class 0).
         """
-        xp = self.xp
         A = self.forward(X)
-        task = self._output.task
-        if task == "multiclass":
+        if self._output.task != "regression":
+            A = self._class_indices(A)
+        return A[:, 0] if A.ndim == 2 and A.shape[1] == 1 else A
+
+    def _class_indices(self, A: Array) -> Array:
+        """Class indices from output activations ``A (m, k)``, in the backend's index
+        dtype: the arg-max ``(m,)`` for softmax; for sigmoid outputs, 1 where strictly
+        above 0.5 (scikit-learn's ``LabelBinarizer`` rule), ``(m, k)``."""
+        xp = self.xp
+        if self._output.task == "multiclass":
             return xp.astype(xp.argmax(A, axis=1), self.array_backend.index_dtype, copy=False)
-        if task == "binary":
-            # scikit-learn's rule: strictly above 0.5
-            A = xp.astype(A > 0.5, self.array_backend.index_dtype)
-        return A[:, 0] if A.shape[1] == 1 else A
+        return xp.astype(A > 0.5, self.array_backend.index_dtype)

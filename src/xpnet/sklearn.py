@@ -1016,18 +1016,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 self._label_binarizer.fit(self.classes_)
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
-    def _label_indices(self, A: Array, xp: Any) -> Array:
-        if self._label_binarizer.y_type_ == "multiclass":
-            return xp.argmax(A, axis=1)
-        # LabelBinarizer's threshold: strictly above
-        return xp.astype(A > 0.5, self._net.array_backend.index_dtype)
-
     @_on_input_device
     def predict(self, X: Any) -> Array:
         """Class labels ``(n_samples,)`` (indicator matrix for multi-label)."""
         net, _, A = self._forward(X, "predict")
         xp = net.xp
-        idx = self._label_indices(A, xp)
+        idx = net._class_indices(A)  # arg-max, or LabelBinarizer's "> 0.5"
         if self._label_binarizer.y_type_ == "multilabel-indicator":
             return _like(idx, X)
         if idx.ndim == 2:
