@@ -92,27 +92,39 @@ def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
     assert temp_files(tmp_path) == []
 
 
-@pytest.mark.parametrize("existing", [False, True])
-def test_signal_right_after_the_temp_is_created_leaves_no_temp(tmp_path, monkeypatch, existing):
-    """A signal handler that raises (SIGTERM's does) can run as soon as os.open returns,
-    before the caller has stored the new file's name: the name must be known already.
-    (Seen in CI: SIGTERM during a save, exit 143, and a .xpnet-*.tmp left behind.)"""
+@pytest.mark.parametrize("text", [False, True], ids=["binary", "text"])
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "replacing"])
+def test_signal_right_after_the_temp_is_created_leaves_no_temp(tmp_path, monkeypatch,
+                                                                 existing, text):
+    """A signal handler that raises (SIGTERM's does) can run as soon as ``open`` returns,
+    before the caller has stored the file object: the temp's name must be known already,
+    and the descriptor closed exactly once, by the dropped file object. (Seen in CI:
+    SIGTERM during a save left a .xpnet-*.tmp behind; later, SIGTERM at this point gave
+    "xpnet: error: [Errno 9] Bad file descriptor" and exit 2 instead of exit 143, because
+    the clean-up closed the descriptor a second time.)"""
+    import builtins
+
     import xpnet._files as files
 
     target = tmp_path / "model.npz"
     if existing:
         target.write_bytes(b"precious")
-    real_open = files._open_temp
+    opened = []
 
-    def open_then_interrupted(temp, mode):
-        real_open(temp, mode)  # the file exists now; the descriptor is lost with the frame
-        raise KeyboardInterrupt("signal handled right after os.open returned")
+    def open_then_interrupted(*args, **kwargs):
+        handle = builtins.open(*args, **kwargs)  # the file exists now
+        opened.append(handle.fileno())
+        del handle  # the result is dropped with the frame, as when a handler raises
+        raise KeyboardInterrupt("signal handled right after open returned")
 
-    monkeypatch.setattr(files, "_open_temp", open_then_interrupted)
-    with pytest.raises(KeyboardInterrupt), atomic_write(target) as handle:
-        handle.write(b"never reached")
+    monkeypatch.setattr(files, "open", open_then_interrupted, raising=False)
+    with pytest.raises(KeyboardInterrupt), atomic_write(target, "w" if text else "wb") as out:
+        out.write("never reached" if text else b"never reached")
+    assert opened, "atomic_write no longer opens its temp file with open()"
     assert temp_files(tmp_path) == []
     assert (target.read_bytes() == b"precious") if existing else not target.exists()
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(opened[0])  # closed by the dropped object, not leaked
 
 
 @pytest.mark.parametrize("exc_type", [ValueError, KeyboardInterrupt, SystemExit])

@@ -250,19 +250,6 @@ def _temp_name(folder: str) -> str:
     return os.path.join(folder, f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}")
 
 
-def _open_temp(temp: str, mode: int | None) -> int:
-    """Create ``temp`` exclusively: ``mode`` if given, else what umask gives.
-
-    Raises FileExistsError if the name is taken (then it is not ours to remove).
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(
-        os, "O_BINARY", 0)
-    # A file being replaced may be private: its temp starts private too and gets the old
-    # file's mode before any byte is written. A new file is created with 0o666 so that
-    # the umask decides, as for any program's output.
-    return os.open(temp, flags, 0o600 if mode is not None else 0o666)
-
-
 def _fsync_folder(folder: str) -> None:
     """Make the rename durable; not every system can open or fsync a folder: then skip."""
     try:
@@ -323,30 +310,39 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb", *,
     handle: IO[Any] | None = None
     try:
         # The name is recorded *before* the file is created, so that a signal handled
-        # right after os.open returns (SIGTERM raises there) still finds it to remove.
+        # right after the file exists (SIGTERM raises there) still finds it to remove.
+        # No bare descriptor is ever held: ``open`` returns the file object that owns it,
+        # so an exception raised between the call's return and the assignment (where
+        # Python runs signal handlers) lets that object close its descriptor once, and
+        # nothing here closes the same number again (a second close would fail with
+        # EBADF, or close a descriptor some other code has just been given).
+        create_mode = 0o600 if old is not None else 0o666
+
+        def opener(file: str, flags: int) -> int:
+            # A file being replaced may be private: its temp starts private too and gets
+            # the old file's mode before any byte is written. A new file is created with
+            # 0o666 so that the umask decides, as for any program's output.
+            return os.open(file, flags | getattr(os, "O_BINARY", 0), create_mode)
+
         while True:
             temp = _temp_name(folder)
             try:
-                fd = _open_temp(temp, None if old is None else stat.S_IMODE(old.st_mode))
+                # "x": O_CREAT | O_EXCL, so a name that exists is never opened.
+                if mode == "w":
+                    handle = open(temp, "x", encoding=encoding or "utf-8",  # noqa: SIM115
+                                  newline=newline, opener=opener)
+                else:
+                    handle = open(temp, "xb", opener=opener)  # noqa: SIM115
                 break
             except FileExistsError:  # someone else's file (practically never): not ours
                 temp = ""
-        try:
-            if old is not None:
-                mine = os.fstat(fd)
-                if hasattr(os, "chown") and (old.st_uid, old.st_gid) != (mine.st_uid,
-                                                                          mine.st_gid):
-                    with contextlib.suppress(OSError):  # only root may give files away
-                        os.chown(temp, old.st_uid, old.st_gid)
-                os.chmod(temp, stat.S_IMODE(old.st_mode))  # after chown, which clears set-id bits
-            if mode == "w":
-                handle = open(fd, "w", encoding=encoding or "utf-8", newline=newline)  # noqa: SIM115
-            else:
-                handle = open(fd, "wb")  # noqa: SIM115
-        except BaseException:
-            if handle is None:
-                os.close(fd)
-            raise
+        if old is not None:
+            mine = os.fstat(handle.fileno())
+            if hasattr(os, "chown") and (old.st_uid, old.st_gid) != (mine.st_uid,
+                                                                      mine.st_gid):
+                with contextlib.suppress(OSError):  # only root may give files away
+                    os.chown(temp, old.st_uid, old.st_gid)
+            os.chmod(temp, stat.S_IMODE(old.st_mode))  # after chown, which clears set-id bits
         yield handle
         handle.flush()
         os.fsync(handle.fileno())
