@@ -7,8 +7,12 @@
 #      the script stops at once, exit 3, naming the wheel;
 #   1. pytest --backend cupy (the suite, cross-backend tests against NumPy);
 #   2. the CUDA-torch and CuPy synchronisation and device tests;
-#   3. the cross-backend differences from NumPy float64, per backend and dtype;
-#   4. the GPU benchmark cases (medium: CuPy vs NumPy; large: GPU only).
+#   3. JAX on CUDA (the suite's backend tests, --backend jax) when a CUDA build of JAX
+#      imports; the lease's machine has none and its CUDA wheels (jaxlib + the nvidia-*
+#      libraries, ~2 GiB) exceed what a device call can carry (64 MiB), so today this
+#      phase records "skipped" with that reason;
+#   4. the cross-backend differences from NumPy float64, per backend and dtype;
+#   5. the GPU benchmark cases (medium: CuPy vs NumPy; large: GPU only).
 #
 # Each phase runs under its own `timeout` (a hung phase is killed and the next one runs,
 # so the logs always come back). Files written under $OUT (else benchmarks/out/gpu),
@@ -42,12 +46,14 @@ say() { echo "$*" | tee -a "$LOG"; }
 note() { echo "$*" >> "$SUMMARY"; }
 
 # Phase time limits (seconds); their sum stays under the device call's timeout_s.
-# Worst case 45 + 45 + 180 + 90 + 45 + 170 = 575 s, inside the call's timeout_s=600.
+# Worst case 45 + 45 + 180 + 90 + 45 + 170 = 575 s, inside the call's timeout_s=600
+# (phase 3, JAX, only runs where a CUDA JAX exists, and then takes T_JAX out of T_BENCH).
 T_IMPORTS="${T_IMPORTS:-45}"
 T_CUPY="${T_CUPY:-180}"
 T_SYNC="${T_SYNC:-90}"
 T_DIFFS="${T_DIFFS:-45}"
 T_BENCH="${T_BENCH:-170}"
+T_JAX="${T_JAX:-60}"
 PHASE_OUT="$(mktemp /tmp/gpu_check_phase.XXXXXX)"  # scratch stays out of $OUT
 trap 'rm -f "$PHASE_OUT"' EXIT
 
@@ -172,13 +178,30 @@ run_phase "sync and device tests (CUDA torch, CuPy)" "$T_SYNC" \
   "$PY" -m pytest --backend torch --backend cupy -q -rs -p no:cacheprovider \
   "${PYTEST_EXTRA[@]}" tests/test_perf_regression.py tests/test_devices.py || true
 
-# ---------------------------------------------------------------- 3. cross-backend differences
+# ---------------------------------------------------------------- 3. JAX on CUDA
+JAX_GPU="$("$PY" -c "
+import jax
+print(sum(d.platform == 'gpu' for d in jax.devices()))
+" 2>/dev/null)"
+if [ "${JAX_GPU:-0}" -gt 0 ] 2>/dev/null; then
+  T_BENCH=$((T_BENCH - T_JAX))
+  # xpnet sets JAX's float32 matmul precision to "highest" on GPUs (backends.py: the
+  # default rounds to TF32), so the suite's float32 tolerances apply unchanged.
+  run_phase "pytest --backend jax (CUDA)" "$T_JAX" \
+    "$PY" -m pytest --backend jax --backend-tests-only -q -rs -p no:cacheprovider \
+    "${PYTEST_EXTRA[@]}" || true
+else
+  say "== JAX on CUDA: skipped (no CUDA build of JAX imports here; its wheels are too large to carry)"
+  note "- **pytest --backend jax (CUDA)**: skipped, no CUDA build of JAX on this machine"
+fi
+
+# ---------------------------------------------------------------- 4. cross-backend differences
 run_phase "cross-backend differences" "$T_DIFFS" "$PY" benchmarks/cross_backend.py || true
 if grep -q "^| backend" "$PHASE_OUT"; then
   { echo ""; sed -n '/^Largest relative/,$p' "$PHASE_OUT"; echo ""; } >> "$SUMMARY"
 fi
 
-# ---------------------------------------------------------------- 4. benchmark
+# ---------------------------------------------------------------- 5. benchmark
 if ! "$PY" -c "
 import sys, xpnet
 try:
