@@ -89,6 +89,12 @@ def check_destination(dest: str, source: str, overwrite: bool) -> str:
     """The absolute destination, or :class:`DestinationError` (before any work)."""
     if not dest:
         raise DestinationError("the destination name is empty")
+    absolute = os.path.abspath(dest)
+    real_source = os.path.realpath(source)
+    if os.path.realpath(absolute) == real_source or real_source.startswith(
+            os.path.realpath(absolute) + os.sep):
+        raise DestinationError(f"{dest!r} is (or holds) the source {source!r}; writing it "
+                               "would destroy the source")
     try:
         link = os.lstat(dest)
     except FileNotFoundError:
@@ -105,12 +111,6 @@ def check_destination(dest: str, source: str, overwrite: bool) -> str:
         if not stat.S_ISDIR(link.st_mode) or not _is_zarr_store(dest):
             raise DestinationError(f"{dest!r} exists and is not a zarr store; xpnet replaces "
                                    "only a zarr store, never another file or folder")
-    absolute = os.path.abspath(dest)
-    real_source = os.path.realpath(source)
-    if os.path.realpath(absolute) == real_source or real_source.startswith(
-            os.path.realpath(absolute) + os.sep):
-        raise DestinationError(f"{dest!r} is (or holds) the source {source!r}; writing it "
-                               "would destroy the source")
     folder = os.path.dirname(absolute)
     if not os.path.isdir(folder):
         raise DestinationError(f"cannot write {dest!r}: folder {folder!r} does not exist")

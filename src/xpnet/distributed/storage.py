@@ -195,6 +195,8 @@ def _open_zarr(da: Any, path: str, chunk_rows: int | None,
         raise DataError(f"target array of {path!r} cannot be 'X', the features")
     if name in names:
         y_array = group[name]
+        # the shapes are checked on the metadata before dask lines the chunks up with X's
+        _check_target(y_array, X.shape[0], f"array {name!r} in {path!r}", f"'X' in {path!r}")
         y = da.from_zarr(y_array, chunks=(X.chunks[0],) + (-1,) * (y_array.ndim - 1))
         y = _check_target(y, X.shape[0], f"array {name!r} in {path!r}", f"'X' in {path!r}")
     elif target is not None:
