@@ -429,3 +429,30 @@ def test_dask_arrays_are_lazy_until_computed(tmp_path):
     X, y = open_data(tmp_path / "s")
     assert isinstance(X, da.Array) and isinstance(y, da.Array)
 
+
+
+# --------------------------------------------------------------------------- end to end
+def test_a_converted_store_trains_like_the_file_it_came_from(tmp_path, dask_client):
+    """xpnet convert, open_data, xpnet.distributed.fit reading the chunks from disk in
+    every step (persist=False): the same result as MLP.fit on load_file's arrays."""
+    xd = pytest.importorskip("xpnet.distributed", reason="needs the distributed engine")
+    if not hasattr(xd, "fit"):
+        pytest.skip("the distributed engine (xpnet.distributed.fit) is not on this branch")
+    import xpnet
+
+    rng = np.random.default_rng(4)
+    X = np.round(rng.normal(size=(90, 4)), 5)
+    target = (X[:, 0] + X[:, 1] > 0).astype(int)
+    source = write_csv(tmp_path / "d.csv", ["a", "b", "c", "d", "t"],
+                       [[*map(float, row), t] for row, t in zip(X, target)])
+    assert run("convert", source, tmp_path / "d.zarr", "--chunk-rows", "25").returncode == 0
+    dX, dy = open_data(tmp_path / "d.zarr")
+    local_data = load_file(source)
+    local = xpnet.MLP([4, 6, 1], activation="tanh", output="sigmoid", dtype="float64")
+    remote = xpnet.MLP([4, 6, 1], activation="tanh", output="sigmoid", dtype="float64")
+    h_local = local.fit(local_data.X, local_data.y, epochs=5, lr=0.3, batch_size=32)
+    h_remote = xd.fit(remote, dX, dy, client=dask_client, epochs=5, lr=0.3, batch_size=32,
+                      persist=False)
+    np.testing.assert_allclose(h_remote.loss, h_local.loss, rtol=1e-12, atol=1e-12)
+    for p, q in zip(local._params, remote._params):
+        np.testing.assert_allclose(q, p, rtol=1e-12, atol=1e-12)
