@@ -355,7 +355,11 @@ def convert_to_zarr(
     try:
         group = zarr.open_group(partial, mode="w-")
         x_array = y_array = None
-        rows = 0
+        # Parsed blocks wait here until they fill a chunk: each chunk is then compressed
+        # and written once (appending a part of a chunk rewrites the whole chunk).
+        pending_X: list[np.ndarray] = []
+        pending_y: list[np.ndarray] = []
+        rows = pending = 0
         y_kind = None
         for block in blocks:
             if x_array is None:
@@ -376,9 +380,15 @@ def convert_to_zarr(
             if float_type != block.X.dtype and not np.all(np.isfinite(X)):
                 raise DataError(f"{block.first_line}: a value beyond the float32 range; "
                                 "convert with dtype float64")
-            x_array.append(X, axis=0)
-            y_array.append(block.y.astype(y_array.dtype) if kind == "n" else block.y, axis=0)
+            pending_X.append(X)
+            pending_y.append(block.y.astype(y_array.dtype) if kind == "n" else block.y)
+            pending += X.shape[0]
             rows += X.shape[0]
+            assert chunk_rows is not None
+            if pending >= chunk_rows:
+                pending = _flush(x_array, y_array, pending_X, pending_y, chunk_rows)
+        if x_array is not None and pending:
+            _flush(x_array, y_array, pending_X, pending_y, pending)
         if x_array is None or rows == 0:
             raise DataError(f"data file {text!r} has a header row but no data rows")
         if "header" in header:
@@ -400,6 +410,18 @@ def convert_to_zarr(
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return summary
+
+
+def _flush(x_array: Any, y_array: Any, pending_X: list[np.ndarray],
+           pending_y: list[np.ndarray], count: int) -> int:
+    """Append the first ``count`` pending rows (whole chunks, or the last part); keep the
+    rest pending. Returns the rows still pending."""
+    X, y = np.concatenate(pending_X), np.concatenate(pending_y)
+    x_array.append(X[:count], axis=0)
+    y_array.append(y[:count], axis=0)
+    pending_X[:] = [X[count:]] if X.shape[0] > count else []
+    pending_y[:] = [y[count:]] if y.shape[0] > count else []
+    return X.shape[0] - count
 
 
 def _move_into_place(partial: str, dest: str, overwrite: bool) -> None:
