@@ -498,6 +498,7 @@ def fit(net: Any, X: Any, y: Any, client: Any = None, **options: Any) -> Any:
                 "validation_data must be a tuple (X_val, Y_val) or (X_val, Y_val, w_val)"
             )
         options["early_stopping"] = True
+    options.pop("_step_source", None)
     with client_for(client) as active:
         source = DaskSource(active, X, y, sample_weight, validation_data, persist)
         return train.fit(net, X, y, _step_source=source, **options)
