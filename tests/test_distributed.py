@@ -176,3 +176,139 @@ def test_lost_worker_changes_no_bit(client):
     deadline = time.monotonic() + 60
     while len(client.scheduler_info()["workers"]) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
+
+
+@pytest.mark.parametrize("how", ["parameters-task", "streamed"])
+def test_other_paths_equal_single_process_fit(client, monkeypatch, how):
+    """The parameters shipped as one task (large networks), and chunks read again in
+    every step instead of persisted (data larger than the cluster's memory)."""
+    from xpnet.distributed import engine
+
+    options: dict = {}
+    if how == "parameters-task":
+        monkeypatch.setattr(engine, "ARGUMENT_BYTES", 0)
+    else:
+        options["persist"] = False
+    X, y = _data(157)
+    local, remote = _net(), _net()
+    h1 = local.fit(X, y, epochs=3, lr=0.2, batch_size=32, optimizer="adam")
+    h2 = xd.fit(remote, da.from_array(X, chunks=(40, 6)), da.from_array(y, chunks=40),
+                client=client, epochs=3, lr=0.2, batch_size=32, optimizer="adam", **options)
+    np.testing.assert_allclose(h2.loss, h1.loss, rtol=1e-12)
+    for p, q in zip(local._params, remote._params):
+        np.testing.assert_allclose(q, p, rtol=1e-12, atol=1e-12)
+
+
+def _guarded(X, chunks):
+    """``X`` as a dask array whose chunks refuse to be computed in this (the driver's)
+    process: any np.asarray/compute on the driver fails the test."""
+    driver = os.getpid()
+
+    def guard(block):
+        if os.getpid() == driver:
+            raise AssertionError("a chunk was computed on the driver")
+        return block
+
+    return da.from_array(X, chunks=(chunks,) + X.shape[1:]).map_blocks(guard, dtype=X.dtype)
+
+
+def test_estimators_never_materialise_dask_input_on_the_driver(client):
+    """With the driver's own scheduler set to compute in-process, a chunk computed there
+    trips the guard; the estimators must run everything on the cluster."""
+    import dask
+
+    X, y = _data(200)
+    labels = np.array(["no", "maybe", "yes"])[y]
+    dX, dy = _guarded(X, 50), _guarded(labels, 50)
+    with dask.config.set(scheduler="sync"):
+        clf = xpnet.MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0)
+        with pytest.warns(Warning):  # max_iter reached
+            clf.fit(dX, dy)
+        clf.partial_fit(dX, dy)
+        predicted, proba = clf.predict(dX), clf.predict_proba(dX)
+        score = clf.score(dX, dy)
+        reg = xpnet.MLPRegressor(hidden_layer_sizes=(4,), max_iter=2, random_state=0)
+        with pytest.warns(Warning):
+            reg.fit(dX, _guarded(X[:, 0].copy(), 50))
+        net = _net()
+        net.fit(dX, _guarded(y, 50), epochs=2)
+        lazy = [predicted, proba, score, reg.predict(dX), net.predict(dX), net.forward(dX)]
+    assert all(isinstance(a, da.Array) for a in lazy)
+    assert sorted(clf.classes_) == ["maybe", "no", "yes"]
+    # computed on the cluster, the lazy results equal the host estimator's
+    host = xpnet.MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0)
+    with pytest.warns(Warning):
+        host.fit(X, labels)
+    host.partial_fit(X, labels)
+    p, pr, s = client.compute([predicted, proba, score], sync=True)
+    assert np.array_equal(p, host.predict(X))
+    np.testing.assert_allclose(pr, host.predict_proba(X), rtol=1e-12, atol=1e-12)
+    assert float(s) == pytest.approx(host.score(X, labels), abs=1e-12)
+
+
+def test_regressor_score_is_lazy_r2(client):
+    X, _ = _data(120)
+    y = X[:, 0] - X[:, 1]
+    w = np.random.default_rng(3).uniform(0, 1, 120)
+    host = xpnet.MLPRegressor(hidden_layer_sizes=(3,), max_iter=5, random_state=1)
+    remote = xpnet.MLPRegressor(hidden_layer_sizes=(3,), max_iter=5, random_state=1)
+    with pytest.warns(Warning):
+        host.fit(X, y, sample_weight=w)
+    with pytest.warns(Warning):
+        remote.fit(da.from_array(X, chunks=(35, 6)), da.from_array(y, chunks=35),
+                   sample_weight=da.from_array(w, chunks=35))
+    score = remote.score(da.from_array(X, chunks=(35, 6)), y, sample_weight=w)
+    assert isinstance(score, da.Array)
+    assert float(score) == pytest.approx(host.score(X, y, sample_weight=w), abs=1e-12)
+
+
+def test_workers_exchange_no_data_per_step(client):
+    """The chunks stay where they were checked: after the first epoch, what the workers
+    send (to each other and to the driver: Worker.transfer_outgoing_bytes_total counts
+    both) is each chunk task's gradients, not data (a chunk is 100x larger)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(4000, 50))
+    y = rng.integers(0, 3, 4000)
+
+    def outgoing(dask_worker):
+        return dask_worker.transfer_outgoing_bytes_total
+
+    marks = []
+
+    def mark(epoch, loss):
+        marks.append(sum(client.run(outgoing).values()))
+
+    net = xpnet.MLP([50, 4, 3], output="softmax")
+    dX, dy = da.from_array(X, chunks=(500, 50)), da.from_array(y, chunks=500)
+    history = xd.fit(net, dX, dy, client=client, epochs=5, lr=0.1, batch_size=500,
+                     callback=mark)
+    assert history.n_iter == 5
+    steps, chunks = 4 * 8, 8
+    gradient_bytes = sum(p.nbytes for p in net._params)
+    per_step = (marks[-1] - marks[0]) / steps
+    assert per_step <= chunks * (gradient_bytes + 1024), per_step
+    assert per_step < 0.1 * X.nbytes / chunks
+
+
+def test_dask_error_no_longer_suggests_a_dask_backend(client):
+    net = _net()
+    dX = da.from_array(_data(10)[0], chunks=5)
+    with pytest.raises(TypeError) as info:
+        net.loss(dX, np.zeros(10, dtype=int))
+    assert "backend='dask'" not in str(info.value)
+    assert "compute it first" in str(info.value)
+
+
+def test_refusals_name_the_argument(client):
+    X, y = _data(40)
+    dX, dy = da.from_array(X, chunks=20), da.from_array(y, chunks=20)
+    with pytest.raises(ValueError, match="lbfgs"):
+        xd.fit(_net(), dX, dy, client=client, optimizer="lbfgs")
+    with pytest.raises(ValueError, match="features"):
+        xd.fit(_net(n_in=5), dX, dy, client=client)
+    with pytest.raises(ValueError, match="rows"):
+        xd.fit(_net(), dX, dy[:30], client=client)
+    bad = X.copy()
+    bad[33, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        xd.fit(_net(), da.from_array(bad, chunks=20), dy, client=client)

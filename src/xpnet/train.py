@@ -220,6 +220,12 @@ def _validation_split(
     return tuple(parts)
 
 
+def _dask_input(*arrays: Any) -> bool:
+    """Whether any of ``arrays`` is a Dask array (by its class's module: the core never
+    imports Dask; :mod:`xpnet.distributed` does, when handed one)."""
+    return any(v.array_module(a) == "dask" for a in arrays)
+
+
 def _rows(X: Any) -> int:
     """Rows of ``X`` (an array, a list, or prepared data) for the thread rule; 1 if unknown."""
     shape = getattr(X, "shape", None)
@@ -410,6 +416,11 @@ def fit(
     The check for divergence costs no extra host synchronisation: the parameters'
     finiteness travels with the epoch's one loss read-back.
     """
+    if _step_source is None and _dask_input(X, Y, sample_weight):  # xpnet.distributed.fit
+        options = {k: value for k, value in locals().items() if k not in ("net", "X", "Y")}
+        from .distributed import fit as distributed_fit
+
+        return distributed_fit(net, X, Y, **options)
     epochs = v.check_positive_int("epochs", epochs)
     lbfgs = isinstance(optimizer, str) and optimizer == "lbfgs"
     if isinstance(optimizer, str) and optimizer not in ("sgd", "adam", "lbfgs"):
