@@ -104,6 +104,8 @@ def test_convert_csv_matches_load_file_and_is_chunked(tmp_path, labelled_csv, da
     assert workers <= set(dask_client.scheduler_info()["workers"]) and workers
     np.testing.assert_array_equal(X_np, expected.X)
     assert dask_client.compute(y).result().tolist() == expected.y.tolist()
+    # the labels work with dask's own routines (zarr 3's StringDType does not)
+    assert sorted(dask_client.compute(da.unique(y)).result()) == ["blue", "green", "red"]
     attrs = zarr.open_group(str(store), mode="r").attrs["xpnet"]
     assert attrs["feature_names"] == ["a", "b", "c"] and attrs["target_name"] == "colour"
     # chunk_rows on open_data re-chunks the reads (one task per 10 rows)
@@ -456,3 +458,22 @@ def test_a_converted_store_trains_like_the_file_it_came_from(tmp_path, dask_clie
     np.testing.assert_allclose(h_remote.loss, h_local.loss, rtol=1e-12, atol=1e-12)
     for p, q in zip(local._params, remote._params):
         np.testing.assert_allclose(q, p, rtol=1e-12, atol=1e-12)
+
+
+def test_a_labelled_store_trains_the_classifier(tmp_path, labelled_csv, dask_client):
+    """Class labels (strings) from a converted CSV reach MLPClassifier.fit on Dask arrays."""
+    xpnet = pytest.importorskip("xpnet")
+    pytest.importorskip("sklearn", reason="MLPClassifier needs scikit-learn")
+    if not hasattr(pytest.importorskip("xpnet.distributed"), "fit"):
+        pytest.skip("the distributed engine (xpnet.distributed.fit) is not on this branch")
+    from distributed import Client
+
+    assert run("convert", labelled_csv, tmp_path / "l.zarr", "--target", "colour",
+               "--chunk-rows", "20").returncode == 0
+    X, y = open_data(tmp_path / "l.zarr")
+    with Client(dask_client.scheduler.address):
+        clf = xpnet.MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0)
+        with pytest.warns(Warning):  # not converged in 3 iterations
+            clf.fit(X, y)
+        assert list(clf.classes_) == ["blue", "green", "red"]
+        assert set(clf.predict(X).compute()) <= {"blue", "green", "red"}

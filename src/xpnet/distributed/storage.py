@@ -155,7 +155,15 @@ def _check_target(y: Any, rows: int, what: str, x_what: str) -> Any:
                         "have one row per sample each")
     if y.dtype.kind not in "biufUT":
         raise DataError(f"{what} must hold numbers or strings; got dtype {y.dtype}")
+    if y.dtype.kind == "T" and hasattr(y, "map_blocks"):
+        # zarr 3 hands strings back as NumPy's StringDType, which dask's unique() and
+        # meta machinery cannot hold yet: labels travel as Python str objects.
+        y = y.map_blocks(_as_objects, dtype=object)
     return y
+
+
+def _as_objects(block: np.ndarray) -> np.ndarray:
+    return block.astype(object)
 
 
 def _open_zarr(da: Any, path: str, chunk_rows: int | None,
