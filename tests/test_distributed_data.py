@@ -180,11 +180,38 @@ def test_convert_refuses_existing_destination_unless_overwrite(tmp_path, labelle
     ([["1", "2", "a"], ["3", "a"]], "line 3: 2 cells but the header has 3"),
     ([["1", "nan", "a"]], "NaN or infinite"),
     ([["1", "2", ""]], "line 2, target column 't': empty cell"),
+    ([], "has a header row but no data rows"),
 ])
 def test_convert_csv_errors_name_the_line_and_leave_nothing(tmp_path, rows, fragment):
     source = write_csv(tmp_path / "bad.csv", ["f1", "f2", "t"], rows)
     assert_error(run("convert", source, tmp_path / "bad.zarr"), fragment)
     assert not (tmp_path / "bad.zarr").exists() and leftovers(tmp_path) == []
+
+
+def test_convert_killed_with_sigterm_leaves_nothing(tmp_path):
+    """SIGTERM while the store is being written: exit 143, the partial folder removed."""
+    import signal
+    import time
+
+    big = tmp_path / "big.csv"
+    with open(big, "w") as handle:
+        handle.write("a,b,c,t\n")
+        block = "\n".join(f"{i},{i * 2},{i % 7},{i % 2}" for i in range(50_000)) + "\n"
+        for _ in range(8):
+            handle.write(block)
+    proc = subprocess.Popen([sys.executable, "-m", "xpnet", "convert", str(big),
+                             str(tmp_path / "big.zarr"), "--chunk-rows", "1000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not leftovers(tmp_path) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert leftovers(tmp_path), "the conversion never started writing"
+    time.sleep(0.2)  # well inside the ~400,000 rows
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM)" in err
+    assert leftovers(tmp_path) == [] and not (tmp_path / "big.zarr").exists()
 
 
 def test_convert_refuses_target_that_changes_kind_between_blocks(tmp_path):
