@@ -153,7 +153,9 @@ def _check_target(y: Any, rows: int, what: str, x_what: str) -> Any:
     if y.shape[0] != rows:
         raise DataError(f"{what} has {y.shape[0]} rows but {x_what} has {rows}; they must "
                         "have one row per sample each")
-    if y.dtype.kind not in "biufUT":
+    # "O": zarr 2 stores text as object arrays of str (.npy shards never hold objects:
+    # their headers are refused before any data is read)
+    if y.dtype.kind not in "biufUTO":
         raise DataError(f"{what} must hold numbers or strings; got dtype {y.dtype}")
     if y.dtype.kind == "T" and hasattr(y, "map_blocks"):
         # zarr 3 hands strings back as NumPy's StringDType, which dask's unique() and
