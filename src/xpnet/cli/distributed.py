@@ -145,6 +145,7 @@ def _encode_target(y: Any, output: str | None, client: Any) -> tuple[Any, str, s
     import dask.array as da
 
     from ..data import DataError, encode_target
+    from ..distributed.engine import unique_values
 
     def compute(x: Any) -> Any:
         return client.compute(x).result()
@@ -155,7 +156,7 @@ def _encode_target(y: Any, output: str | None, client: Any) -> tuple[Any, str, s
     if not regression and numeric and output is None:
         integral = y.dtype.kind != "f" or bool(compute((y == da.round(y)).all()))
         if integral:
-            labels = np.asarray(compute(da.unique(y)))
+            labels = unique_values(y, client, limit=50)
             regression = not (labels.size <= 50 and labels.size <= max(2, y.shape[0] // 2))
         else:
             regression = True
@@ -166,7 +167,7 @@ def _encode_target(y: Any, output: str | None, client: Any) -> tuple[Any, str, s
             raise DataError("Poisson regression (output exp) needs a target >= 0")
         return y.astype(np.float64), "regression", output or "identity", None
     if labels is None:
-        labels = np.asarray(compute(da.unique(y)))
+        labels = unique_values(y, client)
     chosen = output or ("sigmoid" if labels.size == 2 else "softmax")
     target = encode_target(labels, chosen)  # its checks (two classes or more, ...)
     index = y.map_blocks(_to_index, labels, dtype=np.int64)

@@ -576,6 +576,29 @@ def fit(net: Any, X: Any, y: Any, client: Any = None, **options: Any) -> Any:
                 report["chunks"] = 0 if data is None else len(data.parts)
 
 
+# --------------------------------------------------------------------------- labels
+def _chunk_unique(block: Any, limit: int | None) -> np.ndarray:
+    values = np.unique(np.asarray(block))
+    return values if limit is None else values[: limit + 1]
+
+
+def unique_values(y: Any, client: Any = None, limit: int | None = None) -> np.ndarray:
+    """The sorted distinct values of dask array ``y``: ``np.unique`` of each chunk on the
+    workers, merged on the driver (one pass; ``da.unique`` cannot build NumPy 2's
+    ``StringDType``, which zarr returns for text labels). With ``limit``, each chunk sends
+    at most ``limit + 1`` values: enough to tell "more than ``limit``" apart."""
+    import dask
+
+    parts = [dask.delayed(_chunk_unique, pure=True)(b, limit) for b in y.to_delayed().ravel()]
+    if client is None:
+        from .estimators import compute
+
+        found = compute(dask.delayed(list)(parts))
+    else:
+        found = client.compute(parts, sync=True)
+    return np.unique(np.concatenate([np.asarray(f) for f in found]))
+
+
 # --------------------------------------------------------------------------- scores
 def _chunk_scores(
     data: tuple[Array, Array, Any], params: Sequence[Any], hidden: Any, output: Any,
