@@ -312,3 +312,34 @@ def test_refusals_name_the_argument(client):
     bad[33, 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         xd.fit(_net(), da.from_array(bad, chunks=20), dy, client=client)
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+@pytest.mark.parametrize("options", [
+    {"solver": "adam", "batch_size": 32},
+    {"solver": "sgd", "batch_size": 16, "momentum": 0.9, "learning_rate": "adaptive"},
+    {"solver": "adam", "batch_size": 20, "early_stopping": True, "max_iter": 30},
+], ids=["adam", "sgd-momentum-adaptive", "early-stopping"])
+def test_estimators_on_dask_equal_numpy_input(client, kind, options):
+    """The estimators' own setup (scikit-learn's initial weights, random_state, batch
+    size, early stopping's train_test_split) gives the same fit on Dask input (the
+    multiclass target is one-hot, so scikit-learn does not stratify its split either)."""
+    import warnings
+
+    X, y = _data(180)
+    if kind == "regressor":
+        y = X[:, 0] - 2 * X[:, 1]
+    Est = xpnet.MLPClassifier if kind == "classifier" else xpnet.MLPRegressor
+    settings = {"hidden_layer_sizes": (5,), "max_iter": 6, "random_state": 0, **options}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # max_iter reached
+        host = Est(**settings).fit(X, y)
+        remote = Est(**settings).fit(da.from_array(X, chunks=(50, 6)),
+                                     da.from_array(y, chunks=50))
+    assert remote.n_iter_ == host.n_iter_
+    np.testing.assert_allclose(remote.loss_curve_, host.loss_curve_, rtol=1e-12)
+    for p, q in zip(host.coefs_ + host.intercepts_, remote.coefs_ + remote.intercepts_):
+        np.testing.assert_allclose(q, p, rtol=1e-12, atol=1e-12)
+    if options.get("early_stopping"):
+        np.testing.assert_allclose(remote.validation_scores_, host.validation_scores_,
+                                   rtol=1e-12, atol=1e-12)

@@ -568,7 +568,8 @@ class MLP:
         ``history.loss[e]`` is the mean loss over epoch ``e`` (each batch's loss before its
         update, weighted by its size). ``callback(epoch, loss)`` is called after each epoch.
         ``options`` are the optimiser and training controls of :func:`xpnet.train.fit`
-        (``optimizer``, ``sample_weight``, ``early_stopping``, ``tol``, ...).
+        (``optimizer``, ``sample_weight``, ``early_stopping``, ``tol``, ...). Dask arrays
+        train data-parallel on the current Dask cluster (:func:`xpnet.distributed.fit`).
         """
         from .train import fit
 

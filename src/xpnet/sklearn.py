@@ -672,6 +672,10 @@ class _BaseMLP(BaseEstimator):
             batch_size = int(np.clip(self.batch_size, 1, m))
 
         history = self._history
+        dask_split: dict[str, Any] = {}  # early stopping on Dask: split by row index there
+        if dask_input and self.early_stopping:
+            dask_split = {"early_stopping": True,
+                          "validation_fraction": float(self.validation_fraction)}
         try:
             train_fit(
                 net,
@@ -683,8 +687,7 @@ class _BaseMLP(BaseEstimator):
                 optimizer=self._optimizer,
                 sample_weight=w_dev,
                 validation_data=validation_data,
-                early_stopping=dask_input and bool(self.early_stopping),
-                validation_fraction=float(self.validation_fraction),
+                **dask_split,
                 tol=float(self.tol),
                 # np.inf (scikit-learn accepts it): never stop on the count
                 n_iter_no_change=(

@@ -319,6 +319,10 @@ def fit(
 ) -> History:
     """Train ``net`` on ``(X, Y)``; see :meth:`xpnet.MLP.fit` for the first arguments.
 
+    Dask arrays (``X``, ``Y`` or ``sample_weight``) are handed to
+    :func:`xpnet.distributed.fit`: the same loop, with each batch's loss and gradients
+    summed from one task per chunk on the workers.
+
     Parameters
     ----------
     optimizer : None, "sgd", "adam", "lbfgs" or an :class:`xpnet.optim.Optimizer`

@@ -27,6 +27,7 @@ from ._common import (
     _positive_int,
 )
 from .convert import _cmd_convert
+from .distributed import add_dask_options
 from .inspection import _cmd_backends, _cmd_explain, _cmd_gradcheck
 from .models import _cmd_evaluate, _cmd_predict
 from .train import _class_weight_spec, _cmd_train
@@ -269,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print one JSON object on stdout and nothing else")
     p.add_argument("--quiet", "-q", action="store_true",
                    help="print nothing but errors (and no progress bar)")
+    add_dask_options(p)
     p.set_defaults(func=_cmd_train)
 
     # evaluate
@@ -288,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of a generated --dataset (default: the training run's seed)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    add_dask_options(p)
     p.set_defaults(func=_cmd_evaluate)
 
     # predict
@@ -305,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of a generated --dataset (default: the training run's seed)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--quiet", "-q", action="store_true", help="no summary line with --out")
+    add_dask_options(p)
     p.set_defaults(func=_cmd_predict)
 
     # backends

@@ -18,7 +18,7 @@ def local_client(n_workers: int | None = None, threads_per_worker: int = 1) -> I
 
     cluster = LocalCluster(
         n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",  # any free port (None still tries 8787 and warns when taken)
     )
     try:
         with Client(cluster) as client:

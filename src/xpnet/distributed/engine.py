@@ -35,6 +35,7 @@ the same way.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -114,7 +115,7 @@ def _host(array: Any) -> np.ndarray:
 def _chunk_loss_and_grads(
     data: tuple[Array, Array, Any], params: Sequence[Any], rows: Any, offset: int,
     total: float, hidden: Any, output: Any, step: int,
-) -> tuple[np.ndarray, list[np.ndarray], float]:
+) -> tuple[np.ndarray, list[np.ndarray], float, float, int]:
     """One chunk's share of the global batch (runs on a worker).
 
     ``rows``: the chunk-local rows of the batch (an index array in the batch's order, a
@@ -122,8 +123,10 @@ def _chunk_loss_and_grads(
     and the step counter is ``step`` (for per-row randomness that must not depend on the
     chunking). ``total``: the global row count, or 1 with row weights (the driver
     divides by the global weight sum). Returns ``(Σ loss share, [Σ gradient shares],
-    Σ weights of these rows)`` on the host; alpha is 0 here (the driver adds L2 once).
+    Σ weights of these rows, seconds of math, process id)`` on the host; alpha is 0
+    here (the driver adds L2 once).
     """
+    started = time.perf_counter()
     X, Y, w = data
     xp = _worker_backend(X).xp
     X, Y, w = _take(xp, X, rows), _take(xp, Y, rows), _take(xp, w, rows)
@@ -132,7 +135,8 @@ def _chunk_loss_and_grads(
         local, X, Y, w, total, hidden=hidden, output=output, alpha=0.0, xp=xp
     )
     weight_sum = math.nan if w is None else float(xp.sum(w))
-    return _host(loss), [_host(g) for g in grads], weight_sum
+    host_loss, host_grads = _host(loss), [_host(g) for g in grads]
+    return host_loss, host_grads, weight_sum, time.perf_counter() - started, os.getpid()
 
 
 def _chunk_score_sums(
@@ -187,10 +191,10 @@ class _Chunks:
         self.bounds = np.concatenate([[0], np.cumsum(np.asarray(sizes, dtype=np.int64))])
         self.persisted = persisted
 
-        self._holders: dict[int, list[str]] = {}
+        self._holders: dict[int, list[str] | None] = {}
         self._holders_at = -math.inf
 
-    def holders(self, client: Any) -> dict[int, list[str]]:
+    def holders(self, client: Any) -> dict[int, list[str] | None]:
         """``{chunk: [workers holding it]}``, asked of the scheduler at most once a
         second (a chunk recomputed after a lost worker is found again by the next ask)."""
         now = time.monotonic()
@@ -255,8 +259,10 @@ class DaskSource:
         self.validation_data = validation_data
         self.persist = persist
         self.steps = 0
-        self.seconds_in_tasks = 0.0  # measured inside the tasks (per-step overhead report)
-        self.step_seconds = 0.0
+        # per step: wall time on the driver, and the busiest worker process's seconds of
+        # math (its tasks run one after the other): the difference is the overhead
+        self.step_seconds: list[float] = []
+        self.compute_seconds: list[float] = []
 
     # -- preparation
     def _chunks(
@@ -412,6 +418,7 @@ class DaskSource:
     ) -> tuple[Array, list[Array]]:
         """Loss and gradients of the batch ``order[first:last]`` (``first:last`` when
         ``order`` is None), summed over the chunks in chunk order (see module docs)."""
+        started = time.perf_counter()
         backend = self.backend
         if order is None:
             rows: Any = (first, last) if self.train_index is None else self.train_index[first:last]
@@ -436,7 +443,7 @@ class DaskSource:
         )
         loss = results[0][0]
         grads = list(results[0][1])
-        for part_loss, part_grads, _ in results[1:]:  # chunk order: a fixed sum
+        for part_loss, part_grads, *_ in results[1:]:  # chunk order: a fixed sum
             loss = loss + part_loss
             grads = [g + d for g, d in zip(grads, part_grads)]
         S = float(n_rows)
@@ -450,10 +457,27 @@ class DaskSource:
             for i in range(0, len(grads), 2):
                 grads[i] = grads[i] + (self.alpha / S) * host[i]
         dtype = params[0].dtype
-        return (
+        out = (
             backend.asarray(np.asarray(loss), dtype=dtype),
             [backend.asarray(g, dtype=dtype) for g in grads],
         )
+        busy: dict[int, float] = {}
+        for *_, seconds, pid in results:
+            busy[pid] = busy.get(pid, 0.0) + seconds
+        self.compute_seconds.append(max(busy.values()))
+        self.step_seconds.append(time.perf_counter() - started)
+        return out
+
+    def overhead(self) -> dict[str, float]:
+        """Median per-step wall time, workers' compute (the busiest process) and their
+        difference (the overhead of distribution), in seconds; NaN before any step."""
+        if not self.step_seconds:
+            return {"steps": 0, "step": math.nan, "compute": math.nan, "overhead": math.nan}
+        wall, compute = np.asarray(self.step_seconds), np.asarray(self.compute_seconds)
+        return {
+            "steps": len(wall), "step": float(np.median(wall)),
+            "compute": float(np.median(compute)), "overhead": float(np.median(wall - compute)),
+        }
 
     # -- validation
     def _score_sums(self, params: Sequence[Any], mean: Any) -> list[tuple[Any, ...]]:
@@ -511,7 +535,8 @@ def fit(net: Any, X: Any, y: Any, client: Any = None, **options: Any) -> Any:
         The options of :func:`xpnet.train.fit`. ``sample_weight`` and ``validation_data``
         may be Dask arrays. Not supported here: ``optimizer="lbfgs"``, ``compile=True``,
         ``class_weight`` (pass the class weights as ``sample_weight``). Extra:
-        ``persist`` (see :class:`DaskSource`).
+        ``persist`` (see :class:`DaskSource`), and ``report``: a dict that receives
+        ``chunks`` and ``overhead`` (:meth:`DaskSource.overhead`: per-step medians).
     """
     require_dask()
     from .. import train
@@ -532,6 +557,7 @@ def fit(net: Any, X: Any, y: Any, client: Any = None, **options: Any) -> Any:
     sample_weight = options.pop("sample_weight", None)
     validation_data = options.pop("validation_data", None)
     persist = options.pop("persist", None)
+    report = options.pop("report", None)
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
             raise TypeError(
@@ -541,4 +567,89 @@ def fit(net: Any, X: Any, y: Any, client: Any = None, **options: Any) -> Any:
     options.pop("_step_source", None)
     with client_for(client) as active:
         source = DaskSource(active, X, y, sample_weight, validation_data, persist)
-        return train.fit(net, X, y, _step_source=source, **options)
+        try:
+            return train.fit(net, X, y, _step_source=source, **options)
+        finally:
+            if report is not None:
+                report["overhead"] = source.overhead()
+                data = getattr(source, "data", None)
+                report["chunks"] = 0 if data is None else len(data.parts)
+
+
+# --------------------------------------------------------------------------- labels
+def _chunk_unique(block: Any, limit: int | None) -> np.ndarray:
+    values = np.unique(np.asarray(block))
+    return values if limit is None else values[: limit + 1]
+
+
+def unique_values(y: Any, client: Any = None, limit: int | None = None) -> np.ndarray:
+    """The sorted distinct values of dask array ``y``: ``np.unique`` of each chunk on the
+    workers, merged on the driver (one pass; ``da.unique`` cannot build NumPy 2's
+    ``StringDType``, which zarr returns for text labels). With ``limit``, each chunk sends
+    at most ``limit + 1`` values: enough to tell "more than ``limit``" apart."""
+    import dask
+
+    parts = [dask.delayed(_chunk_unique, pure=True)(b, limit) for b in y.to_delayed().ravel()]
+    if client is None:
+        from .estimators import compute
+
+        found = compute(dask.delayed(list)(parts))
+    else:
+        found = client.compute(parts, sync=True)
+    return np.unique(np.concatenate([np.asarray(f) for f in found]))
+
+
+# --------------------------------------------------------------------------- scores
+def _chunk_scores(
+    data: tuple[Array, Array, Any], params: Sequence[Any], hidden: Any, output: Any,
+    target_mean: float, target_scale: float,
+) -> tuple[float, ...]:
+    """``(rows, Σ loss, Σ correct, Σ squared error, Σ y, Σ y²)`` of one chunk, the
+    regression sums in the target's original units (on a worker)."""
+    X, Y, _ = data
+    xp = _worker_backend(X).xp
+    local = [xp.asarray(p) for p in params]
+    _, Z_out = core.hidden_forward(hidden, local, X, xp)
+    ones = xp.ones((X.shape[0], 1), dtype=X.dtype)
+    A, loss = output.forward_and_loss(xp, Z_out, Y, ones)  # weights 1: the sum of losses
+    rows = float(X.shape[0])
+    if output.task == "regression":
+        pred = _host(A)[:, 0].astype(np.float64) * target_scale + target_mean
+        true = _host(Y)[:, 0].astype(np.float64) * target_scale + target_mean
+        return (rows, float(loss), 0.0, float(np.sum((pred - true) ** 2)),
+                float(np.sum(true)), float(np.sum(true * true)))
+    A, Y = _host(A), _host(Y)
+    if A.shape[1] == 1:
+        correct = (A[:, 0] > 0.5) == (Y[:, 0] > 0.5)
+    else:
+        correct = A.argmax(axis=1) == Y.argmax(axis=1)
+    return rows, float(loss), float(np.sum(correct)), 0.0, 0.0, 0.0
+
+
+def score_blockwise(
+    client: Any, net: Any, X: Any, y: Any, task: str, target_mean: float = 0.0,
+    target_scale: float = 1.0,
+) -> dict[str, Any]:
+    """:func:`xpnet.metrics.score` of ``net`` on Dask arrays, summed chunk by chunk on
+    the cluster: ``rows``, ``loss`` (mean, plus the L2 term), and ``accuracy`` or
+    ``mse``/``r2`` (in the target's original units)."""
+    source = DaskSource(client, X, y, persist=False)
+    chunks = source._chunks(net, X, y, None, ("X", "y", "sample_weight"))
+    host = [_host(net.array_backend.to_numpy(p)) for p in net._params]
+    sums = source._submit(
+        chunks, _chunk_scores, [(c, None) for c in range(len(chunks.parts))],
+        lambda c, r: (host, tuple(net._hidden), net._output, target_mean, target_scale),
+    )
+    rows, loss, correct, sse, total, squares = (
+        _sum_in_order(part[i] for part in sums) for i in range(6)
+    )
+    result: dict[str, Any] = {"rows": int(rows), "loss": loss / rows}
+    if net.alpha:
+        result["loss"] += float(core.penalty(net.alpha, host, rows, np))
+    if task == "regression":
+        result["mse"] = sse / rows
+        ss_tot = squares - total * total / rows
+        result["r2"] = 1.0 - sse / ss_tot if ss_tot > 0 else 0.0
+    else:
+        result["accuracy"] = correct / rows
+    return result

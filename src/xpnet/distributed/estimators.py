@@ -4,7 +4,8 @@ block-wise prediction and scores (``ParallelPostFit``-style).
 ``MLPClassifier``/``MLPRegressor`` call these when handed a Dask array; the training
 itself goes through :func:`xpnet.train.fit`, which hands Dask input to
 :func:`xpnet.distributed.fit`. Nothing here brings ``X`` to the driver: the classifier's
-``classes_`` come from one ``da.unique(y)`` computed on the cluster, the targets are
+``classes_`` come from one pass of per-chunk ``np.unique`` on the cluster
+(:func:`xpnet.distributed.engine.unique_values`), the targets are
 binarised chunk by chunk, and predictions are ``map_blocks`` graphs in which each block
 runs the estimator's own host method (same code, same numbers as NumPy input).
 
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .engine import is_dask_array, require_dask
+from .engine import is_dask_array, require_dask, unique_values
 
 __all__ = [
     "check_supported", "compute", "encode_classifier_targets", "encode_regressor_targets",
@@ -88,9 +89,8 @@ def _binarize(block: np.ndarray, binarizer: Any) -> np.ndarray:
 
 
 def encode_classifier_targets(est: Any, y: Any, n_samples: int, incremental: bool) -> Any:
-    """``(m, n_outputs)`` 0/1 targets as a lazy Dask array; ``classes_`` from one
-    ``da.unique(y)`` computed on the cluster (the labels stay there)."""
-    import dask.array as da
+    """``(m, n_outputs)`` 0/1 targets as a lazy Dask array; ``classes_`` from the
+    chunks' distinct labels computed on the cluster (the labels stay there)."""
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils.multiclass import check_classification_targets
 
@@ -100,7 +100,7 @@ def encode_classifier_targets(est: Any, y: Any, n_samples: int, incremental: boo
             "y as a Dask array must be 1-D class labels; multi-label targets are not "
             f"supported on Dask arrays (got shape {y.shape})"
         )
-    classes = np.asarray(compute(da.unique(y)))
+    classes = unique_values(y)  # one pass of per-chunk np.unique (see there)
     check_classification_targets(classes)
     if (not hasattr(est, "classes_")) or (not est.warm_start and not incremental):
         est._label_binarizer = LabelBinarizer()
