@@ -18,6 +18,7 @@ The torch version used on the project's machines is pinned once, in constraints.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import nox
 
@@ -28,6 +29,7 @@ nox.options.sessions = [
     "tests(backend='jax')",
     "lint",
     "typecheck",
+    "tests_distributed",
 ]
 nox.options.reuse_existing_virtualenvs = True
 
@@ -47,6 +49,18 @@ def tests(session: nox.Session, backend: str) -> None:
     session.install("-c", "constraints.txt", "-e", f".[{EXTRAS[backend]}]")
     only = [] if backend == "numpy" else ["--backend-tests-only"]
     session.run("pytest", "-n", "auto", "--backend", backend, *only, *session.posargs)
+
+
+@nox.session
+def tests_distributed(session: nox.Session) -> None:
+    """The Dask tests (``tests/test_distributed*.py``) with the ``dask`` extra installed.
+
+    They start one LocalCluster of two worker processes for the whole session; the other
+    sessions skip them (no dask there) and test the "not installed" error instead.
+    """
+    session.install("-c", "constraints.txt", "-e", ".[test,dask]")
+    files = sorted(str(p) for p in Path("tests").glob("test_distributed*.py"))
+    session.run("pytest", "--backend", "numpy", *(session.posargs or files))
 
 
 @nox.session

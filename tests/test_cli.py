@@ -395,9 +395,8 @@ def test_version_and_console_script():
 # ----------------------------------------------------------------------------- errors
 def test_usage_errors_are_one_line():
     proc = run()  # no command: the help, then the error line
-    assert proc.returncode == 2 and proc.stderr.strip().endswith("choose a command (train, "
-                                                                  "evaluate, predict, backends, "
-                                                                  "gradcheck, explain)")
+    assert proc.returncode == 2 and proc.stderr.strip().endswith(
+        "choose a command (train, evaluate, predict, convert, backends, gradcheck, explain)")
     cases = [
         (["train", "--epochs", "0"], ["--epochs", "positive integer"]),
         (["train", "--layers", "4,x"], ["hidden layer sizes"]),

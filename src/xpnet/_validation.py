@@ -80,6 +80,12 @@ def to_backend(backend: Backend, obj: Any, name: str) -> Array:
         if backend.name == "numpy":
             return host
         return backend.asarray(host)
+    if module == "dask":
+        raise TypeError(
+            f"{name} is a dask array; MLP.fit/predict/predict_proba/forward and the "
+            "estimators' fit/partial_fit/predict/predict_proba/score take dask arrays "
+            f"(see xpnet.distributed), this call does not: compute it first ({name}.compute())"
+        )
     if module != backend.name:
         raise TypeError(
             f"{name} is a {module} array but this network uses backend {backend.name!r}. "

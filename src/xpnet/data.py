@@ -41,6 +41,7 @@ __all__ = [
     "DataError",
     "GENERATED",
     "MissingColumnsError",
+    "convert_to_zarr",
     "Dataset",
     "Standardizer",
     "Target",
@@ -660,6 +661,29 @@ def load_file(
     if suffix in (".csv", ".txt", ".tsv", ""):
         return _load_csv(text, target, n_features, features)
     raise DataError(f"unsupported data file type {suffix!r} for {text!r}; use .csv, .npz or .npy")
+
+
+def convert_to_zarr(
+    source: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    chunk_rows: int | None = None,
+    target: str | int | None = None,
+    *,
+    dtype: str = "float64",
+    overwrite: bool = False,
+) -> Any:
+    """Convert a CSV or ``.npz`` file to a zarr store in blocks of ``chunk_rows`` rows,
+    never holding the whole file in memory (``xpnet convert``); needs the ``dask`` extra.
+
+    The CSV rules are :func:`load_file`'s. The store holds ``X`` and ``y`` chunked along
+    rows, for :func:`xpnet.distributed.storage.open_data`. See
+    :func:`xpnet._convert.convert_to_zarr` for the parameters and the destination rules
+    (written in a temporary folder beside it, renamed at the end; an existing ``dest`` is
+    refused unless ``overwrite=True`` and it is a zarr store).
+    """
+    from ._convert import convert_to_zarr as convert
+
+    return convert(source, dest, chunk_rows, target, dtype=dtype, overwrite=overwrite)
 
 
 # --------------------------------------------------------------------------- targets

@@ -465,7 +465,13 @@ class MLP:
     # ------------------------------------------------------------------ public API
     @on_device
     def forward(self, X: Any) -> Array:
-        """Output activations ``A_L`` of shape ``(m, n_outputs)`` (same as predict_proba)."""
+        """Output activations ``A_L`` of shape ``(m, n_outputs)`` (same as predict_proba).
+
+        On a Dask array: a lazy Dask array computed block-wise on the workers."""
+        if v.array_module(X) == "dask":
+            from .distributed import forward
+
+            return forward(self, X)
         return self._forward(self._check_X(X))[2]
 
     @on_device
@@ -562,7 +568,8 @@ class MLP:
         ``history.loss[e]`` is the mean loss over epoch ``e`` (each batch's loss before its
         update, weighted by its size). ``callback(epoch, loss)`` is called after each epoch.
         ``options`` are the optimiser and training controls of :func:`xpnet.train.fit`
-        (``optimizer``, ``sample_weight``, ``early_stopping``, ``tol``, ...).
+        (``optimizer``, ``sample_weight``, ``early_stopping``, ``tol``, ...). Dask arrays
+        train data-parallel on the current Dask cluster (:func:`xpnet.distributed.fit`).
         """
         from .train import fit
 
@@ -583,7 +590,12 @@ class MLP:
         Class predictions are int64 on every backend (int32 on JAX while it runs in
         32-bit mode: no float64 JAX network built yet). A sigmoid output is class 1 when
         strictly above 0.5, scikit-learn's rule (an output of exactly 0.5 is class 0).
+        On a Dask array: a lazy Dask array computed block-wise on the workers.
         """
+        if v.array_module(X) == "dask":
+            from .distributed import predict
+
+            return predict(self, X)
         A = self.forward(X)
         if self._output.task != "regression":
             A = self._class_indices(A)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import math
 import numbers
 import sys
 import warnings
@@ -361,6 +362,10 @@ class _BaseMLP(BaseEstimator):
         """``(X, library, device, dtype name)``: host input through scikit-learn's checks
         (NumPy out), device arrays checked in their own namespace and left on the device."""
         library = _library(X)
+        if v.array_module(X) == "dask":  # values checked on the workers (xpnet.distributed)
+            from .distributed.estimators import validate_X
+
+            return validate_X(self, X, reset)
         if library is None:
             # scipy.sparse: CSR/CSC kept, other formats (COO...) converted to CSR, as
             # scikit-learn's MLPs do
@@ -547,11 +552,16 @@ class _BaseMLP(BaseEstimator):
         if self._is_classifier and incremental and _is_balanced(self.class_weight):
             raise ValueError(_BALANCED_PARTIAL_FIT.format(self.class_weight))
         first_pass = not self._has_weights() or (not self.warm_start and not incremental)
+        dask_input = v.array_module(X) == "dask"
+        if dask_input:
+            from .distributed.estimators import check_supported
+
+            check_supported(self, y, sample_weight)
         X, library, device, dtype = self._validate_X(X, reset=first_pass)
         y = _host(y)
         n_samples = X.shape[0]
         Y = self._encode_targets(y, n_samples, incremental)  # (m, n_outputs) NumPy
-        if sample_weight is not None:
+        if sample_weight is not None and not dask_input:  # (dask: checked on the workers)
             sample_weight = _check_sample_weight(_host(sample_weight), np.empty((n_samples, 0)))
             if np.any(sample_weight < 0):
                 raise ValueError("sample_weight must be non-negative")
@@ -607,15 +617,23 @@ class _BaseMLP(BaseEstimator):
         if not hasattr(self, "_history"):
             self._history = History()
 
-        X_dev = net._check_X(X)
-        Y_dev = net.array_backend.asarray(Y, dtype=net._dtype)
-        w_dev = None if sample_weight is None else net.array_backend.asarray(
-            sample_weight, dtype=net._dtype
-        )
+        if dask_input:  # train_fit hands these to xpnet.distributed.fit
+            X_dev, Y_dev, w_dev = X, Y, sample_weight
+        else:
+            X_dev = net._check_X(X)
+            Y_dev = net.array_backend.asarray(Y, dtype=net._dtype)
+            w_dev = None if sample_weight is None else net.array_backend.asarray(
+                sample_weight, dtype=net._dtype
+            )
         if self.solver == "lbfgs":
             return self._fit_lbfgs(net, X_dev, Y_dev, w_dev, X, library)
         validation_data = None
-        if self.early_stopping:
+        m = X_dev.shape[0]
+        if self.early_stopping and dask_input:
+            # drawn by row index in xpnet.distributed: train_test_split's unstratified
+            # split from the same random_state (the rows stay where they are)
+            m -= math.ceil(float(self.validation_fraction) * m)
+        elif self.early_stopping:
             # don't stratify multi-output (multi-class one-hot, multi-label) targets;
             # stratify on scikit-learn's representation (its binarised labels are bool),
             # so its messages (a class too small: "['True']") are the same
@@ -641,7 +659,7 @@ class _BaseMLP(BaseEstimator):
             )
             X_dev, Y_dev = take_rows(xp, X_dev, tr), xp.take(Y_dev, tr, axis=0)
             w_dev = None if w_dev is None else xp.take(w_dev, tr, axis=0)
-        m = X_dev.shape[0]
+            m = X_dev.shape[0]
         if self.batch_size == "auto":
             batch_size = min(200, m)
         else:
@@ -654,6 +672,10 @@ class _BaseMLP(BaseEstimator):
             batch_size = int(np.clip(self.batch_size, 1, m))
 
         history = self._history
+        dask_split: dict[str, Any] = {}  # early stopping on Dask: split by row index there
+        if dask_input and self.early_stopping:
+            dask_split = {"early_stopping": True,
+                          "validation_fraction": float(self.validation_fraction)}
         try:
             train_fit(
                 net,
@@ -665,6 +687,7 @@ class _BaseMLP(BaseEstimator):
                 optimizer=self._optimizer,
                 sample_weight=w_dev,
                 validation_data=validation_data,
+                **dask_split,
                 tol=float(self.tol),
                 # np.inf (scikit-learn accepts it): never stop on the count
                 n_iter_no_change=(
@@ -975,6 +998,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "sigmoid"
 
     def _encode_targets(self, y: Any, n_samples: int, incremental: bool) -> np.ndarray:
+        if v.array_module(y) == "dask":  # classes_ from one da.unique(y), on the cluster
+            from .distributed.estimators import encode_classifier_targets
+
+            return encode_classifier_targets(self, y, n_samples, incremental)
         y = check_array(y, ensure_2d=False, dtype=None)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
@@ -1010,7 +1037,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """One epoch over ``(X, y)``; ``classes`` (all labels) is required on the first call."""
         if _check_partial_fit_first_call(self, _host(classes) if classes is not None else None):
             self._label_binarizer = LabelBinarizer()
-            if type_of_target(_host(y)).startswith("multilabel"):
+            if v.array_module(y) != "dask" and type_of_target(_host(y)).startswith("multilabel"):
                 self._label_binarizer.fit(_host(y))
             else:
                 self._label_binarizer.fit(self.classes_)
@@ -1019,6 +1046,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     @_on_input_device
     def predict(self, X: Any) -> Array:
         """Class labels ``(n_samples,)`` (indicator matrix for multi-label)."""
+        if v.array_module(X) == "dask":  # lazy, block-wise on the workers
+            from .distributed.estimators import lazy_method
+
+            return lazy_method(self, X, "predict")
         net, _, A = self._forward(X, "predict")
         xp = net.xp
         idx = net._class_indices(A)  # arg-max, or LabelBinarizer's "> 0.5"
@@ -1035,6 +1066,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     @_on_input_device
     def predict_proba(self, X: Any) -> Array:
         """Probabilities ``(n_samples, n_classes)`` in the order of ``classes_``."""
+        if v.array_module(X) == "dask":  # lazy, block-wise on the workers
+            from .distributed.estimators import lazy_method
+
+            return lazy_method(self, X, "predict_proba")
         net, _, A = self._forward(X, "predict_proba")
         if A.shape[1] == 1:
             A = net.xp.concat([1.0 - A, A], axis=1)
@@ -1043,6 +1078,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     @_on_input_device
     def predict_log_proba(self, X: Any) -> Array:
         """Log-probabilities, computed from the logits (finite where probabilities round to 0)."""
+        if v.array_module(X) == "dask":  # lazy, block-wise on the workers
+            from .distributed.estimators import lazy_method
+
+            return lazy_method(self, X, "predict_log_proba")
         net, Z, _ = self._forward(X, "predict_log_proba")
         xp = net.xp
 
@@ -1060,7 +1099,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return _like(out, X)
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
-        """Mean accuracy (subset accuracy for multi-label), computed on the host."""
+        """Mean accuracy (subset accuracy for multi-label), computed on the host (on a
+        Dask ``X``: a lazy 0-d Dask array computed on the workers)."""
+        if v.array_module(X) == "dask":  # a lazy 0-d dask array, block-wise
+            from .distributed.estimators import lazy_score
+
+            return lazy_score(self, X, y, sample_weight)
         y_pred = to_numpy(self.predict(X)) if _library(X) else self.predict(X)
         return float(
             accuracy_score(_host(y), y_pred, sample_weight=_host(sample_weight))
@@ -1135,6 +1179,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return "exp" if self.loss == "poisson" else "identity"
 
     def _encode_targets(self, y: Any, n_samples: int, incremental: bool) -> np.ndarray:
+        if v.array_module(y) == "dask":  # checked on the workers
+            from .distributed.estimators import encode_regressor_targets
+
+            return encode_regressor_targets(self, y, n_samples)
         y = check_array(y, ensure_2d=False, dtype=np.float64, ensure_all_finite=True)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
@@ -1156,12 +1204,21 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     @_on_input_device
     def predict(self, X: Any) -> Array:
         """Predicted values ``(n_samples,)`` for one output, else ``(n_samples, n_outputs)``."""
+        if v.array_module(X) == "dask":  # lazy, block-wise on the workers
+            from .distributed.estimators import lazy_method
+
+            return lazy_method(self, X, "predict")
         _, _, A = self._forward(X, "predict")
         if A.shape[1] == 1:
             A = A[:, 0]
         return _like(A, X)
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
-        """R² (averaged over outputs), computed on the host."""
+        """R² (averaged over outputs), computed on the host (on a Dask ``X``: a lazy 0-d
+        Dask array computed on the workers)."""
+        if v.array_module(X) == "dask":  # a lazy 0-d dask array, block-wise
+            from .distributed.estimators import lazy_score
+
+            return lazy_score(self, X, y, sample_weight)
         y_pred = to_numpy(self.predict(X))
         return float(r2_score(_host(y), y_pred, sample_weight=_host(sample_weight)))

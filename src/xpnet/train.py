@@ -220,6 +220,12 @@ def _validation_split(
     return tuple(parts)
 
 
+def _dask_input(*arrays: Any) -> bool:
+    """Whether any of ``arrays`` is a Dask array (by its class's module: the core never
+    imports Dask; :mod:`xpnet.distributed` does, when handed one)."""
+    return any(v.array_module(a) == "dask" for a in arrays)
+
+
 def _rows(X: Any) -> int:
     """Rows of ``X`` (an array, a list, or prepared data) for the thread rule; 1 if unknown."""
     shape = getattr(X, "shape", None)
@@ -309,8 +315,13 @@ def fit(
     class_weight: Any = None,
     threads: int | None = None,
     compile: bool = False,
+    _step_source: Any = None,
 ) -> History:
     """Train ``net`` on ``(X, Y)``; see :meth:`xpnet.MLP.fit` for the first arguments.
+
+    Dask arrays (``X``, ``Y`` or ``sample_weight``) are handed to
+    :func:`xpnet.distributed.fit`: the same loop, with each batch's loss and gradients
+    summed from one task per chunk on the workers.
 
     Parameters
     ----------
@@ -378,6 +389,14 @@ def fit(
         ignored on NumPy and array-api-strict; refused on torch and CuPy (no verified
         compiled path yet). Needs an optimiser with :meth:`~xpnet.optim.Optimizer.apply`
         (``SGD``, ``Adam``).
+    _step_source : object, optional
+        Private: where the data live when they are not arrays on the network's backend
+        (:mod:`xpnet.distributed`). Its ``prepare(net, rng, early_stopping,
+        validation_fraction)`` checks and splits the data and returns the training row
+        count; ``loss_and_grads(params, order, first, last)`` replaces the batch gathering
+        and the step (rows ``order[first:last]``, or ``first:last`` when ``order`` is
+        None); ``validation_score(net)`` scores the held-out rows. ``X``, ``Y``,
+        ``sample_weight``, ``class_weight`` and ``validation_data`` are then its business.
     Returns
     -------
     History
@@ -401,6 +420,11 @@ def fit(
     The check for divergence costs no extra host synchronisation: the parameters'
     finiteness travels with the epoch's one loss read-back.
     """
+    if _step_source is None and _dask_input(X, Y, sample_weight):  # xpnet.distributed.fit
+        options = {k: value for k, value in locals().items() if k not in ("net", "X", "Y")}
+        from .distributed import fit as distributed_fit
+
+        return distributed_fit(net, X, Y, **options)
     epochs = v.check_positive_int("epochs", epochs)
     lbfgs = isinstance(optimizer, str) and optimizer == "lbfgs"
     if isinstance(optimizer, str) and optimizer not in ("sgd", "adam", "lbfgs"):
@@ -472,23 +496,27 @@ def fit(
             validation_data, tol, history, verbose, max_fun, class_weight,
         )
 
-    X, Y = net._check_XY(X, Y)
-    m = X.shape[0]
-    w = None
-    if sample_weight is not None:
-        w = _check_sample_weight(net, sample_weight, m, "sample_weight")
-    w = _with_class_weight(net, Y, w, class_weight)
-    X_val = Y_val = w_val = None
-    if validation_data is not None:
-        X_val, Y_val = net._check_XY(*validation_data[:2])
-        if len(validation_data) == 3 and validation_data[2] is not None:
-            w_val = _check_sample_weight(
-                net, validation_data[2], X_val.shape[0], "validation_data weights"
-            )
-        early_stopping = True
-    elif early_stopping:
-        X, Y, w, X_val, Y_val, w_val = _validation_split(net, X, Y, w, validation_fraction, rng)
+    if _step_source is not None:  # xpnet.distributed: the data stay where they are
+        m = _step_source.prepare(net, rng, early_stopping, validation_fraction)
+        X = Y = w = X_val = Y_val = w_val = None
+    else:
+        X, Y = net._check_XY(X, Y)
         m = X.shape[0]
+        w = None
+        if sample_weight is not None:
+            w = _check_sample_weight(net, sample_weight, m, "sample_weight")
+        w = _with_class_weight(net, Y, w, class_weight)
+        X_val = Y_val = w_val = None
+        if validation_data is not None:
+            X_val, Y_val = net._check_XY(*validation_data[:2])
+            if len(validation_data) == 3 and validation_data[2] is not None:
+                w_val = _check_sample_weight(
+                    net, validation_data[2], X_val.shape[0], "validation_data weights"
+                )
+            early_stopping = True
+        elif early_stopping:
+            X, Y, w, X_val, Y_val, w_val = _validation_split(net, X, Y, w, validation_fraction, rng)
+            m = X.shape[0]
     if early_stopping and n_iter_no_change is None:
         n_iter_no_change = 10
 
@@ -561,14 +589,17 @@ def fit(
             else:
                 for first in range(0, m, batch_size):
                     last = min(first + batch_size, m)
-                    if order is None:
-                        X_batch, Y_batch = row_slice(X, first, last), Y[first:last, ...]
-                        w_batch = None if w is None else w[first:last]
+                    if _step_source is not None:  # one task per chunk, summed in chunk order
+                        loss, grads = _step_source.loss_and_grads(net._params, order, first, last)
                     else:
-                        rows = order[first:last]
-                        X_batch, Y_batch = take_rows(xp, X, rows), xp.take(Y, rows, axis=0)
-                        w_batch = None if w is None else xp.take(w, rows, axis=0)
-                    loss, grads = net._loss_and_grads(X_batch, Y_batch, w_batch)
+                        if order is None:
+                            X_batch, Y_batch = row_slice(X, first, last), Y[first:last, ...]
+                            w_batch = None if w is None else w[first:last]
+                        else:
+                            rows = order[first:last]
+                            X_batch, Y_batch = take_rows(xp, X, rows), xp.take(Y, rows, axis=0)
+                            w_batch = None if w is None else xp.take(w, rows, axis=0)
+                        loss, grads = net._loss_and_grads(X_batch, Y_batch, w_batch)
                     opt.update(net._params, grads)
                     weighted = loss * (last - first)
                     total = weighted if total is None else total + weighted
@@ -593,7 +624,9 @@ def fit(
                     # the NaN validation scores never count as the best ones.
 
             score = math.nan
-            if early_stopping:
+            if early_stopping and _step_source is not None:
+                score = _step_source.validation_score(net)
+            elif early_stopping:
                 score = float(validation_score(net, X_val, Y_val, w_val))
             # The epoch is complete: record it.
             history.loss.append(epoch_loss)

@@ -1,11 +1,11 @@
-"""The ``xpnet`` command line: train, evaluate, predict, backends, gradcheck, explain.
+"""The ``xpnet`` command line: train, evaluate, predict, convert, backends, gradcheck, explain.
 
 Argument parsing and printing only: the work is done by the library (``xpnet.data``,
 ``xpnet.io``, ``xpnet.metrics``, ``xpnet.gradcheck``, ``xpnet.explain``). Every error
 is one line on stderr, ``xpnet: error: ...``, with exit status 2; never a traceback.
 
 Modules: ``_common`` (option types, errors, data loading, formatting), ``parser`` (every
-command's options and help), ``train``, ``models`` (evaluate, predict) and
+command's options and help), ``train``, ``models`` (evaluate, predict), ``convert`` and
 ``inspection`` (backends, gradcheck, explain); this one holds the entry point.
 """
 
@@ -51,8 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     if args.command is None:
         parser.print_help(sys.stderr)
-        sys.stderr.write("xpnet: error: choose a command (train, evaluate, predict, backends, "
-                         "gradcheck, explain)\n")
+        sys.stderr.write("xpnet: error: choose a command (train, evaluate, predict, convert, "
+                         "backends, gradcheck, explain)\n")
         return EXIT_ERROR
 
     from ..data import DataError

@@ -23,6 +23,7 @@ from ._common import (
     terminal_safe,
 )
 from ._paths import check_paths
+from .distributed import evaluate_on_cluster, on_cluster, predict_on_cluster
 
 
 def _load_model(args: argparse.Namespace) -> Any:
@@ -169,6 +170,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     net = _load_model(args)
     meta = net.metadata
     _default_seed(args, meta)
+    if on_cluster(args):  # --dask-workers/--scheduler: scored chunk by chunk on Dask
+        return evaluate_on_cluster(args, net)
     data = _load_for_model(args, net, evaluate=True)
     source = data.name
     if data.y is None:
@@ -227,6 +230,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     net = _load_model(args)
     meta = net.metadata
     _default_seed(args, meta)
+    if on_cluster(args):  # --dask-workers/--scheduler: predicted chunk by chunk on Dask
+        return predict_on_cluster(args, net)
     data = _load_for_model(args, net, evaluate=False)
     X = _prepare(net, data)
     outputs = to_numpy(net.predict_proba(X)).astype(np.float64)

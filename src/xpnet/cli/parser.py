@@ -26,6 +26,8 @@ from ._common import (
     _positive_float,
     _positive_int,
 )
+from .convert import _cmd_convert
+from .distributed import add_dask_options
 from .inspection import _cmd_backends, _cmd_explain, _cmd_gradcheck
 from .models import _cmd_evaluate, _cmd_predict
 from .train import _class_weight_spec, _cmd_train
@@ -122,6 +124,17 @@ count by position. Features are standardised with the statistics stored in the m
   xpnet gradcheck --backend torch --output identity --alpha 0.1
 
 Exit status: 0 when the largest relative error is at most the threshold, 1 otherwise.
+""",
+    "convert": """examples:
+  xpnet convert data.csv data.zarr                     # target: the last column
+  xpnet convert data.csv data.zarr --target label --chunk-rows 100000
+  xpnet convert data.npz data.zarr --dtype float32 --overwrite
+
+The store is one zarr group with arrays X (rows, features) and y (rows), chunked
+along rows; xpnet train --data data.zarr reads it on Dask workers. The file is read
+one block of rows at a time, never whole. The store is written in a temporary folder
+beside it and renamed at the end; an existing store is replaced only with --overwrite.
+Needs the dask extra: pip install 'xpnet[dask]'.
 """,
     "explain": """examples:
   xpnet explain                                         # the lesson's 2-4-1 network
@@ -257,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print one JSON object on stdout and nothing else")
     p.add_argument("--quiet", "-q", action="store_true",
                    help="print nothing but errors (and no progress bar)")
+    add_dask_options(p)
     p.set_defaults(func=_cmd_train)
 
     # evaluate
@@ -276,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of a generated --dataset (default: the training run's seed)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    add_dask_options(p)
     p.set_defaults(func=_cmd_evaluate)
 
     # predict
@@ -293,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of a generated --dataset (default: the training run's seed)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--quiet", "-q", action="store_true", help="no summary line with --out")
+    add_dask_options(p)
     p.set_defaults(func=_cmd_predict)
 
     # backends
@@ -329,6 +345,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--quiet", "-q", action="store_true", help="print only on failure")
     p.set_defaults(func=_cmd_gradcheck)
+
+    # convert
+    p = sub.add_parser(
+        "convert", help="convert a CSV or .npz file to a zarr store, chunk by chunk",
+        formatter_class=_FORMATTER, epilog=_EXAMPLES["convert"],
+        description=_wrap("Convert a data file (CSV with a header row, or .npz with X and "
+                          "y) to a zarr store for training on Dask workers, reading it one "
+                          "block of rows at a time: files larger than memory convert."),
+    )
+    p.add_argument("source", metavar="SOURCE", help="CSV or .npz data file")
+    p.add_argument("dest", metavar="STORE", help="zarr store to create (a folder)")
+    p.add_argument("--chunk-rows", type=_positive_int, default=None, metavar="N",
+                   help="rows per chunk (default: about 32 MiB of features per chunk)")
+    p.add_argument("--target", metavar="COLUMN",
+                   help="target column of a CSV: name or index (default: the last column)")
+    p.add_argument("--dtype", default="float64", choices=("float32", "float64"),
+                   help="floating-point type of the features in the store (default: float64)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace STORE if it is an existing zarr store (never anything else)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=_cmd_convert)
 
     # explain
     p = sub.add_parser(

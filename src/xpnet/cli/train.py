@@ -243,7 +243,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..network import MLP
     from ..progress import EpochProgress
     from ..train import DivergenceError
+    from .distributed import on_cluster, train_on_cluster
 
+    if on_cluster(args):  # --dask-workers/--scheduler: data-parallel on Dask
+        return train_on_cluster(args)
     check_paths({"--save": ("model file", args.save), "--plot": ("plot", args.plot)},
                 {"--data": ("data file", args.data)})
     device = _device(args.device)

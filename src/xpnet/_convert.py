@@ -1,0 +1,444 @@
+"""Convert a CSV or ``.npz`` file to a zarr store, block by block, never loading it whole.
+
+The store is the layout :func:`xpnet.distributed.storage.open_data` reads: one zarr
+group with the arrays ``X`` ``(m, n_features)`` and ``y`` ``(m,)``, chunked along rows
+(``chunk_rows`` rows per chunk), and the attribute ``xpnet`` holding ``feature_names``,
+``target_name``, ``source`` and ``rows``.
+
+The CSV rules are :func:`xpnet.data.load_file`'s (header row, blank lines skipped,
+ragged rows refused, the target by name or index, by default the last column, every
+feature cell a finite number, a target of numbers or of class labels), applied to one
+block at a time: memory holds one chunk of rows, whatever the file's size.
+
+Written "atomically in spirit": everything goes into a temporary folder beside the
+destination, ``.xpnet-<16 hex digits>.zarr-partial``, renamed to the destination at the
+end; on any error (Ctrl-C and SIGTERM included) the folder is removed. An existing
+destination is refused unless ``overwrite=True``, and then only a zarr store is replaced
+(never a file or another folder); the old store is removed only after the new one is
+in place.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import secrets
+import shutil
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._npyfile import ArrayFileError, NpzReader
+from ._validation import check_positive_int
+from .data import (
+    _NON_FINITE,
+    _NOT_NUMERIC,
+    _NUMBER,
+    DataError,
+    _check_path,
+    _column_name,
+    _parse_float,
+    _resolve_column,
+)
+
+__all__ = ["ConvertSummary", "convert_to_zarr", "default_chunk_rows"]
+
+#: Bytes of X per chunk when ``chunk_rows`` is not given (rows = this / row bytes).
+DEFAULT_CHUNK_BYTES = 32 << 20
+# Cells parsed at once from a CSV: bounds the memory of Python strings (~60 B per cell)
+# independently of chunk_rows.
+_PARSE_CELLS = 1 << 18
+PARTIAL_SUFFIX = ".zarr-partial"
+
+
+class DestinationError(DataError):
+    """The destination of a conversion is refused (exists, not a zarr store, ...)."""
+
+
+@dataclass
+class ConvertSummary:
+    """What :func:`convert_to_zarr` wrote."""
+
+    path: str
+    rows: int
+    n_features: int
+    chunk_rows: int
+    dtype: str
+    feature_names: list[str] = field(default_factory=list)
+    target_name: str | None = None
+    target_dtype: str | None = None
+
+    @property
+    def chunks(self) -> int:
+        return -(-self.rows // self.chunk_rows)
+
+
+def default_chunk_rows(n_features: int, itemsize: int = 8) -> int:
+    """Rows per chunk so that a chunk of ``X`` holds about 32 MiB."""
+    return max(1, DEFAULT_CHUNK_BYTES // (max(1, n_features) * itemsize))
+
+
+def _is_zarr_store(path: str) -> bool:
+    return any(os.path.exists(os.path.join(path, m)) for m in ("zarr.json", ".zgroup"))
+
+
+def check_destination(dest: str, source: str, overwrite: bool) -> str:
+    """The absolute destination, or :class:`DestinationError` (before any work)."""
+    if not dest:
+        raise DestinationError("the destination name is empty")
+    absolute = os.path.abspath(dest)
+    real_source = os.path.realpath(source)
+    if os.path.realpath(absolute) == real_source or real_source.startswith(
+            os.path.realpath(absolute) + os.sep):
+        raise DestinationError(f"{dest!r} is (or holds) the source {source!r}; writing it "
+                               "would destroy the source")
+    try:
+        link = os.lstat(dest)
+    except FileNotFoundError:
+        link = None
+    except OSError as exc:
+        raise DestinationError(f"cannot write {dest!r}: {exc.strerror}") from None
+    if link is not None:
+        if stat.S_ISLNK(link.st_mode):
+            raise DestinationError(f"{dest!r} is a symbolic link; name the store itself")
+        if not overwrite:
+            raise DestinationError(f"{dest!r} already exists; choose another name, or "
+                                   "give --overwrite (overwrite=True) to replace a zarr "
+                                   "store")
+        if not stat.S_ISDIR(link.st_mode) or not _is_zarr_store(dest):
+            raise DestinationError(f"{dest!r} exists and is not a zarr store; xpnet replaces "
+                                   "only a zarr store, never another file or folder")
+    folder = os.path.dirname(absolute)
+    if not os.path.isdir(folder):
+        raise DestinationError(f"cannot write {dest!r}: folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise DestinationError(f"cannot write {dest!r}: folder {folder!r} is not writable")
+    return absolute
+
+
+# --------------------------------------------------------------------------- readers
+@dataclass
+class _Block:
+    X: np.ndarray  # (rows, n_features) float64
+    y: np.ndarray | None  # (rows,) numbers or strings
+    first_line: str  # where the block starts, for messages
+
+
+def _csv_blocks(path: str, target: str | int | None, rows_per_block: int | None,
+                header_out: dict[str, Any]) -> Iterator[_Block]:
+    """The CSV's rows in blocks, parsed by :func:`xpnet.data.load_file`'s rules."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header: list[str] | None = None
+            rows: list[list[str]] = []
+            lines: list[int] = []
+            step = 0
+            for row in reader:
+                if not row or all(not cell.strip() for cell in row):
+                    continue  # blank lines
+                if header is None:
+                    header = [cell.strip() for cell in row]
+                    index = _resolve_column(target, header, f"{path!r}")
+                    features = [i for i in range(len(header)) if i != index]
+                    if not features:
+                        raise DataError(
+                            f"data file {path!r} has no feature columns besides the target "
+                            "(a CSV needs comma-separated columns: features and a target)")
+                    header_out.update(header=header, target=index, features=features)
+                    step = rows_per_block or default_chunk_rows(len(features))
+                    step = max(1, min(step, _PARSE_CELLS // len(header)))
+                    continue
+                if len(row) != len(header):
+                    raise DataError(
+                        f"{path}, line {reader.line_num}: {len(row)} cells but the header "
+                        f"has {len(header)} columns (ragged rows)")
+                rows.append(row)
+                lines.append(reader.line_num)
+                if len(rows) == step:
+                    yield _parse_block(path, header, index, features, rows, lines)
+                    rows, lines = [], []
+            if header is None:
+                raise DataError(f"data file {path!r} is empty (no header row)")
+            if rows:
+                yield _parse_block(path, header, index, features, rows, lines)
+    except UnicodeDecodeError:
+        raise DataError(f"data file {path!r} is not a UTF-8 text (CSV) file") from None
+    except csv.Error as exc:
+        raise DataError(f"data file {path!r} is not valid CSV ({exc})") from None
+
+
+def _parse_block(path: str, header: list[str], target: int, features: list[int],
+                 rows: list[list[str]], lines: list[int]) -> _Block:
+    cells = [[row[c] for c in features] for row in rows]
+    clean = not "".join("".join(row) for row in cells).translate(_NOT_NUMERIC)
+    X = None
+    if clean:
+        try:
+            X = np.array(cells, dtype=np.float64)
+            if not np.all(np.isfinite(X)):
+                X = None
+        except ValueError:
+            X = None
+    if X is None:  # cell by cell: the first bad cell is named
+        X = np.empty((len(rows), len(features)))
+        for r, (row, line) in enumerate(zip(rows, lines, strict=True)):
+            for c, column in enumerate(features):
+                X[r, c] = _parse_float(row[column],
+                                       f"{path}, line {line}, column {header[column]!r}")
+    stripped = [row[target].strip() for row in rows]
+    name = header[target]
+    for cell, line in zip(stripped, lines, strict=True):
+        if not cell:
+            raise DataError(f"{path}, line {line}, target column {name!r}: empty cell")
+    y: np.ndarray
+    if all(_NUMBER.fullmatch(c) or _NON_FINITE.fullmatch(c) for c in stripped):
+        y = np.array([float(c) for c in stripped])
+        bad = np.flatnonzero(~np.isfinite(y))
+        if bad.size:
+            raise DataError(f"{path}, line {lines[bad[0]]}, target column {name!r}: value "
+                            f"{stripped[bad[0]]!r} is NaN or infinite")
+    else:
+        y = np.array(stripped, dtype=str)
+    return _Block(X, y, f"{path}, line {lines[0]}")
+
+
+def _npz_blocks(path: str, rows_per_block: int | None,
+                header_out: dict[str, Any]) -> Iterator[_Block]:
+    """The ``X``/``y`` members of an ``.npz``, streamed from the archive in blocks."""
+    try:
+        with NpzReader(path) as archive:
+            keys = set(archive.names)
+            if "X" not in keys or "y" not in keys:
+                raise DataError(f"{path!r} must hold arrays named 'X' and 'y'; it holds: "
+                                f"{', '.join(map(_column_name, sorted(keys))) or 'nothing'}")
+            x_info, y_info = archive.info("X"), archive.info("y")
+            if len(x_info.shape) != 2 or x_info.shape[0] < 1 or x_info.shape[1] < 1:
+                raise DataError(f"'X' in {path!r} must be 2-D (rows, features); got shape "
+                                f"{x_info.shape}")
+            m, n = x_info.shape
+            if x_info.dtype.kind not in "biuf":
+                raise DataError(f"'X' in {path!r} must hold numbers; got dtype {x_info.dtype}")
+            y_shape = y_info.shape
+            if not (len(y_shape) == 1 or (len(y_shape) == 2 and y_shape[1] == 1)) or \
+                    y_shape[0] != m:
+                raise DataError(f"'y' in {path!r} must be 1-D with one entry per row of X "
+                                f"({m}); got shape {y_shape}")
+            if y_info.dtype.kind not in "biufU":
+                raise DataError(f"'y' in {path!r} must hold numbers or strings; got "
+                                f"{y_info.dtype}")
+            for info in (x_info, y_info):
+                if info.fortran_order and len(info.shape) == 2 and info.shape[1] > 1:
+                    raise DataError(f"{info.name!r} in {path!r} is stored column by column "
+                                    "(Fortran order) and cannot be streamed by rows; save it "
+                                    "with numpy.ascontiguousarray")
+            header_out.update(features=list(range(n)))
+            step = rows_per_block or default_chunk_rows(n)
+            x_row = n * x_info.dtype.itemsize
+            y_row = y_info.dtype.itemsize
+            with archive._zip.open(archive.infos["X"]) as fx, \
+                    archive._zip.open(archive.infos["y"]) as fy:
+                fx.read(x_info.offset)
+                fy.read(y_info.offset)
+                for start in range(0, m, step):
+                    count = min(step, m - start)
+                    X = np.frombuffer(_read_exactly(fx, count * x_row, path, "X"),
+                                      dtype=x_info.dtype).reshape(count, n)
+                    y = np.frombuffer(_read_exactly(fy, count * y_row, path, "y"),
+                                      dtype=y_info.dtype)
+                    where = f"{path!r}, rows {start + 1}-{start + count}"
+                    X = X.astype(np.float64)
+                    if not np.all(np.isfinite(X)):
+                        raise DataError(f"'X' in {where} contains NaN or infinite values; "
+                                        "clean the data first")
+                    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+                        raise DataError(f"'y' in {where} contains NaN or infinite values")
+                    y = y.astype(str) if y.dtype.kind == "U" else \
+                        y.astype(np.float64 if y.dtype.kind == "f" else np.int64)
+                    yield _Block(X, y, where)
+    except DataError:
+        raise
+    except (ArrayFileError, OSError, ValueError, EOFError, KeyError) as exc:
+        raise DataError(f"{path!r} is not a readable .npz file ({exc})") from None
+    except Exception as exc:  # zlib.error, zipfile.BadZipFile, ... from a damaged archive
+        raise DataError(f"{path!r} is not a readable .npz file ({type(exc).__name__}: "
+                        f"{exc})") from None
+
+
+def _read_exactly(fp: Any, nbytes: int, path: str, name: str) -> bytes:
+    data = fp.read(nbytes)
+    if len(data) != nbytes:
+        raise DataError(f"member {name!r} of {path!r} is truncated")
+    return bytes(data)
+
+
+# --------------------------------------------------------------------------- writer
+def _create(group: Any, name: str, shape: tuple[int, ...], chunks: tuple[int, ...],
+            dtype: Any) -> Any:
+    create = getattr(group, "create_array", None)  # zarr 3; zarr 2: create_dataset
+    if create is None:
+        create = group.create_dataset
+    return create(name, shape=shape, chunks=chunks, dtype=dtype)
+
+
+def convert_to_zarr(
+    source: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    chunk_rows: int | None = None,
+    target: str | int | None = None,
+    *,
+    dtype: str = "float64",
+    overwrite: bool = False,
+) -> ConvertSummary:
+    """Convert a CSV or ``.npz`` file to a zarr store, one block of rows at a time.
+
+    Parameters
+    ----------
+    source : str or PathLike
+        A CSV with a header row (the rules of :func:`xpnet.data.load_file`), or an
+        ``.npz`` with arrays ``X`` ``(m, n)`` and ``y`` ``(m,)``.
+    dest : str or PathLike
+        The zarr store to create (a folder).
+    chunk_rows : int, optional
+        Rows per zarr chunk (and per Dask task when read by
+        :func:`xpnet.distributed.storage.open_data`). Default: about 32 MiB of ``X``.
+    target : str or int, optional
+        CSV only: the target column, by name or index (default: the last column).
+    dtype : {"float64", "float32"}
+        dtype of ``X`` in the store.
+    overwrite : bool
+        Replace ``dest`` if it is an existing zarr store (anything else is refused).
+
+    Returns
+    -------
+    ConvertSummary
+        Rows, features, chunking and column names written.
+
+    Raises
+    ------
+    DataError
+        For the source (naming the file and line) and the destination (exists, not a
+        zarr store, a link, the source itself, no folder); nothing is left behind.
+    DaskUnavailableError
+        When zarr is not installed.
+    """
+    from .distributed.storage import require
+
+    text = _check_path(source)
+    dest_text = os.fspath(dest)
+    if chunk_rows is not None:
+        chunk_rows = check_positive_int("chunk_rows", chunk_rows)
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
+    suffix = os.path.splitext(text)[1].lower()
+    if suffix == ".npy":
+        raise DataError(f"{text!r} is a single .npy array; convert a CSV or an .npz with X "
+                        "and y, or use a folder of .npy shards directly (X_00000.npy, "
+                        "y_00000.npy, ...)")
+    if suffix not in (".csv", ".txt", ".tsv", "", ".npz"):
+        raise DataError(f"unsupported data file type {suffix!r} for {text!r}; convert a "
+                        ".csv or .npz file")
+    if suffix == ".npz" and target is not None:
+        raise DataError(f"target= picks a CSV column; {text!r} is an .npz whose target is "
+                        "its array 'y'")
+    absolute = check_destination(dest_text, text, overwrite)
+    zarr = require("zarr", "writing a zarr store")
+    folder = os.path.dirname(absolute)
+    partial = os.path.join(folder, f".xpnet-{secrets.token_hex(8)}{PARTIAL_SUFFIX}")
+    header: dict[str, Any] = {}
+    blocks = (_npz_blocks(text, chunk_rows, header) if suffix == ".npz"
+              else _csv_blocks(text, target, chunk_rows, header))
+    float_type = np.dtype(dtype)
+    try:
+        group = zarr.open_group(partial, mode="w-")
+        x_array = y_array = None
+        # Parsed blocks wait here until they fill a chunk: each chunk is then compressed
+        # and written once (appending a part of a chunk rewrites the whole chunk).
+        pending_X: list[np.ndarray] = []
+        pending_y: list[np.ndarray] = []
+        rows = pending = 0
+        y_kind = None
+        for block in blocks:
+            if x_array is None:
+                n = block.X.shape[1]
+                chunk_rows = chunk_rows or default_chunk_rows(n, float_type.itemsize)
+                x_array = _create(group, "X", (0, n), (chunk_rows, n), float_type)
+                y_kind = "U" if block.y is not None and block.y.dtype.kind == "U" else "n"
+                y_dtype: Any = str if y_kind == "U" else block.y.dtype  # type: ignore[union-attr]
+                y_array = _create(group, "y", (0,), (chunk_rows,), y_dtype)
+            assert block.y is not None and y_array is not None
+            kind = "U" if block.y.dtype.kind == "U" else "n"
+            if kind != y_kind:
+                first, now = ("numbers", "text") if kind == "U" else ("text", "numbers")
+                raise DataError(f"{block.first_line}: the target holds {now} here but "
+                                f"{first} in the rows before; xpnet convert needs one kind "
+                                "of target per file (all class labels, or all numbers)")
+            X = block.X.astype(float_type, copy=False)
+            if float_type != block.X.dtype and not np.all(np.isfinite(X)):
+                raise DataError(f"{block.first_line}: a value beyond the float32 range; "
+                                "convert with dtype float64")
+            pending_X.append(X)
+            pending_y.append(block.y.astype(y_array.dtype) if kind == "n" else block.y)
+            pending += X.shape[0]
+            rows += X.shape[0]
+            assert chunk_rows is not None
+            if pending >= chunk_rows:
+                pending = _flush(x_array, y_array, pending_X, pending_y, chunk_rows)
+        if x_array is not None and pending:
+            _flush(x_array, y_array, pending_X, pending_y, pending)
+        if x_array is None or rows == 0:
+            raise DataError(f"data file {text!r} has a header row but no data rows")
+        if "header" in header:
+            names = [header["header"][i] or f"x{i + 1}" for i in header["features"]]
+            target_name = header["header"][header["target"]]
+        else:
+            names = [f"x{i + 1}" for i in header["features"]]
+            target_name = "y"
+        group.attrs["xpnet"] = {
+            "format": 1, "rows": rows, "feature_names": names, "target_name": target_name,
+            "source": os.path.basename(text),
+        }
+        assert chunk_rows is not None and y_array is not None
+        summary = ConvertSummary(dest_text, rows, len(names), chunk_rows, float_type.name,
+                                 names, target_name,
+                                 "str" if y_kind == "U" else str(y_array.dtype))
+        _move_into_place(partial, absolute, overwrite)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return summary
+
+
+def _flush(x_array: Any, y_array: Any, pending_X: list[np.ndarray],
+           pending_y: list[np.ndarray], count: int) -> int:
+    """Append the first ``count`` pending rows (whole chunks, or the last part); keep the
+    rest pending. Returns the rows still pending."""
+    X, y = np.concatenate(pending_X), np.concatenate(pending_y)
+    x_array.append(X[:count], axis=0)
+    y_array.append(y[:count], axis=0)
+    pending_X[:] = [X[count:]] if X.shape[0] > count else []
+    pending_y[:] = [y[count:]] if y.shape[0] > count else []
+    return X.shape[0] - count
+
+
+def _move_into_place(partial: str, dest: str, overwrite: bool) -> None:
+    """Rename the finished store to ``dest``; an old store is removed only afterwards."""
+    old = None
+    if os.path.lexists(dest):
+        if not overwrite:  # appeared while converting: never overwrite it
+            raise DestinationError(f"{dest!r} appeared while converting; it was left as it "
+                                   "was")
+        old = os.path.join(os.path.dirname(dest),
+                           f".xpnet-{secrets.token_hex(8)}.zarr-old")
+        os.rename(dest, old)
+    try:
+        os.rename(partial, dest)
+    except BaseException:
+        if old is not None:
+            os.rename(old, dest)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

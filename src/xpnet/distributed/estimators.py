@@ -1,0 +1,215 @@
+"""The scikit-learn estimators on Dask arrays: targets encoded on the workers, lazy
+block-wise prediction and scores (``ParallelPostFit``-style).
+
+``MLPClassifier``/``MLPRegressor`` call these when handed a Dask array; the training
+itself goes through :func:`xpnet.train.fit`, which hands Dask input to
+:func:`xpnet.distributed.fit`. Nothing here brings ``X`` to the driver: the classifier's
+``classes_`` come from one pass of per-chunk ``np.unique`` on the cluster
+(:func:`xpnet.distributed.engine.unique_values`), the targets are
+binarised chunk by chunk, and predictions are ``map_blocks`` graphs in which each block
+runs the estimator's own host method (same code, same numbers as NumPy input).
+
+Differences from host input: early stopping's validation split is drawn by row index from
+the estimator's ``random_state`` exactly as ``train_test_split`` draws an unstratified
+split (the classifier's stratified split would need all labels on the driver);
+``class_weight``, multi-label targets and ``solver="lbfgs"`` are not supported; ``score``
+returns a lazy 0-d Dask array (``float(score)`` computes it on the cluster).
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import numpy as np
+
+from .engine import is_dask_array, require_dask, unique_values
+
+__all__ = [
+    "check_supported", "compute", "encode_classifier_targets", "encode_regressor_targets",
+    "lazy_method", "lazy_score", "validate_X",
+]
+
+
+def compute(collection: Any) -> Any:
+    """Compute a (small) Dask result on the current cluster when there is one."""
+    try:
+        from distributed import get_client
+
+        client = get_client()
+    except (ImportError, ValueError):
+        return collection.compute()
+    return client.compute(collection).result()
+
+
+def check_supported(est: Any, y: Any, sample_weight: Any) -> None:
+    """Refuse, before anything is touched, what the Dask path does not do."""
+    require_dask()
+    if est.solver == "lbfgs":
+        raise ValueError(
+            "solver='lbfgs' is not supported on Dask arrays; use solver='sgd' or 'adam'"
+        )
+    if getattr(est, "class_weight", None) is not None:
+        raise ValueError(
+            "class_weight is not supported on Dask arrays; pass the class weights per row "
+            "as sample_weight"
+        )
+
+
+def validate_X(est: Any, X: Any, reset: bool) -> tuple[Any, None, None, str]:
+    """Shape checks only (``n_features_in_``); the values are checked on the workers."""
+    from sklearn.utils.validation import validate_data
+
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected 2D array, got {X.ndim}D array instead (shape {tuple(X.shape)}). "
+            "Reshape your data with X.reshape(-1, 1) for a single feature."
+        )
+    validate_data(est, X, reset=reset, skip_check_array=True)
+    return X, None, None, "float32" if X.dtype == np.float32 else "float64"
+
+
+def _as_dask_column(y: Any, n_samples: int, what: str) -> Any:
+    import dask.array as da
+
+    if not is_dask_array(y):
+        y = da.from_array(np.asarray(y))
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim == 0 or y.shape[0] != n_samples:
+        raise ValueError(
+            f"Found input variables with inconsistent numbers of samples: "
+            f"[{n_samples}, {y.shape[0] if y.ndim else 0}]"
+        )
+    return y
+
+
+def _binarize(block: np.ndarray, binarizer: Any) -> np.ndarray:
+    return np.asarray(binarizer.transform(block), dtype=np.float64)
+
+
+def encode_classifier_targets(est: Any, y: Any, n_samples: int, incremental: bool) -> Any:
+    """``(m, n_outputs)`` 0/1 targets as a lazy Dask array; ``classes_`` from the
+    chunks' distinct labels computed on the cluster (the labels stay there)."""
+    from sklearn.preprocessing import LabelBinarizer
+    from sklearn.utils.multiclass import check_classification_targets
+
+    y = _as_dask_column(y, n_samples, "y")
+    if y.ndim != 1:
+        raise ValueError(
+            "y as a Dask array must be 1-D class labels; multi-label targets are not "
+            f"supported on Dask arrays (got shape {y.shape})"
+        )
+    classes = unique_values(y)  # one pass of per-chunk np.unique (see there)
+    check_classification_targets(classes)
+    if (not hasattr(est, "classes_")) or (not est.warm_start and not incremental):
+        est._label_binarizer = LabelBinarizer()
+        est._label_binarizer.fit(classes)
+        est.classes_ = est._label_binarizer.classes_
+    elif est.warm_start and set(classes) != set(est.classes_):
+        raise ValueError(
+            "warm_start can only be used where `y` has the same classes as in the previous "
+            f"call to fit. Previously got {est.classes_}, `y` has {classes}"
+        )
+    elif len(np.setdiff1d(classes, est.classes_, assume_unique=True)):
+        raise ValueError(
+            f"`y` has classes not in `self.classes_`. `self.classes_` has {est.classes_}. "
+            f"'y' has {classes}."
+        )
+    binarizer = est._label_binarizer
+    n_out = 1 if len(binarizer.classes_) <= 2 else len(binarizer.classes_)
+    return y.map_blocks(
+        _binarize, binarizer, dtype=np.float64, chunks=(y.chunks[0], (n_out,)), new_axis=1
+    )
+
+
+def encode_regressor_targets(est: Any, y: Any, n_samples: int) -> Any:
+    """``(m, n_outputs)`` float64 targets as a lazy Dask array (checked on the workers)."""
+    import dask.array as da
+
+    if not is_dask_array(y):
+        y = da.from_array(np.asarray(y, dtype=np.float64))
+    y = y.astype(np.float64)
+    if y.ndim == 0 or y.ndim > 2 or y.shape[0] != n_samples:
+        raise ValueError(
+            f"Found input variables with inconsistent numbers of samples: "
+            f"[{n_samples}, {y.shape[0] if y.ndim else 0}]"
+        )
+    return y[:, None] if y.ndim == 1 else y
+
+
+def _run_method(block: Any, state: bytes, method: str) -> Any:
+    """One block through the estimator's own host method (on a worker)."""
+    est = pickle.loads(state)
+    return np.asarray(getattr(est, method)(block))
+
+
+def lazy_method(est: Any, X: Any, method: str) -> Any:
+    """``est.<method>(X)`` for a Dask ``X``: a lazy Dask array, block by block.
+
+    The estimator is pickled when the graph is built, so refitting it afterwards does not
+    change a result computed later."""
+    require_dask()
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(est)
+    validate_X(est, X, reset=False)
+    X = X.rechunk({1: -1})
+    state = pickle.dumps(est)
+    if method == "predict":
+        if est._is_classifier:
+            multilabel = est._label_binarizer.y_type_ == "multilabel-indicator"
+            width = est.n_outputs_ if multilabel else None
+            dtype = np.dtype(np.int64) if multilabel else est.classes_.dtype
+        else:
+            width = est.n_outputs_ if est.n_outputs_ > 1 else None
+            dtype = est.coefs_[0].dtype
+    else:  # predict_proba, predict_log_proba
+        multilabel = est._label_binarizer.y_type_ == "multilabel-indicator"
+        width = est.n_outputs_ if multilabel else len(est.classes_)
+        dtype = est.coefs_[0].dtype
+    if width is None:
+        return X.map_blocks(_run_method, state, method, drop_axis=1, dtype=dtype)
+    return X.map_blocks(
+        _run_method, state, method, chunks=(X.chunks[0], (width,)), dtype=dtype
+    )
+
+
+def lazy_score(est: Any, X: Any, y: Any, sample_weight: Any = None) -> Any:
+    """Accuracy (classifier) or R² averaged over outputs (regressor) as a lazy 0-d Dask
+    array computed block-wise (scikit-learn's ``accuracy_score``/``r2_score``)."""
+    import dask.array as da
+
+    predicted = lazy_method(est, X, "predict")
+    chunks = predicted.chunks[0]
+
+    def aligned(a: Any) -> Any:
+        a = a if is_dask_array(a) else da.from_array(np.asarray(a))
+        return a.rechunk((chunks,) + ((-1,) * (a.ndim - 1)))
+
+    y = aligned(y)
+    weight = None if sample_weight is None else aligned(sample_weight).astype(np.float64)
+    if est._is_classifier:
+        correct = predicted == y
+        if correct.ndim == 2:  # multi-label: subset accuracy
+            correct = correct.all(axis=1)
+        correct = correct.astype(np.float64)
+        if weight is None:
+            return correct.mean()
+        return (correct * weight).sum() / weight.sum()
+    y = y.astype(np.float64)
+    if y.ndim == 1:
+        y = y[:, None]
+    if predicted.ndim == 1:
+        predicted = predicted[:, None]
+    if weight is None:
+        w = da.ones((y.shape[0], 1), chunks=(chunks, (1,)))
+    else:
+        w = weight[:, None]
+    mean = (w * y).sum(axis=0) / w.sum()
+    num = (w * (y - predicted) ** 2).sum(axis=0)
+    den = (w * (y - mean) ** 2).sum(axis=0)
+    # r2_score's force_finite: a constant target scores 1 when predicted exactly, else 0
+    safe = da.where(den == 0, 1.0, den)
+    per_output = da.where(den == 0, da.where(num == 0, 1.0, 0.0), 1.0 - num / safe)
+    return per_output.mean()

@@ -1,0 +1,164 @@
+"""``xpnet train/evaluate/predict`` on Dask, end to end (issue 10): real ``xpnet``
+subprocesses against a LocalCluster they start (``--dask-workers 2``) and against
+separately started ``dask scheduler`` and ``dask worker`` processes on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("distributed", reason='needs dask[distributed]: pip install "xpnet[dask]"')
+pytest.importorskip("zarr", reason='needs zarr: pip install "xpnet[dask]"')
+
+from test_cli import assert_error, run, write_csv  # noqa: E402
+
+import xpnet  # noqa: E402
+from xpnet.data import Standardizer, load_dataset, split_indices  # noqa: E402
+from xpnet.metrics import score  # noqa: E402
+
+DASK = os.path.join(os.path.dirname(sys.executable), "dask")
+
+
+def _json(proc):
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory):
+    """``dask scheduler`` + ``dask worker --nworkers 2`` as separate processes; the
+    scheduler's address. Killed (process groups) whatever the tests do."""
+    folder = tmp_path_factory.mktemp("cluster")
+    file = folder / "scheduler.json"
+    common = {"cwd": folder, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL,
+              "start_new_session": True}
+    procs = [subprocess.Popen(
+        [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+         "--scheduler-file", str(file)], **common)]
+    try:
+        deadline = time.monotonic() + 60
+        while not file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        address = json.loads(file.read_text())["address"]
+        procs.append(subprocess.Popen(
+            [DASK, "worker", address, "--nworkers", "2", "--nthreads", "1", "--host",
+             "127.0.0.1", "--no-dashboard"], **common))
+        from distributed import Client
+
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+def test_train_local_cluster_reports_cluster_steps_and_true_scores(tmp_path):
+    model = tmp_path / "m.npz"
+    report = _json(run("train", "--dask-workers", "2", "--dataset", "iris", "--output",
+                       "softmax", "--chunk-rows", "40", "--epochs", "20", "--batch-size",
+                       "16", "--json", "--save", model, cwd=tmp_path, timeout=300))
+    cluster = report["cluster"]
+    assert (cluster["workers"], cluster["threads"], cluster["kind"]) == (2, 2, "LocalCluster")
+    assert cluster["memory_bytes"] > 0
+    training = report["training"]
+    assert training["chunks"] == 4
+    assert training["steps"] == 20 * 7  # 112 training rows in batches of 16
+    assert 0 <= training["compute_seconds_median"] <= training["step_seconds_median"]
+    assert training["overhead_seconds_median"] == pytest.approx(
+        training["step_seconds_median"] - training["compute_seconds_median"], abs=0.05)
+    # The scores summed chunk by chunk equal the saved model's on the same rows (the
+    # test split is drawn by row index, unstratified)
+    net = xpnet.load(model)
+    data = load_dataset("iris")
+    train_rows, test_rows = (np.sort(r) for r in split_indices(150, 0.25, 0))
+    X = Standardizer.from_dict(net.metadata["standardize"]).transform(data.X)
+    y = np.searchsorted(np.array(net.metadata["classes"]), data.y)
+    for rows, reported in ((train_rows, report["train"]), (test_rows, report["test"])):
+        expected = score(net, X[rows], y[rows], "multiclass")
+        assert reported["rows"] == expected["rows"]
+        assert reported["loss"] == pytest.approx(expected["loss"], rel=1e-12)
+        assert reported["accuracy"] == expected["accuracy"]
+
+
+def test_evaluate_and_predict_on_cluster_equal_single_process(tmp_path):
+    model = tmp_path / "m.npz"
+    assert run("train", "--dataset", "iris", "--output", "softmax", "--epochs", "30",
+               "--save", model, "-q", cwd=tmp_path).returncode == 0
+    host = _json(run("evaluate", model, "--dataset", "iris", "--json"))
+    remote = _json(run("evaluate", model, "--dataset", "iris", "--dask-workers", "2",
+                       "--chunk-rows", "40", "--json", timeout=300))
+    assert remote["cluster"]["workers"] == 2
+    assert remote["rows"] == host["rows"] == 150
+    assert remote["loss"] == pytest.approx(host["loss"], rel=1e-12)
+    assert remote["accuracy"] == host["accuracy"]
+    assert run("predict", model, "--dataset", "iris", "--out", tmp_path / "host.csv",
+               "-q").returncode == 0
+    proc = run("predict", model, "--dataset", "iris", "--dask-workers", "2", "--chunk-rows",
+               "40", "--out", tmp_path / "remote.csv", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote 150 predictions" in proc.stdout
+    assert (tmp_path / "remote.csv").read_text() == (tmp_path / "host.csv").read_text()
+
+
+def test_train_against_separate_scheduler_and_workers_on_a_converted_store(
+    tmp_path, dask_cluster
+):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    label = np.where(X[:, 0] + X[:, 1] > 0, "up", "down")
+    csv_path = write_csv(tmp_path / "d.csv", ["a", "b", "c", "label"],
+                         [[*map(float, row), lab] for row, lab in zip(X, label)])
+    store = tmp_path / "d.zarr"
+    proc = run("convert", csv_path, store, "--chunk-rows", "70", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    report = _json(run("train", "--data", store, "--scheduler", dask_cluster, "--epochs",
+                       "40", "--lr", "1", "--json", "--save", tmp_path / "m.npz",
+                       cwd=tmp_path, timeout=300))
+    assert report["cluster"]["kind"] == "scheduler"
+    assert report["cluster"]["workers"] == 2
+    assert report["cluster"]["scheduler"] == dask_cluster
+    assert report["data"]["rows"] == 300 and report["data"]["classes"] == ["down", "up"]
+    assert report["training"]["chunks"] >= 2  # the store's chunks of 70 rows, less the test rows
+    assert report["test"]["accuracy"] > 0.8
+    evaluated = _json(run("evaluate", tmp_path / "m.npz", "--data", store, "--scheduler",
+                          dask_cluster, "--json", timeout=300))
+    assert evaluated["rows"] == 300 and evaluated["accuracy"] > 0.8
+
+
+def test_text_report_names_the_cluster_and_the_overhead(tmp_path):
+    proc = run("train", "--dask-workers", "2", "--epochs", "3", "--batch-size", "100",
+               cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "cluster   local cluster: 2 workers, 2 threads," in proc.stdout
+    assert "overhead" in proc.stdout and "workers' compute" in proc.stdout
+
+
+def test_cluster_option_errors(tmp_path):
+    assert_error(run("train", "--chunk-rows", "10"), "--chunk-rows", "--dask-workers")
+    store = tmp_path / "store"
+    store.mkdir()
+    assert_error(run("train", "--data", store), "--dask-workers N or --scheduler")
+    assert_error(run("train", "--dask-workers", "1", "--plot", tmp_path / "p.png",
+                     timeout=300), "--plot")
+    assert_error(run("train", "--dask-workers", "2", "--scheduler", "tcp://127.0.0.1:1"),
+                 "not allowed with")
+    assert_error(run("train", "--scheduler", "tcp://127.0.0.1:1", timeout=120),
+                 "--scheduler tcp://127.0.0.1:1", "cannot connect")
