@@ -55,3 +55,37 @@ def test_cli_convert_without_zarr_is_one_error_line_and_writes_nothing(tmp_path)
     assert_error(proc, "needs zarr, which is not installed",
                  "pip install 'xpnet[dask]'")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.csv"]
+
+
+def test_dask_arrays_without_distributed_name_the_extra():
+    """dask.array alone (the ``dask[array]`` install, no ``distributed``): fitting on a
+    Dask array raises the same BackendUnavailableError as the other entry points."""
+    import pytest
+
+    pytest.importorskip("dask.array", reason="needs dask.array to build the input")
+    code = textwrap.dedent("""
+        import sys
+        sys.modules['distributed'] = None
+        import dask.array as da
+        import numpy as np
+        import xpnet
+        from xpnet.distributed.storage import DaskUnavailableError
+        X = da.from_array(np.zeros((8, 2)), chunks=4)
+        y = da.from_array(np.zeros(8), chunks=4)
+        for call in (lambda: xpnet.MLP([2, 3, 1]).fit(X, y, epochs=1),
+                     lambda: xpnet.MLPClassifier(max_iter=1).fit(X, y)):
+            try:
+                call()
+            except DaskUnavailableError as exc:
+                print(exc)
+            else:
+                raise SystemExit("no error")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 2, lines
+    for line in lines:
+        assert "needs distributed, which is not installed" in line
+        assert "pip install 'xpnet[dask]'" in line

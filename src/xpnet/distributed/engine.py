@@ -54,14 +54,13 @@ INSTALL_HINT = 'install it with: pip install "xpnet[dask]"'
 
 
 def require_dask() -> None:
-    """Raise ``ImportError`` with the install command when dask/distributed are missing."""
-    try:
-        import dask.array  # noqa: F401
-        import distributed  # noqa: F401
-    except ImportError as exc:
-        raise ImportError(
-            f"training on Dask arrays needs dask[array,distributed] ({exc}); {INSTALL_HINT}"
-        ) from None
+    """Raise :class:`~xpnet.distributed.storage.DaskUnavailableError` (a
+    ``BackendUnavailableError``, which the CLI reports in one line) with the install
+    command when dask.array or distributed is missing."""
+    from .storage import require
+
+    require("dask.array", "training on Dask arrays")
+    require("distributed", "training on Dask arrays")
 
 
 def is_dask_array(obj: Any) -> bool:
