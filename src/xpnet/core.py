@@ -210,8 +210,9 @@ def _device(array: Array) -> Any:
 @dataclass(frozen=True)
 class Architecture:
     """What the step needs besides parameters and data: hidden activations, the
-    output/loss pair, the L2 strength and the dropout rates per hidden layer. Immutable and hashable, so it can key a cache
-    of compiled programs and be closed over by ``jax.jit``.
+    output/loss pair, the L2 strength and the dropout rates per hidden layer. Immutable
+    and hashable, so it can key a cache of compiled programs and be closed over by
+    ``jax.jit``.
 
     ``MLP.architecture`` returns the network's.
     """

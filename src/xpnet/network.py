@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from . import _memory, core
-from ._dropout import DropoutStream, check_dropout, dropout_key
 from . import _validation as v
+from ._dropout import DropoutStream, check_dropout, dropout_key
 from ._sparse import check_sparse_X, is_sparse
 from .activations import Activation, get_activation
 from .backends import DTYPE_NAMES, Backend, get_backend, on_device
