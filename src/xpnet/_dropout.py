@@ -196,16 +196,25 @@ class _Lanes:
         return x ^ (self.const(y) if isinstance(y, int) else y)
 
     def mix_top(self, x: Any) -> Any:
-        """fmix32 without its last ``x ^= x >> 16`` (see the module notes)."""
-        x = x ^ (x >> 16)
-        x = self.mul(x, _M1)
-        x = x ^ (x >> 13)
-        return self.mul(x, _M2)
+        """fmix32 without its last ``x ^= x >> 16`` (see the module notes). Updates ``x``
+        in place where arrays allow it (the callers pass arrays they just made: about a
+        third less time on NumPy's grid than with a new array per operation); Python
+        ints and JAX arrays are rebound."""
+        x ^= x >> 16
+        x *= self.const(_M1)
+        if self.wrap:
+            x &= MASK32
+        x ^= x >> 13
+        x *= self.const(_M2)
+        if self.wrap:
+            x &= MASK32
+        return x
 
     def mix(self, x: Any) -> Any:
-        """MurmurHash3's fmix32."""
+        """MurmurHash3's fmix32 (in place, as :meth:`mix_top`)."""
         x = self.mix_top(x)
-        return x ^ (x >> 16)
+        x ^= x >> 16
+        return x
 
 
 _PY = _Lanes()
@@ -282,5 +291,7 @@ def scaled_masks(
             masks.append(None)
             continue
         keep = keep_mask(xp, stream.key, stream.step, layer, stream.rows, width, rate)
-        masks.append(xp.astype(keep, dtype) * (1.0 / (1.0 - rate)))
+        scaled = xp.astype(keep, dtype)
+        scaled *= 1.0 / (1.0 - rate)  # D = M / (1 - p), in place on the new array
+        masks.append(scaled)
     return masks
