@@ -318,6 +318,28 @@ def test_zero_rates_and_no_stream_are_the_plain_step():
             np.testing.assert_array_equal(a, b)
 
 
+def test_chunks_with_their_global_rows_add_up_to_the_batch():
+    """What a data-parallel engine does: each chunk passes its rows' global indices (and
+    the batch's step) and the global row count; the chunks' losses and gradients add up
+    to the whole batch's, dropout included."""
+    X, Y = make_problem("softmax", m=30, seed=8)
+    net = xpnet.MLP([3, 12, 9, 3], activation="tanh", output="softmax", seed=3,
+                    dropout=[0.4, 0.2])
+    X, Y = net._check_XY(X, Y)
+    arch = net.architecture
+    order = np.random.default_rng(1).permutation(100)[:30]  # the batch's global rows
+    whole = arch.loss_and_grads(net._params, X, Y, None, None,
+                                stream=DropoutStream(net._dropout_key, 11, order))
+    parts = [
+        arch.loss_and_grads(net._params, X[a:b], Y[a:b], None, 30,
+                            stream=DropoutStream(net._dropout_key, 11, order[a:b]))
+        for a, b in [(0, 7), (7, 19), (19, 30)]
+    ]
+    assert_close(sum(float(p[0]) for p in parts), float(whole[0]), 1e-13, "loss")
+    for i, g in enumerate(whole[1]):
+        assert_close(sum(p[1][i] for p in parts), g, 1e-13, f"grad {i}")
+
+
 def test_the_step_is_pure_with_dropout():
     net, X, Y, stream = _step_setup()
     before = [p.copy() for p in net._params] + [X.copy(), Y.copy(), stream.rows.copy()]
