@@ -578,3 +578,40 @@ else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             check(estimator)
+
+
+def test_compiled_dropout_in_32_bit_jax_matches_numpy():
+    """A float32 JAX network in a fresh process (no ``jax_enable_x64``): the compiled
+    epoch's step counter and rows are int32 there; eager JAX, compiled JAX and NumPy
+    draw the same masks, so they agree to float32 rounding over two fits."""
+    pytest.importorskip("jax")
+    code = textwrap.dedent("""
+        import json, numpy as np, jax, xpnet
+        assert not jax.config.jax_enable_x64
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(70, 4)).astype(np.float32)
+        y = rng.integers(0, 3, 70)
+        weights = []
+        for backend, compile in [("numpy", False), ("jax", False), ("jax", True)]:
+            net = xpnet.MLP([4, 10, 7, 3], activation="tanh", output="softmax",
+                            backend=backend, dtype="float32", seed=5, dropout=[0.3, 0.2])
+            net.fit(X, y, epochs=3, lr=0.2, batch_size=16, compile=compile)
+            net.fit(X, y, epochs=2, lr=0.2, batch_size=16, compile=compile, shuffle=False)
+            weights.append(np.asarray(xpnet.to_numpy(net.params[0][0])).tolist())
+        print(json.dumps(weights))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env={"JAX_ENABLE_X64": "0", "JAX_PLATFORMS": "cpu",
+                                            "PATH": ""})
+    assert proc.returncode == 0, proc.stderr
+    reference, eager, compiled = (np.array(w) for w in json.loads(proc.stdout))
+    assert_close(eager, reference, rtol=1e-5, what="eager JAX vs NumPy")
+    assert_close(compiled, reference, rtol=1e-5, what="compiled JAX vs NumPy")
+    without = xpnet.MLP([4, 10, 7, 3], activation="tanh", output="softmax", dtype="float32",
+                        seed=5)  # the same fits without dropout end elsewhere
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(70, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 70)
+    without.fit(X, y, epochs=3, lr=0.2, batch_size=16)
+    without.fit(X, y, epochs=2, lr=0.2, batch_size=16, shuffle=False)
+    assert np.abs(np.asarray(without.params[0][0]) - reference).max() > 1e-3
