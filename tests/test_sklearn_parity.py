@@ -172,14 +172,16 @@ def test_trajectory_equals_scikit_learn(task: str, solver: str, sparse: str | No
     ("ours", "theirs", "extra"),
     [
         (MLPClassifier, SkMLPClassifier,
-         ["backend", "device", "dtype", "class_weight", "threads", "compile"]),
-        (MLPRegressor, SkMLPRegressor, ["backend", "device", "dtype", "threads", "compile"]),
+         ["backend", "device", "dtype", "class_weight", "threads", "compile", "dropout"]),
+        (MLPRegressor, SkMLPRegressor,
+         ["backend", "device", "dtype", "threads", "compile", "dropout"]),
     ],
 )
 def test_signature_is_scikit_learns_plus_backend_device_dtype(ours, theirs, extra) -> None:
     """Every parameter of scikit-learn's constructor, in the same order, of the same kind
     (positional or keyword-only) and with the same default; then only backend, device,
-    dtype (and the classifier's class_weight, issue 13), threads and compile (issue 9)."""
+    dtype (and the classifier's class_weight, issue 13), threads and compile (issue 9),
+    and dropout (issue 13)."""
     mine = list(inspect.signature(ours.__init__).parameters.values())[1:]
     reference = list(inspect.signature(theirs.__init__).parameters.values())[1:]
     assert [(p.name, p.kind, p.default) for p in mine[: len(reference)]] == [

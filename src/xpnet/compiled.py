@@ -80,17 +80,22 @@ def epoch_program(
     device: Any,
     weighted: bool,
     shuffled: bool,
+    dropout_key: tuple[int, int] | None = None,
 ) -> Callable[..., tuple[Any, ...]]:
-    """The compiled epoch ``(params, state, X, Y, w, order) -> (params, state, Σ size·loss,
-    Σ size·loss + 0·Σp)`` (``w``/``order`` are None when not ``weighted``/``shuffled``;
-    the last value is the training loop's divergence check), built once per shape."""
+    """The compiled epoch ``(params, state, X, Y, w, order, step) -> (params, state,
+    Σ size·loss, Σ size·loss + 0·Σp)`` (``w``/``order`` are None when not
+    ``weighted``/``shuffled``; the last value is the training loop's divergence check),
+    built once per shape. With dropout (``arch.dropout`` and the network's
+    ``dropout_key``), ``step`` is the network's step count at the epoch's start (a 0-d
+    integer array), and batch ``i`` draws the masks of step ``step + i`` for its global
+    rows, as the eager loop does; without, ``step`` is None."""
     key = (arch, m, batch_size, shapes, str(dtype), str(device), weighted, shuffled,
-           _optimizer_key(opt))
+           _optimizer_key(opt), dropout_key)
     program = _programs.get(key)
     if program is not None:
         _programs.move_to_end(key)
         return program
-    program = _build(arch, opt, m, batch_size, weighted, shuffled)
+    program = _build(arch, opt, m, batch_size, weighted, shuffled, dropout_key)
     _programs[key] = program
     if len(_programs) > _CACHE_SIZE:
         _programs.popitem(last=False)
@@ -104,11 +109,13 @@ def cached_programs() -> int:
 
 def _build(
     arch: Architecture, opt: Optimizer, m: int, batch_size: int, weighted: bool,
-    shuffled: bool,
+    shuffled: bool, dropout_key: tuple[int, int] | None = None,
 ) -> Callable[..., Any]:
     import jax
     import jax.numpy as jnp
     from jax import lax
+
+    from ._dropout import DropoutStream
 
     n_full, rest = divmod(m, batch_size)
 
@@ -122,27 +129,39 @@ def _build(
                 lax.dynamic_slice_in_dim(Y, first, size, axis=0),
                 None if w is None else lax.dynamic_slice_in_dim(w, first, size))
 
+    def stream(order: Array | None, first: Any, size: int, step: Any,
+               batch: Any) -> DropoutStream | None:
+        """The eager loop's dropout stream (:meth:`xpnet.MLP._stream`) of one batch."""
+        if step is None or dropout_key is None:
+            return None
+        rows = (first + jnp.arange(size) if order is None
+                else lax.dynamic_slice_in_dim(order, first, size))
+        return DropoutStream(dropout_key, step + jnp.asarray(batch, dtype=step.dtype), rows)
+
     def step(params: list[Array], state: dict[str, Any], X_b: Array, Y_b: Array,
-             w_b: Array | None) -> tuple[list[Array], dict[str, Any], Array]:
-        loss, grads = arch.loss_and_grads(params, X_b, Y_b, w_b)
+             w_b: Array | None, stream: DropoutStream | None = None,
+             ) -> tuple[list[Array], dict[str, Any], Array]:
+        loss, grads = arch.loss_and_grads(params, X_b, Y_b, w_b, stream=stream)
         params, state = opt.apply(params, grads, state)
         return params, state, loss
 
     def epoch(params: list[Array], state: dict[str, Any], X: Array, Y: Array,
-              w: Array | None, order: Array | None) -> tuple[Any, ...]:
+              w: Array | None, order: Array | None, step0: Any = None) -> tuple[Any, ...]:
         total = jnp.zeros((), dtype=X.dtype)
 
         def body(i: Any, carry: Any) -> Any:
             params, state, total = carry
             X_b, Y_b, w_b = batch_rows(X, Y, w, order, i * batch_size, batch_size)
-            params, state, loss = step(params, state, X_b, Y_b, w_b)
+            params, state, loss = step(params, state, X_b, Y_b, w_b,
+                                       stream(order, i * batch_size, batch_size, step0, i))
             return params, state, total + loss * batch_size
 
         if n_full:
             params, state, total = lax.fori_loop(0, n_full, body, (params, state, total))
         if rest:  # the last, smaller batch: a static slice, in this same program
             X_b, Y_b, w_b = batch_rows(X, Y, w, order, n_full * batch_size, rest)
-            params, state, loss = step(params, state, X_b, Y_b, w_b)
+            params, state, loss = step(params, state, X_b, Y_b, w_b,
+                                       stream(order, n_full * batch_size, rest, step0, n_full))
             total = total + loss * rest
         # the loop's divergence check, 0·Σp (NaN once a parameter is), done here rather
         # than as a few more eager dispatches per epoch

@@ -14,6 +14,16 @@ With rows as samples, ``L`` weight layers and ``S`` the total weight (``m`` rows
     (BP2)    dZ_{l-1} = (dZ_l @ W_l.T) ⊙ g'_{l-1}(A_{l-1})
     (BP3)    dW_l     = A_{l-1}.T @ dZ_l (+ alpha·W_l / S)
     (BP4)    db_l     = Σ_rows dZ_l
+
+With inverted dropout (``dropout=`` rates and a ``stream``; training only), hidden layer
+``l`` passes on ``Ã_l = A_l ⊙ D_l`` with ``D_l = M_l / (1 - p_l)`` (see
+:mod:`xpnet._dropout` for ``M_l``), and::
+
+    (BP2')   dZ_{l-1} = ((dZ_l @ W_l.T) ⊙ D_{l-1}) ⊙ g'_{l-1}(A_{l-1})
+    (BP3')   dW_l     = Ã_{l-1}.T @ dZ_l
+
+``g'`` is written with the activation *before* dropout (``A``), ``dW`` with the one the
+next layer saw (``Ã``): docs/backprop.md derives both.
 """
 
 from __future__ import annotations
@@ -22,10 +32,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._dropout import DropoutStream, scaled_masks
 from .activations import Activation
 from .losses import OutputLoss
 
-__all__ = ["Architecture", "hidden_forward", "loss_and_grads", "penalty"]
+__all__ = ["Architecture", "DropoutStream", "hidden_forward", "loss_and_grads", "penalty"]
 
 Array = Any
 
@@ -54,6 +65,30 @@ def hidden_forward(
     return cache, Z_out
 
 
+def _dropout_forward(
+    hidden: Sequence[Activation], params: Sequence[Array], X: Array, masks: Sequence[Any],
+    xp: Any,
+) -> tuple[list[Array], list[Array], Array]:
+    """Training forward pass with inverted dropout: ``(cache, undropped, Z_L)``, where
+    ``cache = [X, Ã_1, ..., Ã_{L-1}]`` holds what each next layer saw (``Ã_l = A_l ⊙ D_l``,
+    or ``A_l`` where ``D_l`` is None) and ``undropped = [X, A_1, ..., A_{L-1}]`` the
+    activations before dropout, which ``g'`` is written in."""
+    cache = [X]
+    undropped = [X]
+    A = X
+    for layer, act in enumerate(hidden):
+        Z = A @ params[2 * layer]
+        Z += params[2 * layer + 1]
+        A = act.forward(xp, Z)  # A_l = g_l(Z_l)
+        undropped.append(A)
+        if masks[layer] is not None:
+            A = A * masks[layer]  # Ã_l = A_l ⊙ M_l / (1 - p_l): a new array, A_l is kept
+        cache.append(A)
+    Z_out = A @ params[-2]
+    Z_out += params[-1]
+    return cache, undropped, Z_out
+
+
 def penalty(alpha: float, params: Sequence[Array], total_weight: Any, xp: Any) -> Array:
     """``alpha / (2 S) * Σ‖W‖²`` (biases not penalised), ``S`` the rows or weight sum."""
     return (alpha / (2 * total_weight)) * sum(xp.sum(W * W) for W in params[0::2])
@@ -79,6 +114,8 @@ def loss_and_grads(
     alpha: float = 0.0,
     xp: Any = None,
     row_sum: Callable[[Array], Array] | None = None,
+    dropout: Sequence[float] = (),
+    stream: DropoutStream | None = None,
 ) -> tuple[Array, list[Array]]:
     """Loss (0-d array) and flat gradients ``[dW_1, db_1, ...]`` of one batch; pure.
 
@@ -103,9 +140,25 @@ def loss_and_grads(
     row_sum : callable, optional
         ``dZ -> Σ_rows dZ``; default ``ones(m) @ dZ`` built on every call. A caller may
         pass a cached variant (the eager :class:`xpnet.MLP` does, outside JAX).
+    dropout : sequence of float, optional
+        Dropout rate ``p_l`` per hidden layer (``0 <= p < 1``; empty or all 0: none).
+        Applied only with a ``stream``.
+    stream : DropoutStream, optional
+        The batch's place in the dropout stream (network key, optimiser step, global row
+        indices ``(m,)`` on the device): the masks are a function of it, so the same
+        stream gives the same masks on every backend, eager or compiled, whole or in
+        chunks. ``None`` (default): no dropout, as at predict time.
     """
     xp = _namespace(X) if xp is None else xp
-    cache, Z_out = hidden_forward(hidden, params, X, xp)
+    masks: list[Any] = []
+    if stream is not None and any(dropout):
+        widths = [params[2 * layer].shape[1] for layer in range(len(hidden))]
+        masks = scaled_masks(xp, stream, dropout, widths, X.dtype)
+    if masks:
+        cache, undropped, Z_out = _dropout_forward(hidden, params, X, masks, xp)
+    else:
+        cache, Z_out = hidden_forward(hidden, params, X, xp)
+        undropped = cache
     if weight is None and total is None:
         total_weight: Any = X.shape[0]  # S = m
         weight_column = None
@@ -131,7 +184,7 @@ def loss_and_grads(
         dZ *= weight_column  # ... or w ⊙ (A_L - Y) / S with row weights
     summed = row_sum if row_sum is not None else (lambda dZ: _row_sum(dZ, xp))
     for layer in range(len(hidden), -1, -1):
-        A_prev = cache[layer]
+        A_prev = cache[layer]  # Ã_{l-1} with dropout: what layer l saw
         W = params[2 * layer]
         dW = A_prev.T @ dZ  # (BP3)
         if alpha:
@@ -140,9 +193,11 @@ def loss_and_grads(
         grads[2 * layer + 1] = summed(dZ)  # (BP4)
         if layer:
             dZ = dZ @ W.T  # (BP2): the weights W_l carry the error back ...
+            if masks and masks[layer - 1] is not None:
+                dZ *= masks[layer - 1]  # (BP2') dA_{l-1} = dÃ_{l-1} ⊙ M_{l-1} / (1 - p)
             derivative = hidden[layer - 1].derivative
             if derivative is not None:  # ... times g'_{l-1}, written with A_{l-1}
-                dZ *= derivative(xp, A_prev)
+                dZ *= derivative(xp, undropped[layer])  # (pre-dropout A_{l-1})
     return loss, grads
 
 
@@ -155,8 +210,9 @@ def _device(array: Array) -> Any:
 @dataclass(frozen=True)
 class Architecture:
     """What the step needs besides parameters and data: hidden activations, the
-    output/loss pair and the L2 strength. Immutable and hashable, so it can key a cache
-    of compiled programs and be closed over by ``jax.jit``.
+    output/loss pair, the L2 strength and the dropout rates per hidden layer. Immutable
+    and hashable, so it can key a cache of compiled programs and be closed over by
+    ``jax.jit``.
 
     ``MLP.architecture`` returns the network's.
     """
@@ -164,6 +220,7 @@ class Architecture:
     hidden: tuple[Activation, ...]
     output: OutputLoss
     alpha: float = 0.0
+    dropout: tuple[float, ...] = ()
 
     def loss_and_grads(
         self,
@@ -172,9 +229,11 @@ class Architecture:
         Y: Array,
         weight: Array | None = None,
         total: Any = None,
+        *,
+        stream: DropoutStream | None = None,
     ) -> tuple[Array, list[Array]]:
         """:func:`loss_and_grads` with this architecture (pure; see there)."""
         return loss_and_grads(
             params, X, Y, weight, total, hidden=self.hidden, output=self.output,
-            alpha=self.alpha,
+            alpha=self.alpha, dropout=self.dropout, stream=stream,
         )

@@ -47,6 +47,10 @@ _HEADER_KEYS = {
     "format", "format_version", "xpnet_version", "layer_sizes", "activations", "output",
     "loss", "dtype", "alpha", "trained_on", "metadata",
 }
+# Fields a header may lack. "dropout" (rates per hidden layer) is written only for a
+# network with dropout: files of networks without it stay readable by older xpnets, and
+# files from before it load with no dropout.
+_OPTIONAL_KEYS = {"dropout"}
 _METADATA_KEYS = {
     "standardize", "target_standardize", "classes", "feature_names", "target_name", "task",
     "dataset", "split", "extra",
@@ -162,6 +166,8 @@ def save(net: MLP, path: str | os.PathLike[str], **metadata: Any) -> None:
         },
         "metadata": meta,
     }
+    if any(net.dropout):
+        header["dropout"] = list(net.dropout)
     _validate_header(header, source="the model to save")  # never write what load refuses
     header_bytes = json.dumps(header, allow_nan=False, sort_keys=True).encode("utf-8")
     _check_header_bytes("the model to save", header_bytes)  # size and nesting, as load
@@ -254,7 +260,7 @@ def _validate_header(header: Any, source: str) -> None:
     """
     _check_type(source, "header", header, dict)
     missing = _HEADER_KEYS - set(header)
-    unknown = set(header) - _HEADER_KEYS
+    unknown = set(header) - _HEADER_KEYS - _OPTIONAL_KEYS
     if missing:
         raise _fail(source, f"header lacks field(s) {', '.join(sorted(missing))}")
     if unknown:
@@ -296,6 +302,15 @@ def _validate_header(header: Any, source: str) -> None:
     if output == "softmax" and sizes[-1] < 2:
         raise _fail(source, "a softmax output needs at least 2 units")
     _check_string(source, "dtype", header["dtype"], DTYPE_NAMES)
+    if "dropout" in header:
+        rates = header["dropout"]
+        _check_type(source, "dropout", rates, list)
+        if len(rates) != len(sizes) - 2 or any(
+            isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1
+            for p in rates
+        ):
+            raise _fail(source, "field 'dropout' must hold one rate in [0, 1) per hidden "
+                        f"layer ({len(sizes) - 2}); got {_show(rates)}")
     alpha = header["alpha"]
     _check_type(source, "alpha", alpha, (int, float))
     if _finite(source, "alpha", alpha) < 0:
@@ -574,6 +589,7 @@ def load(
         device=device,
         dtype=dtype or header["dtype"],
         alpha=header["alpha"],
+        dropout=header.get("dropout", 0.0),
     )
     net.set_params(list(zip(params[0::2], params[1::2], strict=True)))
     metadata = dict(header["metadata"])

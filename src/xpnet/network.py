@@ -27,6 +27,7 @@ import numpy as np
 
 from . import _memory, core
 from . import _validation as v
+from ._dropout import DropoutStream, check_dropout, dropout_key
 from ._sparse import check_sparse_X, is_sparse
 from .activations import Activation, get_activation
 from .backends import DTYPE_NAMES, Backend, get_backend, on_device
@@ -145,6 +146,16 @@ class MLP:
     alpha : float, default 0.0
         L2 penalty: ``alpha / (2m) * sum ||W||^2`` is added to the loss (biases are not
         penalised), as in scikit-learn.
+    dropout : float or sequence of float, default 0.0
+        Inverted dropout rate ``p`` (``0 <= p < 1``) of every hidden layer, or one per
+        hidden layer; 0 turns it off. While :meth:`fit` trains, each hidden unit's output
+        is dropped with probability ``p`` and the kept ones are scaled by ``1/(1-p)``;
+        predictions, :meth:`loss`, :meth:`loss_and_grads` and :meth:`step` use the whole
+        network. The masks are a hash of (the seed, the optimiser step, the layer, the
+        row's index in the training data, the unit), made on the device with integer
+        operations: the same masks on every backend, eager or compiled (see
+        :mod:`xpnet._dropout`). The step counts every optimiser step of the network's
+        life, so a second ``fit`` continues the stream rather than repeating it.
     """
 
     def __init__(
@@ -157,6 +168,7 @@ class MLP:
         dtype: str = "float64",
         seed: int | None = 0,
         alpha: float = 0.0,
+        dropout: float | Sequence[float] = 0.0,
     ) -> None:
         self.layer_sizes = _check_layer_sizes(layer_sizes)
         n_hidden = len(self.layer_sizes) - 2
@@ -182,6 +194,8 @@ class MLP:
                     f"{'' if n_hidden == 1 else 's'}; give one name, or one per hidden layer"
                 )
         self._hidden: list[Activation] = [get_activation(name) for name in names]
+        #: dropout rate per hidden layer (all 0: off)
+        self.dropout: tuple[float, ...] = check_dropout(dropout, n_hidden)
         self._output: OutputLoss = get_output(output)
         if output == "softmax" and self.layer_sizes[-1] < 2:
             raise ValueError(
@@ -207,8 +221,11 @@ class MLP:
         self.array_backend: Backend = get_backend(backend, device)
         self.xp = self.array_backend.xp
         self._dtype = self.array_backend.dtype(self.dtype)
-        init_seq, shuffle_seq = np.random.SeedSequence(seed).spawn(2)
+        # the third child keys the dropout stream (children 0 and 1 are as before it)
+        init_seq, shuffle_seq, dropout_seq = np.random.SeedSequence(seed).spawn(3)
         self._shuffle_rng = np.random.default_rng(shuffle_seq)
+        self._dropout_key = dropout_key(dropout_seq)
+        self._steps = 0  # optimiser steps taken by fit over the network's life (dropout)
         self._params: list[Array] = self._initial_params(np.random.default_rng(init_seq))
         self._ones: dict[int, Array] = {}  # row-summing vectors by batch size (see _row_sum)
 
@@ -249,8 +266,14 @@ class MLP:
         return (
             f"MLP({list(self.layer_sizes)}, activation={acts!r}, output={self.output!r}, "
             f"backend={self.backend!r}, device={self.device!r}, dtype={self.dtype!r}, "
-            f"seed={self.seed!r}, alpha={self.alpha!r})"
+            f"seed={self.seed!r}, alpha={self.alpha!r}{self._dropout_repr()})"
         )
+
+    def _dropout_repr(self) -> str:
+        if not any(self.dropout):
+            return ""
+        rates = self.dropout
+        return f", dropout={rates[0] if len(set(rates)) == 1 else list(rates)!r}"
 
     # ------------------------------------------------------------------ parameters
     def _initial_params(self, rng: np.random.Generator) -> list[Array]:
@@ -400,9 +423,31 @@ class MLP:
     # ------------------------------------------------------------------ math
     @property
     def architecture(self) -> Architecture:
-        """The network's :class:`xpnet.core.Architecture` (activations, output, alpha):
-        with ``params`` it is all the pure step :func:`xpnet.core.loss_and_grads` needs."""
-        return Architecture(tuple(self._hidden), self._output, self.alpha)
+        """The network's :class:`xpnet.core.Architecture` (activations, output, alpha,
+        dropout rates): with ``params`` (and, for dropout, a :meth:`_stream`) it is all
+        the pure step :func:`xpnet.core.loss_and_grads` needs."""
+        return Architecture(
+            tuple(self._hidden), self._output, self.alpha,
+            self.dropout if any(self.dropout) else (),
+        )
+
+    def _stream(
+        self, order: Array | None, first: int, last: int, batch_size: int
+    ) -> DropoutStream | None:
+        """The dropout stream of training batch ``[first, last)`` of the current epoch
+        (rows ``order[first:last]``, or ``first..last-1`` unshuffled), or None without
+        dropout. Its step is ``_steps`` (the steps of finished epochs; :func:`xpnet.train.fit`
+        adds each epoch's) plus the batch's number in the epoch."""
+        if not any(self.dropout):
+            return None
+        if order is None:
+            rows = self.xp.arange(
+                first, last, dtype=self.array_backend.index_dtype,
+                device=self.array_backend.device,
+            )
+        else:
+            rows = order[first:last]
+        return DropoutStream(self._dropout_key, self._steps + first // batch_size, rows)
 
     def _hidden_forward(self, X: Array) -> tuple[list[Array], Array]:
         """Cache ``[A_0=X, A_1, ..., A_{L-1}]`` and the output pre-activation ``Z_L``."""
@@ -440,7 +485,8 @@ class MLP:
         return ones @ dZ
 
     def _loss_and_grads(
-        self, X: Array, Y: Array, sample_weight: Array | None = None
+        self, X: Array, Y: Array, sample_weight: Array | None = None, *,
+        stream: DropoutStream | None = None,
     ) -> tuple[Array, list[Array]]:
         """Loss and flat gradients ``[dW_1, db_1, ...]`` for checked arrays.
 
@@ -453,6 +499,8 @@ class MLP:
         to ``dZ_L = w ⊙ (A_L − Y) / S``, and the L2 gradient to ``alpha·W/S``; with all
         ``w_i = 1`` this is the unweighted loss exactly. A batch whose weights are all
         zero has loss 0 and zero gradients (``S`` is taken as 1 there).
+
+        ``stream`` (from :meth:`_stream`): train with dropout on this batch.
         """
         # The pure step; outside JAX with the cached ones vector of _row_sum (under
         # jax.jit a cached array would be a tracer, so JAX builds it in the step).
@@ -460,6 +508,7 @@ class MLP:
         return core.loss_and_grads(
             self._params, X, Y, sample_weight, None, hidden=self._hidden,
             output=self._output, alpha=self.alpha, xp=self.xp, row_sum=row_sum,
+            dropout=self.dropout, stream=stream,
         )
 
     # ------------------------------------------------------------------ public API

@@ -66,6 +66,7 @@ from sklearn.utils.validation import (
 )
 
 from . import _validation as v
+from ._dropout import check_dropout
 from ._sparse import _sparse_module, is_sparse, take_rows
 from .backends import get_backend, to_numpy
 from .losses import OutputLoss
@@ -89,6 +90,7 @@ _EXTRA_CONSTRAINTS: dict[str, Any] = {
     "dtype": [StrOptions({"float32", "float64"}), None],
     "threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
     "compile": ["boolean"],
+    "dropout": "no_validation",  # a rate or one per hidden layer: see _check_params
 }
 _DEVICE_LIBRARIES = ("torch", "cupy", "array_api_strict", "jax")
 # scikit-learn's message, word for word (SGDClassifier.partial_fit)
@@ -301,6 +303,7 @@ class _BaseMLP(BaseEstimator):
         dtype: str | None = None,
         threads: int | None = None,
         compile: bool = False,
+        dropout: float | Sequence[float] = 0.0,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -330,6 +333,7 @@ class _BaseMLP(BaseEstimator):
         self.dtype = dtype
         self.threads = threads
         self.compile = compile
+        self.dropout = dropout
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> list[int]:
@@ -350,6 +354,12 @@ class _BaseMLP(BaseEstimator):
                 f"hidden_layer_sizes must hold positive integers, got {self.hidden_layer_sizes!r}."
             )
         check_threads(self.threads)
+        rates = check_dropout(self.dropout, len(sizes))
+        if any(rates) and self.solver == "lbfgs":
+            raise ValueError(
+                f"dropout={self.dropout!r} needs solver='adam' or 'sgd': L-BFGS's line "
+                "searches need one fixed loss, and dropout draws new masks every step"
+            )
         return [int(s) for s in sizes]
 
     def _dtype_name(self, dtype: Any) -> str:
@@ -476,7 +486,11 @@ class _BaseMLP(BaseEstimator):
             dtype=dtype,
             seed=0,  # unused: the weights are set from scikit-learn's random stream
             alpha=float(self.alpha),
+            dropout=check_dropout(self.dropout, len(sizes) - 2),
         )
+        key = getattr(self, "_dropout_key", None)
+        if key is not None:  # drawn from random_state by the first fit (see _fit)
+            net._dropout_key = key
         if net.output == "identity" and sizes[-1] > 1:
             net._output = _averaged_over_outputs(net._output, sizes[-1])
         return net
@@ -490,11 +504,13 @@ class _BaseMLP(BaseEstimator):
         # set_params between warm-started fits may change alpha or the activation
         stale = net is None or net.alpha != self.alpha or any(
             name != _ACTIVATIONS[self.activation] for name in net.activations
-        )
+        ) or net.dropout != check_dropout(self.dropout, len(net.layer_sizes) - 2)
         if net is None or stale or getattr(self, "_net_spec", None) != spec:
             self._fitted_weights()  # copied out of the old network before it goes
             sizes = self._fitted_layer_sizes()
+            steps = 0 if net is None else net._steps
             net = self._make_net(sizes, backend, device, dtype)
+            net._steps = steps  # the dropout stream goes on where it was
             self._net, self._net_spec, self._net_device = net, spec, device
             reload = True
         if reload:
@@ -580,8 +596,14 @@ class _BaseMLP(BaseEstimator):
         sizes = [X.shape[1], *hidden, n_outputs]
 
         if first_pass:
-            net = self._make_net(sizes, backend, device, dtype)
+            self._dropout_key = None
             initial = self._initial_weights(sizes, random_state)
+            if any(check_dropout(self.dropout, len(hidden))):
+                # the stream's key, from random_state after the weights (nothing is
+                # drawn without dropout, so random_state goes on as scikit-learn's)
+                words = random_state.randint(0, 2**32, size=2, dtype=np.uint64)
+                self._dropout_key = (int(words[0]), int(words[1]))
+            net = self._make_net(sizes, backend, device, dtype)
             net.set_params(initial)
             self._net, self._net_spec, self._net_device = net, (backend, str(device), dtype), device
             self._optimizer = None
@@ -897,6 +919,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     compile : bool, default False
         On JAX, train each epoch as one compiled program (see :func:`xpnet.train.fit`);
         a no-op on NumPy/array-api-strict, refused on torch/CuPy.
+    dropout : float or sequence of float, default 0.0
+        Inverted dropout rate ``p`` (``0 <= p < 1``) of every hidden layer, or one per
+        hidden layer (see :class:`xpnet.MLP`); 0 turns it off. Training only; the masks
+        are keyed by two words drawn from ``random_state`` after the initial weights
+        (none is drawn without dropout), so a fixed ``random_state`` gives the same
+        masks on every backend. ``partial_fit`` and warm starts continue the stream.
+        Not with ``solver="lbfgs"``.
 
     Attributes
     ----------
@@ -948,6 +977,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         class_weight: dict[Any, float] | list[dict[Any, float]] | str | None = None,
         threads: int | None = None,
         compile: bool = False,
+        dropout: float | Sequence[float] = 0.0,
     ) -> None:
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha,
@@ -958,7 +988,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
             max_fun=max_fun, backend=backend, device=device, dtype=dtype,
-            threads=threads, compile=compile,
+            threads=threads, compile=compile, dropout=dropout,
         )
         self.class_weight = class_weight
 
@@ -1161,6 +1191,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         dtype: str | None = None,
         threads: int | None = None,
         compile: bool = False,
+        dropout: float | Sequence[float] = 0.0,
     ) -> None:
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha,
@@ -1171,7 +1202,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
             max_fun=max_fun, backend=backend, device=device, dtype=dtype,
-            threads=threads, compile=compile,
+            threads=threads, compile=compile, dropout=dropout,
         )
         self.loss = loss
 

@@ -490,6 +490,12 @@ def fit(
             f"compile=True needs an optimiser with explicit state (apply); "
             f"{type(opt).__name__} has none"
         )
+    if lbfgs and any(net.dropout):
+        raise ValueError(
+            f"optimizer='lbfgs' cannot train with dropout (the network has dropout="
+            f"{list(net.dropout)}): its line searches need one fixed loss, and dropout "
+            "draws new masks every step; use optimizer='adam' or 'sgd', or dropout=0"
+        )
     if lbfgs:  # full batch through SciPy: its own loop (see _lbfgs)
         return _fit_lbfgs(
             net, X, Y, epochs, batch_size, callback, sample_weight, early_stopping,
@@ -552,6 +558,7 @@ def fit(
         program = epoch_program(
             net.architecture, opt, m, batch_size, (X.shape[1], Y.shape[1]), net._dtype,
             backend.device, w is not None, shuffle and batch_size < m,
+            net._dropout_key if any(net.dropout) else None,
         )
         steps_per_epoch = -(-m // batch_size)
     compiled_state: dict[str, Any] | None = None  # the optimiser's, carried across epochs
@@ -582,7 +589,8 @@ def fit(
                     compiled_state = opt.with_learning_rate(compiled_state)
                     state_lr = opt.state_learning_rate
                 params, compiled_state, total, checked = program(
-                    list(net._params), compiled_state, X, Y, w, order
+                    list(net._params), compiled_state, X, Y, w, order,
+                    net._steps if any(net.dropout) else None,  # the stream's step
                 )
                 net._params = list(params)
                 opt.import_state(compiled_state, steps_per_epoch)
@@ -599,7 +607,10 @@ def fit(
                             rows = order[first:last]
                             X_batch, Y_batch = take_rows(xp, X, rows), xp.take(Y, rows, axis=0)
                             w_batch = None if w is None else xp.take(w, rows, axis=0)
-                        loss, grads = net._loss_and_grads(X_batch, Y_batch, w_batch)
+                        loss, grads = net._loss_and_grads(
+                            X_batch, Y_batch, w_batch,
+                            stream=net._stream(order, first, last, batch_size),
+                        )
                     opt.update(net._params, grads)
                     weighted = loss * (last - first)
                     total = weighted if total is None else total + weighted
@@ -632,6 +643,7 @@ def fit(
             history.loss.append(epoch_loss)
             history.n_iter += 1
             history.samples_seen += m
+            net._steps += -(-m // batch_size)  # the dropout stream's step counter
             if verbose:
                 print(f"Iteration {len(history.loss)}, loss = {epoch_loss:.8f}")
 

@@ -139,6 +139,22 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _dropout_rates(text: str) -> float | list[float]:
+    """``--dropout 0.2`` (every hidden layer) or ``0.2,0.1`` (one per hidden layer)."""
+    rates = []
+    for part in text.split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            value = math.nan
+        if not 0.0 <= value < 1.0:
+            raise argparse.ArgumentTypeError(
+                f"must be a rate in [0, 1), or one per hidden layer like 0.2,0.1; got {text!r}"
+            )
+        rates.append(value)
+    return rates[0] if len(rates) == 1 else rates
+
+
 def _nonnegative_float(text: str) -> float:
     try:
         value = float(text)

@@ -18,6 +18,7 @@ from ._common import (
     DEFAULT_LR_REGRESSION,
     EXIT_ERROR,
     _activations,
+    _dropout_rates,
     _fraction,
     _hidden_sizes,
     _layer_sizes,
@@ -233,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mini-batch rows (default: full batch)")
     p.add_argument("--alpha", type=_nonnegative_float, default=0.0,
                    help="L2 penalty alpha/(2m)·Σ‖W‖² (default: 0)")
+    p.add_argument("--dropout", type=_dropout_rates, default=0.0, metavar="P",
+                   help="inverted dropout rate of the hidden units while training, one for "
+                   "every hidden layer or one per hidden layer like 0.2,0.1; same masks on "
+                   "every backend (default: 0, off)")
     p.add_argument("--solver", choices=("sgd", "adam"), default="sgd",
                    help="update rule (default: sgd, plain gradient descent)")
     p.add_argument("--momentum", type=_nonnegative_float, default=0.0,

@@ -164,6 +164,14 @@ def _class_weight(
     return by_index, shown
 
 
+def _dropout_text(net: Any) -> str:
+    rates = net.dropout
+    if not any(rates):
+        return ""
+    return ", dropout " + (f"{rates[0]:g}" if len(set(rates)) == 1
+                           else ",".join(f"{p:g}" for p in rates))
+
+
 def _class_weight_text(shown: Any) -> str:
     if shown is None:
         return ""
@@ -306,9 +314,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if isinstance(activation, list) and len(activation) != n_hidden:
         _fail(f"--activation lists {_count(len(activation), 'name')} for "
               f"{_count(n_hidden, 'hidden layer')}; give one name, or one per hidden layer")
+    if isinstance(args.dropout, list) and len(args.dropout) != n_hidden:
+        _fail(f"--dropout lists {_count(len(args.dropout), 'rate')} for "
+              f"{_count(n_hidden, 'hidden layer')}; give one rate, or one per hidden layer")
     _check_training_size(args, sizes, len(train_rows), data.name)
     net = MLP(sizes, activation=activation, output=target.output, backend=args.backend,
-              device=device, dtype=args.dtype, seed=args.seed, alpha=args.alpha)
+              device=device, dtype=args.dtype, seed=args.seed, alpha=args.alpha,
+              dropout=args.dropout)
 
     show_progress = sys.stdout.isatty() and not args.quiet and not args.json
     optimizer = _optimizer(args)
@@ -381,7 +393,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             "backend": {"name": net.backend, "device": _device_name(net), "dtype": net.dtype},
             "training": {
                 "epochs": history.epochs, "lr": args.lr, "batch_size": args.batch_size,
-                "alpha": args.alpha, "seed": args.seed, "solver": args.solver,
+                "alpha": args.alpha, "dropout": list(net.dropout), "seed": args.seed,
+                "solver": args.solver,
                 "momentum": args.momentum, "nesterov": args.nesterov,
                 "lr_schedule": args.lr_schedule, "early_stopping": args.early_stopping,
                 "class_weight": class_weight_shown,
@@ -415,7 +428,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"training  {history.epochs} epochs"
         + (f" (interrupted at epoch {history.epochs} of {args.epochs})" if interrupted else "")
         + f", {batch}, {_solver_text(args)}, "
-        f"alpha {args.alpha:g}, seed {args.seed}{_class_weight_text(class_weight_shown)}",
+        f"alpha {args.alpha:g}{_dropout_text(net)}, seed {args.seed}"
+        f"{_class_weight_text(class_weight_shown)}",
         f"loss      {_fmt(history.loss[-1])} (last epoch)   train {_fmt(train_scores['loss'])}"
         + (f"   test {_fmt(test_scores['loss'])}" if test_scores else ""),
     ]
