@@ -343,3 +343,35 @@ def test_estimators_on_dask_equal_numpy_input(client, kind, options):
     if options.get("early_stopping"):
         np.testing.assert_allclose(remote.validation_scores_, host.validation_scores_,
                                    rtol=1e-12, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- dropout
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},  # full batch: one step per epoch, rows first..last
+        {"batch_size": 32},  # shuffled mini-batches: rows from the permutation
+        {"batch_size": 40, "shuffle": False},  # unshuffled batches across chunk edges
+        {"batch_size": 32, "early_stopping": True},  # rows numbered within the split
+    ],
+    ids=["full-batch", "mini-batch", "unshuffled", "early-stopping"],
+)
+def test_dropout_masks_on_the_cluster_equal_single_process(client, options):
+    """Each chunk draws the masks of its own rows from their stream indices (positions
+    in the training data) and the network's step, so training with dropout on the
+    cluster equals single-process training (issue 13): a chunk numbering its rows by
+    their place in the chunk, or a step not advanced per batch, differs at once."""
+    X, y = _data(157)
+    dX, dy = da.from_array(X, chunks=(45, 6)), da.from_array(y, chunks=(45,))  # uneven
+    nets = [xpnet.MLP([6, 7, 5, 3], activation="relu", output="softmax", dropout=[0.4, 0.2],
+                      seed=3) for _ in range(2)]
+    h_local = nets[0].fit(X, y, epochs=3, lr=0.2, **options)
+    h_remote = xd.fit(nets[1], dX, dy, client=client, epochs=3, lr=0.2, **options)
+    for p, q in zip(nets[0]._params, nets[1]._params):
+        np.testing.assert_allclose(q, p, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(h_remote.loss, h_local.loss, rtol=1e-12, atol=1e-12)
+    assert nets[1]._steps == nets[0]._steps
+    # dropout changed the result: the same fit without it ends elsewhere
+    plain = xpnet.MLP([6, 7, 5, 3], activation="relu", output="softmax", seed=3)
+    plain.fit(X, y, epochs=3, lr=0.2, **options)
+    assert not np.allclose(plain._params[0], nets[0]._params[0])

@@ -114,6 +114,7 @@ def _host(array: Any) -> np.ndarray:
 def _chunk_loss_and_grads(
     data: tuple[Array, Array, Any], params: Sequence[Any], rows: Any, offset: int,
     total: float, hidden: Any, output: Any, step: int,
+    dropout: tuple[tuple[float, ...], tuple[int, int], int, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray], float, float, int]:
     """One chunk's share of the global batch (runs on a worker).
 
@@ -123,15 +124,28 @@ def _chunk_loss_and_grads(
     chunking). ``total``: the global row count, or 1 with row weights (the driver
     divides by the global weight sum). Returns ``(Σ loss share, [Σ gradient shares],
     Σ weights of these rows, seconds of math, process id)`` on the host; alpha is 0
-    here (the driver adds L2 once).
+    here (the driver adds L2 once). ``dropout``: ``(rates, network key, stream step,
+    stream rows)`` with the rows' indices in the training data as single-process
+    :func:`xpnet.train.fit` numbers them, so the chunk draws exactly the masks those
+    rows get there (:mod:`xpnet._dropout`); None without dropout.
     """
     started = time.perf_counter()
     X, Y, w = data
     xp = _worker_backend(X).xp
     X, Y, w = _take(xp, X, rows), _take(xp, Y, rows), _take(xp, w, rows)
     local = [xp.asarray(p) for p in params]
+    rates: tuple[float, ...] = ()
+    stream = None
+    if dropout is not None:
+        from array_api_compat import device
+
+        from .._dropout import DropoutStream
+
+        rates, key, stream_step, ids = dropout
+        stream = DropoutStream(key, stream_step, xp.asarray(ids, device=device(X)))
     loss, grads = core.loss_and_grads(
-        local, X, Y, w, total, hidden=hidden, output=output, alpha=0.0, xp=xp
+        local, X, Y, w, total, hidden=hidden, output=output, alpha=0.0, xp=xp,
+        dropout=rates, stream=stream,
     )
     weight_sum = math.nan if w is None else float(xp.sum(w))
     host_loss, host_grads = _host(loss), [_host(g) for g in grads]
@@ -209,10 +223,16 @@ class _Chunks:
     def rows(self) -> int:
         return int(self.bounds[-1])
 
-    def split(self, rows: np.ndarray | tuple[int, int]) -> list[tuple[int, Any]]:
+    def split(
+        self, rows: np.ndarray | tuple[int, int], companion: np.ndarray | None = None
+    ) -> list[tuple[int, Any]]:
         """``[(chunk, local rows)]`` in chunk order for global ``rows`` (an index array,
         kept in its order within a chunk; or a ``(first, last)`` range: slices, and None
-        for a whole chunk). Chunks without rows are left out (they add nothing)."""
+        for a whole chunk). Chunks without rows are left out (they add nothing).
+
+        With ``companion`` (an array aligned with the batch's rows, e.g. their stream
+        indices), each chunk gets its slice of ``companion`` instead of its local rows,
+        in the same order."""
         bounds = self.bounds
         out: list[tuple[int, Any]] = []
         if isinstance(rows, tuple):
@@ -221,7 +241,9 @@ class _Chunks:
                 lo, hi = max(first, bounds[c]), min(last, bounds[c + 1])
                 if lo < hi:
                     whole = lo == bounds[c] and hi == bounds[c + 1]
-                    out.append((c, None if whole else slice(lo - bounds[c], hi - bounds[c])))
+                    local = None if whole else slice(lo - bounds[c], hi - bounds[c])
+                    out.append((c, local if companion is None
+                                else companion[lo - first:hi - first]))
             return out
         owner = np.searchsorted(bounds, rows, side="right") - 1
         grouped = np.argsort(owner, kind="stable")  # chunk order, batch order within
@@ -229,7 +251,7 @@ class _Chunks:
         edges = np.flatnonzero(np.diff(owners)) + 1
         for part in np.split(grouped, edges):
             c = int(owner[part[0]])
-            out.append((c, rows[part] - bounds[c]))
+            out.append((c, rows[part] - bounds[c] if companion is None else companion[part]))
         return out
 
 
@@ -347,6 +369,8 @@ class DaskSource:
         self.hidden = tuple(net._hidden)
         self.output = net._output
         self.alpha = net.alpha
+        self.net = net  # its dropout rates, key and step counter (net._steps)
+        self.batch_in_epoch = 0
         self.weighted = self.w is not None
         self.data = self._chunks(net, self.X, self.y, self.w, ("X", "y", "sample_weight"))
         m = self.data.rows
@@ -419,11 +443,16 @@ class DaskSource:
         ``order`` is None), summed over the chunks in chunk order (see module docs)."""
         started = time.perf_counter()
         backend = self.backend
+        # positions: the batch's rows numbered as in the training data (after an early
+        # stopping split, within the training rows), as single-process fit numbers them
+        # for the dropout stream; rows: the same rows in the Dask arrays
         if order is None:
+            positions = np.arange(first, last, dtype=np.int64)
             rows: Any = (first, last) if self.train_index is None else self.train_index[first:last]
         else:
             positions = np.asarray(backend.to_numpy(order[first:last]), dtype=np.int64)
             rows = positions if self.train_index is None else self.train_index[positions]
+        self.batch_in_epoch = 0 if first == 0 else self.batch_in_epoch + 1
         host = [np.asarray(backend.to_numpy(p)) for p in params]
         n_rows = last - first
         total = 1.0 if self.weighted else float(n_rows)
@@ -431,6 +460,14 @@ class DaskSource:
         self.steps += 1
         pieces = self.data.split(rows)
         bounds = self.data.bounds
+        net = self.net
+        per_chunk: dict[int, Any] = {c: None for c, _ in pieces}
+        if any(net.dropout):
+            # the step single-process fit gives this batch: the network's steps before
+            # this epoch (train.fit adds each finished epoch's) plus its place in it
+            stream_step = net._steps + self.batch_in_epoch
+            for c, ids in self.data.split(rows, positions):
+                per_chunk[c] = (net.dropout, net._dropout_key, stream_step, ids)
         shipped: Any = host
         if sum(p.nbytes for p in host) * len(pieces) > ARGUMENT_BYTES:
             # one task holds the parameters; the chunk tasks fetch them from its worker
@@ -438,7 +475,8 @@ class DaskSource:
             shipped = self.client.submit(_identity, host, pure=False)
         results = self._submit(
             self.data, _chunk_loss_and_grads, pieces,
-            lambda c, r: (shipped, r, int(bounds[c]), total, self.hidden, self.output, step),
+            lambda c, r: (shipped, r, int(bounds[c]), total, self.hidden, self.output, step,
+                          per_chunk[c]),
         )
         loss = results[0][0]
         grads = list(results[0][1])
