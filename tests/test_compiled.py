@@ -211,7 +211,7 @@ def test_chunks_equal_one_epoch_per_call_and_eager(name, batch_size, stopping):
     """Per-epoch losses, parameters, every History field, the optimiser's rate/steps and
     the generator's position: identical to one epoch per call, equal to eager JAX to
     float64 rounding (1e-12). ``n_iter_no_change=2, tol=0.01`` makes training stop, or
-    the adaptive schedule cut its rate, inside a chunk (40 epochs: one chunk of 64)."""
+    the adaptive schedule cut its rate, inside a chunk (40 epochs: one chunk of 256)."""
     X, Y = make_problem("softmax", m=50, n_in=3, n_out=3, seed=1)
     w = np.linspace(0.2, 1.8, 50) if name == "nesterov" else None
     (h_eager, p_eager, r_eager, o_eager), (h_epoch, p_epoch, r_epoch, o_epoch), \
@@ -296,10 +296,10 @@ def test_chunk_program_is_reused_without_recompiling():
     net.fit(X, Y, epochs=40, batch_size=8, compile=True)
     held = compiled.cached_programs()
     keys = _chunk_keys()
-    assert held == len(keys) == 1 and keys[0][-1] == 64
+    assert held == len(keys) == 1 and keys[0][-1] == 256
     program = compiled._programs[keys[0]]
     traces = program._cache_size()
-    other.fit(X, Y, epochs=33, batch_size=8, compile=True)  # a chunk of 33 epochs of 64
+    other.fit(X, Y, epochs=300, batch_size=8, compile=True)  # chunks of 256 and 44
     assert compiled.cached_programs() == held
     assert program._cache_size() == traces == 1
 
@@ -322,14 +322,13 @@ def test_per_epoch_work_falls_back_to_one_epoch_per_call():
 
 
 def test_chunk_length_rule():
-    """Powers of two, at most 256, at most the epochs asked for (rounded up), one epoch
-    per call where an epoch is long (medium-sized work) or the permutations large."""
-    assert compiled.chunk_epochs([2, 4, 1], 400, 1000, False) == 256
-    assert compiled.chunk_epochs([2, 4, 1], 400, 40, False) == 64
-    assert compiled.chunk_epochs([2, 4, 1], 400, 1, False) == 1
-    assert compiled.chunk_epochs([64, 32, 10], 1797, 20, True) == 32
-    assert compiled.chunk_epochs([784, 256, 10], 16384, 100, True) == 1
-    assert compiled.chunk_epochs([2, 4, 1], 4_000_000, 100, True) == 1  # 16 MB per epoch
+    """Powers of two, at most 256, whatever the fit's length; one epoch per call where
+    an epoch is long (medium-sized work) or the permutations large."""
+    assert compiled.chunk_epochs([2, 4, 1], 400, False) == 256
+    assert compiled.chunk_epochs([64, 32, 10], 1797, True) == 64  # ~1e9 multiply-adds
+    assert compiled.chunk_epochs([4, 2], 20_000, True) == 32  # 4 MiB of orders at most
+    assert compiled.chunk_epochs([784, 256, 10], 16384, True) == 1
+    assert compiled.chunk_epochs([2, 4, 1], 4_000_000, True) == 1  # 16 MB per epoch
 
 
 class _InterruptingGenerator(np.random.Generator):

@@ -277,18 +277,17 @@ def _build_chunk(arch: Architecture, opt: Optimizer, m: int, batch_size: int,
 
 
 # --------------------------------------------------------------------------- chunked fit
-def chunk_epochs(layer_sizes: tuple[int, ...] | list[int], m: int, epochs: int,
-                 shuffled: bool) -> int:
-    """``K``, the epochs per chunk call: a power of two (so few programs are compiled
-    over fits of different lengths), at most :data:`MAX_CHUNK_EPOCHS`, at most the
-    power of two at or above ``epochs``, with at most :data:`MAX_PERMUTATION_BYTES` of
-    permutations and :data:`MAX_CHUNK_WORK` multiply-adds per call. 1 means one epoch
-    per call."""
+def chunk_epochs(layer_sizes: tuple[int, ...] | list[int], m: int, shuffled: bool) -> int:
+    """``K``, the most epochs per chunk call, for a network and data shape: a power of
+    two, at most :data:`MAX_CHUNK_EPOCHS`, with at most :data:`MAX_PERMUTATION_BYTES`
+    of permutations and :data:`MAX_CHUNK_WORK` multiply-adds per call; 1 means one
+    epoch per call. It does not depend on the number of epochs of a fit (a fit runs
+    ``ceil(epochs / K)`` calls, the last one shorter), so fits of any length share one
+    program."""
     work = 3 * m * sum(a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
     limit = min(MAX_CHUNK_EPOCHS, MAX_CHUNK_WORK // max(work, 1))
     if shuffled:
         limit = min(limit, MAX_PERMUTATION_BYTES // (4 * m))
-    limit = min(limit, 1 << max(epochs - 1, 0).bit_length())
     return 1 << (limit.bit_length() - 1) if limit >= 1 else 1
 
 
@@ -366,7 +365,7 @@ def fit_in_chunks(
     shuffled = shuffle and batch_size < m
     if shuffled and not _RngRewind.supported(rng):
         return False
-    chunk = chunk_epochs(net.layer_sizes, m, epochs, shuffled)
+    chunk = chunk_epochs(net.layer_sizes, m, shuffled)
     if chunk < 2:
         return False
     backend = net.array_backend
