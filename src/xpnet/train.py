@@ -519,20 +519,20 @@ def fit(
         # every validation score is NaN ends on them rather than on diverged weights
         history.best_params = [xp.asarray(p, copy=True) for p in net._params]
     start = time.perf_counter()
+    if compiled and callback is None and not early_stopping and not verbose and fit_in_chunks(
+        net, opt, history, X, Y, w, rng, epochs=epochs, batch_size=batch_size,
+        shuffle=shuffle, tol=tol, n_iter_no_change=n_iter_no_change,
+        on_divergence=on_divergence,
+    ):  # nothing to do between epochs: several epochs per compiled call
+        backend.synchronize(net._params)
+        history.seconds += time.perf_counter() - start
+        return history
     epoch = 0
     in_epoch = False  # True while the parameters hold a partly done epoch
     epoch_start = _EpochStart(xp, net._params)
     opt_state: dict[str, Any] = {}
     program = None
     if compiled:
-        if callback is None and not early_stopping and not verbose and fit_in_chunks(
-            net, opt, history, X, Y, w, rng, epochs=epochs, batch_size=batch_size,
-            shuffle=shuffle, tol=tol, n_iter_no_change=n_iter_no_change,
-            on_divergence=on_divergence,
-        ):  # nothing to do between epochs: several epochs per compiled call
-            backend.synchronize(net._params)
-            history.seconds += time.perf_counter() - start
-            return history
         program = epoch_program(
             net.architecture, opt, m, batch_size, (X.shape[1], Y.shape[1]), net._dtype,
             backend.device, w is not None, shuffle and batch_size < m,
