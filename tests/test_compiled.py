@@ -153,13 +153,17 @@ def test_estimator_compile():
     from xpnet.sklearn import MLPClassifier
 
     X, y = make_problem("softmax", m=40, n_in=3, n_out=3, seed=1)
-    kwargs = dict(hidden_layer_sizes=(6,), max_iter=5, random_state=0, batch_size=8)
+    # float64 explicitly, and one input array for both: the dtype of jnp.asarray(X)
+    # depends on whether jax_enable_x64 is on yet (a float64 network turns it on), and
+    # float32 eager/compiled Adam differ by ~1e-6
+    kwargs = dict(hidden_layer_sizes=(6,), max_iter=5, random_state=0, batch_size=8,
+                  dtype="float64")
+    X_jax = jnp.asarray(X)
     with pytest.warns(Warning):
-        plain = MLPClassifier(**kwargs).fit(jnp.asarray(X), y)
+        plain = MLPClassifier(**kwargs).fit(X_jax, y)
     with pytest.warns(Warning):
-        fast = MLPClassifier(compile=True, **kwargs).fit(jnp.asarray(X), y)
-    assert_close(fast.predict_proba(jnp.asarray(X)), plain.predict_proba(jnp.asarray(X)),
-                 1e-10, "proba")
+        fast = MLPClassifier(compile=True, **kwargs).fit(X_jax, y)
+    assert_close(fast.predict_proba(X_jax), plain.predict_proba(X_jax), 1e-10, "proba")
 
 
 # ---------------------------------------------------------------------- several epochs per call
@@ -361,3 +365,38 @@ def test_ctrl_c_in_a_chunk_keeps_the_complete_chunks():
     assert history.loss == h_ref.loss
     for p, q in zip(net._params, reference._params):
         np.testing.assert_array_equal(np.array(p), np.array(q))
+
+
+@jax_only
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("solver", [{}, {"solver": "sgd", "learning_rate": "adaptive"}],
+                         ids=["adam-stops", "sgd-adaptive"])
+def test_estimator_runs_chunks_and_stops_as_eager(solver):
+    """The estimators' scikit-learn shuffle can be rewound, so ``compile=True`` runs
+    chunks there too; stopping inside a chunk (``n_iter_no_change``), or the adaptive
+    rate's cuts (the chunk replayed, the shuffle rewound and training going on), leave
+    n_iter_, the loss curve, the weights and a shared RandomState as the eager fit
+    does."""
+    pytest.importorskip("sklearn")
+    import jax.numpy as jnp
+
+    from xpnet.sklearn import MLPClassifier
+
+    X, y = make_problem("softmax", m=46, n_in=3, n_out=3, seed=1)  # a shape of its own
+    X = jnp.asarray(X)  # one input for both fits (see test_estimator_compile)
+    fitted = []
+    for compile_ in (False, True):
+        state = np.random.RandomState(4)
+        model = MLPClassifier(hidden_layer_sizes=(6,), max_iter=60, random_state=state,
+                              batch_size=8, n_iter_no_change=3, tol=1e-2, compile=compile_,
+                              learning_rate_init=0.05, dtype="float64", **solver)
+        model.fit(X, y)
+        fitted.append((model, state.random_sample()))
+    (eager, draw_eager), (chunked, draw_chunked) = fitted
+    assert [key for key in _chunk_keys() if key[2] == 46]  # chunks ran
+    assert chunked.n_iter_ == eager.n_iter_ < (60 if not solver else 61)
+    if solver:
+        assert chunked._optimizer.learning_rate < 0.05  # cut inside the chunks
+    np.testing.assert_allclose(chunked.loss_curve_, eager.loss_curve_, rtol=1e-12)
+    assert_close(chunked.predict_proba(X), eager.predict_proba(X), 1e-10, "proba")
+    assert draw_chunked == draw_eager

@@ -294,7 +294,9 @@ def chunk_epochs(layer_sizes: tuple[int, ...] | list[int], m: int, shuffled: boo
 class _RngRewind:
     """Puts the shuffle generator back to where it was, so that after a chunk cut
     short it has drawn exactly the permutations of the epochs kept (as eager training
-    would have), and a later fit shuffles the same."""
+    would have), and a later fit shuffles the same. For a NumPy ``Generator`` (its
+    ``bit_generator.state``) or anything with ``get_state()``/``set_state(state)``
+    (``RandomState``, the estimators' scikit-learn shuffle)."""
 
     def __init__(self, rng: Any) -> None:
         self.rng = rng
@@ -303,7 +305,10 @@ class _RngRewind:
 
     @staticmethod
     def supported(rng: Any) -> bool:
-        return isinstance(rng, (np.random.Generator, np.random.RandomState))
+        return isinstance(rng, np.random.Generator) or (
+            callable(getattr(rng, "get_state", None))
+            and callable(getattr(rng, "set_state", None))
+        )
 
     def save(self) -> None:
         self.saved = (self.bit_generator.state if self.bit_generator is not None
@@ -339,7 +344,7 @@ def fit_in_chunks(
     ``history``, the optimiser and the generator exactly where the one-epoch-per-call
     loop of :func:`xpnet.train.fit` leaves them; False (nothing done) where a chunk
     would be a single epoch (:func:`chunk_epochs`) or the shuffle generator cannot be
-    rewound (not a NumPy ``Generator``/``RandomState``).
+    rewound (see :class:`_RngRewind`).
 
     For the caller to use only when nothing is asked for between epochs (no callback,
     early stopping or verbose output). Per chunk of ``n ≤ K`` epochs the host draws the
