@@ -100,6 +100,11 @@ def test_parameters_are_not_donated():
     for array in held + history.best_params + net._params:
         assert not array.is_deleted()
         np.asarray(array)  # readable
+    held = list(net._params)  # and several epochs per call (the chunk program)
+    net.fit(X, Y, epochs=3, batch_size=8, compile=True)
+    for array in held + net._params:
+        assert not array.is_deleted()
+        np.asarray(array)
 
 
 @jax_only
