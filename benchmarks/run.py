@@ -717,7 +717,7 @@ def write_markdown(report: dict[str, Any], path: Path, plot: str | None) -> None
                 continue
             steady = row["seconds_per_epoch"]["median"] * c["warmup_epochs"]
             lines.append(
-                f"- {impl}: first fit ({c['warmup_epochs']} epochs, compiles) "
+                f"- {impl}: first fit ({c['warmup_epochs']}-epoch warm-up, compiles) "
                 f"{row['warmup_seconds']:.2f} s, i.e. ~{row['warmup_seconds'] - steady:.2f} s "
                 f"of compilation (its time minus {c['warmup_epochs']} steady epochs); "
                 f"compilations held after it: {row['compiled_programs_after_warmup']}, "
