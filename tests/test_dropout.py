@@ -375,17 +375,29 @@ def test_training_with_dropout_agrees_across_backends(backend):
 
 @pytest.mark.parametrize("shuffle", [True, False])
 @pytest.mark.parametrize("optimizer", [None, "adam"])
-def test_compiled_epochs_draw_the_eager_masks(shuffle, optimizer):
+@pytest.mark.parametrize("calls", ["epoch-per-call", "chunks"])
+def test_compiled_epochs_draw_the_eager_masks(shuffle, optimizer, calls):
     """compile=True on JAX (batches in lax.fori_loop, the last smaller batch after it)
-    gives the eager loop's numbers to float rounding, over two fits (step counter)."""
+    gives the eager loop's numbers to float rounding, over two fits (step counter):
+    with one epoch per call (a callback asks for per-epoch work) and with several epochs
+    per call (the chunk program: epoch ``e`` of a chunk starts at step
+    ``start + e · steps per epoch``)."""
     jax = pytest.importorskip("jax")
     jax.config.update("jax_enable_x64", True)
+    from xpnet import compiled as compiled_module
+
+    options = {"shuffle": shuffle, "optimizer": optimizer}
+    if calls == "epoch-per-call":
+        options["callback"] = lambda epoch, loss: None
     results = []
     for compile in (False, True):
-        net, history = _train("jax", compile=compile, shuffle=shuffle, optimizer=optimizer)
+        compiled_module._programs.clear()
+        net, history = _train("jax", compile=compile, **options)
         second = net.fit(*make_problem("softmax", m=70, n_in=4, seed=4), epochs=2, lr=0.2,
-                         batch_size=16, compile=compile, shuffle=shuffle, optimizer=optimizer)
+                         batch_size=16, compile=compile, **options)
         results.append((net, history.loss + second.loss))
+        chunked = [key for key in compiled_module._programs if key[0] == "chunk"]
+        assert bool(chunked) == (compile and calls == "chunks")
     (eager, eager_loss), (compiled, compiled_loss) = results
     assert compiled._steps == eager._steps == 5 * 5
     np.testing.assert_allclose(compiled_loss, eager_loss, rtol=1e-12)

@@ -1,37 +1,61 @@
-"""``fit(..., compile=True)``: one compiled XLA program per epoch on the JAX backend.
+"""``fit(..., compile=True)``: compiled XLA programs for the training loop on JAX.
 
-The program runs the epoch's mini-batches with ``lax.fori_loop`` around the pure step
-(:func:`xpnet.core.loss_and_grads`) and the optimiser's explicit-state rule
-(:meth:`xpnet.optim.Optimizer.apply`), and sums the size-weighted batch losses on the
-device; the training loop reads that sum back once per epoch, as in eager training.
+Two programs, built from one traced epoch (:func:`_epoch_function`):
 
-- The host draws the epoch's permutation exactly as in eager training (same generator,
-  same calls), so shuffles, and so the numbers up to rounding, are those of every other
-  backend.
+- the **epoch program** runs one epoch per call; the training loop reads its loss sum
+  back once per epoch, as in eager training, and does its per-epoch work (callback,
+  early stopping, progress, verbose output) in between;
+- the **chunk program** runs up to ``K`` epochs per call (``lax.fori_loop`` over
+  epochs around the epoch loop) and returns the ``K`` epoch losses and each epoch's
+  parameter finiteness, read back once per call. :func:`fit_in_chunks` uses it when no
+  per-epoch work is asked for (no callback, no early stopping, no verbose output): on
+  a small network the per-call cost (dispatch, read-back, the loop's Python) is most
+  of an epoch's time.
+
+Inside an epoch:
+
+- The host draws each epoch's permutation exactly as in eager training (same generator,
+  same calls, one ``rng.permutation(m)`` per epoch and in epoch order), so shuffles, and
+  so the numbers up to rounding, are those of every other backend. The chunk program
+  gets its ``K`` permutations as one ``(K, m)`` int32 upload.
 - The full batches run in the loop; the last, smaller batch (``m % batch_size`` rows)
   runs once more after the loop *in the same program*, on a statically shaped slice of
   the permutation. Batch composition and order are exactly the eager loop's, and no
   second program is compiled for it.
 - Learning rate and step count are inputs (0-d arrays in the optimiser state), so the
-  schedules and Adam's bias correction move on under compilation.
-- Parameter buffers are not donated: the training loop keeps the epoch's starting
-  parameters for a rollback (divergence, Ctrl-C), and a caller may hold them too.
+  schedules and Adam's bias correction move on under compilation; the chunk program
+  takes one learning rate per epoch (predicted on the host, checked afterwards: see
+  :func:`fit_in_chunks`).
+- Parameter buffers are not donated: the training loop keeps the starting parameters of
+  an epoch (or chunk) for a rollback (divergence, Ctrl-C), and a caller may hold them too.
 
 Programs are cached per (architecture, rows, batch size, feature/output widths, dtype,
-optimiser kind and constants, weighted or not, shuffled or not, device), so a second fit
-of the same shape (a cross-validation fold, a warm restart) compiles nothing.
+optimiser kind and constants, weighted or not, shuffled or not, device, and ``K`` for the
+chunk program), so a second fit of the same shape (a cross-validation fold, a warm
+restart) compiles nothing.
 """
 
 from __future__ import annotations
 
+import copy
+import math
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+import numpy as np
+
+from ._dropout import DropoutStream
 from .core import Architecture
 from .optim import Optimizer
 
-__all__ = ["COMPILE_BACKENDS", "check_compile", "epoch_program"]
+if TYPE_CHECKING:
+    from .network import MLP
+    from .train import History
+
+__all__ = ["COMPILE_BACKENDS", "check_compile", "chunk_epochs", "epoch_program",
+           "fit_in_chunks"]
 
 Array = Any
 
@@ -40,6 +64,18 @@ COMPILE_BACKENDS = ("jax",)
 _NO_OP = ("numpy", "array_api_strict")
 _CACHE_SIZE = 32
 _programs: OrderedDict[tuple[Any, ...], Callable[..., Any]] = OrderedDict()
+
+#: Most epochs per chunk call. Measured on the benchmarks' tiny case (2-4-1, 400 rows,
+#: full batch, 1000-epoch fits, 2-core CPU): 102, 51, 30, 21 and 23 µs per epoch with
+#: 1, 16, 64, 256 and 1024 epochs per call (benchmarks/README.md); 256 also keeps the
+#: epochs a Ctrl-C rolls back (those of the running call) to a fraction of a second.
+MAX_CHUNK_EPOCHS = 256
+#: Most bytes of the ``(K, m)`` int32 permutation upload of one chunk.
+MAX_PERMUTATION_BYTES = 4 << 20
+#: Most multiply-adds of the matrix products of one chunk (~0.1-1 s on a CPU core):
+#: a larger network's epoch is long enough that one call per epoch costs nothing
+#: measurable, and Ctrl-C then loses at most an epoch, as in eager training.
+MAX_CHUNK_WORK = 1 << 30
 
 
 def check_compile(compile: Any, backend: str) -> bool:
@@ -70,6 +106,17 @@ def _optimizer_key(opt: Optimizer) -> tuple[Any, ...]:
     return (type(opt).__qualname__, tuple(sorted(constants.items())))
 
 
+def _cached(key: tuple[Any, ...], build: Callable[[], Callable[..., Any]]) -> Callable[..., Any]:
+    program = _programs.get(key)
+    if program is not None:
+        _programs.move_to_end(key)
+        return program
+    program = _programs[key] = build()
+    if len(_programs) > _CACHE_SIZE:
+        _programs.popitem(last=False)
+    return program
+
+
 def epoch_program(
     arch: Architecture,
     opt: Optimizer,
@@ -86,87 +133,406 @@ def epoch_program(
     Σ size·loss, Σ size·loss + 0·Σp)`` (``w``/``order`` are None when not
     ``weighted``/``shuffled``; the last value is the training loop's divergence check),
     built once per shape. With dropout (``arch.dropout`` and the network's
-    ``dropout_key``), ``step`` is the network's step count at the epoch's start (a 0-d
-    integer array), and batch ``i`` draws the masks of step ``step + i`` for its global
-    rows, as the eager loop does; without, ``step`` is None."""
-    key = (arch, m, batch_size, shapes, str(dtype), str(device), weighted, shuffled,
-           _optimizer_key(opt), dropout_key)
-    program = _programs.get(key)
-    if program is not None:
-        _programs.move_to_end(key)
-        return program
-    program = _build(arch, opt, m, batch_size, weighted, shuffled, dropout_key)
-    _programs[key] = program
-    if len(_programs) > _CACHE_SIZE:
-        _programs.popitem(last=False)
-    return program
+    ``dropout_key``), ``step`` is the network's step count at the epoch's start, and
+    batch ``i`` draws the masks of step ``step + i`` for its rows, as the eager loop
+    does; without, ``step`` is None."""
+    key = ("epoch", arch, m, batch_size, shapes, str(dtype), str(device), weighted,
+           shuffled, _optimizer_key(opt), dropout_key)
+    return _cached(key, lambda: _build_epoch(arch, opt, m, batch_size, dropout_key))
+
+
+def chunk_program(
+    arch: Architecture,
+    opt: Optimizer,
+    m: int,
+    batch_size: int,
+    shapes: tuple[int, int],
+    dtype: Any,
+    device: Any,
+    weighted: bool,
+    shuffled: bool,
+    chunk: int,
+    dropout_key: tuple[int, int] | None = None,
+) -> Callable[..., tuple[Any, ...]]:
+    """The compiled chunk ``(params, state, X, Y, w, orders, rates, n, step) -> (params,
+    state, totals, finite)``: epochs ``0..n-1`` (``n ≤ chunk``, an input, so a shorter
+    last chunk or a replay compiles nothing), epoch ``e`` with permutation ``orders[e]``
+    (``orders`` is ``(chunk, m)`` int32, None when not shuffled) and learning rate
+    ``rates[e]``; ``totals[e]`` is epoch ``e``'s Σ size·loss and ``finite[e, j]`` whether
+    parameter ``j`` is finite after it (entries from ``n`` on are not written). With
+    dropout, ``step`` is the network's step count at the chunk's start (epoch ``e``
+    starts at ``step + e · steps per epoch``); without, None."""
+    key = ("chunk", arch, m, batch_size, shapes, str(dtype), str(device), weighted,
+           shuffled, _optimizer_key(opt), dropout_key, chunk)  # K last
+    return _cached(key, lambda: _build_chunk(arch, opt, m, batch_size, chunk, dropout_key))
 
 
 def cached_programs() -> int:
-    """Number of compiled epoch programs held (for tests and diagnostics)."""
+    """Number of compiled programs held (for tests and diagnostics)."""
     return len(_programs)
 
 
-def _build(
-    arch: Architecture, opt: Optimizer, m: int, batch_size: int, weighted: bool,
-    shuffled: bool, dropout_key: tuple[int, int] | None = None,
-) -> Callable[..., Any]:
-    import jax
-    import jax.numpy as jnp
-    from jax import lax
+# --------------------------------------------------------------------------- tracing
+class Batch(NamedTuple):
+    """One mini-batch inside a program: its rows of ``X``/``Y``/``w`` and where they come
+    from (``rows``: their indices into the training data, a traced int array, or None
+    when the epoch is not shuffled and the batch is ``first:first + size``)."""
 
-    from ._dropout import DropoutStream
+    X: Array
+    Y: Array
+    w: Array | None
+    rows: Array | None
+    first: Any
 
-    n_full, rest = divmod(m, batch_size)
 
-    def batch_rows(X: Array, Y: Array, w: Array | None, order: Array | None,
-                   first: Any, size: int) -> tuple[Array, Array, Array | None]:
-        if order is not None:
-            rows = lax.dynamic_slice_in_dim(order, first, size)
-            return (jnp.take(X, rows, axis=0), jnp.take(Y, rows, axis=0),
-                    None if w is None else jnp.take(w, rows, axis=0))
-        return (lax.dynamic_slice_in_dim(X, first, size, axis=0),
-                lax.dynamic_slice_in_dim(Y, first, size, axis=0),
-                None if w is None else lax.dynamic_slice_in_dim(w, first, size))
+def _step_function(arch: Architecture, opt: Optimizer) -> Callable[..., Any]:
+    """``step(params, state, batch, stream) -> (params, state, loss)``: the pure step and
+    the optimiser's explicit-state rule; everything per step it may need is in ``state``
+    (the step count, the learning rate), ``batch`` and the dropout ``stream`` (None
+    without dropout)."""
 
-    def stream(order: Array | None, first: Any, size: int, step: Any,
-               batch: Any) -> DropoutStream | None:
-        """The eager loop's dropout stream (:meth:`xpnet.MLP._stream`) of one batch."""
-        if step is None or dropout_key is None:
-            return None
-        rows = (first + jnp.arange(size) if order is None
-                else lax.dynamic_slice_in_dim(order, first, size))
-        return DropoutStream(dropout_key, step + jnp.asarray(batch, dtype=step.dtype), rows)
-
-    def step(params: list[Array], state: dict[str, Any], X_b: Array, Y_b: Array,
-             w_b: Array | None, stream: DropoutStream | None = None,
+    def step(params: list[Array], state: dict[str, Any], batch: Batch,
+             stream: DropoutStream | None = None,
              ) -> tuple[list[Array], dict[str, Any], Array]:
-        loss, grads = arch.loss_and_grads(params, X_b, Y_b, w_b, stream=stream)
+        loss, grads = arch.loss_and_grads(params, batch.X, batch.Y, batch.w, stream=stream)
         params, state = opt.apply(params, grads, state)
         return params, state, loss
 
+    return step
+
+
+def _epoch_function(
+    arch: Architecture, opt: Optimizer, m: int, batch_size: int,
+    dropout_key: tuple[int, int] | None = None,
+) -> Callable[..., tuple[list[Array], dict[str, Any], Array]]:
+    """``epoch(params, state, X, Y, w, order, step) -> (params, state, Σ size·loss)``,
+    traceable; both programs run this one function, so their epochs are the same
+    computation. ``step``: the dropout stream's step at the epoch's start (None without
+    dropout)."""
+    import jax.numpy as jnp
+    from jax import lax
+
+    n_full, rest = divmod(m, batch_size)
+    step = _step_function(arch, opt)
+
+    def batch_at(X: Array, Y: Array, w: Array | None, order: Array | None, first: Any,
+                 size: int) -> Batch:
+        if order is not None:
+            rows = lax.dynamic_slice_in_dim(order, first, size)
+            return Batch(jnp.take(X, rows, axis=0), jnp.take(Y, rows, axis=0),
+                         None if w is None else jnp.take(w, rows, axis=0), rows, first)
+        return Batch(lax.dynamic_slice_in_dim(X, first, size, axis=0),
+                     lax.dynamic_slice_in_dim(Y, first, size, axis=0),
+                     None if w is None else lax.dynamic_slice_in_dim(w, first, size),
+                     None, first)
+
+    def stream(batch: Batch, size: int, step0: Any, i: Any) -> DropoutStream | None:
+        """The eager loop's dropout stream (:meth:`xpnet.MLP._stream`) of batch ``i``:
+        step ``step0 + i``, rows ``batch.rows`` (or ``first..first+size-1``)."""
+        if step0 is None or dropout_key is None:
+            return None
+        rows = batch.first + jnp.arange(size) if batch.rows is None else batch.rows
+        return DropoutStream(dropout_key, step0 + i, rows)
+
     def epoch(params: list[Array], state: dict[str, Any], X: Array, Y: Array,
-              w: Array | None, order: Array | None, step0: Any = None) -> tuple[Any, ...]:
+              w: Array | None, order: Array | None, step0: Any = None,
+              ) -> tuple[list[Array], dict[str, Any], Array]:
         total = jnp.zeros((), dtype=X.dtype)
 
         def body(i: Any, carry: Any) -> Any:
             params, state, total = carry
-            X_b, Y_b, w_b = batch_rows(X, Y, w, order, i * batch_size, batch_size)
-            params, state, loss = step(params, state, X_b, Y_b, w_b,
-                                       stream(order, i * batch_size, batch_size, step0, i))
+            batch = batch_at(X, Y, w, order, i * batch_size, batch_size)
+            params, state, loss = step(params, state, batch,
+                                       stream(batch, batch_size, step0, i))
             return params, state, total + loss * batch_size
 
         if n_full:
             params, state, total = lax.fori_loop(0, n_full, body, (params, state, total))
         if rest:  # the last, smaller batch: a static slice, in this same program
-            X_b, Y_b, w_b = batch_rows(X, Y, w, order, n_full * batch_size, rest)
-            params, state, loss = step(params, state, X_b, Y_b, w_b,
-                                       stream(order, n_full * batch_size, rest, step0, n_full))
+            batch = batch_at(X, Y, w, order, n_full * batch_size, rest)
+            params, state, loss = step(params, state, batch,
+                                       stream(batch, rest, step0, n_full))
             total = total + loss * rest
+        return params, state, total
+
+    return epoch
+
+
+def _build_epoch(arch: Architecture, opt: Optimizer, m: int, batch_size: int,
+                 dropout_key: tuple[int, int] | None = None) -> Callable[..., Any]:
+    import jax
+    import jax.numpy as jnp
+
+    run_epoch = _epoch_function(arch, opt, m, batch_size, dropout_key)
+
+    def epoch(params: list[Array], state: dict[str, Any], X: Array, Y: Array,
+              w: Array | None, order: Array | None, step0: Any = None) -> tuple[Any, ...]:
+        params, state, total = run_epoch(params, state, X, Y, w, order, step0)
         # the loop's divergence check, 0·Σp (NaN once a parameter is), done here rather
         # than as a few more eager dispatches per epoch
         checked = total + 0 * sum(jnp.sum(p) for p in params)
         return params, state, total, checked
 
-    del weighted, shuffled  # None inputs make their own trace; part of the cache key
-    return jax.jit(epoch)
+    return jax.jit(epoch)  # None inputs (w, order) make their own trace; keyed above
+
+
+def _build_chunk(arch: Architecture, opt: Optimizer, m: int, batch_size: int,
+                 chunk: int, dropout_key: tuple[int, int] | None = None,
+                 ) -> Callable[..., Any]:
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    run_epoch = _epoch_function(arch, opt, m, batch_size, dropout_key)
+    steps_per_epoch = -(-m // batch_size)
+
+    def epochs(params: list[Array], state: dict[str, Any], X: Array, Y: Array,
+               w: Array | None, orders: Array | None, rates: Array, n: Any,
+               step0: Any = None) -> tuple[Any, ...]:
+        totals = jnp.zeros((chunk,), dtype=X.dtype)
+        finite = jnp.zeros((chunk, len(params)), dtype=bool)
+
+        def body(e: Any, carry: Any) -> Any:
+            params, state, totals, finite = carry
+            state = {**state, "lr": rates[e]}
+            order = None if orders is None else orders[e]
+            start = None if step0 is None else step0 + e * steps_per_epoch
+            params, state, total = run_epoch(params, state, X, Y, w, order, start)
+            flags = jnp.stack([jnp.all(jnp.isfinite(p)) for p in params])
+            return params, state, totals.at[e].set(total), finite.at[e].set(flags)
+
+        # n is traced (a while loop): one program for every chunk length up to `chunk`
+        return lax.fori_loop(0, n, body, (params, state, totals, finite))
+
+    return jax.jit(epochs)
+
+
+# --------------------------------------------------------------------------- chunked fit
+def chunk_epochs(layer_sizes: tuple[int, ...] | list[int], m: int, shuffled: bool) -> int:
+    """``K``, the most epochs per chunk call, for a network and data shape: a power of
+    two, at most :data:`MAX_CHUNK_EPOCHS`, with at most :data:`MAX_PERMUTATION_BYTES`
+    of permutations and :data:`MAX_CHUNK_WORK` multiply-adds per call; 1 means one
+    epoch per call. It does not depend on the number of epochs of a fit (a fit runs
+    ``ceil(epochs / K)`` calls, the last one shorter), so fits of any length share one
+    program."""
+    work = 3 * m * sum(a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
+    limit = min(MAX_CHUNK_EPOCHS, MAX_CHUNK_WORK // max(work, 1))
+    if shuffled:
+        limit = min(limit, MAX_PERMUTATION_BYTES // (4 * m))
+    return 1 << (limit.bit_length() - 1) if limit >= 1 else 1
+
+
+class _RngRewind:
+    """Puts the shuffle generator back to where it was, so that after a chunk cut
+    short it has drawn exactly the permutations of the epochs kept (as eager training
+    would have), and a later fit shuffles the same. For a NumPy ``Generator`` (its
+    ``bit_generator.state``) or anything with ``get_state()``/``set_state(state)``
+    (``RandomState``, the estimators' scikit-learn shuffle)."""
+
+    def __init__(self, rng: Any) -> None:
+        self.rng = rng
+        self.bit_generator = getattr(rng, "bit_generator", None)  # numpy Generator
+        self.saved: Any = None
+
+    @staticmethod
+    def supported(rng: Any) -> bool:
+        return isinstance(rng, np.random.Generator) or (
+            callable(getattr(rng, "get_state", None))
+            and callable(getattr(rng, "set_state", None))
+        )
+
+    def save(self) -> None:
+        self.saved = (self.bit_generator.state if self.bit_generator is not None
+                      else self.rng.get_state())
+
+    def redraw(self, m: int, epochs: int) -> None:
+        """Back to the saved state, then ``epochs`` permutations drawn again."""
+        if self.bit_generator is not None:
+            self.bit_generator.state = self.saved
+        else:
+            self.rng.set_state(self.saved)
+        for _ in range(epochs):
+            self.rng.permutation(m)
+
+
+def fit_in_chunks(
+    net: MLP,
+    opt: Optimizer,
+    history: History,
+    X: Array,
+    Y: Array,
+    w: Array | None,
+    rng: Any,
+    *,
+    epochs: int,
+    batch_size: int,
+    shuffle: bool,
+    tol: float,
+    n_iter_no_change: int | None,
+    on_divergence: str,
+) -> bool:
+    """Train for ``epochs`` epochs with several epochs per compiled call, keeping
+    ``history``, the optimiser and the generator exactly where the one-epoch-per-call
+    loop of :func:`xpnet.train.fit` leaves them; False (nothing done) where a chunk
+    would be a single epoch (:func:`chunk_epochs`) or the shuffle generator cannot be
+    rewound (see :class:`_RngRewind`).
+
+    For the caller to use only when nothing is asked for between epochs (no callback,
+    early stopping or verbose output). Per chunk of ``n ≤ K`` epochs the host draws the
+    ``n`` permutations and predicts the ``n`` learning rates (the optimiser's
+    ``iteration_ends`` run on a shallow copy), runs the program, reads the losses and
+    finiteness flags back once, then records the epochs one by one with the loop's own
+    rules: the loss history, ``n_iter``, ``samples_seen``, the no-improvement count on
+    the training loss with ``tol``/``n_iter_no_change`` (and ``trigger_stopping``:
+    stop, or the adaptive schedule's new rate), ``iteration_ends``. When an epoch ``c``
+    of the chunk ends it early — training stops, the rate differs from the predicted one
+    (the adaptive schedule), or epoch ``c + 1`` diverged — the epochs after it ran with
+    the wrong settings or were never to run: the program is run again from the chunk's
+    start for ``c`` epochs (same uploaded permutations and rates, no compile, so the
+    same numbers) and the generator is rewound to the kept epochs. A diverged epoch
+    thus rolls back to *its* start, as in eager training.
+
+    Ctrl-C during a chunk rolls back to the chunk's start (the epochs of that call are
+    cut short; recorded epochs are kept) and returns with ``history.interrupted``.
+    """
+    from .train import _divergence
+
+    m = X.shape[0]
+    shuffled = shuffle and batch_size < m
+    if shuffled and not _RngRewind.supported(rng):
+        return False
+    chunk = chunk_epochs(net.layer_sizes, m, shuffled)
+    if chunk < 2:
+        return False
+    backend = net.array_backend
+    dropout = any(net.dropout)
+    program = chunk_program(
+        net.architecture, opt, m, batch_size, (X.shape[1], Y.shape[1]), net._dtype,
+        backend.device, w is not None, shuffled, chunk,
+        net._dropout_key if dropout else None,
+    )
+    steps_per_epoch = -(-m // batch_size)
+    names = [f"{kind}{layer + 1}" for layer in range(net.n_layers) for kind in "Wb"]
+    rewind = _RngRewind(rng)
+    state = opt.export_state(net._params)
+    rate_dtype = np.dtype(str(state["lr"].dtype))
+    done = 0  # epochs of this call recorded
+    start_params, start_state = list(net._params), state
+    recorded = 0  # epochs of the running chunk recorded
+    orders: np.ndarray | None = None
+    rates_host: np.ndarray | None = None
+    try:
+        while done < epochs:
+            n = min(chunk, epochs - done)
+            start_params, start_state, recorded = list(net._params), state, 0
+            # Host arrays go to the program as they are: the call moves them with its
+            # other inputs (~10 µs) where an upload of their own costs ~0.3 ms. A fresh
+            # orders array per chunk: the call may read it after returning (asynchronous
+            # dispatch), and a replay uses it again.
+            orders = None
+            if shuffled:
+                rewind.save()
+                orders = np.zeros((chunk, m), dtype=np.int32)
+                for e in range(n):
+                    orders[e] = rng.permutation(m)
+            rates = _predicted_rates(opt, history.samples_seen, m, n, chunk)
+            rates_host = np.asarray(rates, dtype=rate_dtype)
+            # the dropout stream's step at the chunk's start (net._steps moves on by the
+            # epochs kept, below), the same for a replay
+            step0 = net._steps if dropout else None
+            params, state, totals, finite = program(
+                start_params, start_state, X, Y, w, orders, rates_host, n, step0
+            )
+            totals_host, finite_host = (np.asarray(a) for a in _read_back(totals, finite))
+
+            keep, stop, diverged = n, False, None
+            for e in range(n):
+                epoch_loss = float(totals_host[e]) / m
+                bad = [name for name, ok in zip(names, finite_host[e]) if not ok]
+                if (bad or not math.isfinite(epoch_loss)) and on_divergence == "raise":
+                    keep, diverged = e, (done + e + 1, epoch_loss, bad)
+                    break
+                # the epoch is complete: record it, as train.fit's loop does
+                history.loss.append(epoch_loss)
+                history.n_iter += 1
+                history.samples_seen += m
+                recorded += 1
+                improved = not epoch_loss > history.best_loss - tol
+                history.best_loss = min(history.best_loss, epoch_loss)
+                history.no_improvement_count = (
+                    0 if improved else history.no_improvement_count + 1
+                )
+                opt.iteration_ends(history.samples_seen)
+                if (n_iter_no_change is not None
+                        and history.no_improvement_count > n_iter_no_change):
+                    if opt.trigger_stopping():
+                        history.converged = True
+                        keep, stop = e + 1, True
+                        break
+                    history.no_improvement_count = 0
+                if e + 1 < n and opt.state_learning_rate != rates[e + 1]:
+                    keep = e + 1  # the rate changed against the prediction: rerun
+                    break
+            if keep < n:  # the chunk's end is not where training is: replay its start
+                if keep:
+                    params, state, _, _ = program(
+                        start_params, start_state, X, Y, w, orders, rates_host, keep, step0
+                    )
+                else:
+                    params, state = start_params, start_state
+                if shuffled:
+                    rewind.redraw(m, keep + (diverged is not None))  # eager drew that one too
+            net._params = list(params)
+            opt.import_state(state, steps_per_epoch * keep)
+            net._steps += steps_per_epoch * keep
+            done, recorded = done + keep, 0
+            start_params, start_state = list(net._params), state
+            if diverged is not None:
+                raise _divergence(*diverged, opt, False)
+            if stop:
+                break
+    except KeyboardInterrupt:
+        # the running chunk is cut short: back to its start (plus any epochs already
+        # recorded from it, by running them again)
+        if recorded:
+            params, state, _, _ = program(
+                start_params, start_state, X, Y, w, orders, rates_host, recorded,
+                net._steps if dropout else None,
+            )
+            net._params = list(params)
+            opt.import_state(state, steps_per_epoch * recorded)
+            net._steps += steps_per_epoch * recorded
+            done += recorded
+        else:
+            net._params = start_params
+        history.interrupted = True
+        kept = (f"the network keeps the weights after epoch {done}" if done
+                else "the network keeps the weights it had before this fit")
+        warnings.warn(
+            f"training interrupted at epoch {done + 1} of {epochs} (compiled, several "
+            f"epochs per call: the epochs of the running call were cut short and rolled "
+            f"back); {kept}",
+            UserWarning,
+            stacklevel=4,
+        )
+    return True
+
+
+def _predicted_rates(opt: Optimizer, samples_seen: int, m: int, n: int,
+                     chunk: int) -> list[float]:
+    """The learning rate of each of the chunk's ``n`` epochs if nothing but
+    ``iteration_ends`` changes it (run on a shallow copy of ``opt``; rates after the
+    ``n``-th repeat the last). The caller checks the real rate after each epoch."""
+    probe = copy.copy(opt)
+    rates = [probe.state_learning_rate]
+    for e in range(1, n):
+        probe.iteration_ends(samples_seen + e * m)
+        rates.append(probe.state_learning_rate)
+    return rates + [rates[-1]] * (chunk - n)
+
+
+def _read_back(*arrays: Array) -> tuple[Any, ...]:
+    """The arrays on the host, in one transfer."""
+    import jax
+
+    return tuple(jax.device_get(arrays))

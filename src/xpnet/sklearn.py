@@ -257,6 +257,15 @@ class _SklearnShuffle:
         self.order = self.order[self.random_state.permutation(m)]
         return self.order
 
+    def get_state(self) -> tuple[Any, np.ndarray | None]:
+        """Where the draws stand (the compiled fit rewinds a chunk of epochs cut short)."""
+        return self.random_state.get_state(), None if self.order is None else self.order.copy()
+
+    def set_state(self, state: tuple[Any, np.ndarray | None]) -> None:
+        """Back to a :meth:`get_state`; the RandomState is set in place (it may be shared)."""
+        self.random_state.set_state(state[0])
+        self.order = state[1]
+
 
 # ---------------------------------------------------------------------- base class
 class _BaseMLP(BaseEstimator):

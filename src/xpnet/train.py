@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from . import _validation as v
 from ._class_weight import check_class_weight, class_weight_rows
 from ._sparse import row_slice, take_rows
-from .compiled import check_compile, epoch_program
+from .compiled import check_compile, epoch_program, fit_in_chunks
 from .optim import SGD, Optimizer, get_optimizer
 from .threads import check_threads, resolve_threads, thread_limits
 
@@ -385,7 +385,11 @@ def fit(
     compile : bool, default False
         On JAX, run each epoch as one compiled XLA program (see :mod:`xpnet.compiled`):
         same shuffles, same batches, numbers equal to rounding; the program is cached
-        per shape, so a second fit of the same shape compiles nothing. Accepted and
+        per shape, so a second fit of the same shape compiles nothing. Without per-epoch
+        work (no ``callback``, early stopping or ``verbose``) a small network runs
+        several epochs per program call, with the same history, stopping and
+        divergence rollback as one epoch per call (a Ctrl-C then rolls back the
+        epochs of the running call). Accepted and
         ignored on NumPy and array-api-strict; refused on torch and CuPy (no verified
         compiled path yet). Needs an optimiser with :meth:`~xpnet.optim.Optimizer.apply`
         (``SGD``, ``Adam``).
@@ -549,6 +553,14 @@ def fit(
         # every validation score is NaN ends on them rather than on diverged weights
         history.best_params = [xp.asarray(p, copy=True) for p in net._params]
     start = time.perf_counter()
+    if compiled and callback is None and not early_stopping and not verbose and fit_in_chunks(
+        net, opt, history, X, Y, w, rng, epochs=epochs, batch_size=batch_size,
+        shuffle=shuffle, tol=tol, n_iter_no_change=n_iter_no_change,
+        on_divergence=on_divergence,
+    ):  # nothing to do between epochs: several epochs per compiled call
+        backend.synchronize(net._params)
+        history.seconds += time.perf_counter() - start
+        return history
     epoch = 0
     in_epoch = False  # True while the parameters hold a partly done epoch
     epoch_start = _EpochStart(xp, net._params)
