@@ -381,6 +381,26 @@ def test_help_has_examples():
             assert "examples:" in proc.stdout, command
 
 
+def test_target_help_says_where_each_command_finds_the_target():
+    """train takes the last column; evaluate and predict first use the column the model
+    was trained on (its name is in the model file), which their help must say."""
+    import re
+
+    texts = {}
+    for command, proc in zip(("train", "evaluate", "predict"),
+                             run_many(*([c, "--help"] for c in ("train", "evaluate", "predict"))),
+                             strict=True):
+        assert proc.returncode == 0, proc.stderr
+        # the --target entry, its wrapped lines joined
+        entry = proc.stdout.split("--target COLUMN", 2)[-1].split("\n  --", 1)[0]
+        texts[command] = re.sub(r"\s+", " ", entry)
+    assert "default: the last column)" in texts["train"]
+    assert "default: the model's target column if the file has it, else the last column" \
+        in texts["evaluate"]
+    assert "the model's target column, copied to the output as true_<target>" \
+        in texts["predict"]
+
+
 def test_version_and_console_script():
     proc = run("--version")
     assert proc.returncode == 0 and proc.stdout.strip() == f"xpnet {xpnet.__version__}"

@@ -162,7 +162,11 @@ def _add_network_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=_nonnegative_float, default=0.0, help="L2 penalty")
 
 
-def _add_data_options(p: argparse.ArgumentParser, required: bool) -> None:
+def _add_data_options(p: argparse.ArgumentParser, required: bool,
+                      target_default: str = "the last column") -> None:
+    """--dataset/--data and --target; ``target_default`` says where the target comes
+    from when --target is left out (evaluate and predict look first for the column the
+    model was trained on, whose name the model file keeps)."""
     from ..data import DATASETS
 
     group = p.add_mutually_exclusive_group(required=required)
@@ -172,7 +176,7 @@ def _add_data_options(p: argparse.ArgumentParser, required: bool) -> None:
     group.add_argument("--data", metavar="FILE",
                        help="CSV with a header row, .npz with X and y, or .npy (2-D)")
     p.add_argument("--target", metavar="COLUMN",
-                   help="target column of --data: name or index (default: the last column)")
+                   help=f"target column of --data: name or index (default: {target_default})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -286,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "classifiers, loss, R² and MSE for regression."),
     )
     p.add_argument("model", metavar="MODEL", help="model file written by 'xpnet train --save'")
-    _add_data_options(p, required=True)
+    _add_data_options(p, required=True, target_default=(
+        "the model's target column if the file has it, else the last column"))
     p.add_argument("--split", choices=("all", "train", "test"), default="all",
                    help="rows to score: all, or the training/test split recorded in the model "
                    "(the same data as in training) (default: all)")
@@ -306,7 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "(row, prediction, one probability column per class)."),
     )
     p.add_argument("model", metavar="MODEL", help="model file written by 'xpnet train --save'")
-    _add_data_options(p, required=True)
+    _add_data_options(p, required=True, target_default=(
+        "the model's target column, copied to the output as true_<target> when the "
+        "file has it"))
     p.add_argument("--out", metavar="FILE", help="write the CSV here instead of stdout")
     _add_backend_options(p)
     p.add_argument("--seed", type=_nonnegative_int, default=None,
