@@ -11,6 +11,7 @@
 #      imports; the lease's machine has none and its CUDA wheels (jaxlib + the nvidia-*
 #      libraries, ~2 GiB) exceed what a device call can carry (64 MiB), so today this
 #      phase records "skipped" with that reason;
+#      and Dask with CuPy chunks (tests/test_distributed.py -k cupy) where dask imports;
 #   4. the cross-backend differences from NumPy float64, per backend and dtype;
 #   5. the GPU benchmark cases (medium: CuPy vs NumPy; large: GPU only).
 #
@@ -193,6 +194,18 @@ if [ "${JAX_GPU:-0}" -gt 0 ] 2>/dev/null; then
 else
   say "== JAX on CUDA: skipped (no CUDA build of JAX imports here; its wheels are too large to carry)"
   note "- **pytest --backend jax (CUDA)**: skipped, no CUDA build of JAX on this machine"
+fi
+
+# ---------------------------------------------------------------- 3b. Dask with CuPy chunks
+# (issue 10: workers pick CuPy for CuPy chunks; equal to a single-GPU CuPy fit). Runs
+# where dask[distributed] imports; the lease's machine has none, and its compiled
+# dependencies (msgpack, psutil, tornado, pyyaml) would have to match its Python to carry.
+if "$PY" -c "import dask.array, distributed" 2>/dev/null; then
+  run_phase "Dask, CuPy chunks" 60 \
+    "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_distributed.py -k cupy || true
+else
+  say "== Dask with CuPy chunks: skipped (dask[distributed] is not installed here)"
+  note "- **Dask, CuPy chunks**: skipped, dask[distributed] not installed on this machine"
 fi
 
 # ---------------------------------------------------------------- 4. cross-backend differences

@@ -375,3 +375,32 @@ def test_dropout_masks_on_the_cluster_equal_single_process(client, options):
     plain = xpnet.MLP([6, 7, 5, 3], activation="relu", output="softmax", seed=3)
     plain.fit(X, y, epochs=3, lr=0.2, **options)
     assert not np.allclose(plain._params[0], nets[0]._params[0])
+
+
+# --------------------------------------------------------------------------- GPU
+def _cupy_with_a_device():
+    try:
+        import cupy
+
+        cupy.cuda.runtime.getDeviceCount()
+        return cupy
+    except Exception as exc:  # ImportError, or CUDA's "no device" error
+        pytest.skip(f"needs CuPy and a CUDA device (benchmarks/gpu_check.sh runs it): {exc}")
+
+
+def test_cupy_chunks_train_on_the_gpu_as_single_gpu_cupy(client):
+    """Workers pick CuPy for CuPy chunks (no other code: a dask_cuda LocalCUDACluster
+    trains on several GPUs the same way); the result equals a single-GPU CuPy fit.
+    float64 to 1e-12: the chunk sums differ from the single-GPU sums in order only."""
+    cp = _cupy_with_a_device()
+    X, y = _data(157)
+    dX = da.from_array(cp.asarray(X), chunks=(45, 6), asarray=False)
+    dy = da.from_array(cp.asarray(y), chunks=(45,), asarray=False)
+    gpu = xpnet.MLP([6, 7, 3], activation="tanh", output="softmax", backend="cupy",
+                    dropout=0.2, seed=4)
+    driver = xpnet.MLP([6, 7, 3], activation="tanh", output="softmax", dropout=0.2, seed=4)
+    h_gpu = gpu.fit(cp.asarray(X), cp.asarray(y), epochs=3, lr=0.2, batch_size=32)
+    h_dask = xd.fit(driver, dX, dy, client=client, epochs=3, lr=0.2, batch_size=32)
+    np.testing.assert_allclose(h_dask.loss, h_gpu.loss, rtol=1e-12, atol=1e-12)
+    for p, q in zip(gpu._params, driver._params):
+        np.testing.assert_allclose(np.asarray(q), cp.asnumpy(p), rtol=1e-12, atol=1e-12)
