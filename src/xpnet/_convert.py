@@ -26,6 +26,7 @@ import secrets
 import shutil
 import stat
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -352,8 +353,19 @@ def convert_to_zarr(
     blocks = (_npz_blocks(text, chunk_rows, header) if suffix == ".npz"
               else _csv_blocks(text, target, chunk_rows, header))
     float_type = np.dtype(dtype)
+    # Every zarr call that writes runs in this one thread, and the main thread waits for
+    # it. zarr 3 does its I/O on a background event loop, which goes on writing after a
+    # signal (SIGTERM, Ctrl-C) interrupts the main thread's wait: removing the partial
+    # store then raced with that write, which re-created it (seen in CI: a
+    # .zarr-partial folder left after exit 143). On any exception the writer is drained
+    # first, so when the folder is removed nothing writes into it any more.
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xpnet-convert")
+
+    def write(function: Any, *args: Any, **kwargs: Any) -> Any:
+        return writer.submit(function, *args, **kwargs).result()
+
     try:
-        group = zarr.open_group(partial, mode="w-")
+        group = write(zarr.open_group, partial, mode="w-")
         x_array = y_array = None
         # Parsed blocks wait here until they fill a chunk: each chunk is then compressed
         # and written once (appending a part of a chunk rewrites the whole chunk).
@@ -365,10 +377,10 @@ def convert_to_zarr(
             if x_array is None:
                 n = block.X.shape[1]
                 chunk_rows = chunk_rows or default_chunk_rows(n, float_type.itemsize)
-                x_array = _create(group, "X", (0, n), (chunk_rows, n), float_type)
+                x_array = write(_create, group, "X", (0, n), (chunk_rows, n), float_type)
                 y_kind = "U" if block.y is not None and block.y.dtype.kind == "U" else "n"
                 y_dtype: Any = str if y_kind == "U" else block.y.dtype  # type: ignore[union-attr]
-                y_array = _create(group, "y", (0,), (chunk_rows,), y_dtype)
+                y_array = write(_create, group, "y", (0,), (chunk_rows,), y_dtype)
             assert block.y is not None and y_array is not None
             kind = "U" if block.y.dtype.kind == "U" else "n"
             if kind != y_kind:
@@ -386,9 +398,9 @@ def convert_to_zarr(
             rows += X.shape[0]
             assert chunk_rows is not None
             if pending >= chunk_rows:
-                pending = _flush(x_array, y_array, pending_X, pending_y, chunk_rows)
+                pending = write(_flush, x_array, y_array, pending_X, pending_y, chunk_rows)
         if x_array is not None and pending:
-            _flush(x_array, y_array, pending_X, pending_y, pending)
+            write(_flush, x_array, y_array, pending_X, pending_y, pending)
         if x_array is None or rows == 0:
             raise DataError(f"data file {text!r} has a header row but no data rows")
         if "header" in header:
@@ -397,16 +409,18 @@ def convert_to_zarr(
         else:
             names = [f"x{i + 1}" for i in header["features"]]
             target_name = "y"
-        group.attrs["xpnet"] = {
+        write(group.attrs.__setitem__, "xpnet", {
             "format": 1, "rows": rows, "feature_names": names, "target_name": target_name,
             "source": os.path.basename(text),
-        }
+        })
         assert chunk_rows is not None and y_array is not None
         summary = ConvertSummary(dest_text, rows, len(names), chunk_rows, float_type.name,
                                  names, target_name,
                                  "str" if y_kind == "U" else str(y_array.dtype))
+        writer.shutdown(wait=True)
         _move_into_place(partial, absolute, overwrite)
     except BaseException:
+        writer.shutdown(wait=True, cancel_futures=True)  # the write under way ends first
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return summary
