@@ -115,8 +115,11 @@ def main(argv=None):
         for rows in args.rows:
             chunk_rows = -(-rows // (args.workers * args.chunks_per_worker))
             for batch in (None, 1024):
+                # a seed per case: the same seed would give the same task keys as the
+                # case before, whose data were just cancelled (asynchronously), and the
+                # new case's tasks were then cancelled with them
                 result = measure(client, rows, args.features, sizes, chunk_rows, batch,
-                                 args.steps)
+                                 args.steps, seed=len(results))
                 results.append(result)
                 print(json.dumps(result), flush=True)
     load_end = os.getloadavg()
