@@ -98,6 +98,22 @@ def test_train_local_cluster_reports_cluster_steps_and_true_scores(tmp_path):
         assert reported["accuracy"] == expected["accuracy"]
 
 
+def test_text_report_on_a_cluster_names_dropout_and_the_scores(tmp_path):
+    """The text report's training line says dropout as the single-process one does, and
+    its score lines are the single-process report's (the same helper writes both)."""
+    proc = run("train", "--dask-workers", "1", "--dataset", "moons", "--layers", "8",
+               "--dropout", "0.2", "--epochs", "3", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = {line[:10].strip(): line[10:] for line in proc.stdout.splitlines()}
+    assert lines["training"].startswith("3 epochs, full batch, lr 3, alpha 0, dropout 0.2, ")
+    assert lines["accuracy"].startswith("train 0.") and "   test 0." in lines["accuracy"]
+    assert lines["cluster"].startswith("local cluster: 1 worker, 1 thread, ")
+    report = _json(run("train", "--dask-workers", "1", "--dataset", "moons", "--layers", "8",
+                       "--dropout", "0.2", "--epochs", "3", "--json", cwd=tmp_path,
+                       timeout=300))
+    assert report["training"]["dropout"] == [0.2]
+
+
 def test_evaluate_and_predict_on_cluster_equal_single_process(tmp_path):
     model = tmp_path / "m.npz"
     assert run("train", "--dataset", "iris", "--output", "softmax", "--epochs", "30",

@@ -245,3 +245,36 @@ def _load_data(args: argparse.Namespace, n_features: int | None = None,
         noise=getattr(args, "noise", None),
         seed=args.seed,
     )
+
+
+def _score_lines(classification: bool, train: dict[str, Any],
+                 test: dict[str, Any] | None) -> list[str]:
+    """The report's accuracy (or R² and MSE) lines of a training run, train and test."""
+    def both(key: str, show: Any) -> str:
+        return f"train {show(train[key])}" + (f"   test {show(test[key])}" if test else "")
+
+    if classification:
+        return [f"accuracy  {both('accuracy', lambda x: f'{x:.4f}')}"]
+    return [f"R²        {both('r2', lambda x: f'{x:.4f}')}", f"MSE       {both('mse', _fmt)}"]
+
+
+def _evaluation_lines(result: dict[str, Any], task: str) -> list[str]:
+    """``xpnet evaluate``'s score lines: loss, then accuracy or R² and MSE."""
+    lines = [f"loss      {_fmt(result['loss'])}"]
+    if task == "regression":
+        return lines + [f"R²        {result['r2']:.4f}", f"MSE       {_fmt(result['mse'])}"]
+    return lines + [f"accuracy  {result['accuracy']:.4f}"]
+
+
+def _dropout_text(net: Any) -> str:
+    """", dropout 0.3" (or "0.3,0.1" per layer) for the training line; "" without."""
+    rates = net.dropout
+    if not any(rates):
+        return ""
+    return ", dropout " + (f"{rates[0]:g}" if len(set(rates)) == 1
+                           else ",".join(f"{p:g}" for p in rates))
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 name``, ``2 names``, ``0 hidden layers``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

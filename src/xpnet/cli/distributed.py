@@ -24,7 +24,16 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ._common import _emit_json, _fail, _fmt, printable
+from ._common import (
+    _count,
+    _dropout_text,
+    _emit_json,
+    _evaluation_lines,
+    _fail,
+    _fmt,
+    _score_lines,
+    printable,
+)
 
 DEFAULT_CHUNK_ROWS = 1 << 16
 
@@ -96,7 +105,8 @@ def describe_cluster(client: Any, args: argparse.Namespace) -> dict[str, Any]:
 def _cluster_text(info: dict[str, Any]) -> str:
     where = ("local cluster" if info["kind"] == "LocalCluster"
              else f"scheduler {info['scheduler']}")
-    return (f"{where}: {info['workers']} workers, {info['threads']} threads, "
+    return (f"{where}: {_count(info['workers'], 'worker')}, "
+            f"{_count(info['threads'], 'thread')}, "
             f"{info['memory_bytes'] / 2**30:.1f} GiB")
 
 
@@ -205,7 +215,7 @@ def train_on_cluster(args: argparse.Namespace) -> int:
         _describe_net,
     )
     from ._paths import check_paths
-    from .train import EXIT_DIVERGED, _count, _optimizer, _solver_text
+    from .train import EXIT_DIVERGED, _check_per_layer_options, _optimizer, _solver_text
 
     for flag, given in (("--compile", args.compile), ("--plot", args.plot),
                         ("--class-weight", args.class_weight is not None)):
@@ -249,13 +259,9 @@ def train_on_cluster(args: argparse.Namespace) -> int:
             y_test = y_test[:, 0]
         n_out = len(classes) if output == "softmax" and classes else 1
         sizes = [n_features, *args.layers, n_out]
-        activation = args.activation
-        if isinstance(activation, list) and len(activation) != len(args.layers):
-            _fail(f"--activation lists {_count(len(activation), 'name')} for "
-                  f"{_count(len(args.layers), 'hidden layer')}; give one name, or one per "
-                  "hidden layer")
-        net = MLP(sizes, activation=activation, output=output, dtype=args.dtype,
-                  seed=args.seed, alpha=args.alpha)
+        _check_per_layer_options(args)
+        net = MLP(sizes, activation=args.activation, output=output, dtype=args.dtype,
+                  seed=args.seed, alpha=args.alpha, dropout=args.dropout)
         report: dict[str, Any] = {}
         try:
             history = distributed_fit(
@@ -295,6 +301,7 @@ def train_on_cluster(args: argparse.Namespace) -> int:
             "cluster": info,
             "training": {"epochs": history.epochs, "lr": args.lr,
                          "batch_size": args.batch_size, "alpha": args.alpha,
+                         "dropout": list(net.dropout),
                          "seed": args.seed, "solver": args.solver,
                          "early_stopping": args.early_stopping,
                          "seconds": history.seconds, "samples_per_second": samples_per_second,
@@ -325,18 +332,11 @@ def train_on_cluster(args: argparse.Namespace) -> int:
         f"network   {_describe_net(net)}",
         f"backend   numpy on the Dask workers, {net.dtype}",
         f"training  {history.epochs} epochs, {batch}, {_solver_text(args)}, "
-        f"alpha {args.alpha:g}, seed {args.seed}",
+        f"alpha {args.alpha:g}{_dropout_text(net)}, seed {args.seed}",
         f"loss      {_fmt(history.loss[-1])} (last epoch)   train {_fmt(train_scores['loss'])}"
         + (f"   test {_fmt(test_scores['loss'])}" if test_scores else ""),
     ]
-    if classification:
-        lines.append(f"accuracy  train {train_scores['accuracy']:.4f}"
-                     + (f"   test {test_scores['accuracy']:.4f}" if test_scores else ""))
-    else:
-        lines.append(f"R²        train {train_scores['r2']:.4f}"
-                     + (f"   test {test_scores['r2']:.4f}" if test_scores else ""))
-        lines.append(f"MSE       train {_fmt(train_scores['mse'])}"
-                     + (f"   test {_fmt(test_scores['mse'])}" if test_scores else ""))
+    lines += _score_lines(classification, train_scores, test_scores)
     lines.append(f"time      {history.seconds:.2f} s, {samples_per_second:,.0f} samples/s "
                  f"({history.epochs} epochs x {m_train} rows)")
     lines.append(f"steps     {steps['steps']} steps, median {1000 * steps['step']:.1f} ms: "
@@ -422,11 +422,7 @@ def evaluate_on_cluster(args: argparse.Namespace, net: Any) -> int:
     lines = [f"model     {_model_summary(net, args.model)}",
              f"data      {printable(name)}: {result['rows']} rows ({args.split})",
              f"cluster   {_cluster_text(info)}",
-             f"loss      {_fmt(result['loss'])}"]
-    if task == "regression":
-        lines += [f"R²        {result['r2']:.4f}", f"MSE       {_fmt(result['mse'])}"]
-    else:
-        lines.append(f"accuracy  {result['accuracy']:.4f}")
+             *_evaluation_lines(result, task)]
     if not args.quiet:
         print("\n".join(lines))
     return 0

@@ -16,8 +16,8 @@ from ._common import (
     _describe_net,
     _device,
     _emit_json,
+    _evaluation_lines,
     _fail,
-    _fmt,
     _load_data,
     printable,
     terminal_safe,
@@ -209,11 +209,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     lines = [f"model     {_model_summary(net, args.model)}",
              f"data      {printable(source)}: {result['rows']} rows ({args.split})",
-             f"loss      {_fmt(result['loss'])}"]
-    if task == "regression":
-        lines += [f"R²        {result['r2']:.4f}", f"MSE       {_fmt(result['mse'])}"]
-    else:
-        lines.append(f"accuracy  {result['accuracy']:.4f}")
+             *_evaluation_lines(result, task)]
     if not args.quiet:
         print("\n".join(lines))
     return 0

@@ -23,13 +23,16 @@ from ._common import (
     DEFAULT_LR_ADAM,
     DEFAULT_LR_REGRESSION,
     _backend,
+    _count,
     _describe_net,
     _device,
     _device_name,
+    _dropout_text,
     _emit_json,
     _fail,
     _fmt,
     _load_data,
+    _score_lines,
     printable,
 )
 from ._paths import check_paths
@@ -164,14 +167,6 @@ def _class_weight(
     return by_index, shown
 
 
-def _dropout_text(net: Any) -> str:
-    rates = net.dropout
-    if not any(rates):
-        return ""
-    return ", dropout " + (f"{rates[0]:g}" if len(set(rates)) == 1
-                           else ",".join(f"{p:g}" for p in rates))
-
-
 def _class_weight_text(shown: Any) -> str:
     if shown is None:
         return ""
@@ -239,9 +234,15 @@ def _check_training_size(
           "use a smaller --batch-size or smaller layers")
 
 
-def _count(n: int, noun: str) -> str:
-    """``1 name``, ``2 names``, ``0 hidden layers``."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+def _check_per_layer_options(args: argparse.Namespace) -> None:
+    """--activation and --dropout lists must give one entry per hidden layer."""
+    n_hidden = len(args.layers)
+    if isinstance(args.activation, list) and len(args.activation) != n_hidden:
+        _fail(f"--activation lists {_count(len(args.activation), 'name')} for "
+              f"{_count(n_hidden, 'hidden layer')}; give one name, or one per hidden layer")
+    if isinstance(args.dropout, list) and len(args.dropout) != n_hidden:
+        _fail(f"--dropout lists {_count(len(args.dropout), 'rate')} for "
+              f"{_count(n_hidden, 'hidden layer')}; give one rate, or one per hidden layer")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -309,14 +310,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         y_train_fit, y_test_fit = y_train, y_test
     n_out = len(target.classes) if target.output == "softmax" and target.classes else 1
     sizes = [data.n_features, *args.layers, n_out]
-    n_hidden = len(args.layers)
+    _check_per_layer_options(args)
     activation = args.activation
-    if isinstance(activation, list) and len(activation) != n_hidden:
-        _fail(f"--activation lists {_count(len(activation), 'name')} for "
-              f"{_count(n_hidden, 'hidden layer')}; give one name, or one per hidden layer")
-    if isinstance(args.dropout, list) and len(args.dropout) != n_hidden:
-        _fail(f"--dropout lists {_count(len(args.dropout), 'rate')} for "
-              f"{_count(n_hidden, 'hidden layer')}; give one rate, or one per hidden layer")
     _check_training_size(args, sizes, len(train_rows), data.name)
     net = MLP(sizes, activation=activation, output=target.output, backend=args.backend,
               device=device, dtype=args.dtype, seed=args.seed, alpha=args.alpha,
@@ -433,14 +428,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"loss      {_fmt(history.loss[-1])} (last epoch)   train {_fmt(train_scores['loss'])}"
         + (f"   test {_fmt(test_scores['loss'])}" if test_scores else ""),
     ]
-    if classification:
-        lines.append(f"accuracy  train {train_scores['accuracy']:.4f}"
-                     + (f"   test {test_scores['accuracy']:.4f}" if test_scores else ""))
-    else:
-        lines.append(f"R²        train {train_scores['r2']:.4f}"
-                     + (f"   test {test_scores['r2']:.4f}" if test_scores else ""))
-        lines.append(f"MSE       train {_fmt(train_scores['mse'])}"
-                     + (f"   test {_fmt(test_scores['mse'])}" if test_scores else ""))
+    lines += _score_lines(classification, train_scores, test_scores)
     lines.append(f"time      {history.seconds:.2f} s, {samples_per_second:,.0f} samples/s "
                  f"({history.epochs} epochs x {m_train} rows, backend synchronised)")
     if args.save:
