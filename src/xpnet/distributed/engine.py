@@ -63,6 +63,19 @@ def require_dask() -> None:
     require("distributed", "training on Dask arrays")
 
 
+def check_features(X: Any, n_in: int, name: str = "X") -> Any:
+    """Dask array ``X`` checked to be 2-D with ``n_in`` columns, its columns gathered into
+    one chunk (row chunks are the unit of work); ValueError naming ``name`` otherwise."""
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D of shape (m, {n_in}); got shape {X.shape}")
+    if X.shape[1] != n_in:
+        raise ValueError(
+            f"{name} has {X.shape[1]} features (columns) but the network expects {n_in}; "
+            f"got shape {X.shape}"
+        )
+    return X.rechunk({1: -1})
+
+
 def is_dask_array(obj: Any) -> bool:
     """Whether ``obj`` is a Dask collection (checked by its class's module: no import)."""
     return type(obj).__module__.split(".")[0] == "dask" and hasattr(obj, "__dask_graph__")
@@ -296,8 +309,7 @@ class DaskSource:
         x_name, y_name, w_name = names
         if not is_dask_array(X):
             X = da.from_array(np.asarray(X))
-        if X.ndim != 2:
-            raise ValueError(f"{x_name} must be 2-D of shape (m, {n_in}); got shape {X.shape}")
+        X = check_features(X, n_in, x_name)
         if any(math.isnan(c) for c in X.chunks[0]):
             raise ValueError(
                 f"{x_name} has unknown chunk sizes; call {x_name}.compute_chunk_sizes() first"
@@ -305,12 +317,6 @@ class DaskSource:
         m = X.shape[0]
         if m < 1:
             raise ValueError(f"{x_name} must have at least one row; got shape {X.shape}")
-        if X.shape[1] != n_in:
-            raise ValueError(
-                f"{x_name} has {X.shape[1]} features (columns) but the network expects "
-                f"{n_in}; got shape {X.shape}"
-            )
-        X = X.rechunk({1: -1})
         row_chunks = X.chunks[0]
 
         def aligned(a: Any, name: str) -> Any:

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import _validation as v
 from .. import core
-from .engine import _host, _worker_backend, is_dask_array, require_dask
+from .engine import _host, _worker_backend, check_features, is_dask_array, require_dask
 
 __all__ = ["forward", "predict", "predict_proba"]
 
@@ -43,14 +43,7 @@ def _blockwise(net: Any, X: Any, what: str) -> Any:
     if not is_dask_array(X):
         raise TypeError(f"X must be a dask array here; got {type(X).__name__}")
     n_in, n_out = net.layer_sizes[0], net.layer_sizes[-1]
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-D of shape (m, {n_in}); got shape {X.shape}")
-    if X.shape[1] != n_in:
-        raise ValueError(
-            f"X has {X.shape[1]} features (columns) but the network expects {n_in}; "
-            f"got shape {X.shape}"
-        )
-    X = X.rechunk({1: -1})
+    X = check_features(X, n_in)
     params = [_host(net.array_backend.to_numpy(p)) for p in net._params]
     task = net._output.task
     args = (params, tuple(net._hidden), net._output, net.dtype, n_in, what)
