@@ -197,11 +197,11 @@ def validation_score(net: MLP, X: Array, Y: Array, sample_weight: Array | None =
     return xp.sum(correct * sample_weight) / xp.sum(sample_weight)
 
 
-def _validation_split(
-    net: MLP, X: Array, Y: Array, w: Array | None, fraction: float, rng: Any
-) -> tuple[Array, ...]:
-    """Random ``fraction`` of the rows (rounded up, as scikit-learn) held out."""
-    m = X.shape[0]
+def validation_rows(m: int, fraction: float, rng: Any) -> tuple[Any, Any]:
+    """The early-stopping split of ``m`` rows: ``(training rows, held-out rows)`` as host
+    index arrays, a random ``fraction`` (rounded up, as scikit-learn) held out. One draw
+    of ``rng.permutation(m)``; :mod:`xpnet.distributed` uses it too, so a distributed fit
+    holds out the same rows as a single-process one."""
     n_val = math.ceil(fraction * m)
     if n_val < 2 or m - n_val < 1:
         raise ValueError(
@@ -210,9 +210,17 @@ def _validation_split(
             "validation_fraction or the size of your data set."
         )
     order = rng.permutation(m)
+    return order[n_val:], order[:n_val]
+
+
+def _validation_split(
+    net: MLP, X: Array, Y: Array, w: Array | None, fraction: float, rng: Any
+) -> tuple[Array, ...]:
+    """The rows of :func:`validation_rows` taken out of ``X``, ``Y`` and ``w``."""
+    train_rows, val_rows = validation_rows(X.shape[0], fraction, rng)
     xp = net.xp
-    train_idx = net.array_backend.asarray(order[n_val:])
-    val_idx = net.array_backend.asarray(order[:n_val])
+    train_idx = net.array_backend.asarray(train_rows)
+    val_idx = net.array_backend.asarray(val_rows)
     parts = [take_rows(xp, X, train_idx), xp.take(Y, train_idx, axis=0)]
     parts += [None if w is None else xp.take(w, train_idx, axis=0)]
     parts += [take_rows(xp, X, val_idx), xp.take(Y, val_idx, axis=0)]

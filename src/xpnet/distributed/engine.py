@@ -392,18 +392,13 @@ class DaskSource:
             )
             self.val_rows = (0, self.val_data.rows)
         elif early_stopping:
-            # train._validation_split's draw, by index: the same rows as a single-process fit
-            n_val = math.ceil(validation_fraction * m)
-            if n_val < 2 or m - n_val < 1:
-                raise ValueError(
-                    f"validation_fraction={validation_fraction} of {m} rows leaves {n_val} "
-                    f"validation and {m - n_val} training rows; need at least 2 and 1. "
-                    "Increase validation_fraction or the size of your data set."
-                )
-            order = np.asarray(rng.permutation(m), dtype=np.int64)
-            self.train_index = order[n_val:]
-            self.val_data, self.val_rows = self.data, order[:n_val]
-            m -= n_val
+            # single-process fit's draw, by index: the same rows held out
+            from ..train import validation_rows
+
+            train_rows, val_rows = validation_rows(m, validation_fraction, rng)
+            self.train_index = np.asarray(train_rows, dtype=np.int64)
+            self.val_data, self.val_rows = self.data, np.asarray(val_rows, dtype=np.int64)
+            m = len(self.train_index)
         self.val_mean = None
         if self.val_data is not None and self.output.task == "regression":
             sums = self._score_sums([], None)
