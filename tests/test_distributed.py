@@ -25,7 +25,10 @@ from xpnet.optim import SGD, Adam  # noqa: E402
 TOL = {"float64": 1e-12, "float32": 2e-5}
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: a live client's threads allocate while other modules' tests
+# run in the same process, and test_perf_regression's tracemalloc peaks (which count every
+# thread) then failed when the whole suite ran with the dask extra installed.
+@pytest.fixture(scope="module")
 def client():
     cluster = LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None

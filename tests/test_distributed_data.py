@@ -37,9 +37,10 @@ from xpnet.distributed.storage import (  # noqa: E402
 )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dask_client():
-    """One LocalCluster of two worker processes for the whole session (~3 s to start)."""
+    """One LocalCluster of two worker processes for this module (~3 s to start); closed
+    after it, so that its threads do not allocate during other modules' memory tests."""
     from distributed import Client, LocalCluster
 
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,

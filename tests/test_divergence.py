@@ -485,7 +485,10 @@ def _sigint(tmp_path: Path, args: list[str], presses: int):
     """
     env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
     env.pop("XPNET_DEBUG", None)
-    pause = 1.0
+    # Long enough that a few hundred full-batch digits epochs have run when the first press
+    # lands even on a loaded machine (the saved model is then a trained one: at 1 s, a full
+    # -n auto run once interrupted after the first epochs, evaluate accuracy 0.32)
+    pause = 2.5
     for _ in range(6):
         proc = subprocess.Popen([sys.executable, "-m", "xpnet", "train", *args], cwd=tmp_path,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
