@@ -20,38 +20,28 @@ in place.
 
 from __future__ import annotations
 
-import csv
+import functools
 import os
 import secrets
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ._csv import CsvReader, column_name, is_text_file
+from ._dataerrors import DataError
 from ._npyfile import ArrayFileError, NpzReader
 from ._validation import check_positive_int
-from .data import (
-    _NON_FINITE,
-    _NOT_NUMERIC,
-    _NUMBER,
-    DataError,
-    _check_path,
-    _column_name,
-    _parse_float,
-    _resolve_column,
-)
+from .data import _check_path
 
 __all__ = ["ConvertSummary", "convert_to_zarr", "default_chunk_rows"]
 
 #: Bytes of X per chunk when ``chunk_rows`` is not given (rows = this / row bytes).
 DEFAULT_CHUNK_BYTES = 32 << 20
-# Cells parsed at once from a CSV: bounds the memory of Python strings (~60 B per cell)
-# independently of chunk_rows.
-_PARSE_CELLS = 1 << 18
 PARTIAL_SUFFIX = ".zarr-partial"
 
 
@@ -125,86 +115,29 @@ def check_destination(dest: str, source: str, overwrite: bool) -> str:
 class _Block:
     X: np.ndarray  # (rows, n_features) float64
     y: np.ndarray | None  # (rows,) numbers or strings
-    first_line: str  # where the block starts, for messages
+    locate: Callable[[], str]  # where the block starts, for messages (found when asked)
+
+    @property
+    def first_line(self) -> str:
+        return self.locate()
 
 
-def _csv_blocks(path: str, target: str | int | None, rows_per_block: int | None,
-                header_out: dict[str, Any]) -> Iterator[_Block]:
-    """The CSV's rows in blocks, parsed by :func:`xpnet.data.load_file`'s rules."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            header: list[str] | None = None
-            rows: list[list[str]] = []
-            lines: list[int] = []
-            step = 0
-            for row in reader:
-                if not row or all(not cell.strip() for cell in row):
-                    continue  # blank lines
-                if header is None:
-                    header = [cell.strip() for cell in row]
-                    index = _resolve_column(target, header, f"{path!r}")
-                    features = [i for i in range(len(header)) if i != index]
-                    if not features:
-                        raise DataError(
-                            f"data file {path!r} has no feature columns besides the target "
-                            "(a CSV needs comma-separated columns: features and a target)")
-                    header_out.update(header=header, target=index, features=features)
-                    step = rows_per_block or default_chunk_rows(len(features))
-                    step = max(1, min(step, _PARSE_CELLS // len(header)))
-                    continue
-                if len(row) != len(header):
-                    raise DataError(
-                        f"{path}, line {reader.line_num}: {len(row)} cells but the header "
-                        f"has {len(header)} columns (ragged rows)")
-                rows.append(row)
-                lines.append(reader.line_num)
-                if len(rows) == step:
-                    yield _parse_block(path, header, index, features, rows, lines)
-                    rows, lines = [], []
-            if header is None:
-                raise DataError(f"data file {path!r} is empty (no header row)")
-            if rows:
-                yield _parse_block(path, header, index, features, rows, lines)
-    except UnicodeDecodeError:
-        raise DataError(f"data file {path!r} is not a UTF-8 text (CSV) file") from None
-    except csv.Error as exc:
-        raise DataError(f"data file {path!r} is not valid CSV ({exc})") from None
-
-
-def _parse_block(path: str, header: list[str], target: int, features: list[int],
-                 rows: list[list[str]], lines: list[int]) -> _Block:
-    cells = [[row[c] for c in features] for row in rows]
-    clean = not "".join("".join(row) for row in cells).translate(_NOT_NUMERIC)
-    X = None
-    if clean:
-        try:
-            X = np.array(cells, dtype=np.float64)
-            if not np.all(np.isfinite(X)):
-                X = None
-        except ValueError:
-            X = None
-    if X is None:  # cell by cell: the first bad cell is named
-        X = np.empty((len(rows), len(features)))
-        for r, (row, line) in enumerate(zip(rows, lines, strict=True)):
-            for c, column in enumerate(features):
-                X[r, c] = _parse_float(row[column],
-                                       f"{path}, line {line}, column {header[column]!r}")
-    stripped = [row[target].strip() for row in rows]
-    name = header[target]
-    for cell, line in zip(stripped, lines, strict=True):
-        if not cell:
-            raise DataError(f"{path}, line {line}, target column {name!r}: empty cell")
-    y: np.ndarray
-    if all(_NUMBER.fullmatch(c) or _NON_FINITE.fullmatch(c) for c in stripped):
-        y = np.array([float(c) for c in stripped])
-        bad = np.flatnonzero(~np.isfinite(y))
-        if bad.size:
-            raise DataError(f"{path}, line {lines[bad[0]]}, target column {name!r}: value "
-                            f"{stripped[bad[0]]!r} is NaN or infinite")
-    else:
-        y = np.array(stripped, dtype=str)
-    return _Block(X, y, f"{path}, line {lines[0]}")
+def _csv_blocks(path: str, target: str | int | None, header_out: dict[str, Any],
+                delimiter: str | None = None, header: bool = True) -> Iterator[_Block]:
+    """The CSV's rows in blocks of a few hundred KiB of text (whatever the chunk size:
+    the writer gathers them into chunks), read by :class:`xpnet._csv.CsvReader` (the
+    rules of :func:`xpnet.data.load_file`); ``header_out`` gets the column names once
+    known."""
+    reader = CsvReader(path, target, delimiter=delimiter, header=header)
+    rows = 0
+    for block in reader.blocks(target_text=True):
+        if "header" not in header_out:
+            header_out.update(header=reader.layout.names, target=reader.target_column,
+                              features=reader.feature_columns, notes=reader.notes)
+        y = reader.target_values(block.y, block.first_row)
+        rows += block.X.shape[0]
+        yield _Block(block.X, y, functools.partial(reader.where, block.first_row))
+    reader.check_row_count(rows)
 
 
 def _npz_blocks(path: str, rows_per_block: int | None,
@@ -215,7 +148,7 @@ def _npz_blocks(path: str, rows_per_block: int | None,
             keys = set(archive.names)
             if "X" not in keys or "y" not in keys:
                 raise DataError(f"{path!r} must hold arrays named 'X' and 'y'; it holds: "
-                                f"{', '.join(map(_column_name, sorted(keys))) or 'nothing'}")
+                                f"{', '.join(map(column_name, sorted(keys))) or 'nothing'}")
             x_info, y_info = archive.info("X"), archive.info("y")
             if len(x_info.shape) != 2 or x_info.shape[0] < 1 or x_info.shape[1] < 1:
                 raise DataError(f"'X' in {path!r} must be 2-D (rows, features); got shape "
@@ -259,7 +192,7 @@ def _npz_blocks(path: str, rows_per_block: int | None,
                         raise DataError(f"'y' in {where} contains NaN or infinite values")
                     y = y.astype(str) if y.dtype.kind == "U" else \
                         y.astype(np.float64 if y.dtype.kind == "f" else np.int64)
-                    yield _Block(X, y, where)
+                    yield _Block(X, y, functools.partial(str, where))
     except DataError:
         raise
     except (ArrayFileError, OSError, ValueError, EOFError, KeyError) as exc:
@@ -293,6 +226,8 @@ def convert_to_zarr(
     *,
     dtype: str = "float64",
     overwrite: bool = False,
+    delimiter: str | None = None,
+    header: bool = True,
 ) -> ConvertSummary:
     """Convert a CSV or ``.npz`` file to a zarr store, one block of rows at a time.
 
@@ -312,6 +247,8 @@ def convert_to_zarr(
         dtype of ``X`` in the store.
     overwrite : bool
         Replace ``dest`` if it is an existing zarr store (anything else is refused).
+    delimiter, header
+        CSV only: as for :func:`xpnet.data.load_file`.
 
     Returns
     -------
@@ -339,7 +276,7 @@ def convert_to_zarr(
         raise DataError(f"{text!r} is a single .npy array; convert a CSV or an .npz with X "
                         "and y, or use a folder of .npy shards directly (X_00000.npy, "
                         "y_00000.npy, ...)")
-    if suffix not in (".csv", ".txt", ".tsv", "", ".npz"):
+    if suffix != ".npz" and not is_text_file(text):
         raise DataError(f"unsupported data file type {suffix!r} for {text!r}; convert a "
                         ".csv or .npz file")
     if suffix == ".npz" and target is not None:
@@ -349,9 +286,9 @@ def convert_to_zarr(
     zarr = require("zarr", "writing a zarr store")
     folder = os.path.dirname(absolute)
     partial = os.path.join(folder, f".xpnet-{secrets.token_hex(8)}{PARTIAL_SUFFIX}")
-    header: dict[str, Any] = {}
-    blocks = (_npz_blocks(text, chunk_rows, header) if suffix == ".npz"
-              else _csv_blocks(text, target, chunk_rows, header))
+    columns: dict[str, Any] = {}  # the source's column names, once read
+    blocks = (_npz_blocks(text, chunk_rows, columns) if suffix == ".npz"
+              else _csv_blocks(text, target, columns, delimiter, header))
     float_type = np.dtype(dtype)
     # Every zarr call that writes runs in this one thread, and the main thread waits for
     # it. zarr 3 does its I/O on a background event loop, which goes on writing after a
@@ -403,11 +340,11 @@ def convert_to_zarr(
             write(_flush, x_array, y_array, pending_X, pending_y, pending)
         if x_array is None or rows == 0:
             raise DataError(f"data file {text!r} has a header row but no data rows")
-        if "header" in header:
-            names = [header["header"][i] or f"x{i + 1}" for i in header["features"]]
-            target_name = header["header"][header["target"]]
+        if "header" in columns:
+            names = [columns["header"][i] or f"x{i + 1}" for i in columns["features"]]
+            target_name = columns["header"][columns["target"]]
         else:
-            names = [f"x{i + 1}" for i in header["features"]]
+            names = [f"x{i + 1}" for i in columns["features"]]
             target_name = "y"
         write(group.attrs.__setitem__, "xpnet", {
             "format": 1, "rows": rows, "feature_names": names, "target_name": target_name,

@@ -6,17 +6,15 @@ Data are NumPy arrays on the host; nothing here does math on the network's backe
   :func:`make_spirals`, :func:`make_flower`.
 - scikit-learn's bundled sets (``digits``, ``breast_cancer``, ``iris``, ``wine``,
   ``diabetes``) through the optional ``sklearn`` extra.
-- User files: CSV with a header row, ``.npz`` with ``X`` and ``y``, ``.npy`` (2-D,
-  target in one column). Every problem raises :class:`DataError` with one clear line.
+- User files: CSV (read by pyarrow, :mod:`xpnet._csv`), ``.npz`` with ``X`` and ``y``,
+  ``.npy`` (2-D, target in one column). Every problem raises :class:`DataError` with one clear line.
 - :class:`Standardizer`: statistics from the training split only.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import os
-import re
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from . import _memory
+from ._csv import column_name, is_text_file, read_csv, resolve_column, split_suffix
+from ._dataerrors import DataError, MissingColumnsError
 from ._npyfile import (
     NPY_MAGIC,
     ZIP_MAGIC,
@@ -58,18 +58,6 @@ __all__ = [
     "stratified_split",
     "train_test_split",
 ]
-
-
-class DataError(ValueError):
-    """A data set or data file cannot be used; the message says why and what to do."""
-
-
-class MissingColumnsError(DataError):
-    """A data file lacks feature columns asked for by name; ``missing`` lists them."""
-
-    def __init__(self, message: str, missing: Sequence[str]) -> None:
-        super().__init__(message)
-        self.missing = list(missing)
 
 
 def make_moons(
@@ -229,6 +217,11 @@ class Dataset:
     named_columns: bool = True
     #: Columns of a CSV that were neither a requested feature nor the target (not read).
     ignored_columns: list[str] = field(default_factory=list)
+    #: The target's cells exactly as the file spells them (stripped), when asked for
+    #: (``load_file(keep_target_text=True)``): what ``xpnet predict`` copies to its output.
+    y_text: np.ndarray | None = None
+    #: What the reader decided on the user's behalf (a dropped row index), one line each.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def n_samples(self) -> int:
@@ -329,181 +322,14 @@ def _check_path(path: str | os.PathLike[str]) -> str:
     return text
 
 
-# What a CSV reader (pandas, R, a spreadsheet) reads as a number: optional sign, ASCII
-# digits, a decimal point, an exponent. Python's float() also takes "1_000", Arabic-Indic
-# or full-width digits and Unicode spaces, which no CSV reader does: such a cell is text.
-_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-# Spellings float() turns into NaN or infinity, refused with their own message.
-_NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
-_CSV_SPACE = " \t"  # stripped around a cell; other (Unicode) spaces make it text
-# The characters a number cell may hold: cells with others skip the fast path.
-_NOT_NUMERIC = str.maketrans("", "", "0123456789+-.eE" + _CSV_SPACE)
-
-
-def _parse_float(cell: str, where: str) -> float:
-    text = cell.strip(_CSV_SPACE)
-    if not text:
-        raise DataError(f"{where}: empty cell (missing value); fill it in or drop the row")
-    if _NON_FINITE.fullmatch(text):
-        raise DataError(f"{where}: value {text!r} is NaN or infinite; clean the data first")
-    if not _NUMBER.fullmatch(text):
-        raise DataError(f"{where}: non-numeric value {text!r}; features must be numbers "
-                        "(digits, optional sign, decimal point and exponent)")
-    value = float(text)
-    if not math.isfinite(value):
-        raise DataError(f"{where}: value {text!r} is NaN or infinite (beyond float64); "
-                        "clean the data first")
-    return value
-
-
-def _column_name(name: str) -> str:
-    """A column name for a message: as is when printable, else its repr (escaped)."""
-    return name if name.isprintable() else repr(name)
-
-
-def _resolve_column(target: str | int | None, header: Sequence[str], what: str) -> int:
-    """Index of the target column: by name, else by (possibly negative) index."""
-    n = len(header)
-    if target is None:
-        return n - 1
-    if isinstance(target, str) and target in header:
-        return list(header).index(target)
-    try:
-        index = int(target)
-    except (TypeError, ValueError):
-        raise DataError(
-            f"target column {target!r} not found in {what}; columns are: "
-            f"{', '.join(map(_column_name, header))}"
-        ) from None
-    if not -n <= index < n:
-        raise DataError(
-            f"target column index {index} is out of range for {what} with {n} columns"
-        )
-    return index % n
-
-
-def _read_csv(path: str) -> tuple[list[str], list[list[str]], list[int]]:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            rows, lines = [], []
-            for row in reader:
-                if not row or all(not cell.strip() for cell in row):
-                    continue  # blank lines
-                rows.append(row)
-                lines.append(reader.line_num)
-    except UnicodeDecodeError:
-        raise DataError(f"data file {path!r} is not a UTF-8 text (CSV) file") from None
-    except csv.Error as exc:
-        raise DataError(f"data file {path!r} is not valid CSV ({exc})") from None
-    if not rows:
-        raise DataError(f"data file {path!r} is empty (no header row)")
-    header = [cell.strip() for cell in rows[0]]
-    if len(rows) == 1:
-        raise DataError(f"data file {path!r} has a header row but no data rows")
-    for row, line in zip(rows[1:], lines[1:], strict=True):
-        if len(row) != len(header):
-            raise DataError(
-                f"{path}, line {line}: {len(row)} cells but the header has {len(header)} "
-                "columns (ragged rows)"
-            )
-    return header, rows[1:], lines[1:]
-
-
-def _target_values(cells: list[str], lines: list[int], path: str, column: str) -> np.ndarray:
-    """Numeric targets when every cell is a number, else string labels."""
-    stripped = [cell.strip() for cell in cells]
-    for cell, line in zip(stripped, lines, strict=True):
-        if not cell:
-            raise DataError(f"{path}, line {line}, target column {column!r}: empty cell")
-    if not all(_NUMBER.fullmatch(cell) or _NON_FINITE.fullmatch(cell) for cell in stripped):
-        return np.array(stripped)  # class labels such as "setosa" (or "1_000")
-    values = np.array([float(cell) for cell in stripped])
-    bad = np.flatnonzero(~np.isfinite(values))
-    if bad.size:
-        raise DataError(
-            f"{path}, line {lines[bad[0]]}, target column {column!r}: value "
-            f"{stripped[bad[0]]!r} is NaN or infinite"
-        )
-    return values
-
-
-def _named_columns(features: Sequence[str], header: Sequence[str], path: str) -> list[int]:
-    """Indices of the columns named ``features``, in that order; every name must occur
-    exactly once in ``header`` (an unnamed column is called ``x<position>``, as in
-    training)."""
-    names = [cell or f"x{i + 1}" for i, cell in enumerate(header)]
-    missing = [name for name in features if name not in names]
-    if missing:
-        plural = "s" if len(missing) > 1 else ""
-        raise MissingColumnsError(
-            f"data file {path!r} lacks the model's feature column{plural} "
-            f"{', '.join(map(repr, missing))} (its columns are: {', '.join(map(repr, names))})",
-            missing,
-        )
-    repeated = sorted({name for name in features if names.count(name) > 1})
-    if repeated:
-        raise DataError(f"data file {path!r} has more than one column named "
-                        f"{', '.join(map(repr, repeated))}; column names must be unique")
-    return [names.index(name) for name in features]
-
-
 def _load_csv(path: str, target: str | int | None, n_features: int | None,
-              features: Sequence[str] | None = None) -> Dataset:
-    header, rows, lines = _read_csv(path)
-    name = os.path.basename(path)
-    target_index: int | None
-    named_but_absent = (
-        isinstance(target, str) and target not in header and not target.lstrip("-").isdigit()
-    )
-    wanted = None if features is None else _named_columns(features, header, path)
-    if wanted is not None and target is None:
-        # for prediction no target; else the default, the last column, unless it is a
-        # feature asked for
-        last = len(header) - 1
-        target_index = None if n_features is not None or last in wanted else last
-    elif n_features is not None and (
-        (target is None and len(header) == n_features) or named_but_absent
-    ):
-        target_index = None  # features only (predict): the target column is not there
-    else:
-        target_index = _resolve_column(target, header, f"{path!r}")
-    if wanted is not None and target_index in wanted:
-        raise DataError(f"column {header[target_index]!r} of {path!r} cannot be both the "
-                        "target and a feature of the model")
-    feature_columns = (wanted if wanted is not None
-                       else [i for i in range(len(header)) if i != target_index])
-    ignored = [] if wanted is None else [
-        header[i] or f"x{i + 1}" for i in range(len(header))
-        if i not in wanted and i != target_index]
-    if not feature_columns:
-        raise DataError(
-            f"data file {path!r} has no feature columns besides the target (a CSV needs "
-            "comma-separated columns: features and a target)"
-        )
-    cells = [[row[c] for c in feature_columns] for row in rows]
-    # Fast path when every cell holds only number characters (float() accepts more, such
-    # as "1_000"); on any problem the cell-by-cell pass below names the culprit.
-    clean = not "".join("".join(row) for row in cells).translate(_NOT_NUMERIC)
-    if clean:
-        try:
-            X = np.array(cells, dtype=np.float64)
-            clean = bool(np.all(np.isfinite(X)))
-        except ValueError:
-            clean = False
-    if not clean:
-        X = np.empty((len(rows), len(feature_columns)))
-        for r, (row, line) in enumerate(zip(rows, lines, strict=True)):
-            for c, column in enumerate(feature_columns):
-                where = f"{path}, line {line}, column {header[column]!r}"
-                X[r, c] = _parse_float(row[column], where)
-    y = None
-    target_name = None
-    if target_index is not None:
-        target_name = header[target_index]
-        y = _target_values([row[target_index] for row in rows], lines, path, target_name)
-    names = [header[i] or f"x{i + 1}" for i in feature_columns]
-    return Dataset(X, y, name, names, target_name, ignored_columns=ignored)
+              features: Sequence[str] | None, delimiter: str | None, header: bool,
+              keep_target_text: bool) -> Dataset:
+    data = read_csv(path, target, n_features, features, delimiter=delimiter, header=header,
+                    keep_target_text=keep_target_text)
+    return Dataset(data.X, data.y, os.path.basename(path), data.feature_names,
+                   data.target_name, ignored_columns=data.ignored_columns,
+                   y_text=data.y_text, notes=data.notes)
 
 
 def _check_numeric(array: np.ndarray, what: str) -> np.ndarray:
@@ -542,7 +368,7 @@ def _load_npz(path: str, n_features: int | None) -> Dataset:
             if "X" not in keys:
                 raise DataError(
                     f"{path!r} must hold an array named 'X' (and 'y'); it holds: "
-                    f"{', '.join(map(_column_name, sorted(keys))) or 'nothing'}"
+                    f"{', '.join(map(column_name, sorted(keys))) or 'nothing'}"
                 )
             # Shapes and sizes from the .npy headers first: nothing is decompressed
             # before the total is known to fit in memory.
@@ -615,7 +441,7 @@ def _load_npy(path: str, target: str | int | None, n_features: int | None) -> Da
         return Dataset(array, None, os.path.basename(path), features)
     if array.shape[1] < 2:
         raise DataError(f"{path!r} needs at least one feature column and a target column")
-    index = _resolve_column(target, columns, f"{path!r}")
+    index = resolve_column(target, columns, f"{path!r}")
     X = np.delete(array, index, axis=1)
     features = [f"x{i + 1}" for i in range(X.shape[1])]
     return Dataset(X, array[:, index], os.path.basename(path), features, str(index))
@@ -626,12 +452,24 @@ def load_file(
     target: str | int | None = None,
     n_features: int | None = None,
     features: Sequence[str] | None = None,
+    *,
+    delimiter: str | None = None,
+    header: bool = True,
+    keep_target_text: bool = False,
 ) -> Dataset:
     """Load features and target from a CSV, ``.npz`` or ``.npy`` file.
 
-    - CSV: a header row, then one row per sample; every feature cell a finite number.
-      ``target`` is the target column's name or index (default: the last column); the
-      target may hold numbers or class labels (strings).
+    - CSV (also ``.tsv``, ``.txt`` and their ``.gz``/``.bz2``/``.xz``/``.zst`` forms,
+      read by pyarrow: the ``csv`` extra): a header row, then one row per sample; every
+      feature cell a finite number. ``target`` is the target column's name or index
+      (from 0; default: the last column); the target may hold numbers or class labels
+      (strings). ``delimiter``: one character (default ``,``; tab for ``.tsv``).
+      ``header=False``: no header row, the columns are named ``x1..xn``. A first line
+      of numbers only is refused as a header; scikit-learn's CSV format (first line
+      ``n_samples,n_features,class names...``) is read with its class names as labels;
+      an unnamed first column holding ``0, 1, 2, ...`` (a row index, as pandas writes
+      one) is dropped, which ``notes`` records. ``keep_target_text``: also keep the
+      target's cells as the file spells them (``y_text``).
     - ``.npz``: arrays ``X`` ``(m, n)`` and ``y`` ``(m,)``; loaded without unpickling.
     - ``.npy``: one 2-D numeric array; ``target`` is the index of its target column
       (default: the last).
@@ -652,15 +490,17 @@ def load_file(
     or empty file, ragged rows, non-numeric cells, a missing target column, NaN or inf.
     """
     text = _check_path(path)
-    suffix = os.path.splitext(text)[1].lower()
-    if suffix in (".npz", ".npy"):
+    suffix, compression = split_suffix(text)
+    if suffix in (".npz", ".npy") and compression is None:
         data = (_load_npz(text, n_features) if suffix == ".npz"
                 else _load_npy(text, target, n_features))
         data.named_columns = False
         return data
-    if suffix in (".csv", ".txt", ".tsv", ""):
-        return _load_csv(text, target, n_features, features)
-    raise DataError(f"unsupported data file type {suffix!r} for {text!r}; use .csv, .npz or .npy")
+    if is_text_file(text):
+        return _load_csv(text, target, n_features, features, delimiter, header,
+                         keep_target_text)
+    raise DataError(f"unsupported data file type {os.path.splitext(text)[1]!r} for {text!r}; "
+                    "use .csv (.tsv, .txt, optionally .gz/.bz2/.xz/.zst), .npz or .npy")
 
 
 def convert_to_zarr(
@@ -671,6 +511,8 @@ def convert_to_zarr(
     *,
     dtype: str = "float64",
     overwrite: bool = False,
+    delimiter: str | None = None,
+    header: bool = True,
 ) -> Any:
     """Convert a CSV or ``.npz`` file to a zarr store in blocks of ``chunk_rows`` rows,
     never holding the whole file in memory (``xpnet convert``); needs the ``dask`` extra.
@@ -683,7 +525,8 @@ def convert_to_zarr(
     """
     from ._convert import convert_to_zarr as convert
 
-    return convert(source, dest, chunk_rows, target, dtype=dtype, overwrite=overwrite)
+    return convert(source, dest, chunk_rows, target, dtype=dtype, overwrite=overwrite,
+                   delimiter=delimiter, header=header)
 
 
 # --------------------------------------------------------------------------- targets

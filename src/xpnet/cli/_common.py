@@ -221,10 +221,23 @@ def _describe_net(net: Any) -> str:
     )
 
 
+def _read_file(args: argparse.Namespace, **options: Any) -> Any:
+    """``load_file(args.data, ...)`` with the CSV options of the command line; what the
+    reader decided on the user's behalf (a dropped row index) is noted on stderr."""
+    from ..data import load_file
+
+    data = load_file(args.data, delimiter=getattr(args, "delimiter", None),
+                     header=getattr(args, "header", True), **options)
+    if not getattr(args, "quiet", False):
+        for note in data.notes:
+            print(f"xpnet: note: {note}", file=sys.stderr)
+    return data
+
+
 def _load_data(args: argparse.Namespace, n_features: int | None = None,
                default_target: str | None = None) -> Any:
     """The data set of ``--dataset``/``--data`` (``--target`` picks a file's column)."""
-    from ..data import DataError, load_dataset, load_file
+    from ..data import DataError, load_dataset
 
     if getattr(args, "data", None):
         if getattr(args, "n_samples", None) is not None or getattr(args, "noise", None) is not None:
@@ -232,11 +245,11 @@ def _load_data(args: argparse.Namespace, n_features: int | None = None,
         target = args.target
         if target is None and default_target is not None:
             try:  # the model's target column, when the file has it
-                return load_file(args.data, target=default_target, n_features=n_features)
+                return _read_file(args, target=default_target, n_features=n_features)
             except DataError as exc:
                 if "not found" not in str(exc):
                     raise
-        return load_file(args.data, target=target, n_features=n_features)
+        return _read_file(args, target=target, n_features=n_features)
     if args.target is not None:
         _fail("--target picks a column of a --data file; built-in data sets have their target")
     return load_dataset(

@@ -11,7 +11,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from ..data import convert_to_zarr
 
     summary = convert_to_zarr(args.source, args.dest, args.chunk_rows, args.target,
-                              dtype=args.dtype, overwrite=args.overwrite)
+                              dtype=args.dtype, overwrite=args.overwrite,
+                              delimiter=args.delimiter, header=args.header)
     if args.json:
         _emit_json({
             "store": summary.path, "rows": summary.rows, "n_features": summary.n_features,

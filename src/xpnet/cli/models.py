@@ -19,6 +19,7 @@ from ._common import (
     _evaluation_lines,
     _fail,
     _load_data,
+    _read_file,
     printable,
     terminal_safe,
 )
@@ -76,7 +77,7 @@ def _load_for_model(args: argparse.Namespace, net: Any, evaluate: bool) -> Any:
     needs the target: the model's target column, else the file's last column (when it is
     not one of the model's features), or ``--target``.
     """
-    from ..data import DataError, MissingColumnsError, load_file
+    from ..data import DataError, MissingColumnsError
 
     meta = net.metadata
     names = _model_features(net)
@@ -98,8 +99,8 @@ def _load_for_model(args: argparse.Namespace, net: Any, evaluate: bool) -> Any:
 
     def load(features: list[str] | None) -> Any:
         try:
-            return load_file(args.data, target=target, n_features=n_features,
-                             features=features)
+            return _read_file(args, target=target, n_features=n_features,
+                              features=features)
         except MissingColumnsError:
             raise
         except DataError as exc:
@@ -108,7 +109,7 @@ def _load_for_model(args: argparse.Namespace, net: Any, evaluate: bool) -> Any:
             if args.target is not None or target is None or not (
                     "not found" in str(exc) or "out of range" in str(exc)):
                 raise
-        return load_file(args.data, target=None, n_features=n_features, features=features)
+        return _read_file(args, target=None, n_features=n_features, features=features)
 
     try:
         data = load(names)

@@ -177,6 +177,29 @@ def _add_data_options(p: argparse.ArgumentParser, required: bool,
                        help="CSV with a header row, .npz with X and y, or .npy (2-D)")
     p.add_argument("--target", metavar="COLUMN",
                    help=f"target column of --data: name or index (default: {target_default})")
+    _add_csv_options(p)
+
+
+def _add_csv_options(p: argparse.ArgumentParser) -> None:
+    """How a delimited text file is read: its delimiter and whether it has a header."""
+    p.add_argument("--delimiter", type=_delimiter, default=None, metavar="CHAR",
+                   help="the CSV's delimiter: one character, or tab, space, semicolon, pipe "
+                   "(default: ',' and tab for .tsv files)")
+    p.add_argument("--no-header", dest="header", action="store_false",
+                   help="the CSV has no header row: its columns are named x1..xn and the "
+                   "target is the last unless --target gives its name or index (from 0)")
+
+
+_DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "space": " ", "semicolon": ";", "pipe": "|",
+                    "comma": ","}
+
+
+def _delimiter(text: str) -> str:
+    value = _DELIMITER_NAMES.get(text.lower(), text)
+    if len(value) != 1 or value in "\"\r\n":
+        raise argparse.ArgumentTypeError(
+            f"expected one character (or tab, space, semicolon, pipe); got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -372,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rows per chunk (default: about 32 MiB of features per chunk)")
     p.add_argument("--target", metavar="COLUMN",
                    help="target column of a CSV: name or index (default: the last column)")
+    _add_csv_options(p)
     p.add_argument("--dtype", default="float64", choices=("float32", "float64"),
                    help="floating-point type of the features in the store (default: float64)")
     p.add_argument("--overwrite", action="store_true",

@@ -1,0 +1,23 @@
+"""The errors of xpnet's data readers (re-exported by :mod:`xpnet.data`).
+
+They live in a module of their own so that every reader (:mod:`xpnet._csv`,
+:mod:`xpnet.data`, :mod:`xpnet._convert`) can raise them without importing another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["DataError", "MissingColumnsError"]
+
+
+class DataError(ValueError):
+    """A data set or data file cannot be used; the message says why and what to do."""
+
+
+class MissingColumnsError(DataError):
+    """A data file lacks feature columns asked for by name; ``missing`` lists them."""
+
+    def __init__(self, message: str, missing: Sequence[str]) -> None:
+        super().__init__(message)
+        self.missing = list(missing)
