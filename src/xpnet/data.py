@@ -229,6 +229,9 @@ class Dataset:
     named_columns: bool = True
     #: Columns of a CSV that were neither a requested feature nor the target (not read).
     ignored_columns: list[str] = field(default_factory=list)
+    #: The target's cells as stripped strings, exactly as in the file (CSV, with
+    #: ``load_file(..., keep_target_text=True)``), else ``None``.
+    y_text: np.ndarray | None = None
 
     @property
     def n_samples(self) -> int:
@@ -449,7 +452,7 @@ def _named_columns(features: Sequence[str], header: Sequence[str], path: str) ->
 
 
 def _load_csv(path: str, target: str | int | None, n_features: int | None,
-              features: Sequence[str] | None = None) -> Dataset:
+              features: Sequence[str] | None = None, keep_target_text: bool = False) -> Dataset:
     header, rows, lines = _read_csv(path)
     name = os.path.basename(path)
     target_index: int | None
@@ -497,13 +500,15 @@ def _load_csv(path: str, target: str | int | None, n_features: int | None,
             for c, column in enumerate(feature_columns):
                 where = f"{path}, line {line}, column {header[column]!r}"
                 X[r, c] = _parse_float(row[column], where)
-    y = None
+    y = y_text = None
     target_name = None
     if target_index is not None:
         target_name = header[target_index]
         y = _target_values([row[target_index] for row in rows], lines, path, target_name)
+        if keep_target_text:
+            y_text = np.array([row[target_index].strip() for row in rows])
     names = [header[i] or f"x{i + 1}" for i in feature_columns]
-    return Dataset(X, y, name, names, target_name, ignored_columns=ignored)
+    return Dataset(X, y, name, names, target_name, ignored_columns=ignored, y_text=y_text)
 
 
 def _check_numeric(array: np.ndarray, what: str) -> np.ndarray:
@@ -626,6 +631,8 @@ def load_file(
     target: str | int | None = None,
     n_features: int | None = None,
     features: Sequence[str] | None = None,
+    *,
+    keep_target_text: bool = False,
 ) -> Dataset:
     """Load features and target from a CSV, ``.npz`` or ``.npy`` file.
 
@@ -648,6 +655,9 @@ def load_file(
     and ``.npy`` files have no column names: ``features`` does not apply, their columns
     count by position and the result has ``named_columns=False``.
 
+    ``keep_target_text``: a CSV's target cells are also kept as written (stripped
+    strings) in ``y_text``, for output that copies them (``xpnet predict``).
+
     Raises :class:`DataError` (one line: what is wrong, where, what to do) for a missing
     or empty file, ragged rows, non-numeric cells, a missing target column, NaN or inf.
     """
@@ -659,7 +669,7 @@ def load_file(
         data.named_columns = False
         return data
     if suffix in (".csv", ".txt", ".tsv", ""):
-        return _load_csv(text, target, n_features, features)
+        return _load_csv(text, target, n_features, features, keep_target_text)
     raise DataError(f"unsupported data file type {suffix!r} for {text!r}; use .csv, .npz or .npy")
 
 
