@@ -498,14 +498,15 @@ def test_feature_count_must_match_the_model(tmp_path, model):
     wrong = write_csv(tmp_path / "wrong.csv", ["a", "b"], [[1, 2], [3, 4]])
     assert_error(run("predict", model, "--data", wrong), "lacks the model's feature column 'c'")
     unknown = write_csv(tmp_path / "unknown.csv", ["a", "colour", "b", "c"], [[1, "pink", 2, 3]])
-    assert_error(run("evaluate", model, "--data", unknown), "label 'pink' is not one of")
+    assert_error(run("evaluate", model, "--data", unknown),
+                 "1 row of unknown.csv has a label the model never saw ('pink')")
 
 
 def test_bad_model_files(tmp_path, model, blobs_csv):
     assert_error(run("predict", tmp_path / "none.npz", "--data", blobs_csv), "does not exist")
     (tmp_path / "junk.npz").write_bytes(b"definitely not a model")
     assert_error(run("predict", tmp_path / "junk.npz", "--data", blobs_csv),
-                 "not a readable .npz")
+                 "is not an xpnet model file: it is text")
     data = Path(model).read_bytes()
     (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
     assert_error(run("evaluate", tmp_path / "cut.npz", "--data", blobs_csv), "model file")

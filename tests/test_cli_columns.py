@@ -109,10 +109,19 @@ def test_missing_target_column_is_named(animals, tmp_path):
     features = write(tmp_path / "ok.csv", ["tail", "height", "weight"])
     assert_error(run("evaluate", animals / "m.npz", "--data", features),
                  "ok.csv has no target column 'species' (the model's target)", "--target")
-    # a target of another name in the last column is the documented default
+    # never another column in its place (issue 16: it scored the last one, exit 0): the
+    # error names the model's target and the columns that could be it
     renamed = write(tmp_path / "renamed.csv", ["tail", "height", "weight", "id"])
     assert_error(run("evaluate", animals / "m.npz", "--data", renamed),
-                 "label 'animal-0' is not one of the model's classes")
+                 "renamed.csv has no target column 'species' (the model's target)",
+                 "its columns besides the model's 3 features are 'id'", "--target")
+    # the species column renamed: the same error, and --target names it
+    label = write(tmp_path / "label.csv", ["tail", "height", "weight", "species"])
+    label.write_text(label.read_text().replace("species", "label", 1))
+    assert_error(run("evaluate", animals / "m.npz", "--data", label),
+                 "label.csv has no target column 'species'", "are 'label'")
+    proc = run("evaluate", animals / "m.npz", "--data", label, "--target", "label", "--json")
+    assert accuracy(proc) >= 0.9
 
 
 def test_files_without_column_names_count_by_position_and_say_so(animals, tmp_path):

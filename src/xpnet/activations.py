@@ -13,6 +13,9 @@ tanh        tanh(z)                      1 - a**2
 relu        max(z, 0)                    1[a > 0]   (= 1[z > 0])
 identity    z                            1
 ==========  ==========================  ==============================
+
+``logistic`` (scikit-learn's name) is accepted for ``sigmoid``; a network and its model
+file always carry the canonical name.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ACTIVATIONS", "Activation", "get_activation", "sigmoid", "softmax", "relu"]
+__all__ = ["ACTIVATIONS", "ALIASES", "Activation", "get_activation", "sigmoid", "softmax",
+           "relu"]
 
 Array = Any
 
@@ -95,10 +99,19 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 
 
+#: Other names of the activations (scikit-learn's ``logistic``) -> the canonical name.
+ALIASES: dict[str, str] = {"logistic": "sigmoid"}
+
+
 def get_activation(name: str) -> Activation:
-    """Look up a hidden activation by name; a clear ``ValueError`` lists the valid ones."""
+    """Look up a hidden activation by name or alias (``logistic`` is ``sigmoid``; the
+    result's ``name`` is the canonical one); a clear ``ValueError`` lists the valid ones."""
+    if isinstance(name, str) and name in ALIASES:
+        name = ALIASES[name]
     if not isinstance(name, str) or name not in ACTIVATIONS:
+        aliases = ", ".join(f"{alias} for {canonical}" for alias, canonical in ALIASES.items())
         raise ValueError(
-            f"activation must be one of {', '.join(sorted(ACTIVATIONS))}; got {name!r}"
+            f"activation must be one of {', '.join(sorted(ACTIVATIONS))} (or {aliases}); "
+            f"got {name!r}"
         )
     return ACTIVATIONS[name]

@@ -36,7 +36,8 @@ from ._dropout import DropoutStream, scaled_masks
 from .activations import Activation
 from .losses import OutputLoss
 
-__all__ = ["Architecture", "DropoutStream", "hidden_forward", "loss_and_grads", "penalty"]
+__all__ = ["Architecture", "DropoutStream", "check_batch", "hidden_forward", "loss_and_grads",
+           "penalty"]
 
 Array = Any
 
@@ -201,6 +202,27 @@ def loss_and_grads(
     return loss, grads
 
 
+def check_batch(params: Sequence[Array], X: Array, Y: Array) -> None:
+    """Refuse ``X``/``Y`` whose shape or dtype does not fit ``params`` (``[W_1, b_1, ...]``),
+    with a ``ValueError`` that says what is expected."""
+    n_in, n_out = params[0].shape[0], params[-1].shape[0]
+    shape_x, shape_y = tuple(getattr(X, "shape", ())), tuple(getattr(Y, "shape", ()))
+    if len(shape_x) != 2 or shape_x[1] != n_in:
+        raise ValueError(f"X must be 2-D (m, {n_in}): one row per sample, {n_in} features; "
+                         f"got shape {shape_x}")
+    expected = f"(m, {n_out}) = ({shape_x[0]}, {n_out})"
+    if len(shape_y) != 2 or shape_y != (shape_x[0], n_out):
+        hint = ("; a 1-D target must be made a column (Y.reshape(-1, 1)), or one-hot for "
+                "a softmax; net.prepare(X, y) encodes labels (its .X and .Y)"
+                if len(shape_y) == 1 else "")
+        raise ValueError(f"Y must be 2-D {expected}, encoded for the output (a 0/1 column "
+                         f"for one sigmoid, one-hot rows for a softmax, values for identity); "
+                         f"got shape {shape_y}{hint}")
+    if getattr(Y, "dtype", None) != X.dtype:
+        raise ValueError(f"Y must have X's dtype ({X.dtype}), as the network computes in one "
+                         f"dtype; got {getattr(Y, 'dtype', type(Y).__name__)}")
+
+
 def _device(array: Array) -> Any:
     from array_api_compat import device
 
@@ -232,7 +254,16 @@ class Architecture:
         *,
         stream: DropoutStream | None = None,
     ) -> tuple[Array, list[Array]]:
-        """:func:`loss_and_grads` with this architecture (pure; see there)."""
+        """:func:`loss_and_grads` with this architecture (pure; see there).
+
+        ``X`` ``(m, n_in)`` and ``Y`` ``(m, n_out)`` must be 2-D and of one floating dtype,
+        ``Y`` encoded for the output (a 0/1 column for one sigmoid, one-hot rows for a
+        softmax); a wrong shape or dtype is refused here (``ValueError`` naming what is
+        expected), not deep inside a product. ``net.prepare(X, y)`` encodes raw labels.
+        Shapes and dtypes are static, so the check costs no device synchronisation (and
+        runs once per trace under ``jax.jit``).
+        """
+        check_batch(params, X, Y)
         return loss_and_grads(
             params, X, Y, weight, total, hidden=self.hidden, output=self.output,
             alpha=self.alpha, dropout=self.dropout, stream=stream,

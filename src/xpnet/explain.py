@@ -62,6 +62,15 @@ _OUTPUT = {
 }
 
 
+def _count(n: int) -> str:
+    """A count in bounded width: ``67``, ``1e+21`` beyond 15 digits (never 300)."""
+    if n < 10**15:
+        return str(n)
+    if n < 10**300:
+        return f"{float(n):.6g}"
+    return f"about 1e+{int(n.bit_length() * 0.30103)}"
+
+
 def _shape(*dims: object) -> str:
     return "(" + ", ".join(str(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
 
@@ -94,8 +103,7 @@ def explain(
             f"{len(acts)} activations given for {n_hidden} hidden layers; give one, or one per "
             "hidden layer"
         )
-    for name in acts:
-        get_activation(name)
+    acts = [get_activation(name).name for name in acts]  # canonical: logistic is sigmoid
     get_output(output)
     if output == "softmax" and sizes[-1] < 2:
         raise ValueError("a softmax output needs at least 2 units (use sigmoid for one)")
@@ -105,7 +113,8 @@ def explain(
     loss_name, loss_eq, stable, bp1_reason, y_kind = _OUTPUT[output]
     hidden = ", ".join(acts) if acts else "none"
     out: list[str] = [
-        f"Network {'-'.join(map(str, sizes))}: {L} weight layer(s), {n_params} parameters",
+        f"Network {'-'.join(map(str, sizes))}: {L} weight layer(s), {_count(n_params)} "
+        "parameters",
         f"  hidden activation(s): {hidden} · output: {output} · loss: {loss_name}"
         + (f" · L2 alpha = {alpha:g}" if alpha else ""),
         f"  rows are samples: X is {_shape(m, sizes[0])}, m = rows in a batch, A0 = X",

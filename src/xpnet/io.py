@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ._files import atomic_write
-from ._npyfile import NPY_MAGIC, ArrayFileError, NpzReader, check_memory
+from ._npyfile import NPY_MAGIC, ZIP_MAGIC, ArrayFileError, NpzReader, check_memory
 from .activations import ACTIVATIONS
 from .backends import DTYPE_NAMES, to_numpy
 from .data import check_file
@@ -449,6 +449,14 @@ def _decode_header(source: str, raw: bytes) -> dict[str, Any]:
     return header
 
 
+def _looks_like_text(start: bytes) -> bool:
+    """Whether a file's first bytes read as text (UTF-8, no control characters but
+    tabs and line breaks): a CSV given where a model belongs."""
+    text = start.decode("utf-8", errors="ignore")  # (a character cut at the end is lost)
+    return len(text.encode("utf-8")) >= len(start) - 3 and all(
+        char.isprintable() or char in "\t\r\n" for char in text)
+
+
 class _Archive:
     """A model file opened for reading: its members' sizes known, no array data read."""
 
@@ -458,11 +466,16 @@ class _Archive:
         check_file(text, "model file", ModelFileError)
         try:
             with open(text, "rb") as handle:
-                start = handle.read(len(NPY_MAGIC))
+                start = handle.read(64)
         except OSError as exc:
             raise _fail(self.source, f"cannot be read ({exc.strerror or exc})") from None
-        if start == NPY_MAGIC:
+        if start[: len(NPY_MAGIC)] == NPY_MAGIC:
             raise _fail(self.source, "is a single .npy array, not an xpnet model (.npz)")
+        if not ZIP_MAGIC.startswith(start[: len(ZIP_MAGIC)]):
+            # a CSV, a text or any other file: not a damaged model, not a model at all
+            kind = "it is text (a CSV or other data file?), " if _looks_like_text(start) else ""
+            raise _fail(self.source, f"is not an xpnet model file: {kind}not the .npz archive "
+                        "that 'xpnet train --save' (or xpnet.save) writes")
         self.reader = self._guard(lambda: NpzReader(text))
 
     def _guard(self, action: Any) -> Any:

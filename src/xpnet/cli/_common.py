@@ -9,6 +9,8 @@ import sys
 import unicodedata
 from typing import Any, NoReturn
 
+import numpy as np
+
 from ..backends import BackendUnavailableError, get_backend
 
 EXIT_ERROR = 2
@@ -22,6 +24,10 @@ DEFAULT_EPOCHS = 500
 DEFAULT_LR = 3.0
 DEFAULT_LR_REGRESSION = 0.3  # squared error with a linear output diverges at lr 3
 DEFAULT_LR_ADAM = 0.01  # Adam's steps are ~lr per weight, whatever the gradient's scale
+# Bounds of integer options: larger values help no run, and echoed in a report they
+# would print as hundreds of digits.
+MAX_LAYER_SIZE = 10**9
+MAX_COUNT = 10**15
 
 
 class CLIError(Exception):
@@ -86,6 +92,10 @@ def _sizes(text: str, what: str, allow_empty: bool) -> list[int]:
         sizes = [int(part) for part in text.split(",")]
     except ValueError:
         sizes = []
+    if any(s > MAX_LAYER_SIZE for s in sizes):
+        raise argparse.ArgumentTypeError(
+            f"{what} must be at most {MAX_LAYER_SIZE:,} units per layer; got a size of "
+            f"{_digits(max(sizes))}")
     if not sizes or any(s < 1 for s in sizes):
         # '0' once meant no hidden layer while '0,8' was an error: only 'none' says that
         hint = "; for no hidden layer, use 'none'" if allow_empty else ""
@@ -119,6 +129,11 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _digits(value: int) -> str:
+    """A user's integer in an error of bounded width: as typed, or its digit count."""
+    return str(value) if value < 10**15 else f"{len(str(value))} digits"
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -126,6 +141,9 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive integer up to 1e15; got {_digits(value)}")
     return value
 
 
@@ -201,16 +219,71 @@ def _backend(name: str, device: Any) -> None:
         _fail(message)
 
 
+def strict_json(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by ``None`` (JSON's ``null``)
+    and NumPy scalars made Python numbers: what :func:`json.dumps` writes of it is then
+    standard JSON (Python would write the tokens ``NaN`` and ``Infinity``, which strict
+    parsers refuse)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    return value
+
+
 def _emit_json(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    text = json.dumps(strict_json(obj), indent=2, default=str, allow_nan=False)
+    sys.stdout.write(text + "\n")
 
 
 def _device_name(net: Any) -> str:
     return net.array_backend.device_name  # canonical: "cpu", "cuda:0"
 
 
+#: Beyond this magnitude a report writes numbers in exponent form, never 300 digits.
+_FIXED_LIMIT = 1e6
+
+
+def fixed(value: float, digits: int = 4) -> str:
+    """``value`` with ``digits`` decimals (``0.9733``, ``-12.5000``), or in exponent form
+    with 6 significant digits from a magnitude of 1e6 (``1.04150e+302`` is written
+    ``1.0415e+302``): of bounded width whatever the value (``nan``, ``inf`` too)."""
+    value = float(value)
+    if math.isfinite(value) and abs(value) >= _FIXED_LIMIT:
+        return f"{value:.6g}"
+    return f"{value:.{digits}f}"
+
+
 def _fmt(value: float, digits: int = 4) -> str:
-    return f"{value:.{digits}f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}"
+    """A loss or an error for a report line: ``0.0521``, ``1.234e-05``, ``2.95409e+302``."""
+    value = float(value)
+    if value != 0 and abs(value) < 1e-3:
+        return f"{value:.3e}"
+    return fixed(value, digits)
+
+
+def rate(value: float) -> str:
+    """A throughput such as samples/s: ``766,473``, or ``1.2e+16`` when that large."""
+    return f"{value:,.0f}" if abs(value) < 1e15 else f"{value:.3g}"
+
+
+def cell_text(value: Any) -> str:
+    """A number or label of an array for a CSV cell, exact and of bounded width: labels
+    as they are, integral numbers below 1e16 as integers (``3``), other numbers by their
+    shortest round-trip form (``6.782788445840636e+150``, never 151 digits)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return str(value) if abs(value) < 10**16 else repr(float(value))
+    if value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return repr(value)
 
 
 def _describe_net(net: Any) -> str:
@@ -267,16 +340,16 @@ def _score_lines(classification: bool, train: dict[str, Any],
         return f"train {show(train[key])}" + (f"   test {show(test[key])}" if test else "")
 
     if classification:
-        return [f"accuracy  {both('accuracy', lambda x: f'{x:.4f}')}"]
-    return [f"R²        {both('r2', lambda x: f'{x:.4f}')}", f"MSE       {both('mse', _fmt)}"]
+        return [f"accuracy  {both('accuracy', fixed)}"]
+    return [f"R²        {both('r2', fixed)}", f"MSE       {both('mse', _fmt)}"]
 
 
 def _evaluation_lines(result: dict[str, Any], task: str) -> list[str]:
     """``xpnet evaluate``'s score lines: loss, then accuracy or R² and MSE."""
     lines = [f"loss      {_fmt(result['loss'])}"]
     if task == "regression":
-        return lines + [f"R²        {result['r2']:.4f}", f"MSE       {_fmt(result['mse'])}"]
-    return lines + [f"accuracy  {result['accuracy']:.4f}"]
+        return lines + [f"R²        {fixed(result['r2'])}", f"MSE       {_fmt(result['mse'])}"]
+    return lines + [f"accuracy  {fixed(result['accuracy'])}"]
 
 
 def _dropout_text(net: Any) -> str:

@@ -6,13 +6,14 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
 from ..backends import to_numpy
 from ._common import (
     _backend,
+    _count,
     _describe_net,
     _device,
     _emit_json,
@@ -20,6 +21,7 @@ from ._common import (
     _fail,
     _load_data,
     _read_file,
+    cell_text,
     printable,
     terminal_safe,
 )
@@ -66,6 +68,11 @@ def _model_features(net: Any) -> list[str] | None:
     return list(names)
 
 
+def _target_absent(exc: Exception) -> bool:
+    """Whether a :class:`DataError` says that the target column asked for is not there."""
+    return "not found" in str(exc) or "out of range" in str(exc)
+
+
 def _load_for_model(args: argparse.Namespace, net: Any, evaluate: bool) -> Any:
     """The data of ``--data``/``--dataset`` with the model's feature columns, in its order.
 
@@ -73,9 +80,13 @@ def _load_for_model(args: argparse.Namespace, net: Any, evaluate: bool) -> Any:
     other columns but the target are ignored (listed on stderr) and a missing one is an
     error. ``.npz``/``.npy`` files have no column names: their columns count by position,
     said once on stderr. A model without feature names, or trained on unnamed columns
-    (``x1, x2, ...``) that the file does not name, uses positions as before. ``evaluate``
-    needs the target: the model's target column, else the file's last column (when it is
-    not one of the model's features), or ``--target``.
+    (``x1, x2, ...``) that the file does not name, uses positions as before.
+
+    The target: ``--target``, else the model's target column. ``evaluate`` never scores
+    another column in its place: a CSV without it is an error naming the model's target
+    and the file's columns. Only a model that knows no target name of its own (trained
+    on unnamed columns, or saved without one) takes the file's last column, as training
+    does. ``predict`` reads features only when the target column is absent.
     """
     from ..data import DataError, MissingColumnsError
 
@@ -96,20 +107,33 @@ def _load_for_model(args: argparse.Namespace, net: Any, evaluate: bool) -> Any:
     model_target = meta.get("target_name")
     target = args.target if args.target is not None else model_target
     n_features = None if evaluate else net.layer_sizes[0]
+    # trained on unnamed columns, the model's target name ('class', 'y') is xpnet's own
+    trained_names = meta.get("feature_names")
+    binding = model_target is not None and not (trained_names and _placeholders(trained_names))
+
+    def read(features: list[str] | None, target: Any) -> Any:
+        return _read_file(args, target=target, n_features=n_features, features=features,
+                          keep_target_text=not evaluate)
 
     def load(features: list[str] | None) -> Any:
         try:
-            return _read_file(args, target=target, n_features=n_features,
-                              features=features)
+            return read(features, target)
         except MissingColumnsError:
             raise
         except DataError as exc:
-            # the model's target (not one the user named) is not in this file: features
-            # only (predict), or the file's default target (evaluate)
-            if args.target is not None or target is None or not (
-                    "not found" in str(exc) or "out of range" in str(exc)):
+            # the model's target (not one the user named) is not in this file
+            if args.target is not None or target is None or not _target_absent(exc):
                 raise
-        return _read_file(args, target=None, n_features=n_features, features=features)
+            absent = exc
+        try:
+            data = read(features, None)  # features only (predict), or the file's last column
+        except DataError:
+            if evaluate and binding:
+                raise absent from None  # (the file's last column is no target either)
+            raise
+        if evaluate and binding and data.named_columns:  # never another column in its place
+            _missing_target(model_target, data, features)
+        return data
 
     try:
         data = load(names)
@@ -125,14 +149,21 @@ def _load_for_model(args: argparse.Namespace, net: Any, evaluate: bool) -> Any:
         _stderr("note", f"{data.name}: ignoring column"
                 f"{'s' if len(data.ignored_columns) > 1 else ''} the model does not use: "
                 f"{_names_text(data.ignored_columns)}")
-    if evaluate and data.named_columns and model_target is not None and args.target is None \
-            and (data.y is None or data.n_features == net.layer_sizes[0] - 1):
-        # no column of the model's target name, and the last column, taken instead, was
-        # a feature: say what is missing rather than that a feature is
-        if data.y is None or data.target_name != model_target:
-            _fail(f"{data.name} has no target column {model_target!r} (the model's target) "
-                  "to evaluate against; name the target column with --target")
     return data
+
+
+def _missing_target(model_target: str, data: Any, features: list[str] | None) -> NoReturn:
+    """Fail: the CSV lacks the model's target column; name it and the columns that could
+    be the target (``data``: the file read without a target, or with its last column)."""
+    others = [*data.ignored_columns, *([data.target_name] if data.y is not None else [])]
+    if features is None:
+        others = [*data.feature_names, *others]
+    where = ("its columns are" if features is None
+             else f"its columns besides the model's {_count(len(features), 'feature')} are")
+    columns = f"{where} {_names_text(others, limit=8)}" if others else (
+        "it holds only the model's features")
+    _fail(f"{data.name} has no target column {model_target!r} (the model's target) to "
+          f"evaluate against; {columns}; name the target column with --target")
 
 
 def _prepare(net: Any, data: Any) -> np.ndarray:
@@ -164,9 +195,39 @@ def _model_summary(net: Any, path: str) -> str:
             f"running on {net.backend}")
 
 
+def _encode_known(y: np.ndarray, classes: list[Any], source: str) -> np.ndarray:
+    """The class indices of the labels ``y``; labels the model never saw are an error
+    that counts their rows and shows a few (never a silent miss in the accuracy)."""
+    from ..data import DataError, encode_labels
+
+    try:
+        return encode_labels(y, classes)
+    except DataError:
+        pass
+    values, counts = np.unique(y, return_counts=True)
+    unseen, rows = [], 0
+    for value, count in zip(values, counts, strict=True):
+        try:
+            encode_labels(np.asarray([value]), classes)  # the same rule: 1.0 is class 1
+        except DataError:
+            unseen.append(value)
+            rows += int(count)
+    _fail(f"{_count(rows, 'row')} of {source} {'has a label' if rows == 1 else 'have labels'} "
+          f"the model never saw ({_labels_text(unseen, limit=5)}); the model's classes are "
+          f"{_labels_text(classes, limit=10)}; score rows of these classes only, or name the "
+          "right target column with --target")
+
+
+def _labels_text(labels: Sequence[Any], limit: int) -> str:
+    """Class labels for a message: numbers as written (bounded width), text quoted."""
+    shown = [cell_text(v) if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+             else repr(str(v)) for v in labels[:limit]]
+    return ", ".join(shown) + (f", ... ({len(labels)} in all)" if len(labels) > limit else "")
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..data import encode_labels, split_indices
-    from ..metrics import score
+    from ..data import split_indices
+    from ..metrics import NonFiniteOutputError, score
 
     net = _load_model(args)
     meta = net.metadata
@@ -190,7 +251,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         y_mean, y_scale = 0.0, 1.0
         if classes is None:
             classes = list(range(max(net.layer_sizes[-1], 2)))
-        y = encode_labels(data.y, classes)
+        y = _encode_known(data.y, classes, source)
     rows = np.arange(data.n_samples)
     if args.split != "all":
         split = meta.get("split")
@@ -203,7 +264,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         rows = train_rows if args.split == "train" else test_rows
         if not len(rows):
             _fail("the model was trained without a test split (test fraction 0)")
-    result = score(net, X[rows], y[rows], task, y_mean, y_scale)
+    try:
+        result = score(net, X[rows], y[rows], task, y_mean, y_scale)
+    except NonFiniteOutputError as exc:
+        _fail(f"{args.model} on {source}: {exc}")
     if args.json:
         _emit_json({"command": "evaluate", "model": args.model, "data": source,
                     "split": args.split, "task": task, **result})
@@ -220,7 +284,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import csv
 
     from .._files import atomic_write
-    from ..metrics import predicted_classes
+    from ..metrics import NonFiniteOutputError, check_finite_outputs, predicted_classes
 
     check_paths({"--out": ("predictions file", args.out)},
                 {"MODEL": ("model file", args.model), "--data": ("data file", args.data)})
@@ -231,14 +295,22 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         return predict_on_cluster(args, net)
     data = _load_for_model(args, net, evaluate=False)
     X = _prepare(net, data)
-    outputs = to_numpy(net.predict_proba(X)).astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):  # said by the check below
+        outputs = to_numpy(net.predict_proba(X)).astype(np.float64)
+        y_mean, y_scale = _target_stats(net)
+        values = outputs * y_scale + y_mean
+    try:
+        check_finite_outputs(values)  # no NaN labelled as class 0, no 'nan' predictions
+    except NonFiniteOutputError as exc:
+        _fail(f"{args.model} on {data.name}: {exc}; no predictions were written")
     classes = meta.get("classes")
     header: list[str] = ["row"]
     if data.y is not None:
         header.append(f"true_{data.target_name or 'target'}")
+    # the true target as it was in the file (a CSV's cells), never re-typed
+    true_text = (data.y_text if data.y_text is not None
+                 else None if data.y is None else [cell_text(v) for v in data.y])
     if net.output in ("identity", "exp"):
-        y_mean, y_scale = _target_stats(net)
-        values = outputs * y_scale + y_mean
         names = ["prediction"] if values.shape[1] == 1 else [
             f"prediction_{j + 1}" for j in range(values.shape[1])]
         header += names
@@ -274,9 +346,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         writer.writerow(header)
         for i, prediction in enumerate(predictions):
             row: list[Any] = [i + 1]
-            if data.y is not None:
-                true = data.y[i].item()
-                row.append(int(true) if isinstance(true, float) and true.is_integer() else true)
+            if true_text is not None:
+                row.append(true_text[i])
             if probabilities is None:
                 values_row = prediction if isinstance(prediction, list) else [prediction]
                 row += [f"{v:.10g}" for v in values_row]

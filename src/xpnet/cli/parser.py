@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from typing import NoReturn
 
@@ -59,7 +60,8 @@ class _Parser(argparse.ArgumentParser):
         (argparse leaves them to the top-level one, which knows none of its options)."""
         parsed, extras = self.parse_known_args(args, namespace)
         if extras:
-            self._command_parser(parsed)._unrecognized(extras)
+            argv = [str(arg) for arg in (sys.argv[1:] if args is None else args)]
+            self._command_parser(parsed)._unrecognized(extras, argv)
         return parsed
 
     def _command_parser(self, parsed: argparse.Namespace) -> _Parser:
@@ -70,10 +72,11 @@ class _Parser(argparse.ArgumentParser):
                 return chosen if isinstance(chosen, _Parser) else self
         return self
 
-    def _unrecognized(self, extras: list[str]) -> NoReturn:
+    def _unrecognized(self, extras: list[str], argv: list[str]) -> NoReturn:
         message = f"unrecognized arguments: {' '.join(extras)}"
         options = [s for action in self._actions for s in action.option_strings]
-        suggestions = []
+        suggestions = [hint for option in _LIST_OPTIONS if option in options
+                       for hint in [_list_hint(option, argv, extras)] if hint]
         for extra in extras:
             if extra.startswith("-"):
                 suggestion = _closest(extra.split("=", 1)[0], options)
@@ -82,6 +85,26 @@ class _Parser(argparse.ArgumentParser):
         if suggestions:
             message += f"; did you mean {' or '.join(suggestions)}?"
         self.error(message)
+
+
+# Options that take one comma-separated list: "--layers 16 16" means "--layers 16,16"
+_LIST_OPTIONS = ("--layers", "--activation", "--dropout")
+
+
+def _list_hint(option: str, argv: list[str], extras: list[str]) -> str | None:
+    """``"--layers 16,16"`` when ``argv`` gives ``option`` several values separated by
+    spaces (the first taken, the others left over in ``extras``), else None."""
+    if option not in argv:
+        return None
+    start = len(argv) - argv[::-1].index(option)  # after the last occurrence
+    values = []
+    for token in argv[start:]:
+        if token.startswith("-"):
+            break
+        values.append(token)
+    if len(values) < 2 or not all(value in extras for value in values[1:]):
+        return None
+    return f"{option} {','.join(values)} (one comma-separated list)"
 
 
 _FORMATTER = argparse.RawDescriptionHelpFormatter
@@ -154,9 +177,11 @@ def _add_backend_options(p: argparse.ArgumentParser) -> None:
 def _add_network_options(p: argparse.ArgumentParser) -> None:
     """The whole network, input to output (gradcheck and explain; train takes hidden sizes)."""
     p.add_argument("--layers", type=_layer_sizes, default=[2, 4, 1], metavar="SIZES",
-                   help="all layer sizes, input to output, e.g. 2,4,1 (default: 2,4,1)")
+                   help="EVERY layer size, input to output, e.g. 2,4,1 (unlike 'xpnet train "
+                   "--layers', which takes the hidden sizes only) (default: 2,4,1)")
     p.add_argument("--activation", type=_activations, default="sigmoid", metavar="NAME",
-                   help="hidden activation(s) (default: sigmoid)")
+                   help="hidden activation(s): sigmoid (or logistic), tanh, relu, identity; "
+                   "one, or one per hidden layer like relu,tanh (default: sigmoid)")
     p.add_argument("--output", default="sigmoid", choices=("sigmoid", "softmax", "identity", "exp"),
                    help="output and loss (default: sigmoid)")
     p.add_argument("--alpha", type=_nonnegative_float, default=0.0, help="L2 penalty")
@@ -202,13 +227,24 @@ def _delimiter(text: str) -> str:
     return value
 
 
+_BACKEND_TITLES = {"numpy": "NumPy", "cupy": "CuPy", "torch": "PyTorch", "jax": "JAX",
+                   "array_api_strict": "array-api-strict"}
+
+
+def _backends_text() -> str:
+    """"NumPy, CuPy, PyTorch, JAX or array-api-strict": every backend xpnet has."""
+    titles = [_BACKEND_TITLES.get(name, name) for name in BACKEND_NAMES]
+    return ", ".join(titles[:-1]) + f" or {titles[-1]}" if len(titles) > 1 else titles[0]
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ..data import DATASETS
 
     parser = _Parser(
         prog="xpnet", formatter_class=_FORMATTER,
         description=_wrap("Train, evaluate and inspect multilayer perceptrons with explicit "
-                          "backpropagation on NumPy, CuPy, PyTorch or array-api-strict."),
+                          f"backpropagation on {_backends_text()}, or data-parallel on a "
+                          "Dask cluster."),
         epilog="Run 'xpnet COMMAND --help' for a command's options and examples.",
     )
     parser.add_argument("--version", action="version", version=f"xpnet {__version__}")
@@ -242,11 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JAX: run each epoch as one compiled XLA program (a no-op on numpy "
                    "and array_api_strict; refused on torch and cupy)")
     p.add_argument("--layers", type=_hidden_sizes, default=_hidden_sizes(DEFAULT_HIDDEN),
-                   metavar="SIZES", help="hidden layer sizes, e.g. 16,16; 'none' for no hidden "
-                   f"layer (default: {DEFAULT_HIDDEN})")
+                   metavar="SIZES", help="the HIDDEN layer sizes only, e.g. 16,16 (the input "
+                   "and output sizes come from the data; 'xpnet explain/gradcheck --layers' "
+                   f"take every size); 'none' for no hidden layer (default: {DEFAULT_HIDDEN})")
     p.add_argument("--activation", type=_activations, default="sigmoid", metavar="NAME",
-                   help="hidden activation: sigmoid, tanh, relu, identity; one, or one per "
-                   "hidden layer like relu,tanh (default: sigmoid)")
+                   help="hidden activation: sigmoid (or logistic, scikit-learn's name), tanh, "
+                   "relu, identity; one, or one per hidden layer like relu,tanh "
+                   "(default: sigmoid)")
     p.add_argument("--output", default=None, choices=("sigmoid", "softmax", "identity", "exp"),
                    help="output and loss (default: from the target: sigmoid for 2 classes, "
                    "softmax for more, identity for regression, exp for counts: Poisson)")

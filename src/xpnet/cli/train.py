@@ -34,6 +34,7 @@ from ._common import (
     _load_data,
     _score_lines,
     printable,
+    rate,
 )
 from ._paths import check_paths
 
@@ -245,6 +246,21 @@ def _check_per_layer_options(args: argparse.Namespace) -> None:
               f"{_count(n_hidden, 'hidden layer')}; give one rate, or one per hidden layer")
 
 
+def note_full_layer_list(args: argparse.Namespace, n_features: int) -> None:
+    """A note on stderr when ``--layers`` looks like every size, input to output (as
+    ``explain`` and ``gradcheck`` take it): two sizes or more, the first the data's width.
+    ``train`` takes the hidden sizes only, so ``4,8,3`` on 4 features builds 4-4-8-3-k."""
+    layers = args.layers
+    if args.quiet or len(layers) < 2 or layers[0] != n_features:
+        return
+    given = ",".join(map(str, layers))
+    hidden = ",".join(map(str, layers[1:-1])) or "none"
+    sys.stderr.write(
+        f"xpnet: note: --layers {given} gives the hidden layers only (train takes the input "
+        f"and output sizes from the data); the first size equals the {n_features} features: "
+        f"if {given} was the whole network, use --layers {hidden}\n")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from ..data import GENERATED, Standardizer, encode_target, split_indices
     from ..io import save
@@ -311,6 +327,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     n_out = len(target.classes) if target.output == "softmax" and target.classes else 1
     sizes = [data.n_features, *args.layers, n_out]
     _check_per_layer_options(args)
+    note_full_layer_list(args, data.n_features)
     activation = args.activation
     _check_training_size(args, sizes, len(train_rows), data.name)
     net = MLP(sizes, activation=activation, output=target.output, backend=args.backend,
@@ -429,7 +446,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         + (f"   test {_fmt(test_scores['loss'])}" if test_scores else ""),
     ]
     lines += _score_lines(classification, train_scores, test_scores)
-    lines.append(f"time      {history.seconds:.2f} s, {samples_per_second:,.0f} samples/s "
+    lines.append(f"time      {history.seconds:.2f} s, {rate(samples_per_second)} samples/s "
                  f"({history.epochs} epochs x {m_train} rows, backend synchronised)")
     if args.save:
         lines.append(f"saved     {printable(args.save)}")
