@@ -373,7 +373,7 @@ class _StoreLayout:
     def array_names(self) -> list[str]:
         marker = "zarr.json" if self.zarr_format == 3 else ".zarray"
         return [name for name in self._dirs
-                if os.path.isfile(os.path.join(self.path, name, marker))]
+                if os.path.lexists(os.path.join(self.path, name, marker))]
 
     def array(self, name: str) -> _ArrayMeta:
         """The checked metadata of array ``name``, all of whose chunks exist."""
