@@ -349,12 +349,15 @@ def test_zarr_target_column_and_missing_target(tmp_path):
 
 
 def zarr_store(path, X=None, y=None):
+    # every chunk written, zeros included: open_data refuses a store with a missing chunk
     group = zarr.open_group(str(path), mode="w")
+    every = {"write_empty_chunks": True}
     if X is not None:
         group.create_array("X", shape=X.shape, chunks=(4,) + X.shape[1:],
-                           dtype=X.dtype)[...] = X
+                           dtype=X.dtype, config=every)[...] = X
     if y is not None:
-        group.create_array("y", shape=y.shape, chunks=(4,), dtype=y.dtype)[...] = y
+        group.create_array("y", shape=y.shape, chunks=(4,), dtype=y.dtype,
+                           config=every)[...] = y
     return str(path)
 
 

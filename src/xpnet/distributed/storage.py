@@ -474,8 +474,9 @@ class _StoreLayout:
                     f"{meta.name}/{'zarr.json' if meta.zarr_format == 3 else '.zarray'}",
                     f"declares the shape {meta.shape} in {count} chunks of {meta.chunks}, "
                     f"but the store holds only {stored} files for {meta.name!r} "
-                    f"(the first missing chunk: {key!r}); its metadata or its chunks are "
-                    "wrong")
+                    f"(the first missing chunk: {key!r}); its metadata are wrong, chunks "
+                    "were lost, or it was written without write_empty_chunks=True (zarr "
+                    "then leaves out chunks equal to the fill value)")
             if found is None:
                 raise self._error(
                     f"chunk {key!r} ({meta.rows_of(coords)} of array {meta.name!r})",
