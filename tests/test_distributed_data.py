@@ -11,6 +11,7 @@ import csv
 import os
 import pickle
 import re
+import shutil
 import subprocess
 import sys
 
@@ -314,8 +315,18 @@ def test_nothing_is_read_on_the_driver(tmp_path, dask_client):
                                            shape=shape)
         del header  # a sparse file: the data pages were never touched
     store = zarr.open_group(str(tmp_path / "huge.zarr"), mode="w")
-    store.create_array("X", shape=(rows, 2), chunks=(1 << 20, 2), dtype="float64")
-    store.create_array("y", shape=(rows,), chunks=(1 << 20,), dtype="float64")
+    for name, shape in (("X", (rows, 2)), ("y", (rows,))):
+        # every chunk must exist (a missing one is an error, never zeros): one chunk of
+        # zeros is written, and its file copied to the other chunks' keys
+        array = store.create_array(name, shape=shape, chunks=(1 << 20,) + shape[1:],
+                                   dtype="float64", config={"write_empty_chunks": True})
+        array[: 1 << 20] = 0.0
+        first = tmp_path / "huge.zarr" / name / "c" / ("0/0" if len(shape) == 2 else "0")
+        for k in range(1, -(-rows // (1 << 20))):
+            copy = first.parent.parent / str(k) / "0" if len(shape) == 2 else \
+                first.parent / str(k)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(first, copy)
     before = rss_bytes()
     for path in (folder, tmp_path / "huge.zarr"):
         X, y = open_data(path, chunk_rows=1 << 20)
@@ -345,12 +356,15 @@ def test_zarr_target_column_and_missing_target(tmp_path):
 
 
 def zarr_store(path, X=None, y=None):
+    # every chunk written, zeros included: open_data refuses a store with a missing chunk
     group = zarr.open_group(str(path), mode="w")
+    every = {"write_empty_chunks": True}
     if X is not None:
         group.create_array("X", shape=X.shape, chunks=(4,) + X.shape[1:],
-                           dtype=X.dtype)[...] = X
+                           dtype=X.dtype, config=every)[...] = X
     if y is not None:
-        group.create_array("y", shape=y.shape, chunks=(4,), dtype=y.dtype)[...] = y
+        group.create_array("y", shape=y.shape, chunks=(4,), dtype=y.dtype,
+                           config=every)[...] = y
     return str(path)
 
 

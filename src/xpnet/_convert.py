@@ -20,8 +20,11 @@ in place.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -34,7 +37,7 @@ import numpy as np
 
 from ._csv import CsvReader, column_name, is_text_file
 from ._dataerrors import DataError
-from ._npyfile import ArrayFileError, NpzReader
+from ._npyfile import ArrayFileError, NpzReader, open_regular
 from ._validation import check_positive_int
 from .data import _check_path
 
@@ -72,12 +75,83 @@ def default_chunk_rows(n_features: int, itemsize: int = 8) -> int:
     return max(1, DEFAULT_CHUNK_BYTES // (max(1, n_features) * itemsize))
 
 
-def _is_zarr_store(path: str) -> bool:
-    return any(os.path.exists(os.path.join(path, m)) for m in ("zarr.json", ".zgroup"))
+# What a store written by xpnet convert holds, and nothing else: the group's metadata,
+# the arrays X and y, each its metadata and its chunks (zarr 3: c/<i>/<j>; zarr 2: <i>.<j>)
+_GROUP_FILES = {3: {"zarr.json"}, 2: {".zgroup", ".zattrs"}}
+_ARRAY_FILES = {3: {"zarr.json"}, 2: {".zarray", ".zattrs"}}
+_CHUNK_NAME = re.compile(r"[0-9]+(?:\.[0-9]+)*")
+
+
+def _own_store_problem(path: str) -> str:
+    """Why ``path`` is not a store that xpnet itself wrote, or "" when it is one.
+
+    Such a store is a plain folder holding the group's metadata, whose attribute
+    ``xpnet`` records ``format``, and the arrays ``X`` and ``y`` (plain folders of their
+    metadata and chunk files): no link, no other file or folder anywhere in it. Only such
+    a folder is ever deleted by ``overwrite=True``.
+    """
+    try:
+        root = {entry.name: entry for entry in os.scandir(path)}
+    except OSError as exc:
+        return f"it cannot be listed: {exc.strerror}"
+    version = 3 if "zarr.json" in root else 2
+    expected = _GROUP_FILES[version] | {"X", "y"}
+    extra = sorted(set(root) - expected)
+    if extra:
+        return f"it holds {', '.join(map(repr, extra[:3]))}, which xpnet does not write"
+    missing = sorted(expected - set(root))
+    if missing:
+        return f"it has no {', '.join(map(repr, missing))}"
+    meta = os.path.join(path, "zarr.json" if version == 3 else ".zattrs")
+    try:
+        with open_regular(meta) as handle:
+            text = handle.read(1 << 20)
+        attributes = json.loads(text)
+        if version == 3:
+            attributes = attributes.get("attributes")
+        recorded = attributes.get("xpnet")
+    except (OSError, ValueError, AttributeError, ArrayFileError):
+        recorded = None
+    if not isinstance(recorded, dict) or "format" not in recorded:
+        return f"its {os.path.basename(meta)} carries no 'xpnet' attribute"
+    for name in ("X", "y"):
+        problem = _array_problem(os.path.join(path, name), version, top=True)
+        if problem:
+            return f"{name}/{problem}"
+    for name in _GROUP_FILES[version]:
+        if not root[name].is_file(follow_symlinks=False):
+            return f"its {name} is not a plain file"
+    return ""
+
+
+def _array_problem(folder: str, version: int, top: bool) -> str:
+    """Why ``folder`` (an array of an xpnet store, or a folder of its chunks) holds
+    something xpnet does not write, or ""."""
+    if os.path.islink(folder) or not os.path.isdir(folder):
+        return "is not a plain folder"
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as exc:
+        return f"cannot be listed: {exc.strerror}"
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            if not (entry.name.isdigit() or (top and version == 3 and entry.name == "c")):
+                return f"{entry.name}: a folder xpnet does not write"
+            problem = _array_problem(entry.path, version, top=False)
+            if problem:
+                return f"{entry.name}/{problem}"
+        elif not entry.is_file(follow_symlinks=False) or not (
+                _CHUNK_NAME.fullmatch(entry.name)
+                or (top and entry.name in _ARRAY_FILES[version])):
+            return f"{entry.name}: not a file xpnet writes"
+    return ""
 
 
 def check_destination(dest: str, source: str, overwrite: bool) -> str:
-    """The absolute destination, or :class:`DestinationError` (before any work)."""
+    """The absolute destination, or :class:`DestinationError` (before any work).
+
+    A link is looked at as itself, with or without a trailing slash (``link/`` would
+    otherwise name the folder it points to)."""
     if not dest:
         raise DestinationError("the destination name is empty")
     absolute = os.path.abspath(dest)
@@ -87,7 +161,7 @@ def check_destination(dest: str, source: str, overwrite: bool) -> str:
         raise DestinationError(f"{dest!r} is (or holds) the source {source!r}; writing it "
                                "would destroy the source")
     try:
-        link = os.lstat(dest)
+        link = os.lstat(absolute)
     except FileNotFoundError:
         link = None
     except OSError as exc:
@@ -98,16 +172,24 @@ def check_destination(dest: str, source: str, overwrite: bool) -> str:
         if not overwrite:
             raise DestinationError(f"{dest!r} already exists; choose another name, or "
                                    "give --overwrite (overwrite=True) to replace a zarr "
-                                   "store")
-        if not stat.S_ISDIR(link.st_mode) or not _is_zarr_store(dest):
-            raise DestinationError(f"{dest!r} exists and is not a zarr store; xpnet replaces "
-                                   "only a zarr store, never another file or folder")
+                                   "store that xpnet wrote")
+        _check_replaceable(dest, absolute, link)
     folder = os.path.dirname(absolute)
     if not os.path.isdir(folder):
         raise DestinationError(f"cannot write {dest!r}: folder {folder!r} does not exist")
     if not os.access(folder, os.W_OK):
         raise DestinationError(f"cannot write {dest!r}: folder {folder!r} is not writable")
     return absolute
+
+
+def _check_replaceable(dest: str, path: str, link: os.stat_result | None = None) -> None:
+    """:class:`DestinationError` unless ``path`` is a store xpnet wrote."""
+    problem = ("it is not a folder" if link is not None and not stat.S_ISDIR(link.st_mode)
+               else _own_store_problem(path))
+    if problem:
+        raise DestinationError(f"{dest!r} exists and is not a zarr store written by xpnet "
+                               f"({problem}); --overwrite replaces only such a store, never "
+                               "another file or folder")
 
 
 # --------------------------------------------------------------------------- readers
@@ -212,10 +294,14 @@ def _read_exactly(fp: Any, nbytes: int, path: str, name: str) -> bytes:
 # --------------------------------------------------------------------------- writer
 def _create(group: Any, name: str, shape: tuple[int, ...], chunks: tuple[int, ...],
             dtype: Any) -> Any:
+    # Every chunk is written, even one equal to the fill value (zarr 3 leaves those out
+    # by default): open_data refuses a store with a missing chunk, never reading zeros.
     create = getattr(group, "create_array", None)  # zarr 3; zarr 2: create_dataset
     if create is None:
-        create = group.create_dataset
-    return create(name, shape=shape, chunks=chunks, dtype=dtype)
+        return group.create_dataset(name, shape=shape, chunks=chunks, dtype=dtype,
+                                    write_empty_chunks=True)
+    return create(name, shape=shape, chunks=chunks, dtype=dtype,
+                  config={"write_empty_chunks": True})
 
 
 def convert_to_zarr(
@@ -376,20 +462,51 @@ def _flush(x_array: Any, y_array: Any, pending_X: list[np.ndarray],
 
 
 def _move_into_place(partial: str, dest: str, overwrite: bool) -> None:
-    """Rename the finished store to ``dest``; an old store is removed only afterwards."""
-    old = None
-    if os.path.lexists(dest):
-        if not overwrite:  # appeared while converting: never overwrite it
-            raise DestinationError(f"{dest!r} appeared while converting; it was left as it "
-                                   "was")
-        old = os.path.join(os.path.dirname(dest),
-                           f".xpnet-{secrets.token_hex(8)}.zarr-old")
-        os.rename(dest, old)
-    try:
-        os.rename(partial, dest)
-    except BaseException:
-        if old is not None:
-            os.rename(old, dest)
-        raise
+    """Rename the finished store to ``dest``; an old store is removed only afterwards.
+
+    Two conversions into one destination at once are put in turn here by a lock on the
+    destination's folder: the second finds the first one's store (``overwrite``: it
+    replaces that complete store; otherwise it is refused), never a half-moved one. The
+    old store is checked again once renamed aside (so nothing put into it since the first
+    check is lost): anything but xpnet's own store goes back and the conversion is refused.
+    """
+    with _folder_lock(os.path.dirname(dest)):
+        old = None
+        if os.path.lexists(dest):
+            if not overwrite:  # appeared while converting: never overwrite it
+                raise DestinationError(f"{dest!r} appeared while converting; it was left "
+                                       "as it was")
+            _check_replaceable(dest, dest, os.lstat(dest))
+            old = os.path.join(os.path.dirname(dest),
+                               f".xpnet-{secrets.token_hex(8)}.zarr-old")
+            os.rename(dest, old)
+            try:
+                _check_replaceable(dest, old, os.lstat(old))
+            except BaseException:
+                os.rename(old, dest)
+                raise
+        try:
+            os.rename(partial, dest)
+        except BaseException:
+            if old is not None:
+                os.rename(old, dest)
+            raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: str) -> Iterator[None]:
+    """An exclusive ``flock`` on ``folder`` (released when the process dies, so never
+    left behind); a no-op where ``fcntl`` is missing (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

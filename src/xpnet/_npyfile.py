@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 import zipfile
 from dataclasses import dataclass
 from typing import IO, Any
@@ -36,8 +37,10 @@ __all__ = [
     "ArrayInfo",
     "NpzReader",
     "check_memory",
+    "file_kind",
     "format_bytes",
     "memory_limit",
+    "open_regular",
     "read_npy",
 ]
 
@@ -160,9 +163,50 @@ def _fill(fp: IO[bytes], info: ArrayInfo, what: str) -> np.ndarray:
     return array
 
 
+def open_regular(path: str) -> IO[bytes]:
+    """``open(path, "rb")`` for a regular file only, never blocking.
+
+    A FIFO would block ``open`` until a writer appears (forever, for a stray named pipe),
+    and a device (``/dev/zero``) reads without end: the file is opened without blocking
+    and checked with ``fstat`` on the descriptor itself (no window between the check and
+    the open), then switched back to blocking reads. Raises :class:`ArrayFileError`
+    (no file name) for anything but a regular file, ``OSError`` when it cannot be opened.
+    """
+    try:
+        kind = os.stat(path).st_mode
+    except OSError:
+        kind = stat.S_IFREG  # let open() report it
+    if not stat.S_ISREG(kind):  # a device is never even opened (opening may act)
+        raise ArrayFileError(f"{file_kind(kind)}, not a regular file")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ArrayFileError(f"{file_kind(mode)}, not a regular file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def file_kind(mode: int) -> str:
+    """What a file of ``mode`` (``st_mode``) is, for messages: ``"a FIFO (named pipe)"``."""
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a plain file"
+
+
 def read_npy(path: str, check: Any = None) -> np.ndarray:
     """A ``.npy`` file's array; ``check(info)`` runs after the header, before the data."""
-    with open(path, "rb") as fp:
+    with open_regular(path) as fp:
         info = _read_header(fp, "", "the file")
         if check is not None:
             check(info)

@@ -26,15 +26,27 @@ Dask itself is optional: without ``pip install 'xpnet[dask]'`` these functions r
 from __future__ import annotations
 
 import inspect
+import itertools
+import json
 import math
+import mmap
 import os
 import re
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .._npyfile import ArrayFileError, ArrayInfo, _read_header
+from .._npyfile import (
+    ArrayFileError,
+    ArrayInfo,
+    _read_header,
+    check_memory,
+    file_kind,
+    open_regular,
+)
 from .._validation import check_nonnegative_float, check_positive_int
 from ..backends import BackendUnavailableError
 from ..data import _GENERATED, DataError
@@ -171,20 +183,27 @@ def _as_objects(block: np.ndarray) -> np.ndarray:
 def _open_zarr(da: Any, path: str, chunk_rows: int | None,
                target: str | int | None) -> tuple[Any, Any]:
     zarr = require("zarr", "reading a zarr store")
-    try:
-        group = zarr.open_group(path, mode="r")
-    except Exception as exc:  # zarr raises its own errors for a damaged or foreign store
-        raise DataError(f"data store {path!r} is not a readable zarr group with arrays X "
-                        f"and y ({type(exc).__name__}: {exc})") from None
-    names = sorted(group.array_keys())
+    layout = _StoreLayout(path)  # every part checked before zarr reads any of it
+    names = layout.array_names()
     if "X" not in names:
         raise DataError(f"zarr store {path!r} has no array 'X' (features); it holds: "
                         f"{', '.join(names) or 'no arrays'}")
-    x_array = group["X"]
-    if x_array.ndim != 2:
+    x_meta = layout.array("X")
+    if len(x_meta.shape) != 2:
         raise DataError(f"array 'X' in {path!r} must be 2-D (rows, features); got shape "
-                        f"{x_array.shape}")
-    X = da.from_zarr(x_array, chunks=(chunk_rows or x_array.chunks[0], -1))
+                        f"{x_meta.shape}")
+    y_meta = None
+    name = "y" if target is None or isinstance(target, (int, np.integer)) else str(target)
+    if name == "X":
+        raise DataError(f"target array of {path!r} cannot be 'X', the features")
+    if name in names and not isinstance(target, (int, np.integer)):
+        y_meta = layout.array(name)
+    elif target is not None and not isinstance(target, (int, np.integer)):
+        raise DataError(f"zarr store {path!r} has no array {name!r} (the target); it holds: "
+                        f"{', '.join(names)}")
+    group = layout.open_group(zarr)
+    x_array = layout.open_array(group, x_meta)
+    X = _read_lazily(da, x_array, x_meta, chunk_rows or x_meta.chunks[0])
     if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
         n = X.shape[1]
         if not -n <= target < n:
@@ -200,29 +219,392 @@ def _open_zarr(da: Any, path: str, chunk_rows: int | None,
                                 f"'X' in {path!r}")
     X = _check_features(X, f"array 'X' in {path!r}")
     y = None
-    name = "y" if target is None else str(target)
-    if name == "X":
-        raise DataError(f"target array of {path!r} cannot be 'X', the features")
-    if name in names:
-        y_array = group[name]
+    if y_meta is not None:
+        y_array = layout.open_array(group, y_meta)
         # the shapes are checked on the metadata before dask lines the chunks up with X's
         _check_target(y_array, X.shape[0], f"array {name!r} in {path!r}", f"'X' in {path!r}")
-        y = da.from_zarr(y_array, chunks=(X.chunks[0],) + (-1,) * (y_array.ndim - 1))
+        y = _read_lazily(da, y_array, y_meta, X.chunks[0])
         y = _check_target(y, X.shape[0], f"array {name!r} in {path!r}", f"'X' in {path!r}")
-    elif target is not None:
-        raise DataError(f"zarr store {path!r} has no array {name!r} (the target); it holds: "
-                        f"{', '.join(names)}")
     return X, y
+
+
+def _read_lazily(da: Any, array: Any, meta: _ArrayMeta, rows: Any) -> Any:
+    """``array`` as a dask array of ``rows`` per block, each read by a task whose errors
+    name the store and the chunk (see :class:`_ChunkReader`)."""
+    from dask.base import tokenize
+
+    reader = _ChunkReader(array, meta)
+    chunks = (rows,) + (-1,) * (len(meta.shape) - 1)
+    return da.from_array(reader, chunks=chunks, asarray=True, lock=False, fancy=False,
+                         meta=np.empty((0,) * len(meta.shape), dtype=reader.dtype),
+                         name=f"xpnet-zarr-{tokenize(meta.store, meta.name, meta.stamp)}")
+
+
+# --------------------------------------------------------------------------- zarr checks
+#: The largest zarr metadata file read (a real one is a few kB).
+_METADATA_LIMIT = 1 << 24
+_METADATA = ("zarr.json", ".zgroup", ".zattrs", ".zarray", ".zmetadata")
+# v3 codecs that leave a chunk's bytes as they are (so its file size is known exactly)
+_PLAIN_CODECS = {"bytes", "transpose"}
+
+
+@dataclass(frozen=True)
+class _ArrayMeta:
+    """What the metadata of one array of a store declares, checked."""
+
+    store: str
+    name: str
+    zarr_format: int
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    prefix: str  # chunk keys: prefix + separator.join(coordinates)
+    separator: str
+    plain: bool  # chunks stored uncompressed: a file's size is known
+    stamp: tuple[int, int]  # the metadata file's (size, mtime_ns): the dask name
+
+    def key(self, coords: tuple[int, ...]) -> str:
+        return f"{self.name}/{self.prefix}{self.separator.join(map(str, coords))}"
+
+    def grid(self) -> tuple[int, ...]:
+        return tuple(-(-n // c) for n, c in zip(self.shape, self.chunks, strict=True))
+
+    def rows_of(self, coords: tuple[int, ...]) -> str:
+        start = coords[0] * self.chunks[0]
+        return f"rows {start + 1}-{min(start + self.chunks[0], self.shape[0])}"
+
+
+class _StoreLayout:
+    """A zarr store's parts, checked from its listing and its metadata before zarr opens
+    it: every part zarr would read is a regular file inside the store (a FIFO would block
+    the read forever, a link could lead anywhere), the metadata are sane (shapes, chunk
+    lengths, sizes: nothing large is allocated on their word), and every chunk of the
+    arrays read exists (zarr reads a missing chunk as its fill value: silent zeros)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.real = os.path.realpath(path)
+        root = self._files("", recursive=False)
+        if "zarr.json" in root:
+            self.zarr_format = 3
+            meta = self._json("zarr.json", root)
+            if meta.get("zarr_format") != 3 or meta.get("node_type") != "group":
+                raise self._error("zarr.json", "is not the metadata of a zarr group "
+                                  "(zarr_format 3, node_type 'group')")
+            self.attributes = meta.get("attributes") or {}
+        elif ".zgroup" in root:
+            self.zarr_format = 2
+            meta = self._json(".zgroup", root)
+            if meta.get("zarr_format") != 2:
+                raise self._error(".zgroup", "is not the metadata of a zarr 2 group "
+                                  "(zarr_format 2)")
+            self.attributes = self._json(".zattrs", root) if ".zattrs" in root else {}
+        else:
+            raise DataError(f"data store {path!r} is not a zarr group (no zarr.json or "
+                            ".zgroup); xpnet convert writes one")
+        if not isinstance(self.attributes, dict):
+            raise self._error("the group's attributes", "are not a JSON object")
+        self._dirs = sorted(name for name in os.listdir(path)
+                            if os.path.isdir(os.path.join(path, name))
+                            and not os.path.islink(os.path.join(path, name)))
+
+    def _error(self, part: str, problem: str) -> DataError:
+        return DataError(f"zarr store {self.path!r}: {part} {problem}")
+
+    def _files(self, top: str, recursive: bool = True) -> dict[str, os.stat_result]:
+        """The regular files under ``top`` (relative, '/'-separated) and their stats; a
+        non-regular file or a link leading out of the store (or to a folder) is an error."""
+        files: dict[str, os.stat_result] = {}
+        pending = [top]
+        while pending:
+            folder = pending.pop()
+            try:
+                entries = list(os.scandir(os.path.join(self.path, folder)))
+            except OSError as exc:
+                raise self._error(repr(folder or "."), f"cannot be listed ({exc.strerror})"
+                                  ) from None
+            for entry in entries:
+                rel = f"{folder}/{entry.name}" if folder else entry.name
+                info = entry.stat(follow_symlinks=False)
+                if stat.S_ISLNK(info.st_mode):
+                    info = self._followed(rel, entry.path)
+                if stat.S_ISDIR(info.st_mode):
+                    if recursive:
+                        pending.append(rel)
+                elif stat.S_ISREG(info.st_mode):
+                    files[rel] = info
+                elif recursive or entry.name in _METADATA:
+                    raise self._error(repr(rel), f"is {file_kind(info.st_mode)}, not a regular "
+                                      "file; a store's parts must be plain files")
+        return files
+
+    def _followed(self, rel: str, full: str) -> os.stat_result:
+        target = os.path.realpath(full)
+        if not target.startswith(self.real + os.sep):
+            raise self._error(repr(rel), f"is a link leading outside the store (to "
+                              f"{target!r}); a store's parts must lie inside it")
+        try:
+            info = os.stat(target)
+        except OSError as exc:
+            raise self._error(repr(rel), f"is a link that cannot be followed "
+                              f"({exc.strerror})") from None
+        if stat.S_ISDIR(info.st_mode):
+            raise self._error(repr(rel), "is a link to a folder; a store's folders must be "
+                              "plain folders")
+        return info
+
+    def _json(self, rel: str, files: dict[str, os.stat_result]) -> dict[str, Any]:
+        size = files[rel].st_size
+        if size > _METADATA_LIMIT:
+            raise self._error(repr(rel), f"holds {size} bytes; zarr metadata take a few kB")
+        try:
+            with open_regular(os.path.join(self.path, rel)) as handle:
+                text = handle.read(_METADATA_LIMIT + 1)
+            meta = json.loads(text)
+        except ArrayFileError as exc:
+            raise self._error(repr(rel), f"is {exc}") from None
+        except OSError as exc:
+            raise self._error(repr(rel), f"cannot be read ({exc.strerror})") from None
+        except (ValueError, RecursionError) as exc:
+            raise self._error(repr(rel), f"is not valid JSON ({exc})") from None
+        if not isinstance(meta, dict):
+            raise self._error(repr(rel), "is not a JSON object")
+        return meta
+
+    def array_names(self) -> list[str]:
+        marker = "zarr.json" if self.zarr_format == 3 else ".zarray"
+        return [name for name in self._dirs
+                if os.path.lexists(os.path.join(self.path, name, marker))]
+
+    def array(self, name: str) -> _ArrayMeta:
+        """The checked metadata of array ``name``, all of whose chunks exist."""
+        files = self._files(name)
+        rel = f"{name}/zarr.json" if self.zarr_format == 3 else f"{name}/.zarray"
+        raw = self._json(rel, files)
+        stat_ = files[rel]
+        meta = (self._v3(name, rel, raw) if self.zarr_format == 3 else
+                self._v2(name, rel, raw))(stat=(stat_.st_size, stat_.st_mtime_ns))
+        self._check_size(meta, rel, raw)
+        self._check_chunks(meta, files, raw)
+        return meta
+
+    def _shape(self, rel: str, shape: Any, chunks: Any) -> tuple[tuple[int, ...],
+                                                                tuple[int, ...]]:
+        def ints(value: Any) -> bool:
+            return isinstance(value, list) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value)
+
+        if not ints(shape) or any(v < 0 for v in shape):
+            raise self._error(rel, f"declares the shape {shape!r}; a shape is a list of "
+                              "counts >= 0")
+        if not ints(chunks) or len(chunks) != len(shape):
+            raise self._error(rel, f"declares the chunk shape {chunks!r} for the shape "
+                              f"{shape!r}; it needs one length per axis")
+        if any(c < 1 for c in chunks):
+            raise self._error(rel, f"declares the chunk shape {chunks!r}; every chunk length "
+                              "must be at least 1")
+        return tuple(shape), tuple(chunks)
+
+    def _v3(self, name: str, rel: str, raw: dict[str, Any]) -> Callable[..., _ArrayMeta]:
+        if raw.get("zarr_format") != 3 or raw.get("node_type") != "array":
+            raise self._error(rel, "is not the metadata of a zarr array (zarr_format 3, "
+                              "node_type 'array')")
+        grid = raw.get("chunk_grid") or {}
+        if not isinstance(grid, dict) or grid.get("name") != "regular":
+            raise self._error(rel, f"declares the chunk grid {grid!r}; xpnet reads the "
+                              "'regular' grid only")
+        shape, chunks = self._shape(rel, raw.get("shape"),
+                                    (grid.get("configuration") or {}).get("chunk_shape"))
+        encoding = raw.get("chunk_key_encoding") or {"name": "default"}
+        kind = encoding.get("name") if isinstance(encoding, dict) else None
+        separator = (encoding.get("configuration") or {}).get(
+            "separator", "/" if kind == "default" else ".") if kind else None
+        if kind not in ("default", "v2") or separator not in ("/", "."):
+            raise self._error(rel, f"declares the chunk key encoding {encoding!r}; xpnet "
+                              "reads 'default' and 'v2' with separator '/' or '.'")
+        codecs = raw.get("codecs")
+        if not isinstance(codecs, list) or not all(isinstance(c, dict) for c in codecs):
+            raise self._error(rel, f"declares the codecs {codecs!r}; a list of objects")
+        used = {c.get("name") for c in codecs}
+        if "sharding_indexed" in used:
+            raise self._error(rel, "is sharded (codec 'sharding_indexed'): xpnet cannot "
+                              "check that every chunk inside a shard exists; write the "
+                              "store without shards (xpnet convert does)")
+        prefix = f"c{separator}" if kind == "default" else ""
+        return lambda stat: _ArrayMeta(self.path, name, 3, shape, chunks, prefix, separator,
+                                       used <= _PLAIN_CODECS, stat)
+
+    def _v2(self, name: str, rel: str, raw: dict[str, Any]) -> Callable[..., _ArrayMeta]:
+        if raw.get("zarr_format") != 2:
+            raise self._error(rel, "is not the metadata of a zarr 2 array (zarr_format 2)")
+        shape, chunks = self._shape(rel, raw.get("shape"), raw.get("chunks"))
+        separator = raw.get("dimension_separator", ".")
+        if separator not in ("/", "."):
+            raise self._error(rel, f"declares the dimension separator {separator!r}; "
+                              "'.' or '/'")
+        plain = raw.get("compressor") is None and not raw.get("filters")
+        return lambda stat: _ArrayMeta(self.path, name, 2, shape, chunks, "", separator,
+                                       plain, stat)
+
+    def _check_size(self, meta: _ArrayMeta, rel: str, raw: dict[str, Any]) -> None:
+        """A chunk is held whole in memory by the task that reads it."""
+        itemsize = _itemsize(raw)
+        if itemsize is None:
+            return
+        try:
+            check_memory(math.prod(meta.chunks) * itemsize, f"one chunk of {rel} "
+                         f"(chunk shape {meta.chunks})")
+        except ArrayFileError as exc:
+            raise self._error("", str(exc)) from None
+
+    def _check_chunks(self, meta: _ArrayMeta, files: dict[str, os.stat_result],
+                      raw: dict[str, Any]) -> None:
+        """Every chunk's file exists (the first missing one is named). At most
+        ``len(files) + 1`` keys are looked at, whatever the shape claims: when there are
+        more chunks than files, one of the first ``len(files) + 1`` is missing."""
+        itemsize = _itemsize(raw)
+        expected = (math.prod(meta.chunks) * itemsize if meta.plain and itemsize
+                    else None)
+        count = math.prod(meta.grid())
+        stored = sum(1 for rel in files if rel.rsplit("/", 1)[-1] not in _METADATA)
+        for coords in _coordinates(meta.grid()):
+            key = meta.key(coords)
+            found = files.get(key)
+            if found is None and count > stored + 1:
+                raise self._error(
+                    f"{meta.name}/{'zarr.json' if meta.zarr_format == 3 else '.zarray'}",
+                    f"declares the shape {meta.shape} in {count} chunks of {meta.chunks}, "
+                    f"but the store holds only {stored} files for {meta.name!r} "
+                    f"(the first missing chunk: {key!r}); its metadata are wrong, chunks "
+                    "were lost, or it was written without write_empty_chunks=True (zarr "
+                    "then leaves out chunks equal to the fill value)")
+            if found is None:
+                raise self._error(
+                    f"chunk {key!r} ({meta.rows_of(coords)} of array {meta.name!r})",
+                    "is missing; zarr would read it as zeros (its fill value). Zarr leaves "
+                    "out chunks equal to the fill value unless written with "
+                    "write_empty_chunks=True: write the store again with that option, or "
+                    "with xpnet convert")
+            if expected is not None and found.st_size != expected:
+                raise self._error(
+                    f"chunk {key!r} ({meta.rows_of(coords)} of array {meta.name!r})",
+                    f"holds {found.st_size} bytes, but the metadata declare uncompressed "
+                    f"chunks of shape {meta.chunks} ({expected} bytes); the store is "
+                    "damaged or its metadata do not match its chunks")
+
+    def open_group(self, zarr: Any) -> Any:
+        options = {} if zarr.__version__.startswith("2.") else {
+            "zarr_format": self.zarr_format}
+        try:
+            return zarr.open_group(self.path, mode="r", **options)
+        except Exception as exc:  # zarr's own errors for a damaged or foreign store
+            raise DataError(f"data store {self.path!r} is not a readable zarr group "
+                            f"({type(exc).__name__}: {_one_line(exc)})") from None
+
+    def open_array(self, group: Any, meta: _ArrayMeta) -> Any:
+        try:
+            array = group[meta.name]
+            dtype = np.dtype(array.dtype)
+        except Exception as exc:
+            raise self._error(f"array {meta.name!r}", f"cannot be opened "
+                              f"({type(exc).__name__}: {_one_line(exc)})") from None
+        if tuple(array.shape) != meta.shape or tuple(array.chunks) != meta.chunks:
+            raise self._error(f"array {meta.name!r}", "changed while it was opened")
+        try:  # the dtype's own size, known only now for names like 'float64'
+            if dtype.kind not in "OT":
+                check_memory(math.prod(meta.chunks) * dtype.itemsize,
+                             f"one chunk of array {meta.name!r} (chunk shape {meta.chunks}"
+                             f" of {dtype})")
+        except ArrayFileError as exc:
+            raise self._error("", str(exc)) from None
+        return array
+
+
+_V3_SIZES = {"bool": 1, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "float16": 2,
+             "int32": 4, "uint32": 4, "float32": 4, "int64": 8, "uint64": 8, "float64": 8,
+             "complex64": 8, "complex128": 16}
+
+
+def _coordinates(grid: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
+    """The chunk coordinates of ``grid`` in C order, lazily (a grid of 10^10 chunks is
+    never listed: the caller stops at the first missing file)."""
+    if not grid:
+        yield ()
+        return
+    for first in range(grid[0]):
+        for rest in _coordinates(grid[1:]):
+            yield (first,) + rest
+
+
+def _itemsize(raw: dict[str, Any]) -> int | None:
+    """Bytes per element of a fixed-size dtype named in array metadata, else None."""
+    if "data_type" in raw:
+        return _V3_SIZES.get(raw["data_type"]) if isinstance(raw["data_type"], str) else None
+    try:
+        dtype = np.dtype(raw.get("dtype"))
+    except (TypeError, ValueError, OverflowError):
+        return None  # zarr itself refuses it, named, when it opens the array
+    return None if dtype.hasobject else dtype.itemsize
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+class _ChunkReader:
+    """What :func:`dask.array.from_array` reads from: a zarr array whose read errors (a
+    corrupt or vanished chunk, discovered on the worker that reads it) are one
+    :class:`DataError` naming the store and the chunk."""
+
+    def __init__(self, array: Any, meta: _ArrayMeta) -> None:
+        self.array = array
+        self.meta = meta
+        self.shape = meta.shape
+        self.ndim = len(meta.shape)
+        self.dtype = np.dtype(array.dtype)
+
+    def __getitem__(self, index: tuple[slice, ...]) -> Any:
+        try:
+            return self.array[index]
+        except Exception as exc:
+            raise self._named(index, exc) from None
+
+    def _named(self, index: tuple[slice, ...], exc: Exception) -> DataError:
+        meta = self.meta
+        ranges = [range(s.start // c, max(s.start, s.stop - 1) // c + 1)
+                  for s, c in zip(index, meta.chunks, strict=True)]
+        for coords in itertools.product(*ranges):  # the first chunk that fails, named
+            piece = tuple(slice(i * c, (i + 1) * c) for i, c in zip(coords, meta.chunks,
+                                                                     strict=True))
+            try:
+                self.array[piece]
+            except Exception as first:
+                exc = first
+                break
+        else:
+            coords = tuple(r.start for r in ranges)
+        return DataError(
+            f"zarr store {meta.store!r}: chunk {meta.key(coords)!r} "
+            f"({meta.rows_of(coords)} of array {meta.name!r}) cannot be read "
+            f"({type(exc).__name__}: {_one_line(exc)}); the store is damaged: write it "
+            "again (xpnet convert)")
 
 
 # Shard names: X_<digits>.npy and y_<digits>.npy.
 _SHARD = re.compile(r"([Xy])_([0-9]+)\.npy")
 
 
-def _shard_info(path: str) -> ArrayInfo:
-    """The ``.npy`` header of one shard (the data is not read), checked for truncation."""
+def _shard_info(path: str, folder: str) -> ArrayInfo:
+    """The ``.npy`` header of one shard (the data is not read), checked for truncation.
+
+    A shard is a regular file inside ``folder``: a link leading out of it is refused, and
+    a FIFO or device is refused without being read (a FIFO would block forever)."""
+    if os.path.islink(path):
+        target = os.path.realpath(path)
+        if not target.startswith(os.path.realpath(folder) + os.sep):
+            raise DataError(f"shard {path!r} is a link leading outside {folder!r} (to "
+                            f"{target!r}); shards must lie in their folder")
     try:
-        with open(path, "rb") as fp:
+        with open_regular(path) as fp:
             info = _read_header(fp, os.path.basename(path), "the file")
             size = os.fstat(fp.fileno()).st_size
     except ArrayFileError as exc:
@@ -236,16 +618,28 @@ def _shard_info(path: str) -> ArrayInfo:
     return info
 
 
-def _read_rows(path: str, start: int, stop: int) -> np.ndarray:
-    """Rows ``start:stop`` of a ``.npy`` shard: memory-mapped, then copied (runs on a
-    worker; only these rows are read from disk)."""
-    mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+def _read_rows(path: str, info: ArrayInfo, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of a ``.npy`` shard whose header is ``info``: memory-mapped,
+    then copied (runs on a worker; only these rows are read from disk). The file is
+    opened as :func:`~xpnet._npyfile.open_regular` does (a FIFO put there since the
+    header was read would block forever) and must still hold what its header said."""
     try:
-        return np.array(mapped[start:stop], order="C")
-    finally:
-        mmap = getattr(mapped, "_mmap", None)
-        if mmap is not None:
-            mmap.close()
+        with open_regular(path) as fp:
+            size = os.fstat(fp.fileno()).st_size
+            if size < info.offset + info.nbytes:
+                raise DataError(f"shard {path!r} changed since it was opened: it holds "
+                                f"{size} bytes, its header declared {info.offset + info.nbytes}")
+            with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                view = np.frombuffer(mapped, dtype=info.dtype, count=math.prod(info.shape),
+                                     offset=info.offset).reshape(
+                    info.shape, order="F" if info.fortran_order else "C")
+                rows = np.array(view[start:stop], order="C")
+                del view  # the map closes only once no array looks into it
+                return rows
+    except ArrayFileError as exc:
+        raise DataError(f"shard {path!r} is not a readable .npy file ({exc})") from None
+    except OSError as exc:
+        raise DataError(f"shard {path!r} cannot be read ({exc.strerror})") from None
 
 
 def _open_shards(da: Any, folder: str, chunk_rows: int | None,
@@ -276,7 +670,7 @@ def _open_shards(da: Any, folder: str, chunk_rows: int | None,
     y_dtype: tuple[str, Any] | None = None
     for number in sorted(found["X"]):
         x_path = os.path.join(folder, found["X"][number])
-        info = _shard_info(x_path)
+        info = _shard_info(x_path, folder)
         if len(info.shape) != 2 or info.shape[0] < 1 or info.shape[1] < 1:
             raise DataError(f"shard {x_path!r} must be 2-D (rows, features); got shape "
                             f"{info.shape}")
@@ -293,7 +687,7 @@ def _open_shards(da: Any, folder: str, chunk_rows: int | None,
         y_path = os.path.join(folder, found["y"][number]) if found["y"] else None
         y_info = None
         if y_path is not None:
-            y_info = _shard_info(y_path)
+            y_info = _shard_info(y_path, folder)
             shape = y_info.shape
             if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
                 raise DataError(f"shard {y_path!r} must be 1-D (one entry per row); got "
@@ -312,10 +706,10 @@ def _open_shards(da: Any, folder: str, chunk_rows: int | None,
         step = chunk_rows or rows
         for start in range(0, rows, step):
             stop = min(start + step, rows)
-            block = dask.delayed(_read_rows, pure=True)(x_path, start, stop)
+            block = dask.delayed(_read_rows, pure=True)(x_path, info, start, stop)
             x_blocks.append(da.from_delayed(block, (stop - start, info.shape[1]), info.dtype))
             if y_path is not None and y_info is not None:
-                block = dask.delayed(_read_rows, pure=True)(y_path, start, stop)
+                block = dask.delayed(_read_rows, pure=True)(y_path, y_info, start, stop)
                 y_blocks.append(da.from_delayed(block, (stop - start,) + y_info.shape[1:],
                                                 y_info.dtype))
     X = _check_features(da.concatenate(x_blocks, axis=0), f"the X shards in {folder!r}")
