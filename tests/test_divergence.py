@@ -18,11 +18,11 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
 import threading
-import time
 import warnings
 from pathlib import Path
 
@@ -473,68 +473,76 @@ def test_cli_regression_divergence_says_the_same() -> None:
     assert "the loss is inf" in proc.stderr or "non-finite" in proc.stderr
 
 
-def _sigint(tmp_path: Path, args: list[str], presses: int):
-    """Run ``xpnet train ARGS`` and press Ctrl-C (a real SIGINT) ``presses`` times once
-    training runs; return (exit status, stdout, stderr).
+EPOCH_LINE = re.compile(r"^xpnet: epoch (\d+)/\d+ loss ")
 
-    Readiness: xpnet prints nothing while it trains to a pipe, so the first SIGINT is sent
-    after a pause; if it arrived before training began (xpnet then says only "xpnet:
-    interrupted"), the run is repeated with a longer pause. The second press is sent once
-    the first one's message is seen (two signals arriving during one long BLAS call
-    coalesce into one, as they would for a user).
+
+def _sigint(tmp_path: Path, args: list[str], presses: int, after_epoch: int = 1):
+    """Run ``xpnet train ARGS --log-every 1`` and press Ctrl-C (a real SIGINT) ``presses``
+    times once epoch ``after_epoch`` is reported on stderr; return (exit status, stdout,
+    stderr without the epoch lines).
+
+    Readiness is observed, not guessed: ``--log-every`` writes ``xpnet: epoch E/N loss L``
+    after each epoch, so the first press is sent once that many epochs are complete,
+    however slow the machine. The second press is sent once the first one's message is
+    seen (two signals arriving during one long BLAS call coalesce into one, as they would
+    for a user).
     """
     env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
     env.pop("XPNET_DEBUG", None)
-    # Long enough that a few hundred full-batch digits epochs have run when the first press
-    # lands even on a loaded machine (the saved model is then a trained one: at 1 s, a full
-    # -n auto run once interrupted after the first epochs, evaluate accuracy 0.32)
-    pause = 2.5
-    for _ in range(6):
-        proc = subprocess.Popen([sys.executable, "-m", "xpnet", "train", *args], cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=env)
-        lines: queue.Queue[str] = queue.Queue()
-        out: list[str] = []
-        err: list[str] = []
+    proc = subprocess.Popen([sys.executable, "-m", "xpnet", "train", *args, "--log-every", "1"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    lines: queue.Queue[str] = queue.Queue()
+    out: list[str] = []
+    err: list[str] = []
 
-        def read(stream, into: list[str], lines: queue.Queue[str] | None) -> None:
-            for line in stream:
-                into.append(line)
-                if lines is not None:
-                    lines.put(line)
+    def read(stream, into: list[str], lines: queue.Queue[str] | None) -> None:
+        for line in stream:
+            into.append(line)
             if lines is not None:
-                lines.put("")  # end of stream
+                lines.put(line)
+        if lines is not None:
+            lines.put("")  # end of stream
 
-        readers = [threading.Thread(target=read, args=(proc.stdout, out, None), daemon=True),
-                   threading.Thread(target=read, args=(proc.stderr, err, lines), daemon=True)]
-        for reader in readers:
-            reader.start()
-        try:
-            time.sleep(pause)
+    def next_line() -> str:
+        line = lines.get(timeout=300)
+        assert line, ("xpnet ended before it was interrupted", proc.wait(), "".join(err))
+        return line
+
+    readers = [threading.Thread(target=read, args=(proc.stdout, out, None), daemon=True),
+               threading.Thread(target=read, args=(proc.stderr, err, lines), daemon=True)]
+    for reader in readers:
+        reader.start()
+    try:
+        while True:
+            seen = EPOCH_LINE.match(next_line())
+            assert seen, err
+            if int(seen.group(1)) >= after_epoch:
+                break
+        proc.send_signal(signal.SIGINT)
+        while EPOCH_LINE.match(first := next_line()):
+            pass  # epochs that ended before the handler ran
+        assert first.startswith("xpnet: stopping after epoch "), err
+        if presses == 2:
             proc.send_signal(signal.SIGINT)
-            first = lines.get(timeout=120)
-            if "stopping after epoch" not in first:  # too early: training had not begun
-                proc.wait(timeout=60)
-                assert proc.returncode in (130, -signal.SIGINT), (proc.returncode, err)
-                pause *= 2
-                continue
-            if presses == 2:
-                proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=120)
-            for reader in readers:
-                reader.join(timeout=10)
-            return proc.returncode, "".join(out), "".join(err)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    pytest.fail("training never started within the pauses tried")
+        proc.wait(timeout=300)
+        for reader in readers:
+            reader.join(timeout=10)
+        told = [line for line in err if not EPOCH_LINE.match(line)]
+        return proc.returncode, "".join(out), "".join(told)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.parametrize("as_json", [False, True])
 def test_cli_first_ctrl_c_stops_after_the_epoch_and_saves(tmp_path: Path, as_json: bool) -> None:
     args = ["--dataset", "digits", "--epochs", "1000000", "--save", "m.npz"]
-    status, out, err = _sigint(tmp_path, args + (["--json"] if as_json else []), presses=1)
+    # after 200 full-batch epochs the saved model is a trained one (a press after the first
+    # few epochs saved a model that scored 0.32)
+    status, out, err = _sigint(tmp_path, args + (["--json"] if as_json else []), presses=1,
+                               after_epoch=200)
     assert status == 130, (out, err)
     assert err.startswith("xpnet: stopping after epoch "), err
     assert "press Ctrl-C again to abort" in err
@@ -555,8 +563,9 @@ def test_cli_first_ctrl_c_stops_after_the_epoch_and_saves(tmp_path: Path, as_jso
 
 
 def test_cli_second_ctrl_c_aborts_writing_nothing(tmp_path: Path) -> None:
-    # epochs of about a second: the second press lands while the epoch still runs
-    args = ["--dataset", "moons", "--n-samples", "20000", "--layers", "256,256",
+    # epochs of seconds (0.4 s at 20000 rows let the epoch end before the second press
+    # landed in 6 of 20 loaded runs): the second press lands while the epoch still runs
+    args = ["--dataset", "moons", "--n-samples", "100000", "--layers", "256,256",
             "--epochs", "1000000", "--save", "m.npz", "--plot", "p.png"]
     status, out, err = _sigint(tmp_path, args, presses=2)
     assert status == 130, (out, err)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import inspect
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -69,29 +70,56 @@ def on_cluster(args: argparse.Namespace) -> bool:
     return wanted
 
 
+def _quiet_dask_logs() -> None:
+    """Keep Dask's log off stderr: the CLI reports a fault itself, in one line. Dask logs
+    through a handler of its own on ``distributed`` (its child loggers set their own
+    levels), tornado and asyncio through the root logger's last resort."""
+    silent = logging.CRITICAL + 1
+    for handler in logging.getLogger("distributed").handlers:
+        handler.setLevel(silent)
+    for name in ("distributed", "tornado", "asyncio"):
+        logging.getLogger(name).setLevel(silent)
+
+
 @contextlib.contextmanager
 def cluster(args: argparse.Namespace) -> Iterator[Any]:
-    """The client of ``--dask-workers``' LocalCluster (closed on exit) or ``--scheduler``."""
+    """The client of ``--dask-workers``' LocalCluster (closed on exit) or ``--scheduler``.
+
+    A cluster fault (:class:`~xpnet.distributed._client.ClusterError`: the scheduler or
+    every worker gone, data lost, a wait past its bound) inside the block is one line,
+    ``xpnet: error: ...; nothing was written``, exit 2; Dask's own log (tracebacks of
+    lost connections, restarted workers) is kept off stderr."""
     try:
         import dask.array  # noqa: F401
         from distributed import Client
     except ImportError as exc:
         _fail(f"--dask-workers/--scheduler need dask ({exc}); install it with: "
               "pip install 'xpnet[dask]'")
-    from ..distributed._client import local_client
+    from ..distributed._client import (
+        ClusterError,
+        local_client,
+        quiet_resource_tracker,
+        timeout_floor,
+    )
 
-    if args.dask_workers is not None:
-        with local_client(n_workers=args.dask_workers) as client:
+    timeout_floor()  # a malformed XPNET_DASK_TIMEOUT is refused before any work
+    _quiet_dask_logs()
+    try:
+        if args.dask_workers is not None:
+            quiet_resource_tracker()  # a killed worker's leftovers are not the user's news
+            with local_client(n_workers=args.dask_workers) as client:
+                yield client
+            return
+        try:
+            client = Client(args.scheduler, timeout="10s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            _fail(f"--scheduler {args.scheduler}: cannot connect ({exc})")
+        try:
             yield client
-        return
-    try:
-        client = Client(args.scheduler, timeout="10s")
-    except (OSError, TimeoutError, ValueError) as exc:
-        _fail(f"--scheduler {args.scheduler}: cannot connect ({exc})")
-    try:
-        yield client
-    finally:
-        client.close()
+        finally:
+            client.close(timeout=10)
+    except ClusterError as exc:
+        _fail(f"{exc}; nothing was written")
 
 
 def describe_cluster(client: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -155,10 +183,11 @@ def _encode_target(y: Any, output: str | None, client: Any) -> tuple[Any, str, s
     import dask.array as da
 
     from ..data import DataError, encode_target
+    from ..distributed._client import compute as bounded
     from ..distributed.engine import unique_values
 
     def compute(x: Any) -> Any:
-        return client.compute(x).result()
+        return bounded(client, [x], "while the target was read")[0]
 
     numeric = y.dtype.kind in "biuf"
     regression = output in ("identity", "exp")
@@ -188,9 +217,11 @@ def _standardize(X: Any, client: Any) -> tuple[Any, Any]:
     """``((X - mean) / scale, Standardizer)`` with the statistics summed on the cluster
     (constant features keep scale 1, as :class:`xpnet.data.Standardizer`)."""
     from ..data import Standardizer
+    from ..distributed._client import compute
 
     X = X.astype(np.float64)
-    mean, std = client.compute([X.mean(axis=0), X.std(axis=0)], sync=True)
+    mean, std = compute(client, [X.mean(axis=0), X.std(axis=0)],
+                        "while the features were standardised")
     mean, std = np.asarray(mean), np.asarray(std)
     constant = std <= 1e-12 * np.maximum(1.0, np.abs(mean))
     scaler = Standardizer(mean, np.where(constant, 1.0, std))
@@ -198,6 +229,37 @@ def _standardize(X: Any, client: Any) -> tuple[Any, Any]:
 
 
 # --------------------------------------------------------------------------- train
+def _check_cluster_size(args: argparse.Namespace, sizes: list[int], chunk_rows: int,
+                        name: str, info: dict[str, Any]) -> None:
+    """Refuse, before any work on the cluster, a fit that cannot fit in memory: the
+    parameters, their gradients and optimiser state on the driver, as single-process
+    ``train`` checks them; and one step of the largest chunk (its checked inputs and
+    encoded targets, and its share of the batch's activations) in one worker, against
+    the smallest worker's memory limit and this host's available memory."""
+    from .. import _memory
+
+    itemsize = np.dtype(args.dtype).itemsize
+    layers = ",".join(map(str, args.layers)) or "none"
+    parts = _memory.training_bytes(sizes, chunk_rows, min(args.batch_size or chunk_rows,
+                                                          chunk_rows), itemsize)
+    driver = parts["parameters"] + _memory.network_bytes(sizes, itemsize)
+    clause = _memory.too_large(driver)
+    if clause is not None:
+        _fail(f"--layers {layers} ({_memory.n_parameters(sizes):,} parameters): training "
+              f"{clause}; use smaller layers")
+    chunk = parts["data"] + parts["activations"]
+    clause = _memory.too_large(chunk)
+    limit = info.get("worker_memory_bytes") or 0
+    if clause is None and limit and chunk > limit:
+        clause = (f"needs about {_memory.format_bytes(chunk)} of memory, but a worker has "
+                  f"about {_memory.format_bytes(limit)}")
+    if clause is not None:
+        _fail(f"{printable(name)}: one step on a chunk of {chunk_rows:,} rows with "
+              f"{sizes[-1]:,} outputs {clause} (data "
+              f"{_memory.format_bytes(parts['data'])}, activations "
+              f"{_memory.format_bytes(parts['activations'])}); use a smaller --chunk-rows")
+
+
 def train_on_cluster(args: argparse.Namespace) -> int:
     """``xpnet train`` with ``--dask-workers``/``--scheduler`` (see the module docs)."""
     from ..data import split_indices
@@ -215,7 +277,13 @@ def train_on_cluster(args: argparse.Namespace) -> int:
         _describe_net,
     )
     from ._paths import check_paths
-    from .train import EXIT_DIVERGED, _check_per_layer_options, _optimizer, _solver_text
+    from .train import (
+        EXIT_DIVERGED,
+        _check_per_layer_options,
+        _optimizer,
+        _solver_text,
+        log_epoch,
+    )
 
     for flag, given in (("--compile", args.compile), ("--plot", args.plot),
                         ("--class-weight", args.class_weight is not None)):
@@ -260,6 +328,7 @@ def train_on_cluster(args: argparse.Namespace) -> int:
         n_out = len(classes) if output == "softmax" and classes else 1
         sizes = [n_features, *args.layers, n_out]
         _check_per_layer_options(args)
+        _check_cluster_size(args, sizes, max(X_train.chunks[0], default=0), name, info)
         net = MLP(sizes, activation=args.activation, output=output, dtype=args.dtype,
                   seed=args.seed, alpha=args.alpha, dropout=args.dropout)
         report: dict[str, Any] = {}
@@ -269,6 +338,8 @@ def train_on_cluster(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size, optimizer=_optimizer(args),
                 early_stopping=args.early_stopping, n_iter_no_change=args.n_iter_no_change,
                 tol=args.tol, threads=args.threads, report=report,
+                callback=lambda epoch, loss: log_epoch(args.log_every, epoch + 1, args.epochs,
+                                                       loss),
             )
         except DivergenceError as exc:
             sys.stderr.write(f"xpnet: error: training diverged at epoch {exc.epoch}: "
@@ -480,7 +551,8 @@ def predict_on_cluster(args: argparse.Namespace, net: Any) -> int:
                     if regression:
                         values = A[i] * y_scale + y_mean
                         row += [f"{v:.10g}" for v in values]
-                        json_rows.append(values[0] if len(values) == 1 else list(values))
+                        if args.json:  # without --json nothing is kept on the driver
+                            json_rows.append(values[0] if len(values) == 1 else list(values))
                     else:
                         probs = ([1.0 - A[i, 0], A[i, 0]] if A.shape[1] == 1
                                  else list(A[i]))

@@ -340,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print one JSON object on stdout and nothing else")
     p.add_argument("--quiet", "-q", action="store_true",
                    help="print nothing but errors (and no progress bar)")
+    p.add_argument("--log-every", type=_positive_int, default=None, metavar="N",
+                   help="write 'xpnet: epoch E/N loss L' to stderr after every N epochs "
+                   "(for logs and batch jobs, where no progress bar is drawn)")
     add_dask_options(p)
     p.set_defaults(func=_cmd_train)
 

@@ -50,6 +50,13 @@ class TrainingAborted(BaseException):
     """
 
 
+def log_epoch(every: int | None, done: int, epochs: int, loss: float) -> None:
+    """``--log-every N``: ``xpnet: epoch E/N loss L`` on stderr after every N epochs."""
+    if every and done % every == 0:
+        sys.stderr.write(f"xpnet: epoch {done}/{epochs} loss {_fmt(loss)}\n")
+        sys.stderr.flush()
+
+
 class _StopAfterEpoch:
     """While training, the first Ctrl-C (SIGINT) asks ``fit`` to stop after the epoch in
     progress; a second one raises :class:`TrainingAborted`.
@@ -61,9 +68,12 @@ class _StopAfterEpoch:
     the weights kept are exactly those after a complete epoch.
     """
 
-    def __init__(self, progress: Callable[[int, float], Any], newline: bool) -> None:
+    def __init__(self, progress: Callable[[int, float], Any], newline: bool,
+                 log_every: int | None = None, epochs: int = 0) -> None:
         self.progress = progress
         self.newline = newline  # a progress bar is on the terminal: start a fresh line
+        self.log_every = log_every  # --log-every: a line on stderr after every N epochs
+        self.epochs = epochs
         self.requested = False
         self.epochs_done = 0
         self._previous: Any = None
@@ -91,6 +101,7 @@ class _StopAfterEpoch:
     def __call__(self, epoch: int, loss: float) -> None:
         self.epochs_done = epoch + 1
         self.progress(epoch, loss)
+        log_epoch(self.log_every, self.epochs_done, self.epochs, loss)
         if self.requested:
             raise KeyboardInterrupt  # fit keeps this complete epoch and returns
 
@@ -339,7 +350,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         # NumPy's overflow/invalid warnings would only precede the divergence error below
         with EpochProgress(args.epochs, enabled=show_progress) as progress, \
-                _StopAfterEpoch(progress, newline=show_progress) as stop_after_epoch, \
+                _StopAfterEpoch(progress, newline=show_progress, log_every=args.log_every,
+                                epochs=args.epochs) as stop_after_epoch, \
                 np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
                 warnings.catch_warnings():
             # the summary says it was interrupted: no need for fit's warning too

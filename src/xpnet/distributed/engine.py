@@ -45,6 +45,7 @@ import numpy as np
 from .. import _validation as v
 from .. import core
 from ..backends import get_backend
+from ._client import wait_bound
 
 __all__ = ["DaskSource", "fit", "is_dask_array", "require_dask"]
 
@@ -224,7 +225,7 @@ class _Chunks:
         """``{chunk: [workers holding it]}``, asked of the scheduler at most once a
         second (a chunk recomputed after a lost worker is found again by the next ask)."""
         now = time.monotonic()
-        if self.persisted and now - self._holders_at > 1.0:
+        if self.persisted and now - self._holders_at > 1.0 and client.status == "running":
             who = client.who_has(self.parts)
             self._holders = {
                 c: list(who.get(f.key, ())) or None for c, f in enumerate(self.parts)
@@ -282,13 +283,23 @@ class DaskSource:
         Keep the checked chunks in the workers' memory (True), or read and check them
         again in every step's tasks (False: data larger than the cluster's memory).
         None: persist when the checked data take at most half the workers' memory.
+    timeout : float or None
+        The floor, in seconds, of every wait on the cluster (None: ``$XPNET_DASK_TIMEOUT``,
+        else 60); a step may take up to 10 times the slowest step seen so far. A wait
+        that outlasts it, a lost scheduler, no worker left, or data that cannot be
+        recomputed raise :class:`~xpnet.distributed._client.ClusterError` (one line).
     """
 
     def __init__(
         self, client: Any, X: Any, y: Any, sample_weight: Any = None,
         validation_data: Any = None, persist: bool | None = None,
+        timeout: float | None = None,
     ) -> None:
+        from ._client import timeout_floor
+
         self.client = client
+        self.floor = timeout_floor(timeout)
+        self.epoch = 0  # the epoch in progress (1-based; 0 while the data are placed)
         self.X, self.y, self.w = X, y, sample_weight
         self.validation_data = validation_data
         self.persist = persist
@@ -353,10 +364,10 @@ class DaskSource:
             persist = checked <= 0.5 * self._cluster_memory()
         if not persist:
             return _Chunks(parts, row_chunks, persisted=False)
-        from distributed import wait
+        from ._client import settle
 
         futures = self.client.compute(parts)
-        wait(futures)
+        settle(self.client, futures, self.floor, "while the data were placed", self.floor)
         for future in futures:
             if future.status == "error":
                 future.result()  # raises the worker's error (a data check) here
@@ -412,10 +423,13 @@ class DaskSource:
     # -- one step
     def _submit(
         self, data: _Chunks, function: Any, pieces: list[tuple[int, Any]],
-        arguments: Any,
+        arguments: Any, during: str | None = None,
     ) -> list[Any]:
         """One task ``function(chunk data, *arguments(chunk, rows))`` per piece; the
-        results in chunk order."""
+        results in chunk order, waited for at most :func:`~._client.wait_bound` of the
+        steps seen (see the class docs)."""
+        from ._client import gather
+
         if data.persisted:
             # Run each task where its chunk lives (a loose restriction: another worker
             # may still take it, e.g. after its worker died), so work stealing never
@@ -435,7 +449,10 @@ class DaskSource:
             futures = self.client.compute(
                 [task(data.parts[c], *arguments(c, rows)) for c, rows in pieces]
             )
-        return list(self.client.gather(futures))
+        if during is None:
+            during = f"during epoch {self.epoch}" if self.epoch else "before training"
+        bound = wait_bound(self.floor, self.step_seconds)
+        return gather(self.client, futures, bound, during, self.floor)
 
     def loss_and_grads(
         self, params: Sequence[Array], order: Any, first: int, last: int
@@ -454,6 +471,7 @@ class DaskSource:
             positions = np.asarray(backend.to_numpy(order[first:last]), dtype=np.int64)
             rows = positions if self.train_index is None else self.train_index[positions]
         self.batch_in_epoch = 0 if first == 0 else self.batch_in_epoch + 1
+        self.epoch += first == 0
         host = [np.asarray(backend.to_numpy(p)) for p in params]
         n_rows = last - first
         total = 1.0 if self.weighted else float(n_rows)
@@ -573,7 +591,7 @@ def fit(net: Any, X: Any, y: Any, client: Any = None, **options: Any) -> Any:
         The options of :func:`xpnet.train.fit`. ``sample_weight`` and ``validation_data``
         may be Dask arrays. Not supported here: ``optimizer="lbfgs"``, ``compile=True``,
         ``class_weight`` (pass the class weights as ``sample_weight``). Extra:
-        ``persist`` (see :class:`DaskSource`), and ``report``: a dict that receives
+        ``persist`` and ``timeout`` (see :class:`DaskSource`), and ``report``: a dict that receives
         ``chunks`` and ``overhead`` (:meth:`DaskSource.overhead`: per-step medians).
     """
     require_dask()
@@ -595,6 +613,7 @@ def fit(net: Any, X: Any, y: Any, client: Any = None, **options: Any) -> Any:
     sample_weight = options.pop("sample_weight", None)
     validation_data = options.pop("validation_data", None)
     persist = options.pop("persist", None)
+    timeout = options.pop("timeout", None)
     report = options.pop("report", None)
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
@@ -604,7 +623,7 @@ def fit(net: Any, X: Any, y: Any, client: Any = None, **options: Any) -> Any:
         options["early_stopping"] = True
     options.pop("_step_source", None)
     with client_for(client) as active:
-        source = DaskSource(active, X, y, sample_weight, validation_data, persist)
+        source = DaskSource(active, X, y, sample_weight, validation_data, persist, timeout)
         try:
             return train.fit(net, X, y, _step_source=source, **options)
         finally:
@@ -633,7 +652,9 @@ def unique_values(y: Any, client: Any = None, limit: int | None = None) -> np.nd
 
         found = compute(dask.delayed(list)(parts))
     else:
-        found = client.compute(parts, sync=True)
+        from ._client import compute as bounded
+
+        found = bounded(client, parts, "while the labels were read")
     return np.unique(np.concatenate([np.asarray(f) for f in found]))
 
 
@@ -677,6 +698,7 @@ def score_blockwise(
     sums = source._submit(
         chunks, _chunk_scores, [(c, None) for c in range(len(chunks.parts))],
         lambda c, r: (host, tuple(net._hidden), net._output, target_mean, target_scale),
+        during="while the model was scored",
     )
     rows, loss, correct, sse, total, squares = (
         _sum_in_order(part[i] for part in sums) for i in range(6)
