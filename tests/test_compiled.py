@@ -269,9 +269,11 @@ def test_chunks_equal_numpy():
 
 
 @jax_only
-@pytest.mark.parametrize(("lr", "epoch"), [(0.02, 5), (0.03, 3)])
+@pytest.mark.parametrize(("lr", "epoch"), [(0.02, 4), (0.03, 3)])
 def test_chunk_divergence_rolls_back_to_the_diverged_epoch(lr, epoch):
-    """Divergence at epoch 3 or 5, inside the first chunk: the network, the optimiser
+    """Divergence at epoch 3 or 4, inside the first chunk (at 0.02 epoch 5's loss is the
+    first non-finite one, but the weights epoch 4 left already give a non-finite loss on
+    the training rows, so epoch 4 diverged): the network, the optimiser
     and the generator go back to the start of *that* epoch, not of the chunk, as with
     one epoch per call; the error names the same epoch, loss and parameters."""
     X, Y = make_problem("identity", m=40, n_in=3, n_out=3, seed=2)

@@ -395,7 +395,7 @@ def fit_in_chunks(
     Ctrl-C during a chunk rolls back to the chunk's start (the epochs of that call are
     cut short; recorded epochs are kept) and returns with ``history.interrupted``.
     """
-    from .train import _divergence
+    from .train import _divergence, epoch_mark, training_loss, unrecord
 
     m = X.shape[0]
     shuffled = shuffle and batch_size < m
@@ -446,12 +446,14 @@ def fit_in_chunks(
             totals_host, finite_host = (np.asarray(a) for a in _read_back(totals, finite))
 
             keep, stop, diverged = n, False, None
+            mark: tuple[Any, ...] = ()
             for e in range(n):
                 epoch_loss = float(totals_host[e]) / m
                 bad = [name for name, ok in zip(names, finite_host[e]) if not ok]
                 if (bad or not math.isfinite(epoch_loss)) and on_divergence == "raise":
-                    keep, diverged = e, (done + e + 1, epoch_loss, bad)
+                    keep, diverged = e, (done + e + 1, epoch_loss, bad, False)
                     break
+                mark = epoch_mark(history, net, opt)
                 # the epoch is complete: record it, as train.fit's loop does
                 history.loss.append(epoch_loss)
                 history.n_iter += 1
@@ -474,21 +476,34 @@ def fit_in_chunks(
                     keep = e + 1  # the rate changed against the prediction: rerun
                     break
             if keep < n:  # the chunk's end is not where training is: replay its start
-                if keep:
-                    params, state, _, _ = program(
-                        start_params, start_state, X, Y, w, orders, rates_host, keep, step0
-                    )
-                else:
-                    params, state = start_params, start_state
+                params, state = _replay(program, start_params, start_state, X, Y, w,
+                                        orders, rates_host, keep, step0)
                 if shuffled:
                     rewind.redraw(m, keep + (diverged is not None))  # eager drew that one too
             net._params = list(params)
+            if on_divergence == "raise" and keep and (
+                diverged is not None or stop or done + keep == epochs
+            ):
+                # training ends here: the finished model's outputs are checked once, as
+                # eager training checks them (a non-finite loss: its last epoch diverged;
+                # after a divergence, the epoch before it did when its start is bad)
+                final = float(training_loss(net, X, Y, batch_size))
+                if not math.isfinite(final):
+                    drawn = keep + (diverged is not None)  # the epochs eager training ran
+                    unrecord(mark, history, net, opt)
+                    keep, diverged = keep - 1, (done + keep, final, [], True)
+                    params, state = _replay(program, start_params, start_state, X, Y, w,
+                                            orders, rates_host, keep, step0)
+                    if shuffled:
+                        rewind.redraw(m, drawn)
+                    net._params = list(params)
             opt.import_state(state, steps_per_epoch * keep)
             net._steps += steps_per_epoch * keep
             done, recorded = done + keep, 0
             start_params, start_state = list(net._params), state
             if diverged is not None:
-                raise _divergence(*diverged, opt, False)
+                epoch, loss, bad, outputs = diverged
+                raise _divergence(epoch, loss, bad, opt, False, outputs=outputs)
             if stop:
                 break
     except KeyboardInterrupt:
@@ -516,6 +531,17 @@ def fit_in_chunks(
             stacklevel=4,
         )
     return True
+
+
+def _replay(program: Callable[..., Any], params: list[Array], state: dict[str, Any],
+            X: Array, Y: Array, w: Array | None, orders: np.ndarray | None,
+            rates: np.ndarray, n: int, step0: Any) -> tuple[list[Array], dict[str, Any]]:
+    """Parameters and state after the first ``n`` epochs of a chunk run again from its
+    start (the same inputs, so the same numbers; ``n = 0``: the start)."""
+    if not n:
+        return params, state
+    params, state, _, _ = program(params, state, X, Y, w, orders, rates, n, step0)
+    return params, state
 
 
 def _predicted_rates(opt: Optimizer, samples_seen: int, m: int, n: int,

@@ -640,21 +640,31 @@ def split_indices(
         order = rng.permutation(m)
         n_test = min(max(int(round(m * test_fraction)), 1), m - 1)
         return np.sort(order[n_test:]), np.sort(order[:n_test])
-    train, test = [], []
-    for k in np.unique(stratify):
-        rows = np.flatnonzero(stratify == k)
-        if rows.size < 2:
-            name = labels[int(k)] if labels is not None else int(k)
-            raise DataError(
-                f"class {name!r} has only {rows.size} row; each class needs at least 2 rows "
-                "to appear in both the training and the test split (add rows, or use "
-                "--test-fraction 0)"
-            )
-        rows = rng.permutation(rows)
-        n_test = min(max(int(round(rows.size * test_fraction)), 1), rows.size - 1)
-        test.append(rows[:n_test])
-        train.append(rows[n_test:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+    # Near-linear in rows: one stable sort groups each class's rows in ascending row
+    # order (what a scan for ``stratify == k`` finds), then each class's group is
+    # shuffled from ``rng`` in ascending class order, as ``rng.permutation`` of it
+    # always was (a permutation is a copy shuffled: the same draws), so the same rows
+    # are held out for every input. Its first ``n_test`` rows are the class's test rows.
+    stratify = np.asarray(stratify)
+    order = np.argsort(stratify, kind="stable")
+    classes, counts = np.unique(stratify, return_counts=True)
+    small = np.flatnonzero(counts < 2)
+    if small.size:
+        k, size = classes[small[0]], int(counts[small[0]])
+        name = labels[int(k)] if labels is not None else int(k)
+        raise DataError(
+            f"class {name!r} has only {size} row; each class needs at least 2 rows "
+            "to appear in both the training and the test split (add rows, or use "
+            "--test-fraction 0)"
+        )
+    shuffle, n_tests, start = rng.shuffle, [], 0
+    for size in counts.tolist():
+        shuffle(order[start:start + size])
+        start += size
+        n_tests.append(min(max(int(round(size * test_fraction)), 1), size - 1))
+    starts = np.cumsum(counts) - counts
+    in_test = np.arange(order.size) - np.repeat(starts, counts) < np.repeat(n_tests, counts)
+    return np.sort(order[~in_test]), np.sort(order[in_test])
 
 
 def stratified_split(

@@ -34,6 +34,8 @@ import math
 import numbers
 from typing import Any
 
+import numpy as np
+
 from ._validation import check_nonnegative_float, check_positive_float
 
 __all__ = ["SCHEDULES", "Adam", "Optimizer", "SGD", "get_optimizer"]
@@ -85,7 +87,8 @@ class Optimizer:
         xp = _namespace(params[0])
         return {
             "lr": xp.asarray(self.learning_rate, dtype=params[0].dtype, device=_device(params[0])),
-            "step": xp.asarray(0, dtype=xp.int32, device=_device(params[0])),
+            # 64 bits: Adam's step count passes 2**31 in long fits (batch size 1)
+            "step": xp.asarray(0, dtype=xp.int64, device=_device(params[0])),
             **self._init_slots(params),
         }
 
@@ -145,6 +148,45 @@ class Optimizer:
         """
         reuse = reuse or {}
         return {name: _copy_state(value, reuse.get(name)) for name, value in vars(self).items()}
+
+    def check_state(self, params: list[Array]) -> None:
+        """Refuse state (velocities, moments) made for other parameters: an optimiser
+        instance passed to a fit of another network (other layer sizes or dtype) would
+        fail deep inside an update, or silently turn the network's float32 weights into
+        float64 ones. Host-side attribute reads only: no device work."""
+        for name, value in vars(self).items():
+            if not isinstance(value, list) or not value or isinstance(value[0], _IMMUTABLE):
+                continue
+            state = [(tuple(a.shape), _dtype_name(a)) for a in value]
+            wanted = [(tuple(p.shape), _dtype_name(p)) for p in params]
+            if state != wanted:
+                raise ValueError(
+                    f"the optimiser's state ({name}) was made for other parameters "
+                    f"({_describe(state)}) than this network's ({_describe(wanted)}); "
+                    f"pass a new {type(self).__name__} for this network, or the same "
+                    "network this optimiser trained"
+                )
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled with its arrays (velocities, moments) as NumPy host arrays, dtypes
+        kept: an array pickled by its own library may come back in another dtype (a JAX
+        float64 array unpickled before JAX's 64-bit mode is on is float32) or on a device
+        that is not there. :meth:`place` puts them back on the network's backend."""
+        return {name: _on_host(value) for name, value in vars(self).items()}
+
+    def place(self, backend: Any) -> None:
+        """Move state arrays that are on the host (an unpickled optimiser's) to
+        ``backend`` (an :class:`xpnet.backends.Backend`), their dtypes kept; arrays
+        already elsewhere, and everything on NumPy, are left as they are."""
+        if backend.name == "numpy":
+            return
+        for name, value in vars(self).items():
+            if isinstance(value, np.ndarray):
+                setattr(self, name, _placed(backend, value))
+            elif isinstance(value, list) and any(isinstance(a, np.ndarray) for a in value):
+                setattr(self, name, [
+                    _placed(backend, a) if isinstance(a, np.ndarray) else a for a in value
+                ])
 
     def restore(self, snapshot: dict[str, Any]) -> None:
         """Put back the state :meth:`snapshot` returned (copied again: the snapshot stays
@@ -343,7 +385,7 @@ class Adam(Optimizer):
         state["lr"] = xp.asarray(
             self.learning_rate_init, dtype=params[0].dtype, device=_device(params[0])
         )
-        state["step"] = xp.asarray(self.t, dtype=xp.int32, device=_device(params[0]))
+        state["step"] = xp.asarray(self.t, dtype=xp.int64, device=_device(params[0]))
         if self.ms is not None and self.vs is not None:
             state["ms"], state["vs"] = list(self.ms), list(self.vs)
         return state
@@ -434,6 +476,35 @@ def _copy_state(value: Any, into: Any = None) -> Any:
     if is_array_api_obj(value):
         return _namespace(value).asarray(value, copy=True)
     return copy.deepcopy(value)
+
+
+def _dtype_name(array: Array) -> str:
+    """``float64`` for a NumPy, JAX, CuPy or torch (``torch.float64``) float64 array."""
+    return str(array.dtype).removeprefix("torch.")
+
+
+def _describe(shapes: list[tuple[tuple[int, ...], str]]) -> str:
+    """``shapes (2, 8), (8,), (8, 1), (1,) in float32`` for a list of (shape, dtype)."""
+    dtypes = "/".join(sorted({dtype for _, dtype in shapes}))
+    return f"shapes {', '.join(str(shape) for shape, _ in shapes)} in {dtypes}"
+
+
+def _on_host(value: Any) -> Any:
+    """An optimiser attribute with its arrays (alone or in a list) as NumPy arrays."""
+    from .backends import to_numpy
+
+    if isinstance(value, list):
+        return [item if isinstance(item, _IMMUTABLE) else to_numpy(item) for item in value]
+    if isinstance(value, _IMMUTABLE):
+        return value
+    from array_api_compat import is_array_api_obj
+
+    return to_numpy(value) if is_array_api_obj(value) else value
+
+
+def _placed(backend: Any, array: np.ndarray) -> Array:
+    """A host array on ``backend``, in its own dtype (named in the backend's namespace)."""
+    return backend.asarray(array, dtype=getattr(backend.xp, array.dtype.name))
 
 
 def _zeros_like(array: Array) -> Array:

@@ -112,6 +112,13 @@ _NONFINITE_WEIGHTS = (
     "Solver produced non-finite parameter weights. The input data may contain large "
     "values and need to be preprocessed."
 )
+# xpnet's own check (scikit-learn's MLPs return such a model, predicting NaN): weights
+# that are finite but too large, whose outputs overflow
+_NONFINITE_LOSS = (
+    "Solver produced a model whose loss on the training data is not finite ({}): its "
+    "weights are finite but its outputs overflow. Lower learning_rate_init, or "
+    "preprocess the input data (they may contain large values)."
+)
 
 
 # ---------------------------------------------------------------------- array kinds
@@ -647,6 +654,9 @@ class _BaseMLP(BaseEstimator):
             self._optimizer = self._new_optimizer()
         if not hasattr(self, "_history"):
             self._history = History()
+        if self._optimizer is not None and not dask_input:
+            # an unpickled estimator's optimiser holds its state on the host
+            self._optimizer.place(net.array_backend)
 
         if dask_input:  # train_fit hands these to xpnet.distributed.fit
             X_dev, Y_dev, w_dev = X, Y, sample_weight
@@ -738,6 +748,9 @@ class _BaseMLP(BaseEstimator):
             # Without early stopping scikit-learn runs on to max_iter and then raises
             # this; xpnet raises it at the diverged epoch (the network rolled back, the
             # fitted attributes untouched), with the epoch in the chained exception.
+            loss = getattr(exc, "loss", 0.0)
+            if getattr(exc, "parameters", None) == () and not math.isfinite(loss):
+                raise ValueError(_NONFINITE_LOSS.format(loss)) from exc
             raise ValueError(_NONFINITE_WEIGHTS) from exc
 
         if self.shuffle and batch_size >= m:
@@ -811,10 +824,16 @@ class _BaseMLP(BaseEstimator):
             options = _get_additional_lbfgs_options_dict("iprint", iprint)
         except ImportError:  # scikit-learn < 1.6.1 passed iprint itself
             options = {"iprint": iprint}
+        initial = [net.xp.asarray(p, copy=True) for p in net._params]
         result = minimize_lbfgs(
             net, X_dev, Y_dev, w_dev, max_iter=self.max_iter, max_fun=self.max_fun,
             tol=self.tol, options=options,
         )
+        if np.all(np.isfinite(result.x)) and not math.isfinite(float(result.fun)):
+            # the loss at result.x, the model's: back to the weights before, as the
+            # other solvers roll back, the fitted attributes untouched
+            net._params = initial
+            raise ValueError(_NONFINITE_LOSS.format(float(result.fun)))
         self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
         self.loss_ = result.fun
         if not np.all(np.isfinite(result.x)):  # scikit-learn's last check of every fit

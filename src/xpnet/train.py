@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from . import _validation as v
 from ._class_weight import check_class_weight, class_weight_rows
 from ._sparse import row_slice, take_rows
+from .backends import to_numpy
 from .compiled import check_compile, epoch_program, fit_in_chunks
 from .optim import SGD, Optimizer, get_optimizer
 from .threads import check_threads, resolve_threads, thread_limits
@@ -138,6 +139,15 @@ class History:
     def epochs(self) -> int:
         return len(self.loss)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the best weights as NumPy host arrays, dtypes kept (a device array pickled by
+        # its library may come back in another dtype: JAX without 64-bit mode); the
+        # loop copies them onto the network's backend when it uses them
+        state = dict(vars(self))
+        if self.best_params is not None:
+            state["best_params"] = [to_numpy(p) for p in self.best_params]
+        return state
+
 
 def _check_sample_weight(net: MLP, sample_weight: Any, m: int, name: str) -> Array:
     xp = net.xp
@@ -195,6 +205,51 @@ def validation_score(net: MLP, X: Array, Y: Array, sample_weight: Array | None =
     if sample_weight is None:
         return xp.mean(correct)
     return xp.sum(correct * sample_weight) / xp.sum(sample_weight)
+
+
+#: Most rows of one block of :func:`training_loss` (its forward pass holds one block's
+#: activations, never the whole data set's when training ran on mini-batches).
+LOSS_BLOCK_ROWS = 1 << 16
+
+
+def training_loss(net: MLP, X: Array, Y: Array, batch_size: int) -> Array:
+    """The network's mean loss on the training rows ``(X, Y)`` (checked arrays), L2
+    penalty included, as a 0-d device array (no host sync): the outputs of the model as
+    it now is, without dropout. A forward pass in blocks of at least ``batch_size`` rows
+    (at most :data:`LOSS_BLOCK_ROWS` unless a batch is larger). Non-finite exactly when
+    some row's loss, or the penalty, is: weights that are finite but whose products
+    overflow give a network that predicts NaN, which is divergence (see :func:`fit`)."""
+    m = X.shape[0]
+    block = max(batch_size, min(m, LOSS_BLOCK_ROWS))
+    total: Any = None
+    for first in range(0, m, block):
+        last = min(first + block, m)
+        _, Z_out, A_out = net._forward(row_slice(X, first, last))
+        part = net._output.loss(net.xp, Z_out, A_out, Y[first:last, ...]) * (last - first)
+        total = part if total is None else total + part
+    loss = total / m
+    return loss + net._penalty(m) if net.alpha else loss
+
+
+def epoch_mark(history: History, net: MLP, opt: Optimizer) -> tuple[Any, ...]:
+    """What recording one epoch changes in ``history`` (and in the network's step count
+    and the optimiser's learning rate, which the schedules move), taken before it is
+    recorded, for :func:`unrecord`: a few numbers per epoch, no array copied."""
+    return (len(history.loss), history.n_iter, history.samples_seen, history.best_loss,
+            history.no_improvement_count, len(history.validation_scores),
+            history.best_validation_score, history.best_params, net._steps,
+            opt.learning_rate)
+
+
+def unrecord(mark: tuple[Any, ...], history: History, net: MLP, opt: Optimizer) -> None:
+    """Forget the epochs recorded since :func:`epoch_mark` returned ``mark`` (an epoch
+    found diverged only after it was recorded: the finished model's outputs)."""
+    (losses, history.n_iter, history.samples_seen, history.best_loss,
+     history.no_improvement_count, scores, history.best_validation_score,
+     history.best_params, net._steps, opt.learning_rate) = mark
+    del history.loss[losses:]
+    del history.validation_scores[scores:]
+    history.converged = False
 
 
 def validation_rows(m: int, fraction: float, rng: Any) -> tuple[Any, Any]:
@@ -496,6 +551,7 @@ def fit(
     if on_divergence not in ("raise", "continue"):
         raise ValueError(f"on_divergence must be 'raise' or 'continue'; got {on_divergence!r}")
     class_weight = check_class_weight(net, class_weight)
+    opt.check_state(net._params)
     compiled = check_compile(compile, net.backend)
     if compiled and type(opt).apply is Optimizer.apply:
         raise ValueError(
@@ -572,7 +628,9 @@ def fit(
     epoch = 0
     in_epoch = False  # True while the parameters hold a partly done epoch
     epoch_start = _EpochStart(xp, net._params)
-    opt_state: dict[str, Any] = {}
+    # after a divergence: whether the state rolled back to must be checked for finite
+    # outputs (the finished model's loss; the Dask engine's rows are not here)
+    outputs_checked = not early_stopping and _step_source is None
     program = None
     if compiled:
         program = epoch_program(
@@ -588,8 +646,7 @@ def fit(
             # The state at the start of the epoch, to roll back to when the epoch is
             # abandoned (non-finite result, Ctrl-C halfway). One copy of the parameters
             # (and of the optimiser's state) per epoch, never per batch.
-            epoch_start.take(net._params)
-            opt_state = opt.snapshot(reuse=opt_state)
+            epoch_start.take(net._params, opt, epoch_mark(history, net, opt))
             in_epoch = True
             # Full-batch gradients do not depend on row order, so only mini-batches
             # shuffle: one permutation per epoch, and each batch gathers its rows with
@@ -648,9 +705,12 @@ def fit(
                 bad = net._nonfinite_parameters()
                 if bad or not math.isfinite(epoch_loss):
                     if on_divergence == "raise":
-                        _roll_back(net, opt, epoch_start, opt_state, history, early_stopping)
                         in_epoch = False
-                        raise _divergence(epoch + 1, epoch_loss, bad, opt, early_stopping)
+                        raise _roll_back(
+                            net, opt, epoch_start, history, early_stopping,
+                            _divergence(epoch + 1, epoch_loss, bad, opt, early_stopping),
+                            (X, Y, batch_size) if outputs_checked else None,
+                        )
                     # on_divergence="continue": scikit-learn's early stopping trains on;
                     # the NaN validation scores never count as the best ones.
 
@@ -701,13 +761,25 @@ def fit(
                 history.no_improvement_count = 0
                 if verbose:
                     print(f"{message} Setting learning rate to {opt.learning_rate:f}")
+        if on_divergence == "raise" and outputs_checked:
+            # The epoch losses were the weights' before each update: the finished
+            # model's outputs are checked once here (weights may stay finite while their
+            # products overflow). A non-finite loss: the last epoch diverged.
+            final = float(training_loss(net, X, Y, batch_size))
+            if not math.isfinite(final):
+                epoch_start.unrecord(history, net, opt)
+                raise _roll_back(
+                    net, opt, epoch_start, history, early_stopping,
+                    _divergence(epoch + 1, final, [], opt, early_stopping, outputs=True),
+                    (X, Y, batch_size),
+                )
     except KeyboardInterrupt:
         # As scikit-learn's MLP: Ctrl-C ends training, not the program. Only
         # KeyboardInterrupt: any other BaseException (SystemExit, a termination signal
         # turned into an exception) propagates untouched.
         if in_epoch:
             net._params = epoch_start.params()
-            opt.restore(opt_state)
+            opt.restore(epoch_start.opt_state)
         history.interrupted = True
         done = epoch if in_epoch else epoch + 1  # complete epochs of this call
         if early_stopping:
@@ -730,17 +802,25 @@ def fit(
 
 
 class _EpochStart:
-    """The parameters at the start of the current epoch, kept for a rollback.
+    """The state at the start of the current epoch, and of the one before, kept for a
+    rollback: the parameters, the optimiser's :meth:`~xpnet.optim.Optimizer.snapshot`
+    and the history's :func:`epoch_mark`.
+
+    The epoch before is there for a diverged epoch whose start is already bad: weights
+    that are finite but make non-finite outputs are only seen by the next epoch's loss
+    (or the finished model's check), so the rollback goes one epoch further back.
 
     On mutable backends (NumPy, CuPy, torch, array-api-strict) the optimisers update the
-    parameters in place, so the values are copied each epoch into buffers allocated once
-    per fit (``buffer[...] = p``: no allocation per epoch, and no host sync). On an
-    immutable backend (JAX) updates rebind the list entries, so keeping references is a
-    snapshot already.
+    parameters in place, so the values are copied each epoch into one of two sets of
+    buffers allocated once per fit, in turn (``buffer[...] = p``: no allocation per
+    epoch, no host sync, one copy per epoch as with one set). On an immutable backend
+    (JAX) updates rebind the list entries, so keeping references is a snapshot already.
     """
 
     def __init__(self, xp: Any, params: list[Array]) -> None:
+        self.xp = xp
         self.references: list[Array] = list(params)
+        self.spare: list[Array] | None = None
         self.buffers: list[Array] | None
         try:
             self.buffers = [xp.empty_like(p) for p in params]
@@ -748,42 +828,96 @@ class _EpochStart:
                 buffer[...] = p
         except (TypeError, ValueError, NotImplementedError):  # immutable arrays
             self.buffers = None
+        self.opt_state: dict[str, Any] = {}
+        self.mark: tuple[Any, ...] = ()
+        self.before: tuple[Any, ...] | None = None  # the epoch before's (params, state, mark)
 
-    def take(self, params: list[Array]) -> None:
-        """Record ``params`` (the network's list) as the epoch's start."""
+    def take(self, params: list[Array], opt: Optimizer, mark: tuple[Any, ...]) -> None:
+        """Record ``params`` (the network's list), ``opt``'s state and ``mark`` as the
+        epoch's start; the previous start becomes the epoch before's (its buffers and
+        snapshot are those of two epochs ago, overwritten)."""
+        spare_state: dict[str, Any] = {}
+        if self.mark:  # an epoch started before this one
+            if self.before is not None:
+                spare_state = self.before[1]
+            self.before = (self._current(), self.opt_state, self.mark)
+            if self.buffers is not None:  # write into the other set
+                self.buffers, self.spare = (
+                    self.spare or [self.xp.empty_like(p) for p in params], self.buffers
+                )
         if self.buffers is None:
             self.references = list(params)
-            return
-        for buffer, p in zip(self.buffers, params):
-            buffer[...] = p
+        else:
+            for buffer, p in zip(self.buffers, params):
+                buffer[...] = p
+        self.opt_state = opt.snapshot(reuse=spare_state)
+        self.mark = mark
+
+    def _current(self) -> list[Array]:
+        return list(self.references if self.buffers is None else self.buffers)
 
     def params(self) -> list[Array]:
         """The recorded parameters, handed over to the network: ``take`` must not be
         called again afterwards (the loop ends after a rollback)."""
-        return list(self.references if self.buffers is None else self.buffers)
+        return self._current()
+
+    def unrecord(self, history: History, net: MLP, opt: Optimizer) -> None:
+        """Forget the epoch started last, recorded already (see :func:`unrecord`)."""
+        unrecord(self.mark, history, net, opt)
+
+    def step_back(self, history: History, net: MLP, opt: Optimizer) -> bool:
+        """Make the epoch before's start the current one, forgetting that epoch's
+        record; False (nothing done) when this fit has no epoch before."""
+        if self.before is None:
+            return False
+        params, self.opt_state, self.mark = self.before
+        self.before = None
+        self.references, self.buffers = params, None
+        unrecord(self.mark, history, net, opt)
+        return True
 
 
 def _roll_back(
     net: MLP,
     opt: Optimizer,
     epoch_start: _EpochStart,
-    opt_state: dict[str, Any],
     history: History,
     early_stopping: bool,
-) -> None:
+    error: DivergenceError,
+    training: tuple[Array, Array, int] | None,
+) -> DivergenceError:
     """Back to the last finite state: the best weights with early stopping, else the
-    parameters at the start of the diverged epoch; the optimiser to that epoch's start."""
+    parameters at the start of the diverged epoch; the optimiser to that epoch's start.
+    With ``training`` (the training rows and batch size), the start is checked: when
+    its outputs are not finite (its weights were finite but their products overflow)
+    the epoch before diverged, and the rollback goes to *its* start (once, and only
+    within this fit). Returns ``error``, or the error for the epoch before."""
     if early_stopping and history.best_params is not None:
         net._params = [net.xp.asarray(p, copy=True) for p in history.best_params]
-    else:
-        net._params = epoch_start.params()
-    opt.restore(opt_state)
+        opt.restore(epoch_start.opt_state)
+        return error
+    net._params = epoch_start.params()
+    opt.restore(epoch_start.opt_state)
+    if training is None or error.epoch < 2:
+        return error
+    loss = float(training_loss(net, *training))
+    if math.isfinite(loss) or not epoch_start.step_back(history, net, opt):
+        return error
+    net._params = epoch_start.params()
+    opt.restore(epoch_start.opt_state)
+    return _divergence(error.epoch - 1, loss, [], opt, early_stopping, outputs=True)
 
 
 def _divergence(
-    epoch: int, loss: float, bad: list[str], opt: Optimizer, early_stopping: bool
+    epoch: int, loss: float, bad: list[str], opt: Optimizer, early_stopping: bool,
+    outputs: bool = False,
 ) -> DivergenceError:
-    if math.isfinite(loss):
+    """The error for epoch ``epoch``; ``outputs``: its parameters were finite but the
+    network they make has a non-finite ``loss`` on the training rows."""
+    if outputs:
+        reason = (f"the network it trained has a loss of {loss} on the training rows "
+                  "(its weights are finite but too large: the outputs overflow)")
+    elif math.isfinite(loss):
         reason = f"{', '.join(bad)} became non-finite (loss {loss:.6g})"
     else:
         reason = f"the loss is {loss}" + (f" and {', '.join(bad)} became non-finite" if bad else "")
