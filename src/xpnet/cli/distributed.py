@@ -33,6 +33,7 @@ from ._common import (
     _fail,
     _fmt,
     _score_lines,
+    cell_text,
     printable,
 )
 
@@ -545,9 +546,7 @@ def predict_on_cluster(args: argparse.Namespace, net: Any) -> int:
                     row_number += 1
                     row: list[Any] = [row_number]
                     if true is not None:
-                        value = np.asarray(true)[i].item()
-                        row.append(int(value) if isinstance(value, float)
-                                   and value.is_integer() else value)
+                        row.append(cell_text(np.asarray(true)[i]))
                     if regression:
                         values = A[i] * y_scale + y_mean
                         row += [f"{v:.10g}" for v in values]
