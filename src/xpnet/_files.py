@@ -37,6 +37,8 @@ import time
 from collections.abc import Iterator
 from typing import IO, Any
 
+from ._npyfile import file_kind
+
 __all__ = [
     "STALE_AFTER_SECONDS",
     "TEMP_PREFIX",
@@ -71,20 +73,6 @@ class UnsafeOutputError(OSError):
 
     def __str__(self) -> str:
         return str(self.strerror)
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    return "not a regular file"
 
 
 def _refuse(path: str, problem: str, code: int = errno.EINVAL) -> UnsafeOutputError:
@@ -147,7 +135,7 @@ def check_output_path(path: str | os.PathLike[str]) -> str:
     if st is not None and not stat.S_ISREG(st.st_mode):
         code = errno.EISDIR if stat.S_ISDIR(st.st_mode) else errno.EINVAL
         where = "" if target == name else f" (the link points to {target!r})"
-        raise _refuse(name, f"it is {_kind(st.st_mode)}{where}, not a regular file; xpnet "
+        raise _refuse(name, f"it is {file_kind(st.st_mode)}{where}, not a regular file; xpnet "
                       "only replaces regular files", code)
     folder = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(folder):

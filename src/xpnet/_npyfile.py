@@ -194,14 +194,16 @@ def open_regular(path: str) -> IO[bytes]:
 def file_kind(mode: int) -> str:
     """What a file of ``mode`` (``st_mode``) is, for messages: ``"a FIFO (named pipe)"``."""
     if stat.S_ISDIR(mode):
-        return "a folder"
+        return "a directory"
     if stat.S_ISFIFO(mode):
         return "a FIFO (named pipe)"
     if stat.S_ISSOCK(mode):
         return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "not a plain file"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    return "a special file"
 
 
 def read_npy(path: str, check: Any = None) -> np.ndarray:
