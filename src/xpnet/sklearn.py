@@ -749,7 +749,7 @@ class _BaseMLP(BaseEstimator):
             # this; xpnet raises it at the diverged epoch (the network rolled back, the
             # fitted attributes untouched), with the epoch in the chained exception.
             loss = getattr(exc, "loss", 0.0)
-            if getattr(exc, "parameters", None) == () and not math.isfinite(loss):
+            if getattr(exc, "finished", False):
                 raise ValueError(_NONFINITE_LOSS.format(loss)) from exc
             raise ValueError(_NONFINITE_WEIGHTS) from exc
 

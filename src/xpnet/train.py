@@ -71,11 +71,15 @@ class DivergenceError(FloatingPointError):
         What went wrong, in words (without the advice).
     lr : float
         The optimiser's initial learning rate.
+    finished : bool
+        Found by the once-per-fit check of the finished model (after the last epoch): its
+        weights are finite but its loss on the training rows is not (the outputs
+        overflow). ``False`` for an epoch whose loss or weights were non-finite.
     """
 
     def __init__(
         self, message: str, *, epoch: int, loss: float, parameters: tuple[str, ...],
-        reason: str, lr: float,
+        reason: str, lr: float, finished: bool = False,
     ) -> None:
         super().__init__(message)
         self.epoch = epoch
@@ -83,6 +87,7 @@ class DivergenceError(FloatingPointError):
         self.parameters = parameters
         self.reason = reason
         self.lr = lr
+        self.finished = finished
 
 
 @dataclass
@@ -215,12 +220,13 @@ LOSS_BLOCK_ROWS = 1 << 16
 def training_loss(net: MLP, X: Array, Y: Array, batch_size: int) -> Array:
     """The network's mean loss on the training rows ``(X, Y)`` (checked arrays), L2
     penalty included, as a 0-d device array (no host sync): the outputs of the model as
-    it now is, without dropout. A forward pass in blocks of at least ``batch_size`` rows
-    (at most :data:`LOSS_BLOCK_ROWS` unless a batch is larger). Non-finite exactly when
-    some row's loss, or the penalty, is: weights that are finite but whose products
-    overflow give a network that predicts NaN, which is divergence (see :func:`fit`)."""
+    it now is, without dropout. A forward pass in blocks of ``batch_size`` rows (full
+    batch: at most :data:`LOSS_BLOCK_ROWS`), so it holds no more than an epoch did.
+    Non-finite exactly when some row's loss, or the penalty, is: weights that are finite
+    but whose products overflow give a network that predicts NaN, which is divergence
+    (see :func:`fit`)."""
     m = X.shape[0]
-    block = max(batch_size, min(m, LOSS_BLOCK_ROWS))
+    block = batch_size if batch_size < m else min(m, LOSS_BLOCK_ROWS)
     total: Any = None
     for first in range(0, m, block):
         last = min(first + block, m)
@@ -770,7 +776,8 @@ def fit(
                 epoch_start.unrecord(history, net, opt)
                 raise _roll_back(
                     net, opt, epoch_start, history, early_stopping,
-                    _divergence(epoch + 1, final, [], opt, early_stopping, outputs=True),
+                    _divergence(epoch + 1, final, [], opt, early_stopping, outputs=True,
+                                finished=True),
                     (X, Y, batch_size),
                 )
     except KeyboardInterrupt:
@@ -910,10 +917,11 @@ def _roll_back(
 
 def _divergence(
     epoch: int, loss: float, bad: list[str], opt: Optimizer, early_stopping: bool,
-    outputs: bool = False,
+    outputs: bool = False, finished: bool = False,
 ) -> DivergenceError:
     """The error for epoch ``epoch``; ``outputs``: its parameters were finite but the
-    network they make has a non-finite ``loss`` on the training rows."""
+    network they make has a non-finite ``loss`` on the training rows; ``finished``: found
+    after the last epoch (:attr:`DivergenceError.finished`)."""
     if outputs:
         reason = (f"the network it trained has a loss of {loss} on the training rows "
                   "(its weights are finite but too large: the outputs overflow)")
@@ -930,4 +938,5 @@ def _divergence(
         f"training diverged at epoch {epoch}: {reason}; try a smaller lr (got {lr:g}). "
         f"The network was rolled back to {where}.",
         epoch=epoch, loss=loss, parameters=tuple(bad), reason=reason, lr=lr,
+        finished=finished,
     )
