@@ -538,9 +538,10 @@ class CsvReader:
 
     def _block(self, batch: Any, rows: int) -> CsvBlock | None:
         """One batch as a float64 block, every cell checked (an empty row skipped)."""
-        columns = [batch.column(f"c{i}") for i in self._columns.features]
-        target = None if self.target_column is None else batch.column(
-            f"c{self.target_column}")
+        # by position: the features in order, then the target (``include_columns``)
+        n_features = len(self._columns.features)
+        columns = [batch.column(j) for j in range(n_features)]
+        target = None if self.target_column is None else batch.column(n_features)
         X = np.empty((batch.num_rows, len(columns)))
         for j, column in enumerate(columns):
             X[:, j] = _floats(column)
