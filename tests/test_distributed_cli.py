@@ -6,11 +6,6 @@ separately started ``dask scheduler`` and ``dask worker`` processes on 127.0.0.1
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -18,13 +13,12 @@ import pytest
 pytest.importorskip("distributed", reason='needs dask[distributed]: pip install "xpnet[dask]"')
 pytest.importorskip("zarr", reason='needs zarr: pip install "xpnet[dask]"')
 
+from dask_processes import external_cluster  # noqa: E402
 from test_cli import assert_error, run, write_csv  # noqa: E402
 
 import xpnet  # noqa: E402
 from xpnet.data import Standardizer, load_dataset, split_indices  # noqa: E402
 from xpnet.metrics import score  # noqa: E402
-
-DASK = os.path.join(os.path.dirname(sys.executable), "dask")
 
 
 def _json(proc):
@@ -36,38 +30,8 @@ def _json(proc):
 def dask_cluster(tmp_path_factory):
     """``dask scheduler`` + ``dask worker --nworkers 2`` as separate processes; the
     scheduler's address. Killed (process groups) whatever the tests do."""
-    folder = tmp_path_factory.mktemp("cluster")
-    file = folder / "scheduler.json"
-    common = {"cwd": folder, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL,
-              "start_new_session": True}
-    procs = [subprocess.Popen(
-        [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-         "--scheduler-file", str(file)], **common)]
-    try:
-        deadline = time.monotonic() + 60
-        while not file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        address = json.loads(file.read_text())["address"]
-        procs.append(subprocess.Popen(
-            [DASK, "worker", address, "--nworkers", "2", "--nthreads", "1", "--host",
-             "127.0.0.1", "--no-dashboard"], **common))
-        from distributed import Client
-
-        with Client(address, timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
+    with external_cluster(tmp_path_factory.mktemp("cluster"), 2) as (address, _, _):
         yield address
-    finally:
-        for proc in reversed(procs):
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
 
 
 def test_train_local_cluster_reports_cluster_steps_and_true_scores(tmp_path):

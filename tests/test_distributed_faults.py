@@ -10,7 +10,6 @@ FutureCancelledError ... please report it`` with Dask's tracebacks on stderr.
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import re
@@ -28,9 +27,10 @@ import pytest
 pytest.importorskip("distributed", reason='needs dask[distributed]: pip install "xpnet[dask]"')
 psutil = pytest.importorskip("psutil")  # a dependency of distributed
 
+from dask_processes import external_cluster  # noqa: E402
+
 import xpnet  # noqa: E402
 
-DASK = os.path.join(os.path.dirname(sys.executable), "dask")
 EPOCH = re.compile(r"^xpnet: epoch (\d+)/\d+ loss ")
 # a small fit: 8 chunks, 4 steps an epoch; epochs enough that it cannot end before a kill
 TRAIN = ["train", "--dataset", "moons", "--n-samples", "20000", "--chunk-rows", "2500",
@@ -99,32 +99,8 @@ class Run:
 def external(tmp_path):
     """A ``dask scheduler`` and a ``dask worker`` (a nanny and its worker process), each
     in its own process group; ``(address, scheduler, worker)``. Killed whatever happens."""
-    file = tmp_path / "scheduler.json"
-    common = {"cwd": tmp_path, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL,
-              "start_new_session": True}
-    procs = [subprocess.Popen(
-        [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-         "--scheduler-file", str(file)], **common)]
-    try:
-        deadline = time.monotonic() + 60
-        while not file.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)  # polling for the scheduler's file, with a deadline
-        address = json.loads(file.read_text())["address"]
-        procs.append(subprocess.Popen(
-            [DASK, "worker", address, "--nworkers", "1", "--nthreads", "1", "--host",
-             "127.0.0.1", "--no-dashboard"], **common))
-        from distributed import Client
-
-        with Client(address, timeout="30s") as client:
-            client.wait_for_workers(1, timeout=60)
-        yield address, procs[0], procs[1]
-    finally:
-        for proc in reversed(procs):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=20)
+    with external_cluster(tmp_path, 1, stop=signal.SIGKILL) as started:
+        yield started
 
 
 def _assert_one_line(told: list[str], pattern: str) -> None:

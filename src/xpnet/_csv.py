@@ -44,8 +44,7 @@ from typing import IO, Any, NoReturn
 
 import numpy as np
 
-from ._dataerrors import DataError, MissingColumnsError
-from ._npyfile import ArrayFileError, check_memory
+from ._dataerrors import DataError, MissingColumnsError, check_data_memory
 
 __all__ = [
     "COMPRESSIONS",
@@ -203,7 +202,6 @@ class _Head:
 
     records: list[tuple[int, list[str]]]  # (line of the record's end, cells), non-empty
     bytes_per_line: float | None  # average over the lines read ahead (None: too few)
-    complete: bool  # the whole file was read ahead
 
 
 def _read_head(path: str, delimiter: str, records: int = 2) -> _Head:
@@ -240,7 +238,7 @@ def _read_head(path: str, delimiter: str, records: int = 2) -> _Head:
         raise DataError(f"data file {path!r} is not valid CSV ({exc})") from None
     lines = text.count("\n")
     per_line = len(text.encode()) / lines if lines >= 4 else None
-    return _Head(found, per_line, complete)
+    return _Head(found, per_line)
 
 
 @dataclass(frozen=True)
@@ -648,10 +646,7 @@ class CsvReader:
         return self.target_values(text), text if as_text else None
 
     def _check_memory(self, rows: int) -> None:
-        try:
-            check_memory(rows * self.bytes_per_row(), "its data (as float64)")
-        except ArrayFileError as exc:
-            raise DataError(f"data file {self.path!r}: {exc}") from None
+        check_data_memory(self.path, rows * self.bytes_per_row(), "its data (as float64)")
 
     def target_values(self, cells: np.ndarray, first_row: int = 0) -> np.ndarray:
         """A block's target (rows from ``first_row`` on) as read: numbers, checked, or

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["DataError", "MissingColumnsError"]
+from ._npyfile import ArrayFileError, check_memory
+
+__all__ = ["DataError", "MissingColumnsError", "check_data_memory"]
 
 
 class DataError(ValueError):
@@ -21,3 +23,12 @@ class MissingColumnsError(DataError):
     def __init__(self, message: str, missing: Sequence[str]) -> None:
         super().__init__(message)
         self.missing = list(missing)
+
+
+def check_data_memory(path: str, needed: int, what: str) -> None:
+    """:func:`xpnet._npyfile.check_memory` for data file ``path``, as a :class:`DataError`
+    naming it (the limit of ``XPNET_MAX_DATA_BYTES``, the same for every file type)."""
+    try:
+        check_memory(needed, what)
+    except ArrayFileError as exc:
+        raise DataError(f"data file {path!r}: {exc}") from None

@@ -24,14 +24,13 @@ import numpy as np
 
 from . import _memory
 from ._csv import column_name, is_text_file, read_csv, resolve_column, split_suffix
-from ._dataerrors import DataError, MissingColumnsError
+from ._dataerrors import DataError, MissingColumnsError, check_data_memory
 from ._npyfile import (
     NPY_MAGIC,
     ZIP_MAGIC,
     ArrayFileError,
     ArrayInfo,
     NpzReader,
-    check_memory,
     read_npy,
 )
 from ._validation import check_nonnegative_float, check_positive_int
@@ -347,13 +346,6 @@ def _memory_needed(info: ArrayInfo) -> int:
     return info.nbytes + (size * 8 if info.dtype.kind in "biuf" else 0)
 
 
-def _check_memory(path: str, needed: int, what: str) -> None:
-    try:
-        check_memory(needed, what)
-    except ArrayFileError as exc:
-        raise DataError(f"data file {path!r}: {exc}") from None
-
-
 def _load_npz(path: str, n_features: int | None) -> Dataset:
     with open(path, "rb") as handle:
         if handle.read(len(NPY_MAGIC)) == NPY_MAGIC:
@@ -378,7 +370,7 @@ def _load_npz(path: str, n_features: int | None) -> Dataset:
                 raise DataError(f"'X' in {path!r} must be 2-D (rows, features); got shape "
                                 f"{x_info.shape}")
             needed = _memory_needed(x_info) + (_memory_needed(y_info) if y_info else 0)
-            _check_memory(path, needed, "'X' and 'y'" if y_info else "'X'")
+            check_data_memory(path, needed, "'X' and 'y'" if y_info else "'X'")
             X = archive.read(x_info)
             y = archive.read(y_info) if y_info else None
     except DataError:
@@ -419,7 +411,7 @@ def _load_npy(path: str, target: str | int | None, n_features: int | None) -> Da
                             "it to .npz")
 
     def check(info: ArrayInfo) -> None:  # after the header, before the data is read
-        _check_memory(path, _memory_needed(info), "the array")
+        check_data_memory(path, _memory_needed(info), "the array")
 
     try:
         array = read_npy(path, check)
