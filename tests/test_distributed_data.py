@@ -426,7 +426,7 @@ def test_shard_errors_name_the_file(tmp_path):
 def test_generated_rows_follow_the_single_process_layout(name, n):
     """With noise 0, every row equals the single-process generator's bit for bit; with
     noise, the labels are still equal."""
-    make = xdata._GENERATED[name][0]
+    make = xdata.GENERATORS[name][0]
     X, y = generate(name, n, chunk_rows=13, seed=5, noise=0.0)
     X_ref, y_ref = make(n_samples=n, noise=0.0, seed=5)
     np.testing.assert_array_equal(X.compute(), X_ref)

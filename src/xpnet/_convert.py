@@ -39,7 +39,7 @@ from ._csv import CsvReader, column_name, is_text_file
 from ._dataerrors import DataError
 from ._npyfile import ArrayFileError, NpzReader, open_regular
 from ._validation import check_positive_int
-from .data import _check_path
+from .data import check_path
 
 __all__ = ["ConvertSummary", "convert_to_zarr", "default_chunk_rows"]
 
@@ -351,7 +351,7 @@ def convert_to_zarr(
     """
     from .distributed.storage import require
 
-    text = _check_path(source)
+    text = check_path(source)
     dest_text = os.fspath(dest)
     if chunk_rows is not None:
         chunk_rows = check_positive_int("chunk_rows", chunk_rows)

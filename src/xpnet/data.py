@@ -231,7 +231,8 @@ class Dataset:
         return int(self.X.shape[1])
 
 
-_GENERATED: dict[str, tuple[Callable[..., tuple[np.ndarray, np.ndarray]], str]] = {
+#: The generated 2-D data sets: name -> (maker, description).
+GENERATORS: dict[str, tuple[Callable[..., tuple[np.ndarray, np.ndarray]], str]] = {
     "xor": (make_xor, "four Gaussian blobs, label = XOR of the signs (2-D, 2 classes)"),
     "moons": (make_moons, "two interleaving half circles (2-D, 2 classes)"),
     "circles": (make_circles, "a small circle inside a large one (2-D, 2 classes)"),
@@ -246,10 +247,10 @@ _SKLEARN = {
     "diabetes": ("load_diabetes", "diabetes progression (442 x 10, regression)"),
 }
 #: Names of the generated 2-D data sets.
-GENERATED = tuple(_GENERATED)
+GENERATED = tuple(GENERATORS)
 #: Every built-in data set name and a one-line description.
 DATASETS: dict[str, str] = {
-    **{name: text for name, (_, text) in _GENERATED.items()},
+    **{name: text for name, (_, text) in GENERATORS.items()},
     **{name: text + " [scikit-learn]" for name, (_, text) in _SKLEARN.items()},
 }
 
@@ -265,8 +266,8 @@ def load_dataset(
     ``n_samples``, ``noise`` and ``seed`` apply to the generated 2-D sets. The
     scikit-learn sets need the optional extra: ``pip install 'xpnet[sklearn]'``.
     """
-    if name in _GENERATED:
-        make = _GENERATED[name][0]
+    if name in GENERATORS:
+        make = GENERATORS[name][0]
         kwargs: dict[str, Any] = {"seed": seed}
         if n_samples is not None:
             kwargs["n_samples"] = n_samples
@@ -315,7 +316,7 @@ def check_file(text: str, what: str, error: type[Exception]) -> None:
         raise error(f"{what} {text!r} is empty")
 
 
-def _check_path(path: str | os.PathLike[str]) -> str:
+def check_path(path: str | os.PathLike[str]) -> str:
     text = _display(path)
     check_file(text, "data file", DataError)
     return text
@@ -481,7 +482,7 @@ def load_file(
     Raises :class:`DataError` (one line: what is wrong, where, what to do) for a missing
     or empty file, ragged rows, non-numeric cells, a missing target column, NaN or inf.
     """
-    text = _check_path(path)
+    text = check_path(path)
     suffix, compression = split_suffix(text)
     if suffix in (".npz", ".npy") and compression is None:
         data = (_load_npz(text, n_features) if suffix == ".npz"
@@ -588,10 +589,10 @@ def encode_target(y: np.ndarray, output: str | None = None) -> Target:
 def encode_labels(y: np.ndarray, classes: Sequence[Any]) -> np.ndarray:
     """Class indices of the labels ``y`` in a model's ``classes`` (``DataError`` if one is
     unknown). Numbers compare by value, so ``1.0`` in a file matches class ``1``."""
-    lookup = {_key(c): i for i, c in enumerate(classes)}
+    lookup = {label_key(c): i for i, c in enumerate(classes)}
     out = np.empty(len(y), dtype=np.int64)
     for row, value in enumerate(y):
-        index = lookup.get(_key(_label(value)))
+        index = lookup.get(label_key(_label(value)))
         if index is None:
             raise DataError(
                 f"row {row + 1}: label {_label(value)!r} is not one of the model's classes "
@@ -601,7 +602,7 @@ def encode_labels(y: np.ndarray, classes: Sequence[Any]) -> np.ndarray:
     return out
 
 
-def _key(value: Any) -> tuple[str, Any]:
+def label_key(value: Any) -> tuple[str, Any]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return ("number", float(value))
     return ("text", str(value))

@@ -333,13 +333,13 @@ class MLP:
                 new.append(array)
         self._params = new
 
-    def _parameter_sum(self, params: Sequence[Array] | None = None) -> Array:
+    def parameter_sum(self, params: Sequence[Array] | None = None) -> Array:
         """The sum of every entry of ``params`` (default: the network's), a 0-d array on
         the device: no host sync.
 
         Finite exactly when every entry is, unless the sum of finite values overflows
         (only near the dtype's largest value; callers confirm a non-finite sum with
-        :meth:`_nonfinite_parameters`). Per layer ``(1ᵀ W + b) · 1``: two matrix-vector
+        :meth:`nonfinite_parameters`). Per layer ``(1ᵀ W + b) · 1``: two matrix-vector
         products with ones vectors made once per network, plain operators only, which is
         what costs least per epoch on small networks (``xp.sum`` or ``xp.reshape`` calls
         cost more than the arithmetic there).
@@ -357,7 +357,7 @@ class MLP:
             total = layer_sum if total is None else total + layer_sum
         return total
 
-    def _nonfinite_parameters(self, params: Sequence[Array] | None = None) -> list[str]:
+    def nonfinite_parameters(self, params: Sequence[Array] | None = None) -> list[str]:
         """Names (``W1``, ``b1``, ...) of the parameters holding NaN or infinity, in
         ``params`` (same layout as ``_params``; default: the network's own). One host read
         per array: for error paths, not for the training loop."""
@@ -365,14 +365,71 @@ class MLP:
         names = [f"{kind}{layer + 1}" for layer in range(self.n_layers) for kind in "Wb"]
         return [name for name, p in zip(names, params) if not v.all_finite(self.xp, p)]
 
+    # ------------------------------------------------------------------ training seams
+    # What the training loop, the estimators and the distributed engine read and write:
+    # public names, so no module outside this class touches its underscore attributes.
+    @property
+    def flat_params(self) -> list[Array]:
+        """The live parameters ``[W1, b1, W2, b2, ...]`` on the backend (no copy): the
+        training loop's view. Use :attr:`params` for copies as ``(W, b)`` pairs."""
+        return self._params
+
+    @flat_params.setter
+    def flat_params(self, params: Sequence[Array]) -> None:
+        """Install ``params`` (same layout, already on the backend in the network's dtype;
+        unchecked: :meth:`set_params` is the checked way in)."""
+        self._params = list(params)
+
+    @property
+    def steps(self) -> int:
+        """Optimiser steps taken by fit over the network's life (keys the dropout masks)."""
+        return self._steps
+
+    @steps.setter
+    def steps(self, steps: int) -> None:
+        self._steps = int(steps)
+
+    @property
+    def dropout_key(self) -> Any:
+        """The key of the dropout stream (from the seed)."""
+        return self._dropout_key
+
+    @dropout_key.setter
+    def dropout_key(self, key: Any) -> None:
+        self._dropout_key = key
+
+    @property
+    def shuffle_rng(self) -> np.random.Generator:
+        """The generator of the per-epoch shuffles (seeded from ``seed``)."""
+        return self._shuffle_rng
+
+    @property
+    def array_dtype(self) -> Any:
+        """The backend's dtype object of the parameters (``dtype`` is its name)."""
+        return self._dtype
+
+    @property
+    def output_loss(self) -> OutputLoss:
+        """The output activation and loss pair."""
+        return self._output
+
+    @output_loss.setter
+    def output_loss(self, output: OutputLoss) -> None:
+        self._output = output
+
+    @property
+    def hidden_activations(self) -> tuple[Activation, ...]:
+        """The hidden activations, one per hidden layer."""
+        return tuple(self._hidden)
+
     # ------------------------------------------------------------------ checks
-    def _check_X(self, X: Any, name: str = "X") -> Array:
+    def check_X(self, X: Any, name: str = "X") -> Array:
         if is_sparse(X):  # only the first layer's products touch X (see _sparse)
             return check_sparse_X(self.array_backend, X, self.layer_sizes[0], self._dtype, name)
         return v.check_X(self.array_backend, X, self.layer_sizes[0], self._dtype, name)
 
-    def _check_XY(self, X: Any, Y: Any) -> tuple[Array, Array]:
-        X = self._check_X(X)
+    def check_XY(self, X: Any, Y: Any) -> tuple[Array, Array]:
+        X = self.check_X(X)
         Y = v.check_Y(
             self.array_backend, Y, X.shape[0], self._output.task, self.layer_sizes[-1],
             self._dtype,
@@ -399,7 +456,7 @@ class MLP:
         ``loss`` and ``loss_and_grads`` run them on every call unless given the
         :class:`Prepared` returned here (slice it, or ``take`` rows, for mini-batches).
         """
-        X, Y = self._check_XY(X, Y)
+        X, Y = self.check_XY(X, Y)
         return Prepared(X, Y, self._input_spec())
 
     def _checked_XY(self, X: Any, Y: Any) -> tuple[Array, Array]:
@@ -418,20 +475,20 @@ class MLP:
             return X.X, X.Y
         if Y is None:
             raise TypeError("Y is required unless X is Prepared data from MLP.prepare(X, Y)")
-        return self._check_XY(X, Y)
+        return self.check_XY(X, Y)
 
     # ------------------------------------------------------------------ math
     @property
     def architecture(self) -> Architecture:
         """The network's :class:`xpnet.core.Architecture` (activations, output, alpha,
-        dropout rates): with ``params`` (and, for dropout, a :meth:`_stream`) it is all
+        dropout rates): with ``params`` (and, for dropout, a :meth:`dropout_stream`) it is all
         the pure step :func:`xpnet.core.loss_and_grads` needs."""
         return Architecture(
             tuple(self._hidden), self._output, self.alpha,
             self.dropout if any(self.dropout) else (),
         )
 
-    def _stream(
+    def dropout_stream(
         self, order: Array | None, first: int, last: int, batch_size: int
     ) -> DropoutStream | None:
         """The dropout stream of training batch ``[first, last)`` of the current epoch
@@ -500,7 +557,7 @@ class MLP:
         ``w_i = 1`` this is the unweighted loss exactly. A batch whose weights are all
         zero has loss 0 and zero gradients (``S`` is taken as 1 there).
 
-        ``stream`` (from :meth:`_stream`): train with dropout on this batch.
+        ``stream`` (from :meth:`dropout_stream`): train with dropout on this batch.
         """
         # The pure step; outside JAX with the cached ones vector of _row_sum (under
         # jax.jit a cached array would be a tracer, so JAX builds it in the step).
@@ -521,7 +578,7 @@ class MLP:
             from .distributed import forward
 
             return forward(self, X)
-        return self._forward(self._check_X(X))[2]
+        return self._forward(self.check_X(X))[2]
 
     @on_device
     def loss(self, X: Any, Y: Any = None) -> Array:
@@ -588,8 +645,8 @@ class MLP:
         # the new values are known to be finite; one host read for the check.
         lr = optimizer.lr
         new = [p - lr * grad for p, grad in zip(self._params, grads)]
-        if not bool(self.xp.isfinite(self._parameter_sum(new))):
-            bad = self._nonfinite_parameters(new)  # the sum may also just have overflowed
+        if not bool(self.xp.isfinite(self.parameter_sum(new))):
+            bad = self.nonfinite_parameters(new)  # the sum may also just have overflowed
             if bad:
                 raise FloatingPointError(
                     f"step(lr={lr:g}) would make {', '.join(bad)} non-finite (loss before "
@@ -647,10 +704,10 @@ class MLP:
             return predict(self, X)
         A = self.forward(X)
         if self._output.task != "regression":
-            A = self._class_indices(A)
+            A = self.class_indices(A)
         return A[:, 0] if A.ndim == 2 and A.shape[1] == 1 else A
 
-    def _class_indices(self, A: Array) -> Array:
+    def class_indices(self, A: Array) -> Array:
         """Class indices from output activations ``A (m, k)``, in the backend's index
         dtype: the arg-max ``(m,)`` for softmax; for sigmoid outputs, 1 where strictly
         above 0.5 (scikit-learn's ``LabelBinarizer`` rule), ``(m, k)``."""
@@ -658,3 +715,11 @@ class MLP:
         if self._output.task == "multiclass":
             return xp.astype(xp.argmax(A, axis=1), self.array_backend.index_dtype, copy=False)
         return xp.astype(A > 0.5, self.array_backend.index_dtype)
+
+    # former private names, kept while the callers move to the public ones
+    _parameter_sum = parameter_sum
+    _nonfinite_parameters = nonfinite_parameters
+    _check_X = check_X
+    _check_XY = check_XY
+    _stream = dropout_stream
+    _class_indices = class_indices

@@ -145,7 +145,7 @@ def _open(args: argparse.Namespace, client: Any) -> tuple[Any, Any, str, Any]:
     the source allows it."""
     import dask.array as da
 
-    from ..data import _GENERATED, GENERATED
+    from ..data import GENERATED, GENERATORS
     from ..distributed import storage
     from ._common import _load_data
 
@@ -161,7 +161,7 @@ def _open(args: argparse.Namespace, client: Any) -> tuple[Any, Any, str, Any]:
                   "target")
         n_samples = getattr(args, "n_samples", None)
         if n_samples is None:
-            make = _GENERATED[name][0]
+            make = GENERATORS[name][0]
             n_samples = int(inspect.signature(make).parameters["n_samples"].default)
         X, y = storage.generate(name, n_samples, args.chunk_rows, args.seed,
                                 noise=getattr(args, "noise", None),

@@ -151,7 +151,7 @@ def _class_weight(
     """``(class_weight for fit, its JSON form)`` from ``--class-weight``: the labels of a
     ``label=weight`` spec become class indices (a label matches a class written the same
     way, or a number of the same value, so ``1`` matches class ``1.0``)."""
-    from ..data import _key
+    from ..data import label_key
 
     if spec is None:
         return None, None
@@ -169,7 +169,7 @@ def _class_weight(
             number = None
         matches = [
             i for i, c in enumerate(classes)
-            if str(c) == label or (number is not None and _key(c) == ("number", number))
+            if str(c) == label or (number is not None and label_key(c) == ("number", number))
         ]
         if not matches:
             listed = ", ".join(map(str, classes[:10])) + (", ..." if len(classes) > 10 else "")

@@ -49,7 +49,7 @@ from .._npyfile import (
 )
 from .._validation import check_nonnegative_float, check_positive_int
 from ..backends import BackendUnavailableError
-from ..data import _GENERATED, DataError
+from ..data import GENERATORS, DataError
 
 __all__ = [
     "DaskUnavailableError",
@@ -922,7 +922,7 @@ def generate(
         raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
-    make = _GENERATED[name][0]
+    make = GENERATORS[name][0]
     if noise is None:
         noise = float(inspect.signature(make).parameters["noise"].default)
     noise = check_nonnegative_float("noise", noise)
