@@ -25,7 +25,7 @@ from test_cli import run, write_csv
 import xpnet
 from xpnet.data import make_moons, split_indices, train_test_split
 from xpnet.metrics import predicted_classes
-from xpnet.train import _validation_split, fit
+from xpnet.train import fit, validation_rows
 
 HAVE_SKLEARN = importlib.util.find_spec("sklearn") is not None
 
@@ -76,8 +76,8 @@ def test_early_stopping_validation_rows_are_not_trained_on():
     y = np.arange(m) % 2
     net = xpnet.MLP([2, 3, 1])
     Xc, Yc = net._check_XY(X, y)
-    X_tr, _, _, X_val, _, _ = _validation_split(net, Xc, Yc, None, 0.2,
-                                                np.random.default_rng(0))
+    train_rows, val_rows = validation_rows(m, 0.2, np.random.default_rng(0))
+    X_tr, X_val = Xc[train_rows], Xc[val_rows]
     train_ids = set(xpnet.to_numpy(X_tr)[:, 0].astype(int))
     val_ids = set(xpnet.to_numpy(X_val)[:, 0].astype(int))
     assert len(val_ids) == math.ceil(0.2 * m) == 10

@@ -1,5 +1,7 @@
 """xpnet: multilayer perceptrons with explicit backpropagation on any Array API backend."""
 
+from . import train
+from ._version import __version__
 from .backends import (
     BACKEND_NAMES,
     Backend,
@@ -10,9 +12,7 @@ from .backends import (
 )
 from .io import load, save
 from .network import MLP, Prepared
-from .train import History
-
-__version__ = "0.1.0"
+from .training import History
 
 _SKLEARN_ESTIMATORS = ("MLPClassifier", "MLPRegressor")
 
@@ -42,4 +42,5 @@ __all__ = [
     "load",
     "save",
     "to_numpy",
+    "train",
 ]

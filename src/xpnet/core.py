@@ -36,7 +36,8 @@ from ._dropout import DropoutStream, scaled_masks
 from .activations import Activation
 from .losses import OutputLoss
 
-__all__ = ["Architecture", "DropoutStream", "check_batch", "hidden_forward", "loss_and_grads",
+__all__ = ["Architecture", "DropoutStream", "check_batch", "hidden_forward", "layer_ones",
+           "loss_and_grads", "nonfinite_parameters", "parameter_names", "parameter_sum",
            "penalty"]
 
 Array = Any
@@ -200,6 +201,37 @@ def loss_and_grads(
             if derivative is not None:  # ... times g'_{l-1}, written with A_{l-1}
                 dZ *= derivative(xp, undropped[layer])  # (pre-dropout A_{l-1})
     return loss, grads
+
+
+def parameter_names(n_layers: int) -> list[str]:
+    """``["W1", "b1", ..., "WL", "bL"]``: the names of a flat parameter list."""
+    return [f"{kind}{layer + 1}" for layer in range(n_layers) for kind in "Wb"]
+
+
+def layer_ones(params: Sequence[Array], xp: Any) -> list[Array]:
+    """One ones vector per layer width (inputs first), for :func:`parameter_sum`."""
+    sizes = [params[0].shape[0]] + [W.shape[1] for W in params[0::2]]
+    return [xp.ones((n,), dtype=params[0].dtype, device=_device(params[0])) for n in sizes]
+
+
+def parameter_sum(params: Sequence[Array], ones: Sequence[Array]) -> Array:
+    """The sum of every entry of ``params`` as a 0-d array (no host sync): finite exactly
+    when every entry is, unless finite values overflow (confirm a non-finite sum with
+    :func:`nonfinite_parameters`). Per layer ``(1ᵀ W + b) · 1``: two matrix-vector
+    products with the :func:`layer_ones` vectors and plain operators, the cheapest form
+    on small networks."""
+    total = None
+    for layer in range(len(params) // 2):
+        layer_sum = (ones[layer] @ params[2 * layer] + params[2 * layer + 1]) @ ones[layer + 1]
+        total = layer_sum if total is None else total + layer_sum
+    return total
+
+
+def nonfinite_parameters(params: Sequence[Array], xp: Any) -> list[str]:
+    """Names (:func:`parameter_names`) of the parameters holding NaN or infinity; one host
+    read per array (for error paths)."""
+    names = parameter_names(len(params) // 2)
+    return [name for name, p in zip(names, params) if not bool(xp.all(xp.isfinite(p)))]
 
 
 def check_batch(params: Sequence[Array], X: Array, Y: Array) -> None:

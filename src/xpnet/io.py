@@ -29,6 +29,7 @@ import numpy as np
 
 from ._files import atomic_write
 from ._npyfile import NPY_MAGIC, ZIP_MAGIC, ArrayFileError, NpzReader, check_memory
+from ._version import __version__
 from .activations import ACTIVATIONS
 from .backends import DTYPE_NAMES, to_numpy
 from .data import check_file
@@ -106,7 +107,7 @@ def _checksum(header: bytes, arrays: list[np.ndarray]) -> str:
 def _check_finite_weights(net: MLP) -> None:
     """Refuse to write NaN or infinite weights (a diverged network): ``load`` would refuse
     the file, and it must never replace a good model."""
-    bad = net._nonfinite_parameters()
+    bad = net.nonfinite_parameters()
     if bad:
         layers = sorted({int(name[1:]) for name in bad})
         where = ", ".join(
@@ -137,8 +138,6 @@ def save(net: MLP, path: str | os.PathLike[str], **metadata: Any) -> None:
     if not isinstance(net, MLP):
         raise TypeError(f"save() needs an xpnet.MLP; got {type(net).__name__}")
     _check_finite_weights(net)
-    from . import __version__
-
     meta: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for key, value in metadata.items():

@@ -25,15 +25,25 @@ from typing import Any
 
 import numpy as np
 
-from . import _memory, core
-from . import _validation as v
+from . import core
 from ._dropout import DropoutStream, check_dropout, dropout_key
+from ._memory import n_parameters, network_bytes
+from ._memory import too_large as memory_refusal
 from ._sparse import check_sparse_X, is_sparse
+from ._validation import (
+    all_finite,
+    array_module,
+    check_nonnegative_float,
+    check_X,
+    check_Y,
+    to_backend,
+)
 from .activations import Activation, get_activation
 from .backends import DTYPE_NAMES, Backend, get_backend, on_device
 from .core import Architecture
 from .losses import OutputLoss, get_output
 from .optim import SGD
+from .training import fit as training_fit
 
 __all__ = ["MLP", "Prepared"]
 
@@ -203,16 +213,16 @@ class MLP:
                 f"{list(self.layer_sizes)!r} (use output='sigmoid' for one binary output)"
             )
         self.dtype = _check_dtype(dtype)
-        too_large = _memory.too_large(
-            _memory.network_bytes(self.layer_sizes, np.dtype(self.dtype).itemsize)
+        too_large = memory_refusal(
+            network_bytes(self.layer_sizes, np.dtype(self.dtype).itemsize)
         )
         if too_large is not None:  # refuse before NumPy tries (and fails) to allocate
             raise ValueError(
                 f"layer_sizes {list(self.layer_sizes)!r} "
-                f"({_memory.n_parameters(self.layer_sizes):,} parameters) {too_large}; "
+                f"({n_parameters(self.layer_sizes):,} parameters) {too_large}; "
                 "use smaller layers"
             )
-        self.alpha = v.check_nonnegative_float("alpha", alpha)
+        self.alpha = check_nonnegative_float("alpha", alpha)
         if seed is not None and (
             isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
         ):
@@ -322,48 +332,29 @@ class MLP:
                 (f"params[{index}][0] (W)", W, (fan_in, fan_out)),
                 (f"params[{index}][1] (b)", b, (fan_out,)),
             ):
-                array = v.to_backend(self.array_backend, value, name)
+                array = to_backend(self.array_backend, value, name)
                 if tuple(array.shape) != shape:
                     raise ValueError(
                         f"{name} must have shape {shape}; got {tuple(array.shape)}"
                     )
                 array = self.xp.astype(array, self._dtype, copy=True)
-                if not v.all_finite(self.xp, array):
+                if not all_finite(self.xp, array):
                     raise ValueError(f"{name} contains NaN or infinite values")
                 new.append(array)
         self._params = new
 
     def parameter_sum(self, params: Sequence[Array] | None = None) -> Array:
-        """The sum of every entry of ``params`` (default: the network's), a 0-d array on
-        the device: no host sync.
-
-        Finite exactly when every entry is, unless the sum of finite values overflows
-        (only near the dtype's largest value; callers confirm a non-finite sum with
-        :meth:`nonfinite_parameters`). Per layer ``(1ᵀ W + b) · 1``: two matrix-vector
-        products with ones vectors made once per network, plain operators only, which is
-        what costs least per epoch on small networks (``xp.sum`` or ``xp.reshape`` calls
-        cost more than the arithmetic there).
-        """
-        params = self._params if params is None else params
+        """:func:`xpnet.core.parameter_sum` of ``params`` (default: the network's): a 0-d
+        device array, finite exactly when every entry is (barring overflow)."""
         ones = self.__dict__.get("_layer_ones")
         if ones is None:
-            device = self.array_backend.device
-            ones = [self.xp.ones((n,), dtype=self._dtype, device=device)
-                    for n in self.layer_sizes]
-            self._layer_ones = ones
-        total = None
-        for layer in range(self.n_layers):
-            layer_sum = (ones[layer] @ params[2 * layer] + params[2 * layer + 1]) @ ones[layer + 1]
-            total = layer_sum if total is None else total + layer_sum
-        return total
+            ones = self._layer_ones = core.layer_ones(self._params, self.xp)
+        return core.parameter_sum(self._params if params is None else params, ones)
 
     def nonfinite_parameters(self, params: Sequence[Array] | None = None) -> list[str]:
-        """Names (``W1``, ``b1``, ...) of the parameters holding NaN or infinity, in
-        ``params`` (same layout as ``_params``; default: the network's own). One host read
-        per array: for error paths, not for the training loop."""
-        params = self._params if params is None else params
-        names = [f"{kind}{layer + 1}" for layer in range(self.n_layers) for kind in "Wb"]
-        return [name for name, p in zip(names, params) if not v.all_finite(self.xp, p)]
+        """Names (``W1``, ``b1``, ...) of the parameters holding NaN or infinity in
+        ``params`` (default: the network's); one host read per array."""
+        return core.nonfinite_parameters(self._params if params is None else params, self.xp)
 
     # ------------------------------------------------------------------ training seams
     # What the training loop, the estimators and the distributed engine read and write:
@@ -426,11 +417,11 @@ class MLP:
     def check_X(self, X: Any, name: str = "X") -> Array:
         if is_sparse(X):  # only the first layer's products touch X (see _sparse)
             return check_sparse_X(self.array_backend, X, self.layer_sizes[0], self._dtype, name)
-        return v.check_X(self.array_backend, X, self.layer_sizes[0], self._dtype, name)
+        return check_X(self.array_backend, X, self.layer_sizes[0], self._dtype, name)
 
     def check_XY(self, X: Any, Y: Any) -> tuple[Array, Array]:
         X = self.check_X(X)
-        Y = v.check_Y(
+        Y = check_Y(
             self.array_backend, Y, X.shape[0], self._output.task, self.layer_sizes[-1],
             self._dtype,
         )
@@ -481,30 +472,12 @@ class MLP:
     @property
     def architecture(self) -> Architecture:
         """The network's :class:`xpnet.core.Architecture` (activations, output, alpha,
-        dropout rates): with ``params`` (and, for dropout, a :meth:`dropout_stream`) it is all
+        dropout rates): with ``params`` (and, for dropout, a ``DropoutStream``) it is all
         the pure step :func:`xpnet.core.loss_and_grads` needs."""
         return Architecture(
             tuple(self._hidden), self._output, self.alpha,
             self.dropout if any(self.dropout) else (),
         )
-
-    def dropout_stream(
-        self, order: Array | None, first: int, last: int, batch_size: int
-    ) -> DropoutStream | None:
-        """The dropout stream of training batch ``[first, last)`` of the current epoch
-        (rows ``order[first:last]``, or ``first..last-1`` unshuffled), or None without
-        dropout. Its step is ``_steps`` (the steps of finished epochs; :func:`xpnet.train.fit`
-        adds each epoch's) plus the batch's number in the epoch."""
-        if not any(self.dropout):
-            return None
-        if order is None:
-            rows = self.xp.arange(
-                first, last, dtype=self.array_backend.index_dtype,
-                device=self.array_backend.device,
-            )
-        else:
-            rows = order[first:last]
-        return DropoutStream(self._dropout_key, self._steps + first // batch_size, rows)
 
     def _hidden_forward(self, X: Array) -> tuple[list[Array], Array]:
         """Cache ``[A_0=X, A_1, ..., A_{L-1}]`` and the output pre-activation ``Z_L``."""
@@ -557,7 +530,7 @@ class MLP:
         ``w_i = 1`` this is the unweighted loss exactly. A batch whose weights are all
         zero has loss 0 and zero gradients (``S`` is taken as 1 there).
 
-        ``stream`` (from :meth:`dropout_stream`): train with dropout on this batch.
+        ``stream``: train with dropout on this batch (a :class:`xpnet._dropout.DropoutStream`).
         """
         # The pure step; outside JAX with the cached ones vector of _row_sum (under
         # jax.jit a cached array would be a tracer, so JAX builds it in the step).
@@ -574,7 +547,7 @@ class MLP:
         """Output activations ``A_L`` of shape ``(m, n_outputs)`` (same as predict_proba).
 
         On a Dask array: a lazy Dask array computed block-wise on the workers."""
-        if v.array_module(X) == "dask":
+        if array_module(X) == "dask":
             from .distributed import forward
 
             return forward(self, X)
@@ -677,9 +650,14 @@ class MLP:
         (``optimizer``, ``sample_weight``, ``early_stopping``, ``tol``, ...). Dask arrays
         train data-parallel on the current Dask cluster (:func:`xpnet.distributed.fit`).
         """
-        from .train import fit
+        if any(array_module(a) == "dask" for a in (X, Y, options.get("sample_weight"))):
+            from .distributed.engine import fit as distributed_fit
 
-        return fit(
+            return distributed_fit(
+                self, X, Y, epochs=epochs, lr=lr, batch_size=batch_size, shuffle=shuffle,
+                callback=callback, **options,
+            )
+        return training_fit(
             self, X, Y, epochs=epochs, lr=lr, batch_size=batch_size, shuffle=shuffle,
             callback=callback, **options,
         )
@@ -698,7 +676,7 @@ class MLP:
         strictly above 0.5, scikit-learn's rule (an output of exactly 0.5 is class 0).
         On a Dask array: a lazy Dask array computed block-wise on the workers.
         """
-        if v.array_module(X) == "dask":
+        if array_module(X) == "dask":
             from .distributed import predict
 
             return predict(self, X)
@@ -721,5 +699,4 @@ class MLP:
     _nonfinite_parameters = nonfinite_parameters
     _check_X = check_X
     _check_XY = check_XY
-    _stream = dropout_stream
     _class_indices = class_indices
