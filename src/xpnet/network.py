@@ -695,7 +695,6 @@ class MLP:
         return xp.astype(A > 0.5, self.array_backend.index_dtype)
 
     # former private names, kept while the callers move to the public ones
-    _parameter_sum = parameter_sum
     _nonfinite_parameters = nonfinite_parameters
     _check_X = check_X
     _check_XY = check_XY

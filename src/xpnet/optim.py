@@ -75,6 +75,16 @@ class Optimizer:
     def update(self, params: list[Array], grads: list[Array]) -> None:  # pragma: no cover
         raise NotImplementedError
 
+    #: True when :meth:`update` changes nothing on the optimiser (only the parameters)
+    #: and :meth:`update_copy` computes it out of place: the training loop then takes
+    #: an epoch's first step out of place and keeps its start without copies.
+    stateless = False
+
+    def update_copy(self, params: list[Array], grads: list[Array]) -> list[Array]:
+        """:meth:`update` out of place (same operations, same rounding): new arrays,
+        ``params`` untouched; for a :attr:`stateless` optimiser only."""
+        raise NotImplementedError  # pragma: no cover
+
     # -------------------------------------------------------------- explicit state
     # ``update`` keeps its state on the object (scikit-learn's numbers, bit for bit). The
     # functional form below holds everything that changes in a state dict of arrays, the
@@ -238,6 +248,14 @@ class SGD(Optimizer):
             f"SGD(lr={self.learning_rate_init!r}, momentum={self.momentum!r}, "
             f"nesterov={self.nesterov!r}, schedule={self.schedule!r}, power_t={self.power_t!r})"
         )
+
+    @property
+    def stateless(self) -> bool:  # type: ignore[override]
+        return self.momentum == 0.0
+
+    def update_copy(self, params: list[Array], grads: list[Array]) -> list[Array]:
+        lr = self.learning_rate
+        return [p - lr * grad for p, grad in zip(params, grads)]
 
     def update(self, params: list[Array], grads: list[Array]) -> None:
         lr = self.learning_rate

@@ -131,6 +131,10 @@ def _runner(plan: Plan, model: Model, source: BatchSource, options: Options) -> 
                               dropout)
 
 
+_OPTION_NAMES = {name for name, p in inspect.signature(check_options).parameters.items()
+                 if p.kind is p.KEYWORD_ONLY}
+
+
 @_thread_limited  # on CuPy, the whole fit runs with the model's device current
 def fit(
     model: Model, X: Any, Y: Any, epochs: int = 100, lr: float = 0.5,
@@ -142,6 +146,8 @@ def fit(
     """Train ``model`` on ``(X, Y)`` (or on ``source``'s data); see :func:`xpnet.train.fit`
     for the options. ``source``: a batch source (:mod:`xpnet.training.sources`) that
     replaces ``X``, ``Y``, ``sample_weight``, ``class_weight`` and ``validation_data``."""
+    for name in options.keys() - _OPTION_NAMES:
+        raise TypeError(f"fit() got an unexpected keyword argument {name!r}")
     checked = check_options(model, epochs, lr, batch_size, shuffle, callback, **options)
     class_weight = check_class_weight(model, class_weight)
     history = checked.history

@@ -73,9 +73,15 @@ class EpochStart:
         self.before: tuple[list[Array], dict[str, Any]] | None = None
         self.taken = False
 
-    def take(self, params: list[Array], opt: Any) -> None:
+    def take(self, params: list[Array], opt: Any) -> bool:
         """Record ``params`` and ``opt``'s state as the epoch's start; the previous
-        start becomes the epoch before's."""
+        start becomes the epoch before's. True when nothing was copied because the
+        caller takes the epoch's first step out of place (a stateless optimiser:
+        :meth:`~xpnet.optim.Optimizer.update_copy`), so ``params`` stay as they are."""
+        if opt.stateless:  # its learning rate comes back with the history's marks
+            self.before = (self.current, {}) if self.taken else None
+            self.current, self.opt_state, self.taken = list(params), {}, True
+            return True
         spare_state: dict[str, Any] = {}
         if self.taken:
             if self.before is not None:
@@ -93,6 +99,7 @@ class EpochStart:
             self.current = list(self.buffers)
         self.opt_state = opt.snapshot(reuse=spare_state)
         self.taken = True
+        return False
 
     def restore(self, state: TrainState, opt: Any, back: int) -> bool:
         """The state at the start of this epoch (``back=0``) or of the one before

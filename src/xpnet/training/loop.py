@@ -76,13 +76,14 @@ class EagerRunner:
         self.shuffled = shuffle and plan.batch_size < plan.m
         self.start: EpochStart | None = None
         self.ones: list[Array] | None = None
+        self.fresh = False  # the epoch's first step out of place (see EpochStart.take)
 
     def run(self, state: TrainState, n: int) -> list[tuple[float, list[str]]]:
         plan = self.plan
         if self.start is None:
             self.start = EpochStart(plan.xp, state.params)
             self.ones = layer_ones(state.params, plan.xp)
-        self.start.take(state.params, plan.opt)
+        self.fresh = self.start.take(state.params, plan.opt)
         # Full-batch gradients do not depend on row order, so only mini-batches shuffle:
         # one permutation per epoch, each batch gathers its rows through it.
         order = None
@@ -106,7 +107,10 @@ class EagerRunner:
             last = min(first + batch_size, m)
             loss, grads = source.loss_and_grads(params, order, first, last,
                                                 step + first // batch_size)
-            opt.update(params, grads)
+            if first == 0 and self.fresh:
+                params[:] = opt.update_copy(params, grads)
+            else:
+                opt.update(params, grads)
             weighted = loss * (last - first)
             total = weighted if total is None else total + weighted
         # (NumPy may warn "invalid value" here when a parameter is infinite: it has
@@ -117,8 +121,7 @@ class EagerRunner:
     def rewind(self, state: TrainState, k: int, attempted: int | None) -> bool:
         if k >= 1:
             return True
-        assert self.start is not None
-        return self.start.restore(state, self.plan.opt, back=-k)
+        return self.start is not None and self.start.restore(state, self.plan.opt, back=-k)
 
     def replan(self, recorded: int) -> bool:
         return False
