@@ -12,10 +12,10 @@ from typing import Any
 
 from ._validation import array_module
 from .training import api
-from .training.sources import score, training_loss, validation_rows
+from .training.sources import score, validation_rows
 from .training.state import DivergenceError, History, Model
 
-__all__ = ["DivergenceError", "History", "fit", "training_loss", "validation_rows",
+__all__ = ["DivergenceError", "History", "fit", "validation_rows",
            "validation_score"]
 
 Array = Any
