@@ -384,7 +384,7 @@ def fit(
     class_weight: Any = None,
     threads: int | None = None,
     compile: bool = False,
-    _step_source: Any = None,
+    source: Any = None,
 ) -> History:
     """Train ``net`` on ``(X, Y)``; see :meth:`xpnet.MLP.fit` for the first arguments.
 
@@ -462,13 +462,14 @@ def fit(
         ignored on NumPy and array-api-strict; refused on torch and CuPy (no verified
         compiled path yet). Needs an optimiser with :meth:`~xpnet.optim.Optimizer.apply`
         (``SGD``, ``Adam``).
-    _step_source : object, optional
-        Private: where the data live when they are not arrays on the network's backend
-        (:mod:`xpnet.distributed`). Its ``prepare(net, rng, early_stopping,
+    source : object, optional
+        Where the data live when they are not arrays on the network's backend
+        (:class:`xpnet.distributed.DaskSource`). Its ``prepare(rng, early_stopping,
         validation_fraction)`` checks and splits the data and returns the training row
-        count; ``loss_and_grads(params, order, first, last)`` replaces the batch gathering
-        and the step (rows ``order[first:last]``, or ``first:last`` when ``order`` is
-        None); ``validation_score(net)`` scores the held-out rows. ``X``, ``Y``,
+        count; ``loss_and_grads(params, order, first, last, step)`` replaces the batch
+        gathering and the step (rows ``order[first:last]``, or ``first:last`` when
+        ``order`` is None; ``step`` the optimiser step of the batch, which keys its
+        dropout masks); ``score(params)`` scores the held-out rows. ``X``, ``Y``,
         ``sample_weight``, ``class_weight`` and ``validation_data`` are then its business.
     Returns
     -------
@@ -493,7 +494,7 @@ def fit(
     The check for divergence costs no extra host synchronisation: the parameters'
     finiteness travels with the epoch's one loss read-back.
     """
-    if _step_source is None and _dask_input(X, Y, sample_weight):  # xpnet.distributed.fit
+    if source is None and _dask_input(X, Y, sample_weight):  # xpnet.distributed.fit
         options = {k: value for k, value in locals().items() if k not in ("net", "X", "Y")}
         from .distributed import fit as distributed_fit
 
@@ -576,8 +577,8 @@ def fit(
             validation_data, tol, history, verbose, max_fun, class_weight,
         )
 
-    if _step_source is not None:  # xpnet.distributed: the data stay where they are
-        m = _step_source.prepare(net, rng, early_stopping, validation_fraction)
+    if source is not None:  # xpnet.distributed: the data stay where they are
+        m = source.prepare(rng, early_stopping, validation_fraction)
         X = Y = w = X_val = Y_val = w_val = None
     else:
         X, Y = net._check_XY(X, Y)
@@ -636,7 +637,7 @@ def fit(
     epoch_start = _EpochStart(xp, net._params)
     # after a divergence: whether the state rolled back to must be checked for finite
     # outputs (the finished model's loss; the Dask engine's rows are not here)
-    outputs_checked = not early_stopping and _step_source is None
+    outputs_checked = not early_stopping and source is None
     program = None
     if compiled:
         program = epoch_program(
@@ -680,8 +681,10 @@ def fit(
             else:
                 for first in range(0, m, batch_size):
                     last = min(first + batch_size, m)
-                    if _step_source is not None:  # one task per chunk, summed in chunk order
-                        loss, grads = _step_source.loss_and_grads(net._params, order, first, last)
+                    if source is not None:  # one task per chunk, summed in chunk order
+                        loss, grads = source.loss_and_grads(
+                            net.flat_params, order, first, last, net.steps + first // batch_size
+                        )
                     else:
                         if order is None:
                             X_batch, Y_batch = row_slice(X, first, last), Y[first:last, ...]
@@ -721,8 +724,8 @@ def fit(
                     # the NaN validation scores never count as the best ones.
 
             score = math.nan
-            if early_stopping and _step_source is not None:
-                score = _step_source.validation_score(net)
+            if early_stopping and source is not None:
+                score = source.score(net.flat_params)
             elif early_stopping:
                 score = float(validation_score(net, X_val, Y_val, w_val))
             # The epoch is complete: record it.
