@@ -1,35 +1,23 @@
 """Synchronous data-parallel training on Dask: chunk placement, ordered sums, ``DaskSource``.
 
 The data stay on the workers as the chunks of a Dask array. Each step, the driver sends
-the current parameters to one task per chunk that holds rows of the batch; the task
+the parameters to one task per chunk holding rows of the batch; the task
 (:func:`xpnet.distributed.chunks.loss_and_grads`) computes that chunk's share of the
-*global* batch's loss and gradient sums (divided by the batch's row count, not the
-chunk's). The driver adds the chunk results **in chunk order**, adds the L2 term once,
-and hands loss and gradients to the training loop, whose optimiser, schedules, early
-stopping, ``History``, divergence checks and callbacks are reused unchanged:
-:class:`DaskSource` is its batch source (``prepare``, ``loss_and_grads``, ``score``),
-built from the network's architecture, sizes, dtype, backend and dropout key, never from
-the network itself.
+*global* batch's loss and gradient sums. The driver adds them **in chunk order**, adds
+the L2 term once, and hands them to the training loop (optimiser, schedules, early
+stopping, ``History``, divergence checks, callbacks: all unchanged). :class:`DaskSource`
+is that loop's batch source, built from the network's architecture, sizes, dtype,
+backend and dropout key, never from the network itself.
 
-So a distributed fit is the same computation as a single-process one from the same seed:
-the driver draws the same permutation (and the same early-stopping split) from the
-network's generator, a batch is the same set of rows, and only the order of the additions
-differs (results equal to rounding). The number of workers, and a lost worker, change no
-bit: the sum's order is fixed by the chunks, and a lost chunk (or a lost step task) is
-recomputed by Dask from its recipe.
-
-How the parameters travel: as an ordinary argument of each chunk task, or, when those
-copies would exceed ``ARGUMENT_BYTES``, as the result of one small task the chunk tasks
-depend on. Both live in task recipes, which the scheduler keeps until the result is
-gathered, so a task whose worker dies is simply run again elsewhere. Scattered data and
-actors were ruled out for that reason: they die with their worker and cannot be
-recomputed.
-
-Early stopping without ``validation_data``: the driver draws the split as single-process
-training does, by row index (no data move); training batches index the remaining rows,
-and the held-out rows are scored where they live, one task per chunk returning partial
-sums, combined on the driver. ``validation_data`` given as Dask arrays is scored the same
-way.
+So a distributed fit is a single-process one from the same seed: the same permutation
+and early-stopping split (drawn on the driver, by row index: no data move), the same
+rows per batch, only the order of the additions differs (equal to rounding). The number
+of workers, and a lost worker, change no bit: the sum's order is fixed by the chunks, and
+a lost chunk or step task is recomputed by Dask from its recipe. The parameters travel
+in task recipes too (an argument of each chunk task, or one small task they depend on:
+see ``ARGUMENT_BYTES``), never scattered: scattered data and actors die with their worker.
+Held-out rows (the split's, or ``validation_data`` as Dask arrays) are scored where they
+live, one task per chunk returning partial sums.
 """
 
 from __future__ import annotations
