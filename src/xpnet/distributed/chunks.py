@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from .. import core
 from .._validation import all_finite, array_module, check_X, check_Y, to_backend
 from ..backends import Backend, get_backend
 from ..core import Architecture, DropoutStream, hidden_forward
-from ..core import loss_and_grads as step
 
 __all__ = ["identity", "loss_and_grads", "outputs", "predict_block", "prepare_chunk",
            "score_sums", "scores", "to_host", "worker_backend"]
@@ -97,7 +97,7 @@ def loss_and_grads(
 
         key, stream_step, ids = stream
         masks = DropoutStream(key, stream_step, xp.asarray(ids, device=device(X)))
-    loss, grads = step(
+    loss, grads = core.loss_and_grads(
         [xp.asarray(p) for p in params], X, Y, w, total, hidden=arch.hidden,
         output=arch.output, alpha=0.0, xp=xp, dropout=arch.dropout, stream=masks,
     )
