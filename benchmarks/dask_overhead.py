@@ -39,23 +39,23 @@ def measure(client, rows, n_in, sizes, chunk_rows, batch, steps, seed=0):
     import dask.array as da
 
     import xpnet
-    from xpnet.distributed import DaskSource
+    from xpnet.distributed import DaskSource, network_options
 
     state = da.random.RandomState(seed)
     X = state.standard_normal((rows, n_in), chunks=(chunk_rows, n_in)).astype(np.float32)
     y = state.randint(0, sizes[-1], size=rows, chunks=chunk_rows)
     net = xpnet.MLP([n_in, *sizes], activation="relu", output="softmax", dtype="float32")
-    source = DaskSource(client, X, y)
+    source = DaskSource(client, X, y, **network_options(net))
     t = time.perf_counter()
-    m = source.prepare(net, net._shuffle_rng, False, 0.1)  # generate, check, persist
+    m = source.prepare(net.shuffle_rng, False, 0.1)  # generate, check, persist
     prepare_s = time.perf_counter() - t
-    order = None if batch is None else np.asarray(net._shuffle_rng.permutation(m))
+    order = None if batch is None else np.asarray(net.shuffle_rng.permutation(m))
     size = m if batch is None else batch
     first = 0
-    for _ in range(steps + 2):  # two warm-up steps, dropped below
+    for step in range(steps + 2):  # two warm-up steps, dropped below
         if first + size > m:
             first = 0
-        source.loss_and_grads(net._params, order, first, first + size)
+        source.loss_and_grads(net.flat_params, order, first, first + size, step)
         first += size
     wall = np.asarray(source.step_seconds[2:])
     compute = np.asarray(source.compute_seconds[2:])

@@ -20,6 +20,7 @@ from distributed import Client, LocalCluster  # noqa: E402
 
 import xpnet  # noqa: E402
 from xpnet import distributed as xd  # noqa: E402
+from xpnet.core import DropoutStream  # noqa: E402
 from xpnet.optim import SGD, Adam  # noqa: E402
 
 TOL = {"float64": 1e-12, "float32": 2e-5}
@@ -71,7 +72,7 @@ def _compare(client, *, task="multiclass", dtype="float64", alpha=0.0, chunks=40
         sample_weight=dw, **options,
     )
     tol = TOL[dtype]
-    for p, q in zip(local._params, remote._params):
+    for p, q in zip(local.flat_params, remote.flat_params):
         np.testing.assert_allclose(q, p, rtol=tol, atol=tol)
     np.testing.assert_allclose(h_remote.loss, h_local.loss, rtol=tol, atol=tol)
     assert h_remote.n_iter == h_local.n_iter
@@ -134,7 +135,7 @@ def test_validation_data_as_dask_arrays(client):
         validation_data=(da.from_array(Xv, chunks=15), da.from_array(yv, chunks=15)),
     )
     np.testing.assert_allclose(h2.validation_scores, h1.validation_scores, rtol=1e-12)
-    for p, q in zip(local._params, remote._params):
+    for p, q in zip(local.flat_params, remote.flat_params):
         np.testing.assert_allclose(q, p, rtol=1e-12, atol=1e-12)
 
 
@@ -147,7 +148,7 @@ def test_number_of_workers_changes_no_bit(client):
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                       dashboard_address=None) as one, Client(one) as single:
         xd.fit(b, dX, dy, client=single, epochs=3, lr=0.2, batch_size=16)
-    for p, q in zip(a._params, b._params):
+    for p, q in zip(a.flat_params, b.flat_params):
         assert np.array_equal(p, q)
 
 
@@ -173,7 +174,7 @@ def test_lost_worker_changes_no_bit(client):
     history = xd.fit(net, dX, dy, client=client, epochs=6, lr=0.2, batch_size=32,
                      callback=kill_one)
     assert killed and history.n_iter == 6
-    for p, q in zip(reference._params, net._params):
+    for p, q in zip(reference.flat_params, net.flat_params):
         assert np.array_equal(p, q)
     # the nanny brings the cluster back to two workers for the tests that follow
     deadline = time.monotonic() + 60
@@ -198,7 +199,7 @@ def test_other_paths_equal_single_process_fit(client, monkeypatch, how):
     h2 = xd.fit(remote, da.from_array(X, chunks=(40, 6)), da.from_array(y, chunks=40),
                 client=client, epochs=3, lr=0.2, batch_size=32, optimizer="adam", **options)
     np.testing.assert_allclose(h2.loss, h1.loss, rtol=1e-12)
-    for p, q in zip(local._params, remote._params):
+    for p, q in zip(local.flat_params, remote.flat_params):
         np.testing.assert_allclose(q, p, rtol=1e-12, atol=1e-12)
 
 
@@ -287,7 +288,7 @@ def test_workers_exchange_no_data_per_step(client):
                      callback=mark)
     assert history.n_iter == 5
     steps, chunks = 4 * 8, 8
-    gradient_bytes = sum(p.nbytes for p in net._params)
+    gradient_bytes = sum(p.nbytes for p in net.flat_params)
     per_step = (marks[-1] - marks[0]) / steps
     assert per_step <= chunks * (gradient_bytes + 1024), per_step
     assert per_step < 0.1 * X.nbytes / chunks
@@ -370,14 +371,40 @@ def test_dropout_masks_on_the_cluster_equal_single_process(client, options):
                       seed=3) for _ in range(2)]
     h_local = nets[0].fit(X, y, epochs=3, lr=0.2, **options)
     h_remote = xd.fit(nets[1], dX, dy, client=client, epochs=3, lr=0.2, **options)
-    for p, q in zip(nets[0]._params, nets[1]._params):
+    for p, q in zip(nets[0].flat_params, nets[1].flat_params):
         np.testing.assert_allclose(q, p, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(h_remote.loss, h_local.loss, rtol=1e-12, atol=1e-12)
-    assert nets[1]._steps == nets[0]._steps
+    assert nets[1].steps == nets[0].steps
     # dropout changed the result: the same fit without it ends elsewhere
     plain = xpnet.MLP([6, 7, 5, 3], activation="relu", output="softmax", seed=3)
     plain.fit(X, y, epochs=3, lr=0.2, **options)
-    assert not np.allclose(plain._params[0], nets[0]._params[0])
+    assert not np.allclose(plain.flat_params[0], nets[0].flat_params[0])
+
+
+def test_dask_source_draws_the_masks_of_the_step_it_is_given(client):
+    """The batch-source protocol (issue 17): a DaskSource built from the network's public
+    description (never the network) gives ``loss_and_grads(params, order, first, last,
+    step)`` the dropout masks of optimiser step ``step``, whatever it was asked before:
+    equal to the single-process step on the same rows."""
+    X, y = _data(90)
+    net = xpnet.MLP([6, 7, 3], activation="relu", output="softmax", dropout=[0.4], seed=3)
+    dX, dy = da.from_array(X, chunks=(40, 6)), da.from_array(y, chunks=(40,))
+    source = xd.DaskSource(client, dX, dy, **xd.network_options(net))
+    assert source.prepare(net.shuffle_rng, False, 0.1) == 90
+    Xc, Yc = net.check_XY(X, y)
+    order = np.random.default_rng(1).permutation(90)
+    rows = order[30:75]  # rows of all three chunks, in the permutation's order
+    losses = {}
+    for step in (5, 2, 5):
+        loss, grads = source.loss_and_grads(net.flat_params, order, 30, 75, step)
+        stream = DropoutStream(net.dropout_key, step, rows)
+        ref_loss, ref_grads = net.architecture.loss_and_grads(
+            net.flat_params, Xc[rows], Yc[rows], stream=stream)
+        np.testing.assert_allclose(loss, ref_loss, rtol=1e-12)
+        for g, r in zip(grads, ref_grads):
+            np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-12)
+        losses[step] = float(loss)
+    assert losses[5] != losses[2]  # the step changes the masks
 
 
 # --------------------------------------------------------------------------- GPU
@@ -405,5 +432,5 @@ def test_cupy_chunks_train_on_the_gpu_as_single_gpu_cupy(client):
     h_gpu = gpu.fit(cp.asarray(X), cp.asarray(y), epochs=3, lr=0.2, batch_size=32)
     h_dask = xd.fit(driver, dX, dy, client=client, epochs=3, lr=0.2, batch_size=32)
     np.testing.assert_allclose(h_dask.loss, h_gpu.loss, rtol=1e-12, atol=1e-12)
-    for p, q in zip(gpu._params, driver._params):
+    for p, q in zip(gpu.flat_params, driver.flat_params):
         np.testing.assert_allclose(np.asarray(q), cp.asnumpy(p), rtol=1e-12, atol=1e-12)

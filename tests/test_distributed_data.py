@@ -512,7 +512,7 @@ def test_a_converted_store_trains_like_the_file_it_came_from(tmp_path, dask_clie
     h_remote = xd.fit(remote, dX, dy, client=dask_client, epochs=5, lr=0.3, batch_size=32,
                       persist=False)
     np.testing.assert_allclose(h_remote.loss, h_local.loss, rtol=1e-12, atol=1e-12)
-    for p, q in zip(local._params, remote._params):
+    for p, q in zip(local.flat_params, remote.flat_params):
         np.testing.assert_allclose(q, p, rtol=1e-12, atol=1e-12)
 
 

@@ -11,8 +11,8 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import CancelledError
 from typing import Any
 
-__all__ = ["ClusterError", "client_for", "cluster_description", "compute", "gather",
-           "local_client", "settle", "timeout_floor", "wait_bound"]
+__all__ = ["ClusterError", "client_for", "cluster_description", "compute", "current_client",
+           "gather", "local_client", "settle", "timeout_floor", "wait_bound"]
 
 
 def quiet_resource_tracker() -> None:
@@ -54,20 +54,22 @@ def local_client(n_workers: int | None = None, threads_per_worker: int = 1) -> I
 def client_for(client: Any = None) -> Iterator[Any]:
     """``client``; else the current client (``distributed.get_client``); else a
     LocalCluster for the duration of the block."""
-    if client is not None:
-        yield client
-        return
-    from distributed import get_client
-
-    try:
-        current = get_client()
-    except ValueError:  # no client: start one for this call
-        current = None
+    current = client if client is not None else current_client()
     if current is not None:
         yield current
         return
-    with local_client() as started:
+    with local_client() as started:  # no client: start one for this call
         yield started
+
+
+def current_client() -> Any:
+    """The current Dask client (``distributed.get_client``), or None when there is none."""
+    from distributed import get_client
+
+    try:
+        return get_client()
+    except ValueError:
+        return None
 
 
 def cluster_description(client: Any) -> dict[str, Any]:
