@@ -102,34 +102,8 @@ def fit(
     ``UserWarning`` says where it stopped and ``history.interrupted`` is True. The
     divergence check costs no extra host synchronisation.
     """
-    legacy = options.pop("_step_source", None)
-    if legacy is not None:
-        options["source"] = _LegacySource(legacy, net)
-    elif options.get("source") is None and any(
+    if options.get("source") is None and any(
         array_module(a) == "dask" for a in (X, Y, options.get("sample_weight"))
     ):
         return net.fit(X, Y, epochs, lr, batch_size, shuffle, callback, **options)
     return api.fit(net, X, Y, epochs, lr, batch_size, shuffle, callback, **options)
-
-
-class _LegacySource:
-    """The batch-source protocol over a source of the former ``_step_source`` one
-    (``prepare(net, ...)``, ``loss_and_grads(params, order, first, last)`` keyed by
-    ``net.steps``, ``validation_score(net)``): for :mod:`xpnet.distributed` until its
-    ``DaskSource`` speaks the protocol itself. To be removed then."""
-
-    def __init__(self, source: Any, net: Any) -> None:
-        self.source, self.net = source, net
-
-    def prepare(self, rng: Any, early_stopping: bool, validation_fraction: float) -> int:
-        return int(self.source.prepare(self.net, rng, early_stopping, validation_fraction))
-
-    def loss_and_grads(self, params: list[Array], order: Any, first: int, last: int,
-                       step: int) -> tuple[Array, list[Array]]:
-        # the old source adds its batch number in the epoch to net.steps
-        self.net.steps = step - (0 if first == 0 else self.source.batch_in_epoch + 1)
-        return self.source.loss_and_grads(params, order, first, last)
-
-    def score(self, params: list[Array]) -> Any:
-        self.net.flat_params = params
-        return self.source.validation_score(self.net)

@@ -451,9 +451,9 @@ def fit(net: Any, X: Any, y: Any, client: Any = None, **options: Any) -> Any:
         ``chunks`` and ``overhead`` (:meth:`DaskSource.overhead`: per-step medians).
     """
     require_dask()
-    # the training entry point and its split (lazy: xpnet.train imports the network)
-    from ..train import fit as train_fit
-    from ..train import validation_rows
+    # the training entry point and its split (lazy: the loop is needed only here)
+    from ..training.api import fit as train_fit
+    from ..training.sources import validation_rows
 
     if isinstance(options.get("optimizer"), str) and options["optimizer"] == "lbfgs":
         raise ValueError(
