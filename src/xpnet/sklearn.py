@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import itertools
 import math
 import numbers
 import sys
@@ -40,6 +41,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from array_api_compat import array_namespace
+from array_api_compat import device as array_device
 from sklearn import get_config
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
@@ -62,7 +65,7 @@ from ._sparse import _sparse_module, is_sparse, take_rows
 from ._validation import array_module
 from .backends import get_backend, to_numpy
 from .core import hidden_forward
-from .losses import OutputLoss
+from .losses import OutputLoss, softplus
 from .network import MLP
 from .optim import SGD, Adam, Optimizer
 from .threads import check_threads
@@ -130,12 +133,8 @@ def _library(obj: Any) -> str | None:
 
 def _device_arg(obj: Array, library: str) -> Any:
     """The array's device in the form :func:`xpnet.get_backend` takes."""
-    from array_api_compat import device
-
-    dev = device(_dense_part(obj))
-    if library == "cupy":
-        return int(dev.id)
-    return dev
+    dev = array_device(_dense_part(obj))
+    return int(dev.id) if library == "cupy" else dev
 
 
 def _like(result: Array, like: Any) -> Array:
@@ -144,15 +143,13 @@ def _like(result: Array, like: Any) -> Array:
     library = _library(like)
     if library is None:
         return to_numpy(result)
-    from array_api_compat import array_namespace, device
-
     like = _dense_part(like)
     xp = array_namespace(like)
     if _library(result) == library:
-        if device(result) == device(like):
+        if array_device(result) == array_device(like):
             return result
-        return xp.asarray(result, device=device(like))
-    return xp.asarray(to_numpy(result), device=device(like))
+        return xp.asarray(result, device=array_device(like))
+    return xp.asarray(to_numpy(result), device=array_device(like))
 
 
 def _host(obj: Any) -> Any:
@@ -179,12 +176,31 @@ def _on_input_device(method: Any) -> Any:
     return wrapper
 
 
+def _blockwise_on_dask(method: Any) -> Any:
+    """A prediction method (or ``score``) run by :func:`_on_input_device`; on a Dask
+    ``X``, the lazy version of :mod:`xpnet.distributed.estimators` (a Dask array whose
+    blocks the same method computes on the workers; ``score``: a lazy 0-d array)."""
+    on_device = _on_input_device(method)
+
+    @functools.wraps(method)
+    def wrapper(self: Any, X: Any, *args: Any, **kwargs: Any) -> Any:
+        if array_module(X) != "dask":
+            return on_device(self, X, *args, **kwargs)
+        from .distributed.estimators import lazy_method, lazy_score
+
+        if method.__name__ == "score":
+            return lazy_score(self, X, *args, **kwargs)
+        return lazy_method(self, X, method.__name__)
+
+    return wrapper
+
+
 def _snapshot(weights: list[Any]) -> tuple[Any, ...]:
     """What ``coefs_``/``intercepts_`` were when handed out: the lists, their arrays, and
     private copies of the arrays (to see in-place edits without reading the device)."""
     arrays = [*weights[0], *weights[1]]
     copies = [
-        np.array(a) if isinstance(a, np.ndarray) else _namespace(a).asarray(a, copy=True)
+        np.array(a) if isinstance(a, np.ndarray) else array_namespace(a).asarray(a, copy=True)
         for a in arrays
     ]
     return list(weights), arrays, copies
@@ -202,16 +218,10 @@ def _snapshot_differs(seen: tuple[Any, ...], weights: list[Any]) -> bool:
             if not np.array_equal(array, copy):
                 return True
         elif tuple(array.shape) != tuple(copy.shape) or not bool(
-            _namespace(array).all(array == copy)
+            array_namespace(array).all(array == copy)
         ):
             return True
     return False
-
-
-def _namespace(array: Array) -> Any:
-    from array_api_compat import array_namespace
-
-    return array_namespace(array)
 
 
 def _check_n_samples(y: Any, n_samples: int) -> None:
@@ -267,9 +277,7 @@ class _SklearnShuffle:
         self.order = state[1]
 
 
-# ------------------------------------------------ scikit-learn's private helpers, as used
-# Local copies of what the MLPs take from scikit-learn's private helpers, with the same
-# behaviour and messages (the estimators are compared with scikit-learn's word for word).
+# ------------------------------------- scikit-learn's private helpers: same behaviour, words
 def _checked_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray:
     """``sklearn.utils.validation._check_sample_weight`` for host weights."""
     if isinstance(sample_weight, numbers.Number):
@@ -445,38 +453,15 @@ class _BaseMLP(BaseEstimator):
     best_validation_score_: float | None
     class_weight: Any  # a parameter of MLPClassifier only (read where _is_classifier)
 
-    def __init__(
-        self,
-        hidden_layer_sizes: Sequence[int] | int = (100,),
-        activation: str = "relu",
-        *,
-        solver: str = "adam",
-        alpha: float = 0.0001,
-        batch_size: int | str = "auto",
-        learning_rate: str = "constant",
-        learning_rate_init: float = 0.001,
-        power_t: float = 0.5,
-        max_iter: int = 200,
-        shuffle: bool = True,
-        random_state: Any = None,
-        tol: float = 1e-4,
-        verbose: bool = False,
-        warm_start: bool = False,
-        momentum: float = 0.9,
-        nesterovs_momentum: bool = True,
-        early_stopping: bool = False,
-        validation_fraction: float = 0.1,
-        beta_1: float = 0.9,
-        beta_2: float = 0.999,
-        epsilon: float = 1e-8,
-        n_iter_no_change: int = 10,
-        max_fun: int = 15000,
-        backend: str = "numpy",
-        device: Any = None,
-        dtype: str | None = None,
-        threads: int | None = None,
-        compile: bool = False,
-        dropout: float | Sequence[float] = 0.0,
+    def __init__(  # the defaults are the estimators' (scikit-learn's)
+        self, hidden_layer_sizes: Sequence[int] | int, activation: str, *, solver: str,
+        alpha: float, batch_size: int | str, learning_rate: str, learning_rate_init: float,
+        power_t: float, max_iter: int, shuffle: bool, random_state: Any, tol: float,
+        verbose: bool, warm_start: bool, momentum: float, nesterovs_momentum: bool,
+        early_stopping: bool, validation_fraction: float, beta_1: float, beta_2: float,
+        epsilon: float, n_iter_no_change: int, max_fun: int, backend: str, device: Any,
+        dtype: str | None, threads: int | None, compile: bool,
+        dropout: float | Sequence[float],
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -911,16 +896,12 @@ class _BaseMLP(BaseEstimator):
         if not np.all(np.isfinite(result.x)):  # scikit-learn's last check of every fit
             raise ValueError(_NONFINITE_WEIGHTS)
         self._publish(net, spec, kind)
-        sizes = net.layer_sizes
-        # scikit-learn keeps where each layer sits in the flat vector
-        self._coef_indptr, self._intercept_indptr = [], []
-        start = 0
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
-            self._coef_indptr.append((start, start + fan_in * fan_out, (fan_in, fan_out)))
-            start += fan_in * fan_out
-        for fan_out in sizes[1:]:
-            self._intercept_indptr.append((start, start + fan_out))
-            start += fan_out
+        # scikit-learn keeps where each layer sits in the flat vector (see _lbfgs.pack)
+        shapes = list(itertools.pairwise(net.layer_sizes))
+        ends = list(itertools.accumulate([i * o for i, o in shapes] + [o for _, o in shapes]))
+        starts = [0, *ends[:-1]]
+        self._coef_indptr = [(starts[k], ends[k], shapes[k]) for k in range(len(shapes))]
+        self._intercept_indptr = list(zip(starts, ends))[len(shapes):]
         return self
 
     @_on_input_device
@@ -1036,37 +1017,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     }
 
     def __init__(
-        self,
-        hidden_layer_sizes: Sequence[int] | int = (100,),
-        activation: str = "relu",
-        *,
-        solver: str = "adam",
-        alpha: float = 0.0001,
-        batch_size: int | str = "auto",
-        learning_rate: str = "constant",
-        learning_rate_init: float = 0.001,
-        power_t: float = 0.5,
-        max_iter: int = 200,
-        shuffle: bool = True,
-        random_state: Any = None,
-        tol: float = 1e-4,
-        verbose: bool = False,
-        warm_start: bool = False,
-        momentum: float = 0.9,
-        nesterovs_momentum: bool = True,
-        early_stopping: bool = False,
-        validation_fraction: float = 0.1,
-        beta_1: float = 0.9,
-        beta_2: float = 0.999,
-        epsilon: float = 1e-8,
-        n_iter_no_change: int = 10,
-        max_fun: int = 15000,
-        backend: str = "numpy",
-        device: Any = None,
-        dtype: str | None = None,
+        self, hidden_layer_sizes: Sequence[int] | int = (100,), activation: str = "relu", *,
+        solver: str = "adam", alpha: float = 0.0001, batch_size: int | str = "auto",
+        learning_rate: str = "constant", learning_rate_init: float = 0.001,
+        power_t: float = 0.5, max_iter: int = 200, shuffle: bool = True,
+        random_state: Any = None, tol: float = 1e-4, verbose: bool = False,
+        warm_start: bool = False, momentum: float = 0.9, nesterovs_momentum: bool = True,
+        early_stopping: bool = False, validation_fraction: float = 0.1,
+        beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
+        n_iter_no_change: int = 10, max_fun: int = 15000, backend: str = "numpy",
+        device: Any = None, dtype: str | None = None,
         class_weight: dict[Any, float] | list[dict[Any, float]] | str | None = None,
-        threads: int | None = None,
-        compile: bool = False,
+        threads: int | None = None, compile: bool = False,
         dropout: float | Sequence[float] = 0.0,
     ) -> None:
         super().__init__(
@@ -1083,17 +1045,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.class_weight = class_weight
 
     def _class_weight_rows(self, Y: np.ndarray) -> np.ndarray:
-        """One weight per row from ``class_weight``, by scikit-learn's own functions.
-
-        Single-output targets follow ``LogisticRegression``/``SGDClassifier``:
-        ``compute_class_weight(class_weight, classes=classes_, y=y)`` indexed by each
-        row's class (``"balanced"``: ``n_samples / (n_classes * bincount(y))``; a dict's
-        missing classes weigh 1; a dict naming no class of ``y`` is refused by
-        scikit-learn). Multi-label targets follow ``RandomForestClassifier``:
-        ``compute_sample_weight(class_weight, Y)`` on the 0/1 indicator columns, the
-        product of the per-output weights (``"balanced"`` per column, or a list of one
-        ``{0: w0, 1: w1}`` dict per output).
-        """
+        """One weight per row from ``class_weight``, by scikit-learn's own functions:
+        ``compute_class_weight`` indexed by each row's class (as ``LogisticRegression``),
+        or for multi-label targets ``compute_sample_weight`` on the 0/1 indicator
+        columns, the product of the per-output weights (as ``RandomForestClassifier``)."""
         class_weight = self.class_weight
         if self._label_binarizer.y_type_ == "multilabel-indicator":
             if isinstance(class_weight, dict):
@@ -1168,13 +1123,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 self._label_binarizer.fit(self.classes_)
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
-    @_on_input_device
+    @_blockwise_on_dask
     def predict(self, X: Any) -> Array:
         """Class labels ``(n_samples,)`` (indicator matrix for multi-label)."""
-        if array_module(X) == "dask":  # lazy, block-wise on the workers
-            from .distributed.estimators import lazy_method
-
-            return lazy_method(self, X, "predict")
         net, _, A = self._forward(X, "predict")
         xp = net.xp
         idx = net.class_indices(A)  # arg-max, or LabelBinarizer's "> 0.5"
@@ -1188,48 +1139,32 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         classes = net.array_backend.asarray(self.classes_)
         return _like(xp.take(classes, idx, axis=0), X)
 
-    @_on_input_device
+    @_blockwise_on_dask
     def predict_proba(self, X: Any) -> Array:
         """Probabilities ``(n_samples, n_classes)`` in the order of ``classes_``."""
-        if array_module(X) == "dask":  # lazy, block-wise on the workers
-            from .distributed.estimators import lazy_method
-
-            return lazy_method(self, X, "predict_proba")
         net, _, A = self._forward(X, "predict_proba")
         if A.shape[1] == 1:
             A = net.xp.concat([1.0 - A, A], axis=1)
         return _like(A, X)
 
-    @_on_input_device
+    @_blockwise_on_dask
     def predict_log_proba(self, X: Any) -> Array:
         """Log-probabilities, computed from the logits (finite where probabilities round to 0)."""
-        if array_module(X) == "dask":  # lazy, block-wise on the workers
-            from .distributed.estimators import lazy_method
-
-            return lazy_method(self, X, "predict_log_proba")
         net, Z, _ = self._forward(X, "predict_log_proba")
         xp = net.xp
-
-        def log_sigmoid(z: Array) -> Array:  # -softplus(-z)
-            abs_z = xp.abs(z)
-            return -((abs_z - z) * 0.5 + xp.log1p(xp.exp(-abs_z)))
-
         if self._label_binarizer.y_type_ == "multiclass":
             z_max = xp.max(Z, axis=1, keepdims=True)
             out = Z - (z_max + xp.log(xp.sum(xp.exp(Z - z_max), axis=1, keepdims=True)))
-        elif Z.shape[1] == 1:
-            out = xp.concat([log_sigmoid(-Z), log_sigmoid(Z)], axis=1)
+        elif Z.shape[1] == 1:  # log sigmoid(z) = -softplus(-z)
+            out = xp.concat([-softplus(xp, Z), -softplus(xp, -Z)], axis=1)
         else:
-            out = log_sigmoid(Z)
+            out = -softplus(xp, -Z)
         return _like(out, X)
 
+    @_blockwise_on_dask
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Mean accuracy (subset accuracy for multi-label), computed on the host (on a
         Dask ``X``: a lazy 0-d Dask array computed on the workers)."""
-        if array_module(X) == "dask":  # a lazy 0-d dask array, block-wise
-            from .distributed.estimators import lazy_score
-
-            return lazy_score(self, X, y, sample_weight)
         y_pred = to_numpy(self.predict(X)) if _library(X) else self.predict(X)
         return float(
             accuracy_score(_host(y), y_pred, sample_weight=_host(sample_weight))
@@ -1255,37 +1190,18 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     _parameter_constraints: dict = {**_SkMLPRegressor._parameter_constraints, **_EXTRA_CONSTRAINTS}
 
     def __init__(
-        self,
-        loss: str = "squared_error",
-        hidden_layer_sizes: Sequence[int] | int = (100,),
-        activation: str = "relu",
-        *,
-        solver: str = "adam",
-        alpha: float = 0.0001,
-        batch_size: int | str = "auto",
-        learning_rate: str = "constant",
-        learning_rate_init: float = 0.001,
-        power_t: float = 0.5,
-        max_iter: int = 200,
-        shuffle: bool = True,
-        random_state: Any = None,
-        tol: float = 1e-4,
-        verbose: bool = False,
-        warm_start: bool = False,
-        momentum: float = 0.9,
-        nesterovs_momentum: bool = True,
-        early_stopping: bool = False,
-        validation_fraction: float = 0.1,
-        beta_1: float = 0.9,
-        beta_2: float = 0.999,
-        epsilon: float = 1e-8,
-        n_iter_no_change: int = 10,
-        max_fun: int = 15000,
-        backend: str = "numpy",
-        device: Any = None,
-        dtype: str | None = None,
-        threads: int | None = None,
-        compile: bool = False,
+        self, loss: str = "squared_error", hidden_layer_sizes: Sequence[int] | int = (100,),
+        activation: str = "relu", *,
+        solver: str = "adam", alpha: float = 0.0001, batch_size: int | str = "auto",
+        learning_rate: str = "constant", learning_rate_init: float = 0.001,
+        power_t: float = 0.5, max_iter: int = 200, shuffle: bool = True,
+        random_state: Any = None, tol: float = 1e-4, verbose: bool = False,
+        warm_start: bool = False, momentum: float = 0.9, nesterovs_momentum: bool = True,
+        early_stopping: bool = False, validation_fraction: float = 0.1,
+        beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
+        n_iter_no_change: int = 10, max_fun: int = 15000, backend: str = "numpy",
+        device: Any = None, dtype: str | None = None,
+        threads: int | None = None, compile: bool = False,
         dropout: float | Sequence[float] = 0.0,
     ) -> None:
         super().__init__(
@@ -1308,7 +1224,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if array_module(y) == "dask":  # checked on the workers
             from .distributed.estimators import encode_regressor_targets
 
-            return encode_regressor_targets(self, y, n_samples)
+            return encode_regressor_targets(y, n_samples)
         y = check_array(y, ensure_2d=False, dtype=np.float64, ensure_all_finite=True)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
@@ -1327,24 +1243,17 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """One epoch over ``(X, y)``."""
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
-    @_on_input_device
+    @_blockwise_on_dask
     def predict(self, X: Any) -> Array:
         """Predicted values ``(n_samples,)`` for one output, else ``(n_samples, n_outputs)``."""
-        if array_module(X) == "dask":  # lazy, block-wise on the workers
-            from .distributed.estimators import lazy_method
-
-            return lazy_method(self, X, "predict")
         _, _, A = self._forward(X, "predict")
         if A.shape[1] == 1:
             A = A[:, 0]
         return _like(A, X)
 
+    @_blockwise_on_dask
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """R² (averaged over outputs), computed on the host (on a Dask ``X``: a lazy 0-d
         Dask array computed on the workers)."""
-        if array_module(X) == "dask":  # a lazy 0-d dask array, block-wise
-            from .distributed.estimators import lazy_score
-
-            return lazy_score(self, X, y, sample_weight)
         y_pred = to_numpy(self.predict(X))
         return float(r2_score(_host(y), y_pred, sample_weight=_host(sample_weight)))

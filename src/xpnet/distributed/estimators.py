@@ -69,19 +69,12 @@ def validate_X(est: Any, X: Any, reset: bool) -> tuple[Any, None, None, str]:
     return X, None, None, "float32" if X.dtype == np.float32 else "float64"
 
 
-def _as_dask_column(y: Any, n_samples: int, what: str) -> Any:
-    import dask.array as da
-
-    if not is_dask_array(y):
-        y = da.from_array(np.asarray(y))
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim == 0 or y.shape[0] != n_samples:
+def _check_rows(y: Any, n_samples: int, too_many_axes: bool = False) -> None:
+    if too_many_axes or y.ndim == 0 or y.shape[0] != n_samples:  # scikit-learn's words
         raise ValueError(
             f"Found input variables with inconsistent numbers of samples: "
             f"[{n_samples}, {y.shape[0] if y.ndim else 0}]"
         )
-    return y
 
 
 def _binarize(block: np.ndarray, binarizer: Any) -> np.ndarray:
@@ -89,9 +82,11 @@ def _binarize(block: np.ndarray, binarizer: Any) -> np.ndarray:
 
 
 def dask_labels(y: Any, n_samples: int) -> tuple[Any, np.ndarray]:
-    """``(y, its sorted distinct labels)``: ``y`` as a Dask column of class labels, the
+    """``(y, its sorted distinct labels)`` for Dask class labels ``y`` (a column), the
     labels from one pass of per-chunk ``np.unique`` on the cluster (they stay there)."""
-    y = _as_dask_column(y, n_samples, "y")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    _check_rows(y, n_samples)
     if y.ndim != 1:
         raise ValueError(
             "y as a Dask array must be 1-D class labels; multi-label targets are not "
@@ -109,18 +104,10 @@ def binarize_blocks(y: Any, binarizer: Any) -> Any:
     )
 
 
-def encode_regressor_targets(est: Any, y: Any, n_samples: int) -> Any:
+def encode_regressor_targets(y: Any, n_samples: int) -> Any:
     """``(m, n_outputs)`` float64 targets as a lazy Dask array (checked on the workers)."""
-    import dask.array as da
-
-    if not is_dask_array(y):
-        y = da.from_array(np.asarray(y, dtype=np.float64))
     y = y.astype(np.float64)
-    if y.ndim == 0 or y.ndim > 2 or y.shape[0] != n_samples:
-        raise ValueError(
-            f"Found input variables with inconsistent numbers of samples: "
-            f"[{n_samples}, {y.shape[0] if y.ndim else 0}]"
-        )
+    _check_rows(y, n_samples, too_many_axes=y.ndim > 2)
     return y[:, None] if y.ndim == 1 else y
 
 
