@@ -505,12 +505,12 @@ def test_estimators_take_dropout():
     plain = MLPClassifier((8, 6), max_iter=5, random_state=0).fit(X, y)
     dropped = MLPClassifier((8, 6), max_iter=5, random_state=0, dropout=[0.3, 0.0]).fit(X, y)
     again = MLPClassifier((8, 6), max_iter=5, random_state=0, dropout=[0.3, 0.0]).fit(X, y)
-    assert dropped._net.dropout == (0.3, 0.0)
+    assert dropped._fitted.net.dropout == (0.3, 0.0)
     assert not np.allclose(plain.coefs_[0], dropped.coefs_[0])
     np.testing.assert_array_equal(dropped.coefs_[0], again.coefs_[0])  # random_state keys it
-    steps = dropped._net._steps
+    steps = dropped._fitted.net.steps
     dropped.partial_fit(X, y)
-    assert dropped._net._steps > steps  # partial_fit continues the stream
+    assert dropped._fitted.net.steps > steps  # partial_fit continues the stream
     MLPRegressor(hidden_layer_sizes=(5,), max_iter=3, dropout=0.2).fit(X, X[:, 0])
     with pytest.raises(ValueError, match="needs solver='adam' or 'sgd'"):
         MLPClassifier((5,), solver="lbfgs", dropout=0.2).fit(X, y)

@@ -327,7 +327,7 @@ def test_numpy_input_on_the_torch_backend_returns_numpy() -> None:
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(X, y)
         ref.fit(X, y)
-    assert est._net.backend == "torch"  # trained there ...
+    assert est._fitted.net.backend == "torch"  # trained there ...
     pred = est.predict(X)
     assert isinstance(pred, np.ndarray) and pred.shape == (120,)  # ... answers in NumPy
     assert all(isinstance(c, np.ndarray) for c in est.coefs_)

@@ -3,14 +3,10 @@
 The meaning is scikit-learn's (``LogisticRegression``): a class's weight multiplies the
 loss of each of its rows, on top of ``sample_weight``; ``"balanced"`` gives class ``c``
 the weight ``n_samples / (n_classes * count_c)`` over the rows passed to fit (classes
-with no rows are not counted). The labels are read from the checked targets ``Y``:
-the class index of a softmax row (its one-hot position), 0/1 for a single sigmoid
-output. The formula is written here in the array namespace (no scikit-learn in the
-core); ``tests/test_class_weight.py`` checks it against
-``sklearn.utils.class_weight.compute_class_weight``.
-
-Everything runs on the network's device: the row weights are ``Y @ per_class`` (a
-one-hot row picks its class's weight exactly), with no read-back to the host.
+with no rows are not counted). The labels are read from the checked targets ``Y`` (a
+softmax row's one-hot position, 0/1 for one sigmoid output), on the network's device:
+the row weights are ``Y @ per_class``, with no read-back to the host
+(``tests/test_class_weight.py`` checks them against scikit-learn's).
 """
 
 from __future__ import annotations
@@ -71,7 +67,7 @@ def check_class_weight(net: Any, class_weight: Any) -> Any:
 
 def _n_classes(net: Any) -> int:
     """The number of classes of ``net``'s output: ``k`` for softmax, 2 for one sigmoid."""
-    task, n_out = net._output.task, net.layer_sizes[-1]
+    task, n_out = net.output_loss.task, net.layer_sizes[-1]
     if task == "multiclass":
         return int(n_out)
     if task == "binary" and n_out == 1:
@@ -89,8 +85,8 @@ def class_weight_rows(net: Any, Y: Array, class_weight: Any) -> Array:
     (one-hot rows, or ``(m, 1)`` 0/1 for one sigmoid output). A soft softmax row (a
     probability vector) weighs the mean of the class weights under it."""
     xp = net.xp
-    dtype = net._dtype
-    if Y.shape[1] == 1 and net._output.task == "binary":
+    dtype = net.array_dtype
+    if Y.shape[1] == 1 and net.output_loss.task == "binary":
         onehot = xp.concat([1.0 - Y, Y], axis=1)  # columns: class 0, class 1
     else:
         onehot = Y

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import itertools
 import math
 import numbers
 import sys
@@ -40,6 +41,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from array_api_compat import array_namespace
+from array_api_compat import device as array_device
 from sklearn import get_config
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
@@ -51,25 +54,18 @@ from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
+from sklearn.utils.fixes import parse_version, sp_version
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import (
-    _check_partial_fit_first_call,
-    type_of_target,
-    unique_labels,
-)
-from sklearn.utils.validation import (
-    _check_sample_weight,
-    check_array,
-    check_is_fitted,
-    column_or_1d,
-    validate_data,
-)
+from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
-from . import _validation as v
 from ._dropout import check_dropout
+from ._lbfgs import minimize_lbfgs
 from ._sparse import _sparse_module, is_sparse, take_rows
+from ._validation import array_module
 from .backends import get_backend, to_numpy
-from .losses import OutputLoss
+from .core import hidden_forward
+from .losses import OutputLoss, softplus
 from .network import MLP
 from .optim import SGD, Adam, Optimizer
 from .threads import check_threads
@@ -131,18 +127,14 @@ def _dense_part(obj: Any) -> Any:
 def _library(obj: Any) -> str | None:
     """``"torch"``, ``"cupy"``, ``"array_api_strict"`` or ``"jax"`` for such arrays (and ``"cupy"``
     for ``cupyx.scipy.sparse`` matrices), else None (host)."""
-    module = v.array_module(_dense_part(obj))
+    module = array_module(_dense_part(obj))
     return module if module in _DEVICE_LIBRARIES else None
 
 
 def _device_arg(obj: Array, library: str) -> Any:
     """The array's device in the form :func:`xpnet.get_backend` takes."""
-    from array_api_compat import device
-
-    dev = device(_dense_part(obj))
-    if library == "cupy":
-        return int(dev.id)
-    return dev
+    dev = array_device(_dense_part(obj))
+    return int(dev.id) if library == "cupy" else dev
 
 
 def _like(result: Array, like: Any) -> Array:
@@ -151,15 +143,13 @@ def _like(result: Array, like: Any) -> Array:
     library = _library(like)
     if library is None:
         return to_numpy(result)
-    from array_api_compat import array_namespace, device
-
     like = _dense_part(like)
     xp = array_namespace(like)
     if _library(result) == library:
-        if device(result) == device(like):
+        if array_device(result) == array_device(like):
             return result
-        return xp.asarray(result, device=device(like))
-    return xp.asarray(to_numpy(result), device=device(like))
+        return xp.asarray(result, device=array_device(like))
+    return xp.asarray(to_numpy(result), device=array_device(like))
 
 
 def _host(obj: Any) -> Any:
@@ -186,12 +176,31 @@ def _on_input_device(method: Any) -> Any:
     return wrapper
 
 
+def _blockwise_on_dask(method: Any) -> Any:
+    """A prediction method (or ``score``) run by :func:`_on_input_device`; on a Dask
+    ``X``, the lazy version of :mod:`xpnet.distributed.estimators` (a Dask array whose
+    blocks the same method computes on the workers; ``score``: a lazy 0-d array)."""
+    on_device = _on_input_device(method)
+
+    @functools.wraps(method)
+    def wrapper(self: Any, X: Any, *args: Any, **kwargs: Any) -> Any:
+        if array_module(X) != "dask":
+            return on_device(self, X, *args, **kwargs)
+        from .distributed.estimators import lazy_method, lazy_score
+
+        if method.__name__ == "score":
+            return lazy_score(self, X, *args, **kwargs)
+        return lazy_method(self, X, method.__name__)
+
+    return wrapper
+
+
 def _snapshot(weights: list[Any]) -> tuple[Any, ...]:
     """What ``coefs_``/``intercepts_`` were when handed out: the lists, their arrays, and
     private copies of the arrays (to see in-place edits without reading the device)."""
     arrays = [*weights[0], *weights[1]]
     copies = [
-        np.array(a) if isinstance(a, np.ndarray) else _namespace(a).asarray(a, copy=True)
+        np.array(a) if isinstance(a, np.ndarray) else array_namespace(a).asarray(a, copy=True)
         for a in arrays
     ]
     return list(weights), arrays, copies
@@ -209,16 +218,10 @@ def _snapshot_differs(seen: tuple[Any, ...], weights: list[Any]) -> bool:
             if not np.array_equal(array, copy):
                 return True
         elif tuple(array.shape) != tuple(copy.shape) or not bool(
-            _namespace(array).all(array == copy)
+            array_namespace(array).all(array == copy)
         ):
             return True
     return False
-
-
-def _namespace(array: Array) -> Any:
-    from array_api_compat import array_namespace
-
-    return array_namespace(array)
 
 
 def _check_n_samples(y: Any, n_samples: int) -> None:
@@ -274,52 +277,191 @@ class _SklearnShuffle:
         self.order = state[1]
 
 
+# ------------------------------------- scikit-learn's private helpers: same behaviour, words
+def _checked_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray:
+    """``sklearn.utils.validation._check_sample_weight`` for host weights."""
+    if isinstance(sample_weight, numbers.Number):
+        sample_weight = np.full(n_samples, sample_weight)
+    else:
+        sample_weight = check_array(
+            sample_weight, accept_sparse=False, ensure_2d=False,
+            dtype=[np.float64, np.float32], order="C", input_name="sample_weight",
+        )
+        if sample_weight.ndim != 1:
+            raise ValueError(
+                f"Sample weights must be 1D array or scalar, got {sample_weight.ndim}D "
+                f"array. Expected either a scalar value or a 1D array of length {n_samples}."
+            )
+        if sample_weight.shape != (n_samples,):
+            raise ValueError(
+                f"sample_weight.shape == {sample_weight.shape}, expected {(n_samples,)}!"
+            )
+    if np.all(sample_weight == 0):
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+    if np.any(sample_weight < 0):
+        raise ValueError("sample_weight must be non-negative")
+    return sample_weight
+
+
+def _first_partial_fit(est: Any, classes: Any) -> bool:
+    """``sklearn.utils.multiclass._check_partial_fit_first_call``: whether this is the
+    first ``partial_fit`` (``classes_`` then set from ``classes``)."""
+    known = getattr(est, "classes_", None)
+    if known is None and classes is None:
+        raise ValueError("classes must be passed on the first call to partial_fit.")
+    if classes is None:
+        return False
+    if known is None:
+        est.classes_ = unique_labels(classes)
+        return True
+    if not np.array_equal(known, unique_labels(classes)):
+        raise ValueError(
+            f"`classes={classes!r}` is not the same as on last call to partial_fit, "
+            f"was: {known!r}"
+        )
+    return False
+
+
+def _lbfgs_iterations(result: Any, max_iter: int) -> int:
+    """``sklearn.utils.optimize._check_optimize_result("lbfgs", ...)``: ``n_iter_``, and
+    its ConvergenceWarning when SciPy did not converge."""
+    n_iter = min(result.nit, max_iter)
+    if result.status != 0:
+        message = (
+            f"lbfgs failed to converge after {n_iter} iteration(s) "
+            f"(status={result.status}):\n{result.message}\n"
+        )
+        if n_iter == max_iter:
+            message += (
+                "\nIncrease the number of iterations to improve the convergence "
+                f"(max_iter={max_iter})."
+            )
+        message += (
+            "\nYou might also want to scale the data as shown in:\n"
+            "    https://scikit-learn.org/stable/modules/preprocessing.html"
+        )
+        warnings.warn(message, ConvergenceWarning, stacklevel=3)
+    return n_iter
+
+
+def _lbfgs_options(verbose: Any) -> dict[str, Any]:
+    """SciPy options as scikit-learn passes them (``iprint`` is gone in SciPy 1.15)."""
+    if sp_version >= parse_version("1.15"):
+        return {}
+    return {"iprint": 1 if verbose is True or verbose >= 1 else -1}
+
+
+def _stochastic_only(est: Any) -> bool:
+    """``partial_fit`` exists only for the stochastic solvers (scikit-learn's rule
+    and message): ``hasattr(MLPClassifier(solver="lbfgs"), "partial_fit")`` is False."""
+    if est.solver not in ("sgd", "adam"):
+        raise AttributeError(
+            "partial_fit is only available for stochastic optimizers. "
+            f"{est.solver} is not stochastic."
+        )
+    return True
+
+
+# ---------------------------------------------------------------------- fitted weights
+def _spec_key(spec: Any) -> Any:
+    return spec if spec is None else (spec[0], str(spec[1]), spec[2])
+
+
+class _FittedWeights:
+    """Who holds an estimator's fitted weights.
+
+    After a fit the network, on its device, holds them; ``coefs_``/``intercepts_`` are
+    copied out of it only when read (:meth:`lists`: one device-to-host copy per fit for
+    host input, none for a ``partial_fit`` loop that never looks). Once read or set
+    (:meth:`replace`) the lists are the source of truth: a warm start or ``partial_fit``
+    loads them back into the network only when they were replaced or edited
+    (:meth:`changed`, against private copies taken when they were handed out, without
+    any transfer). Pickled without the network, which is rebuilt from the lists.
+    """
+
+    def __init__(self, net: MLP | None, spec: tuple[Any, ...] | None, kind: Any) -> None:
+        self.net: Any = net
+        self.spec: Any = spec  # (backend, device, dtype) of the network
+        self.kind = kind  # (library, device) of the fit input; None: host input (NumPy)
+        self.weights: list[Any] | None = None  # [coefs, intercepts] once copied out or set
+        self.seen: tuple[Any, ...] | None = None  # see _snapshot
+
+    def lists(self) -> list[Any]:
+        """``[coefs, intercepts]``: arrays of the fit input's kind."""
+        if self.weights is None:
+            params = self.net.params  # copies, on the network's device
+            if self.kind is None:  # host input: NumPy arrays of their own
+                weights = [[np.array(to_numpy(W)) for W, _ in params],
+                           [np.array(to_numpy(b)) for _, b in params]]
+            else:
+                backend = get_backend(*self.kind)
+                with backend.activate():
+                    weights = [[backend.asarray(W) for W, _ in params],
+                               [backend.asarray(b) for _, b in params]]
+            self.weights, self.seen = weights, _snapshot(weights)
+        return self.weights
+
+    def replace(self, which: int, value: list[Array]) -> None:
+        """``coefs_`` (0) or ``intercepts_`` (1) set by the user: loaded by the next fit."""
+        weights = [None, None] if self.net is None and self.weights is None else self.lists()
+        self.weights = [value if i == which else part for i, part in enumerate(weights)]
+        self.seen = None
+
+    def changed(self) -> bool:
+        """Whether ``coefs_``/``intercepts_`` differ from what the network holds."""
+        if self.weights is None:
+            return False  # never read: the network is the only copy
+        return self.seen is None or _snapshot_differs(self.seen, self.weights)
+
+    def holds(self, spec: tuple[Any, ...]) -> bool:
+        """Whether the network is there, built for ``spec`` (devices compared by name)."""
+        return self.net is not None and _spec_key(self.spec) == _spec_key(spec)
+
+    def layer_sizes(self) -> list[int]:
+        if self.weights is None:
+            return list(self.net.layer_sizes)
+        coefs = self.weights[0]
+        return [int(coefs[0].shape[0])] + [int(c.shape[1]) for c in coefs]
+
+    def move_to(self, net: MLP, spec: tuple[Any, ...]) -> None:
+        """Hand the weights to ``net`` (built for ``spec``), through the lists."""
+        weights = self.lists()  # copied out of the old network before it goes
+
+        def usable(array: Array) -> Array:  # device to device in net's library
+            return array if array_module(array) == net.backend else to_numpy(array)
+
+        net.set_params([(usable(W), usable(b)) for W, b in zip(*weights, strict=True)])
+        self.net, self.spec, self.seen = net, spec, _snapshot(weights)
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self.net is not None:
+            self.lists()  # the network holds a module (the namespace): not pickled
+        return {**self.__dict__, "net": None, "seen": None}
+
+
 # ---------------------------------------------------------------------- base class
 class _BaseMLP(BaseEstimator):
     """Shared parameters, validation and the stochastic training driver."""
 
     _is_classifier = False
     # fitted attributes (annotations only: nothing is set before fit)
-    _weights: list[Any] | None  # coefs_ and intercepts_ once copied out (or set by the user)
-    _weights_seen: tuple[Any, ...] | None  # see _snapshot
+    _fitted: _FittedWeights  # set by the first fit (or by setting coefs_/intercepts_)
+    _optimizer: Optimizer | None
     loss_curve_: list[float]
     validation_scores_: list[float] | None
     best_loss_: float | None
     best_validation_score_: float | None
     class_weight: Any  # a parameter of MLPClassifier only (read where _is_classifier)
 
-    def __init__(
-        self,
-        hidden_layer_sizes: Sequence[int] | int = (100,),
-        activation: str = "relu",
-        *,
-        solver: str = "adam",
-        alpha: float = 0.0001,
-        batch_size: int | str = "auto",
-        learning_rate: str = "constant",
-        learning_rate_init: float = 0.001,
-        power_t: float = 0.5,
-        max_iter: int = 200,
-        shuffle: bool = True,
-        random_state: Any = None,
-        tol: float = 1e-4,
-        verbose: bool = False,
-        warm_start: bool = False,
-        momentum: float = 0.9,
-        nesterovs_momentum: bool = True,
-        early_stopping: bool = False,
-        validation_fraction: float = 0.1,
-        beta_1: float = 0.9,
-        beta_2: float = 0.999,
-        epsilon: float = 1e-8,
-        n_iter_no_change: int = 10,
-        max_fun: int = 15000,
-        backend: str = "numpy",
-        device: Any = None,
-        dtype: str | None = None,
-        threads: int | None = None,
-        compile: bool = False,
-        dropout: float | Sequence[float] = 0.0,
+    def __init__(  # the defaults are the estimators' (scikit-learn's)
+        self, hidden_layer_sizes: Sequence[int] | int, activation: str, *, solver: str,
+        alpha: float, batch_size: int | str, learning_rate: str, learning_rate_init: float,
+        power_t: float, max_iter: int, shuffle: bool, random_state: Any, tol: float,
+        verbose: bool, warm_start: bool, momentum: float, nesterovs_momentum: bool,
+        early_stopping: bool, validation_fraction: float, beta_1: float, beta_2: float,
+        epsilon: float, n_iter_no_change: int, max_fun: int, backend: str, device: Any,
+        dtype: str | None, threads: int | None, compile: bool,
+        dropout: float | Sequence[float],
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -352,11 +494,16 @@ class _BaseMLP(BaseEstimator):
         self.dropout = dropout
 
     # ------------------------------------------------------------------ validation
-    def _check_params(self) -> list[int]:
+    def _check_params(self, y: Any, incremental: bool) -> list[int]:
         """Validate the parameters with scikit-learn's own machinery and constraints
         (:attr:`_parameter_constraints`, read from the installed scikit-learn), so the
         same values are accepted and the rest refused with the same exception
-        (``InvalidParameterError``, a ``ValueError`` and ``TypeError``) and message."""
+        (``InvalidParameterError``, a ``ValueError`` and ``TypeError``) and message.
+        Returns the hidden layer sizes."""
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
         self._validate_params()
         sizes: Any = self.hidden_layer_sizes
         if not hasattr(sizes, "__iter__"):
@@ -376,6 +523,10 @@ class _BaseMLP(BaseEstimator):
                 f"dropout={self.dropout!r} needs solver='adam' or 'sgd': L-BFGS's line "
                 "searches need one fixed loss, and dropout draws new masks every step"
             )
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        if self._is_classifier and incremental and _is_balanced(self.class_weight):
+            raise ValueError(_BALANCED_PARTIAL_FIT.format(self.class_weight))
         return [int(s) for s in sizes]
 
     def _dtype_name(self, dtype: Any) -> str:
@@ -388,7 +539,7 @@ class _BaseMLP(BaseEstimator):
         """``(X, library, device, dtype name)``: host input through scikit-learn's checks
         (NumPy out), device arrays checked in their own namespace and left on the device."""
         library = _library(X)
-        if v.array_module(X) == "dask":  # values checked on the workers (xpnet.distributed)
+        if array_module(X) == "dask":  # values checked on the workers (xpnet.distributed)
             from .distributed.estimators import validate_X
 
             return validate_X(self, X, reset)
@@ -411,15 +562,10 @@ class _BaseMLP(BaseEstimator):
         return X, library, _device_arg(X, library), self._dtype_name(X.dtype)
 
     # ------------------------------------------------------------------ fitted weights
-    # After a fit the network, on its device, holds the weights. ``coefs_`` and
-    # ``intercepts_`` are copied out of it only when read (one device-to-host copy per fit
-    # for host input, none for a partial_fit loop that never looks), and a warm start or
-    # partial_fit loads the network from them only when the user replaced or edited them
-    # (compared with a private copy taken when they were read, without any transfer).
     @property
     def coefs_(self) -> list[Array]:
         """Weight matrices ``(n_in, n_out)``, one per layer (arrays of the input's kind)."""
-        return self._fitted_weights()[0]
+        return self._fitted_weights().lists()[0]
 
     @coefs_.setter
     def coefs_(self, value: list[Array]) -> None:
@@ -428,71 +574,36 @@ class _BaseMLP(BaseEstimator):
     @property
     def intercepts_(self) -> list[Array]:
         """Bias vectors ``(n_out,)``, one per layer (arrays of the input's kind)."""
-        return self._fitted_weights()[1]
+        return self._fitted_weights().lists()[1]
 
     @intercepts_.setter
     def intercepts_(self, value: list[Array]) -> None:
         self._replace_weights(1, value)
 
-    def _has_weights(self) -> bool:
-        return self.__dict__.get("_weights") is not None or (
-            self.__dict__.get("_net_holds_weights", False) and "_net" in self.__dict__
-        )
-
-    def _fitted_weights(self) -> list[Any]:
-        weights = self.__dict__.get("_weights")
-        if weights is None:
-            if not self._has_weights():
-                raise AttributeError(
-                    f"'{type(self).__name__}' object has no attribute 'coefs_' (not fitted)"
-                )
-            params = self._net.params  # copies, on the network's device
-            kind = self.__dict__.get("_weights_kind")  # (library, device) of the fit input
-            if kind is None:  # host input: NumPy arrays of their own
-                weights = [[np.array(to_numpy(W)) for W, _ in params],
-                           [np.array(to_numpy(b)) for _, b in params]]
-            else:
-                backend = get_backend(*kind)
-                with backend.activate():
-                    weights = [[backend.asarray(W) for W, _ in params],
-                               [backend.asarray(b) for _, b in params]]
-            self._weights = weights
-            self._weights_seen = _snapshot(weights)
-        return weights
+    def _fitted_weights(self) -> _FittedWeights:
+        fitted: _FittedWeights | None = getattr(self, "_fitted", None)
+        if fitted is None:
+            raise AttributeError(
+                f"'{type(self).__name__}' object has no attribute 'coefs_' (not fitted)"
+            )
+        return fitted
 
     def _replace_weights(self, which: int, value: list[Array]) -> None:
-        weights = list(self._fitted_weights()) if self._has_weights() else [None, None]
-        weights[which] = value
-        self._weights = weights
-        self._weights_seen = None  # replaced: the next warm start loads them
+        if getattr(self, "_fitted", None) is None:
+            self._fitted = _FittedWeights(None, None, None)
+        self._fitted.replace(which, value)
 
-    def _weights_changed(self) -> bool:
-        """Whether ``coefs_``/``intercepts_`` differ from what the network holds."""
-        weights = self.__dict__.get("_weights")
-        if weights is None:
-            return False  # never read: the network is the only copy
-        seen = self.__dict__.get("_weights_seen")
-        return seen is None or _snapshot_differs(seen, weights)
-
-    def _fitted_layer_sizes(self) -> list[int]:
-        weights = self.__dict__.get("_weights")
-        if weights is None:
-            return list(self._net.layer_sizes)
-        return [int(weights[0][0].shape[0])] + [int(c.shape[1]) for c in weights[0]]
-
-    def _load_weights(self, net: MLP) -> None:
-        """Load ``coefs_``/``intercepts_`` into ``net`` (device to device when they are
-        arrays of its library; through the host otherwise)."""
-        weights = self._fitted_weights()
-
-        def usable(array: Array) -> Array:
-            return array if v.array_module(array) == net.backend else to_numpy(array)
-
-        net.set_params([(usable(W), usable(b)) for W, b in zip(*weights, strict=True)])
-        self._weights_seen = _snapshot(weights)
+    def _publish(self, net: MLP, spec: tuple[Any, ...], kind: Any) -> None:
+        """The network holds the fitted weights now; with early stopping they are also
+        ``_best_coefs``/``_best_intercepts``, the same lists, as in scikit-learn (which
+        restores the best weights by assigning those)."""
+        self._fitted = _FittedWeights(net, spec, kind)
+        if self.early_stopping and self.solver != "lbfgs":  # (one copy out per such fit)
+            self._best_coefs, self._best_intercepts = self.coefs_, self.intercepts_
 
     # ------------------------------------------------------------------ the network
-    def _make_net(self, sizes: list[int], backend: str, device: Any, dtype: str) -> MLP:
+    def _make_net(self, sizes: list[int], spec: tuple[Any, ...]) -> MLP:
+        backend, device, dtype = spec
         net = MLP(
             sizes,
             activation=_ACTIVATIONS[self.activation],
@@ -505,41 +616,33 @@ class _BaseMLP(BaseEstimator):
             dropout=check_dropout(self.dropout, len(sizes) - 2),
         )
         key = getattr(self, "_dropout_key", None)
-        if key is not None:  # drawn from random_state by the first fit (see _fit)
-            net._dropout_key = key
+        if key is not None:  # drawn from random_state by the first fit (see _start)
+            net.dropout_key = key
         if net.output == "identity" and sizes[-1] > 1:
-            net._output = _averaged_over_outputs(net._output, sizes[-1])
+            net.output_loss = _averaged_over_outputs(net.output_loss, sizes[-1])
         return net
 
-    def _get_net(self, backend: str, device: Any, dtype: str, reload: bool) -> MLP:
-        """The network on ``backend``/``device``/``dtype``; rebuilt from ``coefs_`` when it
-        is missing (after unpickling) or lives elsewhere, reloaded from ``coefs_`` when
-        ``reload`` (the fitted attributes are the source of truth for warm starts)."""
-        net: MLP | None = getattr(self, "_net", None)
-        spec = (backend, str(device), dtype)
-        # set_params between warm-started fits may change alpha or the activation
-        stale = net is None or net.alpha != self.alpha or any(
+    def _get_net(self, spec: tuple[Any, ...], reload: bool) -> MLP:
+        """The network built for ``spec`` (backend, device, dtype); rebuilt from
+        ``coefs_`` when it is missing (after unpickling), lives elsewhere or no longer
+        matches the parameters (set_params between warm-started fits may change alpha,
+        the activation or dropout), reloaded from ``coefs_`` when ``reload`` (the fitted
+        attributes are the source of truth for warm starts)."""
+        fitted = self._fitted
+        net = fitted.net
+        if net is None or not fitted.holds(spec) or net.alpha != self.alpha or any(
             name != _ACTIVATIONS[self.activation] for name in net.activations
-        ) or net.dropout != check_dropout(self.dropout, len(net.layer_sizes) - 2)
-        if net is None or stale or getattr(self, "_net_spec", None) != spec:
-            self._fitted_weights()  # copied out of the old network before it goes
-            sizes = self._fitted_layer_sizes()
-            steps = 0 if net is None else net._steps
-            net = self._make_net(sizes, backend, device, dtype)
-            net._steps = steps  # the dropout stream goes on where it was
-            self._net, self._net_spec, self._net_device = net, spec, device
-            reload = True
+        ) or net.dropout != check_dropout(self.dropout, len(net.layer_sizes) - 2):
+            rebuilt = self._make_net(fitted.layer_sizes(), spec)
+            rebuilt.steps = 0 if net is None else net.steps  # the dropout stream goes on
+            net, reload = rebuilt, True
         if reload:
-            self._load_weights(net)
+            fitted.move_to(net, spec)
         return net
 
     def _predict_net(self, library: str | None, device: Any) -> MLP:
-        backend, _, dtype = self._net_spec
-        if library is not None:
-            backend = library
-        else:
-            device = self._net_device
-        return self._get_net(backend, device, dtype, reload=False)
+        spec = self._fitted.spec
+        return self._get_net(spec if library is None else (library, device, spec[2]), False)
 
     def _new_optimizer(self) -> Optimizer:
         if self.solver == "sgd":
@@ -574,185 +677,187 @@ class _BaseMLP(BaseEstimator):
 
     # ------------------------------------------------------------------ training
     def _fit(self, X: Any, y: Any, sample_weight: Any = None, incremental: bool = False) -> Any:
-        if y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None"
-            )
-        hidden = self._check_params()
-        if self.early_stopping and incremental:
-            raise ValueError("partial_fit does not support early_stopping=True")
-        if self._is_classifier and incremental and _is_balanced(self.class_weight):
-            raise ValueError(_BALANCED_PARTIAL_FIT.format(self.class_weight))
-        first_pass = not self._has_weights() or (not self.warm_start and not incremental)
-        dask_input = v.array_module(X) == "dask"
+        hidden = self._check_params(y, incremental)
+        first_pass = getattr(self, "_fitted", None) is None or (
+            not self.warm_start and not incremental
+        )
+        dask_input = array_module(X) == "dask"
         if dask_input:
             from .distributed.estimators import check_supported
 
             check_supported(self, y, sample_weight)
         X, library, device, dtype = self._validate_X(X, reset=first_pass)
-        y = _host(y)
-        n_samples = X.shape[0]
-        Y = self._encode_targets(y, n_samples, incremental)  # (m, n_outputs) NumPy
-        if sample_weight is not None and not dask_input:  # (dask: checked on the workers)
-            sample_weight = _check_sample_weight(_host(sample_weight), np.empty((n_samples, 0)))
-            if np.any(sample_weight < 0):
-                raise ValueError("sample_weight must be non-negative")
-        if self._is_classifier and self.class_weight is not None:
-            # on the host, from the encoded labels; it joins sample_weight on the
-            # way to the device below (one (m,) vector per fit)
-            class_rows = self._class_weight_rows(Y)
-            sample_weight = class_rows if sample_weight is None else sample_weight * class_rows
-        if library is None:
-            backend, device = self.backend, self.device
-        else:
-            backend = library
+        Y, sample_weight = self._targets_and_weights(y, sample_weight, X.shape[0], incremental,
+                                                     dask_input)
+        spec = (self.backend, self.device, dtype) if library is None else (library, device, dtype)
         random_state = check_random_state(self.random_state)
-        self._random_state = random_state
-        n_outputs = Y.shape[1]
-        sizes = [X.shape[1], *hidden, n_outputs]
-
-        if first_pass:
-            self._dropout_key = None
-            initial = self._initial_weights(sizes, random_state)
-            if any(check_dropout(self.dropout, len(hidden))):
-                # the stream's key, from random_state after the weights (nothing is
-                # drawn without dropout, so random_state goes on as scikit-learn's)
-                words = random_state.randint(0, 2**32, size=2, dtype=np.uint64)
-                self._dropout_key = (int(words[0]), int(words[1]))
-            net = self._make_net(sizes, backend, device, dtype)
-            net.set_params(initial)
-            self._net, self._net_spec, self._net_device = net, (backend, str(device), dtype), device
-            self._optimizer = None
-            self._history = History()
-            self.n_outputs_ = n_outputs
-            self.n_layers_ = len(sizes)
-            self.out_activation_ = {"sigmoid": "logistic"}.get(
-                self._output_name(), self._output_name()
-            )
-            self.t_ = 0
-            # scikit-learn's _initialize: copies of the initial weights; with early
-            # stopping they become the best epoch's weights (see _publish_weights)
-            self._best_coefs = [np.array(W, dtype=dtype) for W, _ in initial]
-            self._best_intercepts = [np.array(b, dtype=dtype) for _, b in initial]
-            if self.solver != "lbfgs":
-                self._no_improvement_count = 0
-        else:
-            expected = self._fitted_layer_sizes()
-            if sizes != expected:
-                raise ValueError(
-                    f"The network has layer sizes {expected} but this call implies {sizes}; "
-                    "hidden_layer_sizes and the number of outputs must not change between "
-                    "warm-started or partial fits."
-                )
-            previous = getattr(self, "_net_spec", None)
-            net = self._get_net(backend, device, dtype, reload=self._weights_changed())
-            if self._net_spec != previous:
-                self._optimizer = None  # its state lived with the old network
+        sizes = [X.shape[1], *hidden, Y.shape[1]]
+        net = self._start(sizes, spec, random_state) if first_pass else self._resume(sizes, spec)
         if self.solver != "lbfgs" and (
             not incremental or getattr(self, "_optimizer", None) is None
         ):
             self._optimizer = self._new_optimizer()
         if not hasattr(self, "_history"):
             self._history = History()
-        if self._optimizer is not None and not dask_input:
-            # an unpickled estimator's optimiser holds its state on the host
-            self._optimizer.place(net.array_backend)
-
-        if dask_input:  # train_fit hands these to xpnet.distributed.fit
-            X_dev, Y_dev, w_dev = X, Y, sample_weight
-        else:
-            X_dev = net._check_X(X)
-            Y_dev = net.array_backend.asarray(Y, dtype=net._dtype)
-            w_dev = None if sample_weight is None else net.array_backend.asarray(
-                sample_weight, dtype=net._dtype
-            )
+        data = (X, Y, sample_weight)  # dask: train_fit hands them to xpnet.distributed.fit
+        if not dask_input:
+            if self._optimizer is not None:  # an unpickled one holds its state on the host
+                self._optimizer.place(net.array_backend)
+            to_net = functools.partial(net.array_backend.asarray, dtype=net.array_dtype)
+            data = (net.check_X(X), to_net(Y),
+                    None if sample_weight is None else to_net(sample_weight))
+        kind = None if library is None else (library, device)
         if self.solver == "lbfgs":
-            return self._fit_lbfgs(net, X_dev, Y_dev, w_dev, X, library)
-        validation_data = None
-        m = X_dev.shape[0]
+            return self._fit_lbfgs(net, data, spec, kind)
+        history = self._train(net, data, Y, random_state, incremental, dask_input)
+        self._publish(net, spec, kind)
+        if net.nonfinite_parameters():  # scikit-learn's last check of every fit
+            raise ValueError(_NONFINITE_WEIGHTS)
+        if not incremental and not history.converged and self.n_iter_ == self.max_iter:
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
+                "optimization hasn't converged yet.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return self
+
+    def _targets_and_weights(
+        self, y: Any, sample_weight: Any, n_samples: int, incremental: bool, dask_input: bool
+    ) -> tuple[Any, Any]:
+        """``Y`` ``(m, n_outputs)`` (NumPy, or lazy Dask) and the row weights, the class
+        weights included (on the host, from the encoded labels: one ``(m,)`` vector)."""
+        Y = self._encode_targets(_host(y), n_samples, incremental)
+        if sample_weight is not None and not dask_input:  # (dask: checked on the workers)
+            sample_weight = _checked_sample_weight(_host(sample_weight), n_samples)
+        if self._is_classifier and self.class_weight is not None:
+            class_rows = self._class_weight_rows(Y)
+            sample_weight = class_rows if sample_weight is None else sample_weight * class_rows
+        return Y, sample_weight
+
+    def _start(
+        self, sizes: list[int], spec: tuple[Any, ...], random_state: np.random.RandomState
+    ) -> MLP:
+        """A network with scikit-learn's initial weights, and a fresh fitted state."""
+        self._dropout_key = None
+        initial = self._initial_weights(sizes, random_state)
+        if any(check_dropout(self.dropout, len(sizes) - 2)):
+            # the stream's key, from random_state after the weights (nothing is drawn
+            # without dropout, so random_state goes on as scikit-learn's)
+            words = random_state.randint(0, 2**32, size=2, dtype=np.uint64)
+            self._dropout_key = (int(words[0]), int(words[1]))
+        net = self._make_net(sizes, spec)
+        net.set_params(initial)
+        self._optimizer = None
+        self._history = History()
+        self.n_outputs_ = sizes[-1]
+        self.n_layers_ = len(sizes)
+        self.out_activation_ = {"sigmoid": "logistic"}.get(
+            self._output_name(), self._output_name()
+        )
+        self.t_ = 0
+        # scikit-learn's _initialize: copies of the initial weights; with early
+        # stopping they become the best epoch's weights (see _publish)
+        self._best_coefs = [np.array(W, dtype=spec[2]) for W, _ in initial]
+        self._best_intercepts = [np.array(b, dtype=spec[2]) for _, b in initial]
+        if self.solver != "lbfgs":
+            self._no_improvement_count = 0
+        return net
+
+    def _resume(self, sizes: list[int], spec: tuple[Any, ...]) -> MLP:
+        """The fitted network for a warm start or ``partial_fit``, on ``spec``."""
+        expected = self._fitted.layer_sizes()
+        if sizes != expected:
+            raise ValueError(
+                f"The network has layer sizes {expected} but this call implies {sizes}; "
+                "hidden_layer_sizes and the number of outputs must not change between "
+                "warm-started or partial fits."
+            )
+        previous = _spec_key(self._fitted.spec)
+        net = self._get_net(spec, reload=self._fitted.changed())
+        if _spec_key(self._fitted.spec) != previous:
+            self._optimizer = None  # its state lived with the old network
+        return net
+
+    def _validation_split(
+        self, net: MLP, data: tuple[Any, ...], Y: np.ndarray,
+        random_state: np.random.RandomState,
+    ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """scikit-learn's early-stopping split, ``(training rows, held-out rows)`` of
+        ``data``: ``train_test_split``, stratified for single-output classifiers on
+        scikit-learn's representation (its binarised labels are bool), so its messages
+        (a class too small: "['True']") are the same."""
+        stratify = Y.astype(bool) if self._is_classifier and Y.shape[1] == 1 else None
+        train_idx, val_idx = train_test_split(
+            np.arange(Y.shape[0]), random_state=random_state,
+            test_size=self.validation_fraction, stratify=stratify,
+        )
+        if val_idx.shape[0] < 2:
+            raise ValueError(
+                "The validation set is too small. Increase 'validation_fraction' "
+                "or the size of your dataset."
+            )
+        xp = net.xp
+
+        def rows(index: np.ndarray) -> tuple[Any, ...]:
+            index = net.array_backend.asarray(index)
+            X, Y, w = data
+            return (take_rows(xp, X, index), xp.take(Y, index, axis=0),
+                    None if w is None else xp.take(w, index, axis=0))
+
+        return rows(train_idx), rows(val_idx)
+
+    def _train(
+        self, net: MLP, data: tuple[Any, ...], Y: Any, random_state: np.random.RandomState,
+        incremental: bool, dask_input: bool,
+    ) -> History:
+        """The stochastic solvers: one call of :func:`xpnet.train.fit` with scikit-learn's
+        split, batch size, stopping rules and shuffles; the fitted attributes from its
+        :class:`~xpnet.train.History`."""
+        validation_data, dask_split = None, {}
+        m = data[0].shape[0]
         if self.early_stopping and dask_input:
             # drawn by row index in xpnet.distributed: train_test_split's unstratified
             # split from the same random_state (the rows stay where they are)
             m -= math.ceil(float(self.validation_fraction) * m)
-        elif self.early_stopping:
-            # don't stratify multi-output (multi-class one-hot, multi-label) targets;
-            # stratify on scikit-learn's representation (its binarised labels are bool),
-            # so its messages (a class too small: "['True']") are the same
-            stratify = Y.astype(bool) if self._is_classifier and n_outputs == 1 else None
-            train_idx, val_idx = train_test_split(
-                np.arange(n_samples),
-                random_state=random_state,
-                test_size=self.validation_fraction,
-                stratify=stratify,
-            )
-            if val_idx.shape[0] < 2:
-                raise ValueError(
-                    "The validation set is too small. Increase 'validation_fraction' "
-                    "or the size of your dataset."
-                )
-            xp = net.xp
-            tr = net.array_backend.asarray(train_idx)
-            va = net.array_backend.asarray(val_idx)
-            validation_data = (
-                take_rows(xp, X_dev, va),
-                xp.take(Y_dev, va, axis=0),
-                None if w_dev is None else xp.take(w_dev, va, axis=0),
-            )
-            X_dev, Y_dev = take_rows(xp, X_dev, tr), xp.take(Y_dev, tr, axis=0)
-            w_dev = None if w_dev is None else xp.take(w_dev, tr, axis=0)
-            m = X_dev.shape[0]
-        if self.batch_size == "auto":
-            batch_size = min(200, m)
-        else:
-            if self.batch_size > m:
-                warnings.warn(
-                    "Got `batch_size` less than 1 or larger than sample size. It is going "
-                    "to be clipped",
-                    stacklevel=3,
-                )
-            batch_size = int(np.clip(self.batch_size, 1, m))
-
-        history = self._history
-        dask_split: dict[str, Any] = {}  # early stopping on Dask: split by row index there
-        if dask_input and self.early_stopping:
             dask_split = {"early_stopping": True,
                           "validation_fraction": float(self.validation_fraction)}
+        elif self.early_stopping:
+            data, validation_data = self._validation_split(net, data, Y, random_state)
+            m = data[0].shape[0]
+        batch_size = min(200, m) if self.batch_size == "auto" else int(self.batch_size)
+        if batch_size > m:
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. It is going "
+                "to be clipped",
+                stacklevel=4,
+            )
+        batch_size = min(batch_size, m)
         try:
-            train_fit(
-                net,
-                X_dev,
-                Y_dev,
-                epochs=1 if incremental else self.max_iter,
-                batch_size=batch_size,
-                shuffle=bool(self.shuffle),
-                optimizer=self._optimizer,
-                sample_weight=w_dev,
-                validation_data=validation_data,
-                **dask_split,
+            history = train_fit(
+                net, *data[:2], epochs=1 if incremental else self.max_iter,
+                batch_size=batch_size, shuffle=bool(self.shuffle), optimizer=self._optimizer,
+                sample_weight=data[2], validation_data=validation_data, **dask_split,
                 tol=float(self.tol),
                 # np.inf (scikit-learn accepts it): never stop on the count
                 n_iter_no_change=(
                     sys.maxsize if self.n_iter_no_change == np.inf
                     else int(self.n_iter_no_change)
                 ),
-                rng=_SklearnShuffle(random_state),
-                history=history,
+                rng=_SklearnShuffle(random_state), history=self._history,
                 verbose=bool(self.verbose),
                 # scikit-learn trains on through non-finite weights with early stopping
                 # (NaN scores never become the best; the best weights come back at the end)
                 on_divergence="continue" if self.early_stopping else "raise",
-                threads=self.threads,
-                compile=self.compile,
+                threads=self.threads, compile=self.compile,
             )
         except FloatingPointError as exc:
             # Without early stopping scikit-learn runs on to max_iter and then raises
             # this; xpnet raises it at the diverged epoch (the network rolled back, the
             # fitted attributes untouched), with the epoch in the chained exception.
-            loss = getattr(exc, "loss", 0.0)
             if getattr(exc, "finished", False):
-                raise ValueError(_NONFINITE_LOSS.format(loss)) from exc
+                raise ValueError(_NONFINITE_LOSS.format(getattr(exc, "loss", 0.0))) from exc
             raise ValueError(_NONFINITE_WEIGHTS) from exc
-
         if self.shuffle and batch_size >= m:
             # the loop skips shuffling a full batch (the gradient does not depend on the
             # order); draw the shuffles scikit-learn draws so a shared RandomState
@@ -764,91 +869,39 @@ class _BaseMLP(BaseEstimator):
         self.loss_curve_ = list(history.loss)
         self.loss_ = self.loss_curve_[-1]
         self._no_improvement_count = history.no_improvement_count
-        if self.early_stopping:
-            self.best_loss_ = None
-            self.validation_scores_ = list(history.validation_scores)
-            self.best_validation_score_ = history.best_validation_score
-        else:
-            self.best_loss_ = history.best_loss
-            self.validation_scores_ = None
-            self.best_validation_score_ = None
-        self._publish_weights(net, X, library)
-        if net._nonfinite_parameters():  # scikit-learn's last check of every fit
-            raise ValueError(_NONFINITE_WEIGHTS)
-        if not incremental and not history.converged and self.n_iter_ == self.max_iter:
-            warnings.warn(
-                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
-                "optimization hasn't converged yet.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        return self
-
-    def _check_solver(self) -> bool:
-        """``partial_fit`` exists only for the stochastic solvers (scikit-learn's rule
-        and message): ``hasattr(MLPClassifier(solver="lbfgs"), "partial_fit")`` is False."""
-        if self.solver not in ("sgd", "adam"):
-            raise AttributeError(
-                "partial_fit is only available for stochastic optimizers. "
-                f"{self.solver} is not stochastic."
-            )
-        return True
-
-    def _publish_weights(self, net: MLP, X: Any, library: str | None) -> None:
-        """``coefs_``/``intercepts_`` from the network (arrays of the input's kind); with
-        early stopping they are also ``_best_coefs``/``_best_intercepts``, the same
-        lists, as in scikit-learn (which restores the best weights by assigning those)."""
-        # the network holds the weights now; coefs_/intercepts_ are copied out when read
-        self._weights_kind = None if library is None else (library, _device_arg(X, library))
-        self._weights = self._weights_seen = None
-        self._net_holds_weights = True
-        if self.early_stopping and self.solver != "lbfgs":  # (one copy out per such fit)
-            self._best_coefs, self._best_intercepts = self.coefs_, self.intercepts_
+        stopped_early = self.early_stopping
+        self.best_loss_ = None if stopped_early else history.best_loss
+        self.validation_scores_ = list(history.validation_scores) if stopped_early else None
+        self.best_validation_score_ = history.best_validation_score if stopped_early else None
+        return history
 
     def _fit_lbfgs(
-        self, net: MLP, X_dev: Array, Y_dev: Array, w_dev: Array | None, X: Any,
-        library: str | None,
+        self, net: MLP, data: tuple[Any, ...], spec: tuple[Any, ...], kind: Any
     ) -> Any:
         """scikit-learn's ``_fit_lbfgs``: SciPy's L-BFGS-B on the flattened parameters
-        with the same options, ``n_iter_`` and warnings from scikit-learn's own
-        ``_check_optimize_result``; no loss curve. The loss and gradient are computed on
-        the network's device (see :mod:`xpnet._lbfgs`)."""
-        from sklearn.utils.optimize import _check_optimize_result
-
-        from ._lbfgs import minimize_lbfgs
-
-        iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
-        try:  # scikit-learn's own choice of SciPy options (iprint is gone in SciPy 1.15)
-            from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
-
-            options = _get_additional_lbfgs_options_dict("iprint", iprint)
-        except ImportError:  # scikit-learn < 1.6.1 passed iprint itself
-            options = {"iprint": iprint}
-        initial = [net.xp.asarray(p, copy=True) for p in net._params]
+        with the same options, ``n_iter_`` and warnings; no loss curve. The loss and
+        gradient are computed on the network's device (see :mod:`xpnet._lbfgs`)."""
+        initial = [net.xp.asarray(p, copy=True) for p in net.flat_params]
         result = minimize_lbfgs(
-            net, X_dev, Y_dev, w_dev, max_iter=self.max_iter, max_fun=self.max_fun,
-            tol=self.tol, options=options,
+            net, *data, max_iter=self.max_iter, max_fun=self.max_fun, tol=self.tol,
+            options=_lbfgs_options(self.verbose),
         )
         if np.all(np.isfinite(result.x)) and not math.isfinite(float(result.fun)):
             # the loss at result.x, the model's: back to the weights before, as the
             # other solvers roll back, the fitted attributes untouched
-            net._params = initial
+            net.flat_params = initial
             raise ValueError(_NONFINITE_LOSS.format(float(result.fun)))
-        self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
+        self.n_iter_ = _lbfgs_iterations(result, self.max_iter)
         self.loss_ = result.fun
         if not np.all(np.isfinite(result.x)):  # scikit-learn's last check of every fit
             raise ValueError(_NONFINITE_WEIGHTS)
-        self._publish_weights(net, X, library)
-        sizes = net.layer_sizes
-        # scikit-learn keeps where each layer sits in the flat vector
-        self._coef_indptr, self._intercept_indptr = [], []
-        start = 0
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
-            self._coef_indptr.append((start, start + fan_in * fan_out, (fan_in, fan_out)))
-            start += fan_in * fan_out
-        for fan_out in sizes[1:]:
-            self._intercept_indptr.append((start, start + fan_out))
-            start += fan_out
+        self._publish(net, spec, kind)
+        # scikit-learn keeps where each layer sits in the flat vector (see _lbfgs.pack)
+        shapes = list(itertools.pairwise(net.layer_sizes))
+        ends = list(itertools.accumulate([i * o for i, o in shapes] + [o for _, o in shapes]))
+        starts = [0, *ends[:-1]]
+        self._coef_indptr = [(starts[k], ends[k], shapes[k]) for k in range(len(shapes))]
+        self._intercept_indptr = list(zip(starts, ends))[len(shapes):]
         return self
 
     @_on_input_device
@@ -887,18 +940,8 @@ class _BaseMLP(BaseEstimator):
         net = self._predict_net(library, device)
         if library is not None and library != net.backend:
             X = X.get() if is_sparse(X) else to_numpy(X)  # CuPy sparse: to SciPy
-        X = net._check_X(X)
-        _, Z_out, A_out = net._forward(X)
-        return net, Z_out, A_out
-
-    def __getstate__(self) -> dict[str, Any]:
-        # The network holds a module (the namespace) and is rebuilt from coefs_ on demand.
-        if self._has_weights():
-            self._fitted_weights()  # copied out of the network, which is not pickled
-        state = dict(super().__getstate__())
-        state.pop("_net", None)
-        state.pop("_weights_seen", None)  # the rebuilt network loads coefs_ anyway
-        return state
+        _, Z_out = hidden_forward(net.hidden_activations, net.flat_params, net.check_X(X), net.xp)
+        return net, Z_out, net.output_loss.activation(net.xp, Z_out)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -974,37 +1017,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     }
 
     def __init__(
-        self,
-        hidden_layer_sizes: Sequence[int] | int = (100,),
-        activation: str = "relu",
-        *,
-        solver: str = "adam",
-        alpha: float = 0.0001,
-        batch_size: int | str = "auto",
-        learning_rate: str = "constant",
-        learning_rate_init: float = 0.001,
-        power_t: float = 0.5,
-        max_iter: int = 200,
-        shuffle: bool = True,
-        random_state: Any = None,
-        tol: float = 1e-4,
-        verbose: bool = False,
-        warm_start: bool = False,
-        momentum: float = 0.9,
-        nesterovs_momentum: bool = True,
-        early_stopping: bool = False,
-        validation_fraction: float = 0.1,
-        beta_1: float = 0.9,
-        beta_2: float = 0.999,
-        epsilon: float = 1e-8,
-        n_iter_no_change: int = 10,
-        max_fun: int = 15000,
-        backend: str = "numpy",
-        device: Any = None,
-        dtype: str | None = None,
+        self, hidden_layer_sizes: Sequence[int] | int = (100,), activation: str = "relu", *,
+        solver: str = "adam", alpha: float = 0.0001, batch_size: int | str = "auto",
+        learning_rate: str = "constant", learning_rate_init: float = 0.001,
+        power_t: float = 0.5, max_iter: int = 200, shuffle: bool = True,
+        random_state: Any = None, tol: float = 1e-4, verbose: bool = False,
+        warm_start: bool = False, momentum: float = 0.9, nesterovs_momentum: bool = True,
+        early_stopping: bool = False, validation_fraction: float = 0.1,
+        beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
+        n_iter_no_change: int = 10, max_fun: int = 15000, backend: str = "numpy",
+        device: Any = None, dtype: str | None = None,
         class_weight: dict[Any, float] | list[dict[Any, float]] | str | None = None,
-        threads: int | None = None,
-        compile: bool = False,
+        threads: int | None = None, compile: bool = False,
         dropout: float | Sequence[float] = 0.0,
     ) -> None:
         super().__init__(
@@ -1021,17 +1045,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.class_weight = class_weight
 
     def _class_weight_rows(self, Y: np.ndarray) -> np.ndarray:
-        """One weight per row from ``class_weight``, by scikit-learn's own functions.
-
-        Single-output targets follow ``LogisticRegression``/``SGDClassifier``:
-        ``compute_class_weight(class_weight, classes=classes_, y=y)`` indexed by each
-        row's class (``"balanced"``: ``n_samples / (n_classes * bincount(y))``; a dict's
-        missing classes weigh 1; a dict naming no class of ``y`` is refused by
-        scikit-learn). Multi-label targets follow ``RandomForestClassifier``:
-        ``compute_sample_weight(class_weight, Y)`` on the 0/1 indicator columns, the
-        product of the per-output weights (``"balanced"`` per column, or a list of one
-        ``{0: w0, 1: w1}`` dict per output).
-        """
+        """One weight per row from ``class_weight``, by scikit-learn's own functions:
+        ``compute_class_weight`` indexed by each row's class (as ``LogisticRegression``),
+        or for multi-label targets ``compute_sample_weight`` on the 0/1 indicator
+        columns, the product of the per-output weights (as ``RandomForestClassifier``)."""
         class_weight = self.class_weight
         if self._label_binarizer.y_type_ == "multilabel-indicator":
             if isinstance(class_weight, dict):
@@ -1055,24 +1072,27 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _output_name(self) -> str:
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "sigmoid"
 
-    def _encode_targets(self, y: Any, n_samples: int, incremental: bool) -> np.ndarray:
-        if v.array_module(y) == "dask":  # classes_ from one da.unique(y), on the cluster
-            from .distributed.estimators import encode_classifier_targets
+    def _encode_targets(self, y: Any, n_samples: int, incremental: bool) -> Any:
+        """0/1 targets ``(m, n_outputs)`` (NumPy, or lazy Dask for a Dask ``y``, whose
+        distinct labels come from one pass over its chunks on the cluster)."""
+        dask_y = array_module(y) == "dask"
+        if dask_y:
+            from .distributed.estimators import binarize_blocks, dask_labels
 
-            return encode_classifier_targets(self, y, n_samples, incremental)
-        y = check_array(y, ensure_2d=False, dtype=None)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
-        _check_n_samples(y, n_samples)
-        from sklearn.utils.multiclass import check_classification_targets
-
-        check_classification_targets(y)
+            y, labels = dask_labels(y, n_samples)
+        else:
+            y = check_array(y, ensure_2d=False, dtype=None)
+            if y.ndim == 2 and y.shape[1] == 1:
+                y = column_or_1d(y, warn=True)
+            _check_n_samples(y, n_samples)
+            labels = y
+        check_classification_targets(labels)
         if (not hasattr(self, "classes_")) or (not self.warm_start and not incremental):
             self._label_binarizer = LabelBinarizer()
-            self._label_binarizer.fit(y)
+            self._label_binarizer.fit(labels)
             self.classes_ = self._label_binarizer.classes_
         else:
-            classes = unique_labels(y)
+            classes = labels if dask_y else unique_labels(labels)  # (dask: distinct already)
             if self.warm_start:
                 if set(classes) != set(self.classes_):
                     raise ValueError(
@@ -1085,32 +1105,30 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                     f"`y` has classes not in `self.classes_`. `self.classes_` has "
                     f"{self.classes_}. 'y' has {classes}."
                 )
+        if dask_y:
+            return binarize_blocks(y, self._label_binarizer)
         return np.asarray(self._label_binarizer.transform(y), dtype=np.float64)
 
-    @available_if(lambda est: est._check_solver())
+    @available_if(_stochastic_only)
     @_on_input_device
     def partial_fit(
         self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None
     ) -> MLPClassifier:
         """One epoch over ``(X, y)``; ``classes`` (all labels) is required on the first call."""
-        if _check_partial_fit_first_call(self, _host(classes) if classes is not None else None):
+        if _first_partial_fit(self, _host(classes) if classes is not None else None):
             self._label_binarizer = LabelBinarizer()
-            if v.array_module(y) != "dask" and type_of_target(_host(y)).startswith("multilabel"):
+            if array_module(y) != "dask" and type_of_target(_host(y)).startswith("multilabel"):
                 self._label_binarizer.fit(_host(y))
             else:
                 self._label_binarizer.fit(self.classes_)
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
-    @_on_input_device
+    @_blockwise_on_dask
     def predict(self, X: Any) -> Array:
         """Class labels ``(n_samples,)`` (indicator matrix for multi-label)."""
-        if v.array_module(X) == "dask":  # lazy, block-wise on the workers
-            from .distributed.estimators import lazy_method
-
-            return lazy_method(self, X, "predict")
         net, _, A = self._forward(X, "predict")
         xp = net.xp
-        idx = net._class_indices(A)  # arg-max, or LabelBinarizer's "> 0.5"
+        idx = net.class_indices(A)  # arg-max, or LabelBinarizer's "> 0.5"
         if self._label_binarizer.y_type_ == "multilabel-indicator":
             return _like(idx, X)
         if idx.ndim == 2:
@@ -1121,48 +1139,32 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         classes = net.array_backend.asarray(self.classes_)
         return _like(xp.take(classes, idx, axis=0), X)
 
-    @_on_input_device
+    @_blockwise_on_dask
     def predict_proba(self, X: Any) -> Array:
         """Probabilities ``(n_samples, n_classes)`` in the order of ``classes_``."""
-        if v.array_module(X) == "dask":  # lazy, block-wise on the workers
-            from .distributed.estimators import lazy_method
-
-            return lazy_method(self, X, "predict_proba")
         net, _, A = self._forward(X, "predict_proba")
         if A.shape[1] == 1:
             A = net.xp.concat([1.0 - A, A], axis=1)
         return _like(A, X)
 
-    @_on_input_device
+    @_blockwise_on_dask
     def predict_log_proba(self, X: Any) -> Array:
         """Log-probabilities, computed from the logits (finite where probabilities round to 0)."""
-        if v.array_module(X) == "dask":  # lazy, block-wise on the workers
-            from .distributed.estimators import lazy_method
-
-            return lazy_method(self, X, "predict_log_proba")
         net, Z, _ = self._forward(X, "predict_log_proba")
         xp = net.xp
-
-        def log_sigmoid(z: Array) -> Array:  # -softplus(-z)
-            abs_z = xp.abs(z)
-            return -((abs_z - z) * 0.5 + xp.log1p(xp.exp(-abs_z)))
-
         if self._label_binarizer.y_type_ == "multiclass":
             z_max = xp.max(Z, axis=1, keepdims=True)
             out = Z - (z_max + xp.log(xp.sum(xp.exp(Z - z_max), axis=1, keepdims=True)))
-        elif Z.shape[1] == 1:
-            out = xp.concat([log_sigmoid(-Z), log_sigmoid(Z)], axis=1)
+        elif Z.shape[1] == 1:  # log sigmoid(z) = -softplus(-z)
+            out = xp.concat([-softplus(xp, Z), -softplus(xp, -Z)], axis=1)
         else:
-            out = log_sigmoid(Z)
+            out = -softplus(xp, -Z)
         return _like(out, X)
 
+    @_blockwise_on_dask
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Mean accuracy (subset accuracy for multi-label), computed on the host (on a
         Dask ``X``: a lazy 0-d Dask array computed on the workers)."""
-        if v.array_module(X) == "dask":  # a lazy 0-d dask array, block-wise
-            from .distributed.estimators import lazy_score
-
-            return lazy_score(self, X, y, sample_weight)
         y_pred = to_numpy(self.predict(X)) if _library(X) else self.predict(X)
         return float(
             accuracy_score(_host(y), y_pred, sample_weight=_host(sample_weight))
@@ -1188,37 +1190,18 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     _parameter_constraints: dict = {**_SkMLPRegressor._parameter_constraints, **_EXTRA_CONSTRAINTS}
 
     def __init__(
-        self,
-        loss: str = "squared_error",
-        hidden_layer_sizes: Sequence[int] | int = (100,),
-        activation: str = "relu",
-        *,
-        solver: str = "adam",
-        alpha: float = 0.0001,
-        batch_size: int | str = "auto",
-        learning_rate: str = "constant",
-        learning_rate_init: float = 0.001,
-        power_t: float = 0.5,
-        max_iter: int = 200,
-        shuffle: bool = True,
-        random_state: Any = None,
-        tol: float = 1e-4,
-        verbose: bool = False,
-        warm_start: bool = False,
-        momentum: float = 0.9,
-        nesterovs_momentum: bool = True,
-        early_stopping: bool = False,
-        validation_fraction: float = 0.1,
-        beta_1: float = 0.9,
-        beta_2: float = 0.999,
-        epsilon: float = 1e-8,
-        n_iter_no_change: int = 10,
-        max_fun: int = 15000,
-        backend: str = "numpy",
-        device: Any = None,
-        dtype: str | None = None,
-        threads: int | None = None,
-        compile: bool = False,
+        self, loss: str = "squared_error", hidden_layer_sizes: Sequence[int] | int = (100,),
+        activation: str = "relu", *,
+        solver: str = "adam", alpha: float = 0.0001, batch_size: int | str = "auto",
+        learning_rate: str = "constant", learning_rate_init: float = 0.001,
+        power_t: float = 0.5, max_iter: int = 200, shuffle: bool = True,
+        random_state: Any = None, tol: float = 1e-4, verbose: bool = False,
+        warm_start: bool = False, momentum: float = 0.9, nesterovs_momentum: bool = True,
+        early_stopping: bool = False, validation_fraction: float = 0.1,
+        beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
+        n_iter_no_change: int = 10, max_fun: int = 15000, backend: str = "numpy",
+        device: Any = None, dtype: str | None = None,
+        threads: int | None = None, compile: bool = False,
         dropout: float | Sequence[float] = 0.0,
     ) -> None:
         super().__init__(
@@ -1238,10 +1221,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return "exp" if self.loss == "poisson" else "identity"
 
     def _encode_targets(self, y: Any, n_samples: int, incremental: bool) -> np.ndarray:
-        if v.array_module(y) == "dask":  # checked on the workers
+        if array_module(y) == "dask":  # checked on the workers
             from .distributed.estimators import encode_regressor_targets
 
-            return encode_regressor_targets(self, y, n_samples)
+            return encode_regressor_targets(y, n_samples)
         y = check_array(y, ensure_2d=False, dtype=np.float64, ensure_all_finite=True)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
@@ -1254,30 +1237,23 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             )
         return y.reshape(n_samples, -1)
 
-    @available_if(lambda est: est._check_solver())
+    @available_if(_stochastic_only)
     @_on_input_device
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
         """One epoch over ``(X, y)``."""
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
-    @_on_input_device
+    @_blockwise_on_dask
     def predict(self, X: Any) -> Array:
         """Predicted values ``(n_samples,)`` for one output, else ``(n_samples, n_outputs)``."""
-        if v.array_module(X) == "dask":  # lazy, block-wise on the workers
-            from .distributed.estimators import lazy_method
-
-            return lazy_method(self, X, "predict")
         _, _, A = self._forward(X, "predict")
         if A.shape[1] == 1:
             A = A[:, 0]
         return _like(A, X)
 
+    @_blockwise_on_dask
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """R² (averaged over outputs), computed on the host (on a Dask ``X``: a lazy 0-d
         Dask array computed on the workers)."""
-        if v.array_module(X) == "dask":  # a lazy 0-d dask array, block-wise
-            from .distributed.estimators import lazy_score
-
-            return lazy_score(self, X, y, sample_weight)
         y_pred = to_numpy(self.predict(X))
         return float(r2_score(_host(y), y_pred, sample_weight=_host(sample_weight)))

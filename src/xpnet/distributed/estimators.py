@@ -26,7 +26,7 @@ import numpy as np
 from .engine import is_dask_array, require_dask, unique_values
 
 __all__ = [
-    "check_supported", "compute", "encode_classifier_targets", "encode_regressor_targets",
+    "binarize_blocks", "check_supported", "compute", "dask_labels", "encode_regressor_targets",
     "lazy_method", "lazy_score", "validate_X",
 ]
 
@@ -69,72 +69,45 @@ def validate_X(est: Any, X: Any, reset: bool) -> tuple[Any, None, None, str]:
     return X, None, None, "float32" if X.dtype == np.float32 else "float64"
 
 
-def _as_dask_column(y: Any, n_samples: int, what: str) -> Any:
-    import dask.array as da
-
-    if not is_dask_array(y):
-        y = da.from_array(np.asarray(y))
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim == 0 or y.shape[0] != n_samples:
+def _check_rows(y: Any, n_samples: int, too_many_axes: bool = False) -> None:
+    if too_many_axes or y.ndim == 0 or y.shape[0] != n_samples:  # scikit-learn's words
         raise ValueError(
             f"Found input variables with inconsistent numbers of samples: "
             f"[{n_samples}, {y.shape[0] if y.ndim else 0}]"
         )
-    return y
 
 
 def _binarize(block: np.ndarray, binarizer: Any) -> np.ndarray:
     return np.asarray(binarizer.transform(block), dtype=np.float64)
 
 
-def encode_classifier_targets(est: Any, y: Any, n_samples: int, incremental: bool) -> Any:
-    """``(m, n_outputs)`` 0/1 targets as a lazy Dask array; ``classes_`` from the
-    chunks' distinct labels computed on the cluster (the labels stay there)."""
-    from sklearn.preprocessing import LabelBinarizer
-    from sklearn.utils.multiclass import check_classification_targets
-
-    y = _as_dask_column(y, n_samples, "y")
+def dask_labels(y: Any, n_samples: int) -> tuple[Any, np.ndarray]:
+    """``(y, its sorted distinct labels)`` for Dask class labels ``y`` (a column), the
+    labels from one pass of per-chunk ``np.unique`` on the cluster (they stay there)."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    _check_rows(y, n_samples)
     if y.ndim != 1:
         raise ValueError(
             "y as a Dask array must be 1-D class labels; multi-label targets are not "
             f"supported on Dask arrays (got shape {y.shape})"
         )
-    classes = unique_values(y)  # one pass of per-chunk np.unique (see there)
-    check_classification_targets(classes)
-    if (not hasattr(est, "classes_")) or (not est.warm_start and not incremental):
-        est._label_binarizer = LabelBinarizer()
-        est._label_binarizer.fit(classes)
-        est.classes_ = est._label_binarizer.classes_
-    elif est.warm_start and set(classes) != set(est.classes_):
-        raise ValueError(
-            "warm_start can only be used where `y` has the same classes as in the previous "
-            f"call to fit. Previously got {est.classes_}, `y` has {classes}"
-        )
-    elif len(np.setdiff1d(classes, est.classes_, assume_unique=True)):
-        raise ValueError(
-            f"`y` has classes not in `self.classes_`. `self.classes_` has {est.classes_}. "
-            f"'y' has {classes}."
-        )
-    binarizer = est._label_binarizer
+    return y, unique_values(y)
+
+
+def binarize_blocks(y: Any, binarizer: Any) -> Any:
+    """``(m, n_outputs)`` 0/1 targets as a lazy Dask array, binarised chunk by chunk by
+    the classifier's fitted ``LabelBinarizer``."""
     n_out = 1 if len(binarizer.classes_) <= 2 else len(binarizer.classes_)
     return y.map_blocks(
         _binarize, binarizer, dtype=np.float64, chunks=(y.chunks[0], (n_out,)), new_axis=1
     )
 
 
-def encode_regressor_targets(est: Any, y: Any, n_samples: int) -> Any:
+def encode_regressor_targets(y: Any, n_samples: int) -> Any:
     """``(m, n_outputs)`` float64 targets as a lazy Dask array (checked on the workers)."""
-    import dask.array as da
-
-    if not is_dask_array(y):
-        y = da.from_array(np.asarray(y, dtype=np.float64))
     y = y.astype(np.float64)
-    if y.ndim == 0 or y.ndim > 2 or y.shape[0] != n_samples:
-        raise ValueError(
-            f"Found input variables with inconsistent numbers of samples: "
-            f"[{n_samples}, {y.shape[0] if y.ndim else 0}]"
-        )
+    _check_rows(y, n_samples, too_many_axes=y.ndim > 2)
     return y[:, None] if y.ndim == 1 else y
 
 
@@ -150,24 +123,23 @@ def lazy_method(est: Any, X: Any, method: str) -> Any:
     The estimator is pickled when the graph is built, so refitting it afterwards does not
     change a result computed later."""
     require_dask()
+    from sklearn.base import is_classifier
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(est)
     validate_X(est, X, reset=False)
     X = X.rechunk({1: -1})
     state = pickle.dumps(est)
-    if method == "predict":
-        if est._is_classifier:
-            multilabel = est._label_binarizer.y_type_ == "multilabel-indicator"
-            width = est.n_outputs_ if multilabel else None
-            dtype = np.dtype(np.int64) if multilabel else est.classes_.dtype
-        else:
-            width = est.n_outputs_ if est.n_outputs_ > 1 else None
-            dtype = est.coefs_[0].dtype
-    else:  # predict_proba, predict_log_proba
-        multilabel = est._label_binarizer.y_type_ == "multilabel-indicator"
+    # multi-label: the one kind of classifier with several sigmoid outputs
+    multilabel = est.out_activation_ == "logistic" and est.n_outputs_ > 1
+    dtype = est.coefs_[0].dtype
+    if method != "predict":  # predict_proba, predict_log_proba
         width = est.n_outputs_ if multilabel else len(est.classes_)
-        dtype = est.coefs_[0].dtype
+    elif is_classifier(est):
+        width = est.n_outputs_ if multilabel else None
+        dtype = np.dtype(np.int64) if multilabel else est.classes_.dtype
+    else:
+        width = est.n_outputs_ if est.n_outputs_ > 1 else None
     if width is None:
         return X.map_blocks(_run_method, state, method, drop_axis=1, dtype=dtype)
     return X.map_blocks(
@@ -179,6 +151,7 @@ def lazy_score(est: Any, X: Any, y: Any, sample_weight: Any = None) -> Any:
     """Accuracy (classifier) or R² averaged over outputs (regressor) as a lazy 0-d Dask
     array computed block-wise (scikit-learn's ``accuracy_score``/``r2_score``)."""
     import dask.array as da
+    from sklearn.base import is_classifier
 
     predicted = lazy_method(est, X, "predict")
     chunks = predicted.chunks[0]
@@ -189,7 +162,7 @@ def lazy_score(est: Any, X: Any, y: Any, sample_weight: Any = None) -> Any:
 
     y = aligned(y)
     weight = None if sample_weight is None else aligned(sample_weight).astype(np.float64)
-    if est._is_classifier:
+    if is_classifier(est):
         correct = predicted == y
         if correct.ndim == 2:  # multi-label: subset accuracy
             correct = correct.all(axis=1)
