@@ -18,16 +18,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..backends import BackendUnavailableError
-from ._common import EXIT_ERROR, CLIError, printable
+from ._common import EXIT_ERROR, EXIT_INTERRUPTED, CLIError, printable
 from ._signals import (
     EXIT_BROKEN_PIPE,
     EXIT_SIGTERM,
     Terminated,
-    _install_sigterm,
-    _silence_stdout,
+    install_sigterm,
+    silence_stdout,
 )
 from .parser import build_parser
-from .train import EXIT_INTERRUPTED, TrainingAborted
+from .train import TrainingAborted
 
 __all__ = ["build_parser", "main"]
 
@@ -65,13 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.reconfigure(errors="replace")
     previous = warnings.showwarning
     warnings.showwarning = _show_warning
-    restore_sigterm = _install_sigterm()
+    restore_sigterm = install_sigterm()
     try:
         status = int(args.func(args))
         sys.stdout.flush()  # a reader gone early shows here when the output was short
         return status
     except BrokenPipeError:  # 'xpnet predict ... | head': stop quietly, as Unix filters do
-        _silence_stdout()
+        silence_stdout()
         return EXIT_BROKEN_PIPE
     except TrainingAborted:  # a second Ctrl-C during 'xpnet train'
         sys.stderr.write("xpnet: aborted; nothing was written\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -12,28 +13,35 @@ import numpy as np
 
 from ..backends import to_numpy
 from ._common import (
-    _backend,
-    _count,
-    _describe_net,
-    _device,
-    _emit_json,
-    _evaluation_lines,
-    _fail,
-    _load_data,
-    _read_file,
     cell_text,
+    check_backend,
+    describe_net,
+    emit_json,
+    evaluation_lines,
+    fail,
+    load_data,
+    parse_device,
+    plural,
     printable,
+    read_file,
     terminal_safe,
 )
 from ._paths import check_paths
-from .distributed import evaluate_on_cluster, on_cluster, predict_on_cluster
+from .distributed import (
+    chunked,
+    cluster,
+    cluster_text,
+    describe_cluster,
+    on_cluster,
+    open_on_cluster,
+)
 
 
 def _load_model(args: argparse.Namespace) -> Any:
     from ..io import load
 
-    device = _device(args.device)
-    _backend(args.backend, device)
+    device = parse_device(args.device)
+    check_backend(args.backend, device)
     return load(args.model, backend=args.backend, device=device)
 
 
@@ -93,7 +101,7 @@ def _load_for_model(args: argparse.Namespace, net: Any, evaluate: bool) -> Any:
     meta = net.metadata
     names = _model_features(net)
     if not getattr(args, "data", None):  # a built-in data set, whose columns xpnet named
-        data = _load_data(args)
+        data = load_data(args)
         if names and names != data.feature_names:
             if set(names) <= set(data.feature_names):
                 data.X = data.X[:, [data.feature_names.index(n) for n in names]]
@@ -112,7 +120,7 @@ def _load_for_model(args: argparse.Namespace, net: Any, evaluate: bool) -> Any:
     binding = model_target is not None and not (trained_names and _placeholders(trained_names))
 
     def read(features: list[str] | None, target: Any) -> Any:
-        return _read_file(args, target=target, n_features=n_features, features=features,
+        return read_file(args, target=target, n_features=n_features, features=features,
                           keep_target_text=not evaluate)
 
     def load(features: list[str] | None) -> Any:
@@ -159,10 +167,10 @@ def _missing_target(model_target: str, data: Any, features: list[str] | None) ->
     if features is None:
         others = [*data.feature_names, *others]
     where = ("its columns are" if features is None
-             else f"its columns besides the model's {_count(len(features), 'feature')} are")
+             else f"its columns besides the model's {plural(len(features), 'feature')} are")
     columns = f"{where} {_names_text(others, limit=8)}" if others else (
         "it holds only the model's features")
-    _fail(f"{data.name} has no target column {model_target!r} (the model's target) to "
+    fail(f"{data.name} has no target column {model_target!r} (the model's target) to "
           f"evaluate against; {columns}; name the target column with --target")
 
 
@@ -177,7 +185,7 @@ def _prepare(net: Any, data: Any) -> np.ndarray:
                   else f" besides the target (column {name})" if name.isdigit()  # .npy
                   else f" besides the target array {name!r}" if not data.named_columns
                   else f" besides the target column {name!r}")
-        _fail(f"{data.name} has {X.shape[1]} feature column{'s' if X.shape[1] != 1 else ''}"
+        fail(f"{data.name} has {X.shape[1]} feature column{'s' if X.shape[1] != 1 else ''}"
               f"{target} but the model expects {n_in} (feature count does not match the model)")
     stats = net.metadata.get("standardize")
     return Standardizer.from_dict(stats).transform(X) if stats else X
@@ -190,7 +198,7 @@ def _target_stats(net: Any) -> tuple[float, float]:
 
 def _model_summary(net: Any, path: str) -> str:
     trained = net.metadata["header"]["trained_on"]
-    return (f"{printable(path)}: {_describe_net(net)}; trained on "
+    return (f"{printable(path)}: {describe_net(net)}; trained on "
             f"{printable(trained['backend'])} ({printable(trained['device'])}), {net.dtype}; "
             f"running on {net.backend}")
 
@@ -212,7 +220,7 @@ def _encode_known(y: np.ndarray, classes: list[Any], source: str) -> np.ndarray:
         except DataError:
             unseen.append(value)
             rows += int(count)
-    _fail(f"{_count(rows, 'row')} of {source} {'has a label' if rows == 1 else 'have labels'} "
+    fail(f"{plural(rows, 'row')} of {source} {'has a label' if rows == 1 else 'have labels'} "
           f"the model never saw ({_labels_text(unseen, limit=5)}); the model's classes are "
           f"{_labels_text(classes, limit=10)}; score rows of these classes only, or name the "
           "right target column with --target")
@@ -225,7 +233,7 @@ def _labels_text(labels: Sequence[Any], limit: int) -> str:
     return ", ".join(shown) + (f", ... ({len(labels)} in all)" if len(labels) > limit else "")
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> int:
+def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..data import split_indices
     from ..metrics import NonFiniteOutputError, score
 
@@ -237,14 +245,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     data = _load_for_model(args, net, evaluate=True)
     source = data.name
     if data.y is None:
-        _fail(f"{source} has no target column to evaluate against")
+        fail(f"{source} has no target column to evaluate against")
     X = _prepare(net, data)
     task = meta.get("task") or {"sigmoid": "binary", "softmax": "multiclass"}.get(
         net.output, "regression")
     classes = meta.get("classes")
     if task == "regression":
         if data.y.dtype.kind not in "biuf":
-            _fail(f"{source}: the target must be numeric for a regression model")
+            fail(f"{source}: the target must be numeric for a regression model")
         y_mean, y_scale = _target_stats(net)
         y = (data.y.astype(np.float64) - y_mean) / y_scale
     else:
@@ -256,31 +264,31 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.split != "all":
         split = meta.get("split")
         if not split:
-            _fail("the model file records no train/test split; use --split all")
+            fail("the model file records no train/test split; use --split all")
         train_rows, test_rows = split_indices(
             data.n_samples, split["test_fraction"], split["seed"],
             stratify=y if task != "regression" else None, labels=classes,
         )
         rows = train_rows if args.split == "train" else test_rows
         if not len(rows):
-            _fail("the model was trained without a test split (test fraction 0)")
+            fail("the model was trained without a test split (test fraction 0)")
     try:
         result = score(net, X[rows], y[rows], task, y_mean, y_scale)
     except NonFiniteOutputError as exc:
-        _fail(f"{args.model} on {source}: {exc}")
+        fail(f"{args.model} on {source}: {exc}")
     if args.json:
-        _emit_json({"command": "evaluate", "model": args.model, "data": source,
+        emit_json({"command": "evaluate", "model": args.model, "data": source,
                     "split": args.split, "task": task, **result})
         return 0
     lines = [f"model     {_model_summary(net, args.model)}",
              f"data      {printable(source)}: {result['rows']} rows ({args.split})",
-             *_evaluation_lines(result, task)]
+             *evaluation_lines(result, task)]
     if not args.quiet:
         print("\n".join(lines))
     return 0
 
 
-def _cmd_predict(args: argparse.Namespace) -> int:
+def cmd_predict(args: argparse.Namespace) -> int:
     import csv
 
     from .._files import atomic_write
@@ -302,7 +310,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     try:
         check_finite_outputs(values)  # no NaN labelled as class 0, no 'nan' predictions
     except NonFiniteOutputError as exc:
-        _fail(f"{args.model} on {data.name}: {exc}; no predictions were written")
+        fail(f"{args.model} on {data.name}: {exc}; no predictions were written")
     classes = meta.get("classes")
     header: list[str] = ["row"]
     if data.y is not None:
@@ -323,14 +331,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         else:
             probs = outputs
         if net.output == "sigmoid" and outputs.shape[1] > 1:
-            _fail("multi-label models are not supported by 'xpnet predict'")
+            fail("multi-label models are not supported by 'xpnet predict'")
         labels = classes if classes is not None else list(range(probs.shape[1]))
         index = predicted_classes(outputs)
         predictions = [labels[i] for i in index]
         probabilities = probs.tolist()
         header += ["prediction"] + [f"p_{label}" for label in labels]
     if args.json:
-        _emit_json({"command": "predict", "model": args.model, "data": data.name,
+        emit_json({"command": "predict", "model": args.model, "data": data.name,
                     "rows": len(predictions), "classes": classes, "predictions": predictions,
                     "probabilities": probabilities, "out": args.out})
         if not args.out:
@@ -356,4 +364,149 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             writer.writerow(row)
     if args.out and not args.quiet and not args.json:
         print(f"wrote {len(predictions)} predictions to {printable(args.out)}")
+    return 0
+
+
+# --------------------------------------------------------------------------- on Dask
+def _model_data(args: argparse.Namespace, net: Any, client: Any, evaluate: bool
+                ) -> tuple[Any, Any, str]:
+    """``(X standardised as the model was, y or None, name)`` as Dask arrays."""
+    from ..data import Standardizer
+
+    if args.data and not os.path.isdir(args.data):  # a file: the model picks its columns
+        data = _load_for_model(args, net, evaluate=evaluate)
+        X, y = chunked(args, data)
+        name = data.name
+    elif args.data:
+        from ..distributed import storage
+
+        X, y = storage.open_data(args.data, chunk_rows=args.chunk_rows, target=args.target,
+                                 require_target=evaluate)
+        name = args.data
+    else:
+        X, y, name, _ = open_on_cluster(args)
+    n_in = net.layer_sizes[0]
+    if X.shape[1] != n_in:
+        fail(f"{printable(name)} has {X.shape[1]} feature columns but the model expects "
+              f"{n_in} (feature count does not match the model)")
+    stats = net.metadata.get("standardize")
+    if stats:
+        scaler = Standardizer.from_dict(stats)
+        X = (X.astype(np.float64) - scaler.mean) / scaler.scale
+    return X, y, name
+
+
+def _encode_labels(block: np.ndarray, classes: list[Any]) -> np.ndarray:
+    from ..data import encode_labels
+
+    return encode_labels(block, classes)
+
+
+def evaluate_on_cluster(args: argparse.Namespace, net: Any) -> int:
+    """``xpnet evaluate`` with ``--dask-workers``/``--scheduler``: scores summed chunk by
+    chunk on the workers."""
+    from ..distributed.engine import score_blockwise
+
+    if args.split != "all":
+        fail(f"--split {args.split}: the recorded split is drawn from all labels on one "
+              "machine; with --dask-workers/--scheduler use --split all")
+    meta = net.metadata
+    task = meta.get("task") or {"sigmoid": "binary", "softmax": "multiclass"}.get(
+        net.output, "regression")
+    with cluster(args) as client:
+        X, y, name = _model_data(args, net, client, evaluate=True)
+        if y is None:
+            fail(f"{printable(name)} has no target column to evaluate against")
+        if task == "regression":
+            if y.dtype.kind not in "biuf":
+                fail(f"{printable(name)}: the target must be numeric for a regression model")
+            y_mean, y_scale = _target_stats(net)
+            y = (y.astype(np.float64) - y_mean) / y_scale
+        else:
+            y_mean, y_scale = 0.0, 1.0
+            classes = meta.get("classes") or list(range(max(net.layer_sizes[-1], 2)))
+            y = y.map_blocks(_encode_labels, classes, dtype=np.int64)
+        result = score_blockwise(client, net, X, y, task, y_mean, y_scale)
+        info = describe_cluster(client, args)
+    if args.json:
+        emit_json({"command": "evaluate", "model": args.model, "data": name,
+                    "split": args.split, "task": task, "cluster": info, **result})
+        return 0
+    lines = [f"model     {_model_summary(net, args.model)}",
+             f"data      {printable(name)}: {result['rows']} rows ({args.split})",
+             f"cluster   {cluster_text(info)}",
+             *evaluation_lines(result, task)]
+    if not args.quiet:
+        print("\n".join(lines))
+    return 0
+
+
+def predict_on_cluster(args: argparse.Namespace, net: Any) -> int:
+    """``xpnet predict`` with ``--dask-workers``/``--scheduler``: the outputs are computed
+    block-wise on the workers and the CSV written chunk by chunk, in row order (one
+    chunk's predictions on the driver at a time)."""
+    import csv
+
+    from .._files import atomic_write
+    from ..metrics import predicted_classes
+
+    if net.output == "sigmoid" and net.layer_sizes[-1] > 1:
+        fail("multi-label models are not supported by 'xpnet predict'")
+    classes = net.metadata.get("classes")
+    regression = net.output in ("identity", "exp")
+    y_mean, y_scale = _target_stats(net)
+    with cluster(args) as client:
+        X, y, name = _model_data(args, net, client, evaluate=False)
+        outputs = net.forward(X)  # lazy, block-wise on the workers
+        blocks = outputs.to_delayed().ravel()
+        y_blocks = [None] * len(blocks) if y is None else list(
+            y.rechunk((outputs.chunks[0],)).to_delayed().ravel())
+        header: list[str] = ["row"] + ([] if y is None else ["true_target"])
+        if regression:
+            header += (["prediction"] if net.layer_sizes[-1] == 1 else
+                       [f"prediction_{j + 1}" for j in range(net.layer_sizes[-1])])
+        else:
+            labels = classes if classes is not None else list(range(max(2, net.layer_sizes[-1])))
+            header += ["prediction"] + [f"p_{label}" for label in labels]
+        json_rows: list[Any] = []
+        json_probs: list[Any] = []
+        output = (atomic_write(args.out, "w", newline="") if args.out
+                  else contextlib.nullcontext(terminal_safe(sys.stdout)))
+        row_number = 0
+        with output as handle:
+            writer = csv.writer(handle, lineterminator="\n") if (args.out or not args.json) \
+                else None
+            if writer is not None:
+                writer.writerow(header)
+            for block, y_block in zip(blocks, y_blocks):
+                A, true = client.compute([block, y_block], sync=True)
+                A = np.asarray(A, dtype=np.float64)
+                for i in range(A.shape[0]):
+                    row_number += 1
+                    row: list[Any] = [row_number]
+                    if true is not None:
+                        row.append(cell_text(np.asarray(true)[i]))
+                    if regression:
+                        values = A[i] * y_scale + y_mean
+                        row += [f"{v:.10g}" for v in values]
+                        if args.json:  # without --json nothing is kept on the driver
+                            json_rows.append(values[0] if len(values) == 1 else list(values))
+                    else:
+                        probs = ([1.0 - A[i, 0], A[i, 0]] if A.shape[1] == 1
+                                 else list(A[i]))
+                        label = labels[int(predicted_classes(A[i:i + 1])[0])]
+                        row += [label] + [f"{p:.6f}" for p in probs]
+                        if args.json:
+                            json_rows.append(label)
+                            json_probs.append(probs)
+                    if writer is not None:
+                        writer.writerow(row)
+    if args.json:
+        emit_json({"command": "predict", "model": args.model, "data": name,
+                    "rows": row_number, "classes": classes,
+                    "predictions": [float(v) if isinstance(v, np.floating) else v
+                                    for v in json_rows],
+                    "probabilities": None if regression else json_probs, "out": args.out})
+    elif args.out and not args.quiet:
+        print(f"wrote {row_number} predictions to {printable(args.out)}")
     return 0
