@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from .._memory import n_parameters
 from ..backends import BackendUnavailableError, get_backend
 
 EXIT_ERROR = 2  # a user error: one line on stderr
@@ -217,6 +218,14 @@ def on_host(args: argparse.Namespace) -> bool:
     return args.backend == "torch" and str(args.device or "cpu").startswith("cpu")
 
 
+def check_parameters(args: argparse.Namespace, sizes: list[int], clause: str | None) -> None:
+    """Fail when the network's parameters ``clause`` (e.g. need more memory than is
+    available); nothing when ``clause`` is None."""
+    if clause is not None:
+        fail(f"--layers {','.join(map(str, args.layers)) or 'none'} "
+             f"({n_parameters(sizes):,} parameters): training {clause}; use smaller layers")
+
+
 def check_backend(name: str, device: Any) -> None:
     """Fail early, before any data is loaded, when the backend cannot be used here."""
     try:
@@ -320,7 +329,7 @@ def read_file(args: argparse.Namespace, **options: Any) -> Any:
 
 
 def load_data(args: argparse.Namespace, n_features: int | None = None,
-               default_target: str | None = None) -> Any:
+              default_target: str | None = None) -> Any:
     """The data set of ``--dataset``/``--data`` (``--target`` picks a file's column)."""
     from ..data import DataError, load_dataset
 
@@ -346,7 +355,7 @@ def load_data(args: argparse.Namespace, n_features: int | None = None,
 
 
 def score_lines(classification: bool, train: dict[str, Any],
-                 test: dict[str, Any] | None) -> list[str]:
+                test: dict[str, Any] | None) -> list[str]:
     """The report's accuracy (or R² and MSE) lines of a training run, train and test."""
     def both(key: str, show: Any) -> str:
         return f"train {show(train[key])}" + (f"   test {show(test[key])}" if test else "")

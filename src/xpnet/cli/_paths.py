@@ -49,9 +49,9 @@ def check_paths(outputs: dict[str, tuple[str, str | None]],
             other_what, other_path = given[other]
             if _same_file(path, other_path):
                 fail(f"{opt} {path!r} and {other} {other_path!r} are the same file: the "
-                      f"{what} would overwrite the {other_what}; give them different names")
+                     f"{what} would overwrite the {other_what}; give them different names")
         for other, (input_what, input_path) in inputs.items():
             if input_path and _same_file(path, input_path):
                 fail(f"{opt} {path!r} is the same file as the {input_what} {input_path!r} "
-                      f"({other}): writing the {what} would destroy it; give another name")
+                     f"({other}): writing the {what} would destroy it; give another name")
         done.append(opt)

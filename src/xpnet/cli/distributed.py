@@ -24,12 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from .._memory import format_bytes, n_parameters, network_bytes, too_large, training_bytes
+from .._memory import format_bytes, network_bytes, too_large, training_bytes
 from ._common import (
     DEFAULT_EPOCHS,
     DEFAULT_EPOCHS_2D,
     TrainingSets,
     Where,
+    check_parameters,
     fail,
     load_data,
     log_epoch,
@@ -67,7 +68,7 @@ def on_cluster(args: argparse.Namespace) -> bool:
         data = getattr(args, "data", None)
         if data and os.path.isdir(data):
             fail(f"--data {data}: a zarr store or folder of .npy shards is read on Dask "
-                  "workers; add --dask-workers N or --scheduler ADDRESS")
+                 "workers; add --dask-workers N or --scheduler ADDRESS")
     return wanted
 
 
@@ -95,7 +96,7 @@ def cluster(args: argparse.Namespace) -> Iterator[Any]:
         from distributed import Client
     except ImportError as exc:
         fail(f"--dask-workers/--scheduler need dask ({exc}); install it with: "
-              "pip install 'xpnet[dask]'")
+             "pip install 'xpnet[dask]'")
     from ..distributed._client import (
         ClusterError,
         local_client,
@@ -165,7 +166,7 @@ def open_on_cluster(args: argparse.Namespace) -> tuple[Any, Any, str, Any]:
     if not args.data and name in GENERATED:
         if args.target is not None:
             fail("--target picks a column of a --data file; built-in data sets have their "
-                  "target")
+                 "target")
         n_samples = getattr(args, "n_samples", None)
         if n_samples is None:
             make = GENERATORS[name][0]
@@ -234,42 +235,8 @@ def _standardize(X: Any, client: Any) -> tuple[Any, Any]:
 
 
 # --------------------------------------------------------------------------- train
-def _check_cluster_size(args: argparse.Namespace, sizes: list[int], chunk_rows: int,
-                        name: str, info: dict[str, Any]) -> None:
-    """Refuse, before any work on the cluster, a fit that cannot fit in memory: the
-    parameters, their gradients and optimiser state on the driver, as single-process
-    ``train`` checks them; and one step of the largest chunk (its checked inputs and
-    encoded targets, and its share of the batch's activations) in one worker, against
-    the smallest worker's memory limit and this host's available memory."""
-    itemsize = np.dtype(args.dtype).itemsize
-    layers = ",".join(map(str, args.layers)) or "none"
-    parts = training_bytes(sizes, chunk_rows, min(args.batch_size or chunk_rows,
-                                                          chunk_rows), itemsize)
-    driver = parts["parameters"] + network_bytes(sizes, itemsize)
-    clause = too_large(driver)
-    if clause is not None:
-        fail(f"--layers {layers} ({n_parameters(sizes):,} parameters): training "
-              f"{clause}; use smaller layers")
-    chunk = parts["data"] + parts["activations"]
-    clause = too_large(chunk)
-    limit = info.get("worker_memory_bytes") or 0
-    if clause is None and limit and chunk > limit:
-        clause = (f"needs about {format_bytes(chunk)} of memory, but a worker has "
-                  f"about {format_bytes(limit)}")
-    if clause is not None:
-        fail(f"{printable(name)}: one step on a chunk of {chunk_rows:,} rows with "
-              f"{sizes[-1]:,} outputs {clause} (data "
-              f"{format_bytes(parts['data'])}, activations "
-              f"{format_bytes(parts['activations'])}); use a smaller --chunk-rows")
-
-
-
-
-# --------------------------------------------------------------------------- train
 class OnCluster(Where):
-    """Where ``xpnet train`` runs with ``--dask-workers``/``--scheduler``: data opened on
-    the workers, the test split by row index (unstratified), statistics and scores summed
-    chunk by chunk, the fit data-parallel (:func:`xpnet.distributed.fit`)."""
+    """Where ``xpnet train`` runs with ``--dask-workers``/``--scheduler`` (see above)."""
 
     split_note = " (by row index, unstratified)"
     omitted = ("momentum", "nesterov", "lr_schedule", "class_weight")
@@ -325,8 +292,28 @@ class OnCluster(Where):
         return sets
 
     def check_size(self, sizes: list[int], sets: TrainingSets, name: str) -> None:
-        chunk_rows = max(sets.X_train.chunks[0], default=0)
-        _check_cluster_size(self.args, sizes, chunk_rows, name, self.json["cluster"])
+        """Refuse, before any work on the cluster, a fit that cannot fit in memory: the
+        parameters, their gradients and optimiser state on the driver, as ``Local``
+        checks them; and one step of the largest chunk (its checked inputs and encoded
+        targets, and its share of the batch's activations) in one worker, against the
+        smallest worker's memory limit and this host's available memory."""
+        args, chunk_rows = self.args, max(sets.X_train.chunks[0], default=0)
+        itemsize = np.dtype(args.dtype).itemsize
+        parts = training_bytes(sizes, chunk_rows, min(args.batch_size or chunk_rows, chunk_rows),
+                               itemsize)
+        check_parameters(args, sizes, too_large(parts["parameters"]
+                                                + network_bytes(sizes, itemsize)))
+        chunk = parts["data"] + parts["activations"]
+        clause = too_large(chunk)
+        limit = self.json["cluster"].get("worker_memory_bytes") or 0
+        if clause is None and limit and chunk > limit:
+            clause = (f"needs about {format_bytes(chunk)} of memory, but a worker has "
+                      f"about {format_bytes(limit)}")
+        if clause is not None:
+            fail(f"{printable(name)}: one step on a chunk of {chunk_rows:,} rows with "
+                 f"{sizes[-1]:,} outputs {clause} (data {format_bytes(parts['data'])}, "
+                 f"activations {format_bytes(parts['activations'])}); use a smaller "
+                 "--chunk-rows")
 
     def fit(self, net: Any, X: Any, y: Any, options: dict[str, Any]) -> tuple[Any, bool]:
         """``(history, stopped)``: a Ctrl-C here is not reported as a stop (exit 0)."""

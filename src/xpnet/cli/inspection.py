@@ -87,8 +87,8 @@ def _check_gradcheck_size(args: argparse.Namespace) -> None:
     part, clause = found
     if part == "parameters":
         fail(f"--layers {','.join(map(str, args.layers))} "
-              f"({n_parameters(args.layers):,} parameters): the gradient check "
-              f"{clause}; use smaller layers")
+             f"({n_parameters(args.layers):,} parameters): the gradient check "
+             f"{clause}; use smaller layers")
     fail(f"--rows {args.rows}: the gradient check {clause}; use fewer rows")
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from .._memory import data_bytes, n_parameters, too_large, training_too_large
+from .._memory import data_bytes, too_large, training_too_large
 from ..backends import to_numpy
 from ._common import (
     DEFAULT_EPOCHS,
@@ -34,6 +34,7 @@ from ._common import (
     TrainingSets,
     Where,
     check_backend,
+    check_parameters,
     describe_net,
     device_name,
     dropout_text,
@@ -161,7 +162,7 @@ def _class_weight(
         return None, None
     if classes is None:
         fail("--class-weight applies to classification targets; this target is a "
-              "regression target")
+             "regression target")
     if isinstance(spec, str):  # "balanced"
         return "balanced", "balanced"
     by_index: dict[int, float] = {}
@@ -215,29 +216,7 @@ def _check_generated_size(args: argparse.Namespace) -> None:
     clause = too_large(data_bytes(args.n_samples, 3))
     if clause is not None:
         fail(f"--n-samples {args.n_samples}: generating the data set {clause}; "
-              "ask for fewer rows")
-
-
-def _check_training_size(
-    args: argparse.Namespace, sizes: list[int], n_rows: int, data_name: str
-) -> None:
-    """Refuse, before building the network, a run whose parameters, data and one batch's
-    activations need more memory than is available; name the option to change."""
-    batch_rows = min(args.batch_size or n_rows, n_rows)
-    found = training_too_large(sizes, n_rows, batch_rows, np.dtype(args.dtype).itemsize,
-                                       on_host=on_host(args))
-    if found is None:
-        return
-    part, clause = found
-    layers = ",".join(map(str, args.layers)) or "none"
-    if part == "parameters":
-        fail(f"--layers {layers} ({n_parameters(sizes):,} parameters): "
-              f"training {clause}; use smaller layers")
-    if part == "data":
-        fail(f"{data_name}: training on {n_rows:,} rows {clause}; use fewer rows")
-    batch = f"--batch-size {args.batch_size}" if args.batch_size else "a full batch"
-    fail(f"--layers {layers} with {batch}: training {clause}; "
-          "use a smaller --batch-size or smaller layers")
+             "ask for fewer rows")
 
 
 def _check_per_layer_options(args: argparse.Namespace) -> None:
@@ -245,10 +224,10 @@ def _check_per_layer_options(args: argparse.Namespace) -> None:
     n_hidden = len(args.layers)
     if isinstance(args.activation, list) and len(args.activation) != n_hidden:
         fail(f"--activation lists {plural(len(args.activation), 'name')} for "
-              f"{plural(n_hidden, 'hidden layer')}; give one name, or one per hidden layer")
+             f"{plural(n_hidden, 'hidden layer')}; give one name, or one per hidden layer")
     if isinstance(args.dropout, list) and len(args.dropout) != n_hidden:
         fail(f"--dropout lists {plural(len(args.dropout), 'rate')} for "
-              f"{plural(n_hidden, 'hidden layer')}; give one rate, or one per hidden layer")
+             f"{plural(n_hidden, 'hidden layer')}; give one rate, or one per hidden layer")
 
 
 def note_full_layer_list(args: argparse.Namespace, n_features: int) -> None:
@@ -333,8 +312,24 @@ class Local(Where):
         return sets
 
     def check_size(self, sizes: list[int], sets: TrainingSets, name: str) -> None:
+        """Refuse, before building the network, a run whose parameters, data and one
+        batch's activations need more memory than is available; name the option to
+        change."""
         note_full_layer_list(self.args, sizes[0])
-        _check_training_size(self.args, sizes, sets.X_train.shape[0], name)
+        args, n_rows = self.args, sets.X_train.shape[0]
+        batch_rows = min(args.batch_size or n_rows, n_rows)
+        found = training_too_large(sizes, n_rows, batch_rows, np.dtype(args.dtype).itemsize,
+                                   on_host=on_host(args))
+        if found is None:
+            return
+        part, clause = found
+        if part == "parameters":
+            check_parameters(args, sizes, clause)
+        if part == "data":
+            fail(f"{name}: training on {n_rows:,} rows {clause}; use fewer rows")
+        batch = f"--batch-size {args.batch_size}" if args.batch_size else "a full batch"
+        fail(f"--layers {','.join(map(str, args.layers)) or 'none'} with {batch}: training "
+             f"{clause}; use a smaller --batch-size or smaller layers")
 
     def fit(self, net: Any, X: Any, y: Any, options: dict[str, Any]) -> tuple[Any, bool]:
         """``(history, stopped)``: stopped by a Ctrl-C (one after the last epoch's callback
