@@ -4,9 +4,11 @@ Argument parsing and printing only: the work is done by the library (``xpnet.dat
 ``xpnet.io``, ``xpnet.metrics``, ``xpnet.gradcheck``, ``xpnet.explain``). Every error
 is one line on stderr, ``xpnet: error: ...``, with exit status 2; never a traceback.
 
-Modules: ``_common`` (option types, errors, data loading, formatting), ``parser`` (every
-command's options and help), ``train``, ``models`` (evaluate, predict), ``convert`` and
-``inspection`` (backends, gradcheck, explain); this one holds the entry point.
+Modules: ``_common`` (exit codes, option types, errors, data loading, formatting),
+``parser`` (every command's options and help), ``train`` (one flow, run ``Local``-ly or
+``distributed.OnCluster``), ``distributed`` (the Dask cluster), ``models`` (evaluate,
+predict), ``convert`` and ``inspection`` (backends, gradcheck, explain); this one holds
+the entry point.
 """
 
 from __future__ import annotations

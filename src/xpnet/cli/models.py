@@ -255,16 +255,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     X = _prepare(net, data)
     task = _model_task(net)
     classes = meta.get("classes")
-    if task == "regression":
-        if data.y.dtype.kind not in "biuf":
-            fail(f"{source}: the target must be numeric for a regression model")
-        y_mean, y_scale = _target_stats(net)
-        y = (data.y.astype(np.float64) - y_mean) / y_scale
-    else:
-        y_mean, y_scale = 0.0, 1.0
-        if classes is None:
-            classes = list(range(max(net.layer_sizes[-1], 2)))
-        y = _encode_known(data.y, classes, source)
+    if classes is None and task != "regression":
+        classes = list(range(max(net.layer_sizes[-1], 2)))
+    y, y_mean, y_scale = _scored_target(net, data.y, task, source,
+                                        lambda y: _encode_known(y, classes, source))
     rows = np.arange(data.n_samples)
     if args.split != "all":
         split = meta.get("split")
@@ -282,6 +276,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except NonFiniteOutputError as exc:
         fail(f"{args.model} on {source}: {exc}")
     return _evaluation_report(args, net, source, task, result)
+
+
+def _scored_target(net: Any, y: Any, task: str, source: str, encode: Any
+                   ) -> tuple[Any, float, float]:
+    """``(y as scored, mean, scale)``: a regression target standardised as in training,
+    class labels encoded by ``encode``."""
+    if task != "regression":
+        return encode(y), 0.0, 1.0
+    if y.dtype.kind not in "biuf":
+        fail(f"{source}: the target must be numeric for a regression model")
+    y_mean, y_scale = _target_stats(net)
+    return (y.astype(np.float64) - y_mean) / y_scale, y_mean, y_scale
 
 
 def _evaluation_report(args: argparse.Namespace, net: Any, source: str, task: str,
@@ -432,15 +438,10 @@ def _evaluate_on_cluster(args: argparse.Namespace, net: Any
         X, y, name = _model_data(args, net, evaluate=True)
         if y is None:
             fail(f"{printable(name)} has no target column to evaluate against")
-        if task == "regression":
-            if y.dtype.kind not in "biuf":
-                fail(f"{printable(name)}: the target must be numeric for a regression model")
-            y_mean, y_scale = _target_stats(net)
-            y = (y.astype(np.float64) - y_mean) / y_scale
-        else:
-            y_mean, y_scale = 0.0, 1.0
-            classes = net.metadata.get("classes") or list(range(max(net.layer_sizes[-1], 2)))
-            y = y.map_blocks(encode_labels, classes, dtype=np.int64)
+        classes = net.metadata.get("classes") or list(range(max(net.layer_sizes[-1], 2)))
+        y, y_mean, y_scale = _scored_target(
+            net, y, task, printable(name),
+            lambda y: y.map_blocks(encode_labels, classes, dtype=np.int64))
         result = score_blockwise(client, net, X, y, task, y_mean, y_scale)
         return name, task, result, describe_cluster(client, args)
 

@@ -55,11 +55,8 @@ from .distributed import OnCluster, on_cluster
 
 
 class TrainingAborted(BaseException):
-    """A second Ctrl-C during training: stop at once and write nothing (exit 130).
-
-    A BaseException, not a KeyboardInterrupt, so that ``fit`` (which turns a
-    KeyboardInterrupt into an orderly stop) lets it through.
-    """
+    """A second Ctrl-C during training: stop at once and write nothing (exit 130). Not a
+    KeyboardInterrupt, which ``fit`` turns into an orderly stop."""
 
 
 class _StopAfterEpoch:
@@ -205,20 +202,6 @@ def _solver_text(args: argparse.Namespace) -> str:
     return text + (", early stopping" if args.early_stopping else "")
 
 
-def _check_generated_size(args: argparse.Namespace) -> None:
-    """Refuse a generated data set larger than memory before generating it."""
-    from ..data import GENERATED
-
-    if args.data is not None or args.n_samples is None:
-        return
-    if (args.dataset or "moons") not in GENERATED:
-        return  # load_data says that --n-samples applies to generated sets only
-    clause = too_large(data_bytes(args.n_samples, 3))
-    if clause is not None:
-        fail(f"--n-samples {args.n_samples}: generating the data set {clause}; "
-             "ask for fewer rows")
-
-
 def _check_per_layer_options(args: argparse.Namespace) -> None:
     """--activation and --dropout lists must give one entry per hidden layer."""
     n_hidden = len(args.layers)
@@ -279,14 +262,21 @@ class Local(Where):
         """``(data, y encoded, task, output, classes)``."""
         from ..data import GENERATED, encode_target
 
-        _check_generated_size(self.args)
-        data = load_data(self.args)
+        args = self.args
+        generated = args.data is None and (args.dataset or "moons") in GENERATED
+        # a generated set larger than memory is refused before it is made (load_data says
+        # that --n-samples applies to generated sets only)
+        clause = None if not generated or args.n_samples is None else too_large(
+            data_bytes(args.n_samples, 3))
+        if clause is not None:
+            fail(f"--n-samples {args.n_samples}: generating the data set {clause}; "
+                 "ask for fewer rows")
+        data = load_data(args)
         if data.y is None:
             fail(f"{data.name}: no target column to train on")
-        if self.args.epochs is None:
-            generated = self.args.data is None and (self.args.dataset or "moons") in GENERATED
-            self.args.epochs = DEFAULT_EPOCHS_2D if generated else DEFAULT_EPOCHS
-        target = encode_target(data.y, self.args.output)
+        if args.epochs is None:
+            args.epochs = DEFAULT_EPOCHS_2D if generated else DEFAULT_EPOCHS
+        target = encode_target(data.y, args.output)
         return data, target.y, target.task, target.output, target.classes
 
     def split(self, data: Any, y: Any, task: str, output: str, classes: Any) -> TrainingSets:
