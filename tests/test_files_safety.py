@@ -579,10 +579,10 @@ def test_signal_during_save(tmp_path, sig):
 def test_sigterm_is_not_swallowed_as_keyboard_interrupt():
     """The CLI's SIGTERM exception is no KeyboardInterrupt (nor Exception), so a training
     loop that catches Ctrl-C to stop after the epoch does not catch it."""
-    from xpnet.cli._signals import Terminated, _install_sigterm
+    from xpnet.cli._signals import Terminated, install_sigterm
 
     assert not issubclass(Terminated, (KeyboardInterrupt, Exception))
-    restore = _install_sigterm()
+    restore = install_sigterm()
     try:
         with pytest.raises(Terminated):
             try:

@@ -4,9 +4,11 @@ Argument parsing and printing only: the work is done by the library (``xpnet.dat
 ``xpnet.io``, ``xpnet.metrics``, ``xpnet.gradcheck``, ``xpnet.explain``). Every error
 is one line on stderr, ``xpnet: error: ...``, with exit status 2; never a traceback.
 
-Modules: ``_common`` (option types, errors, data loading, formatting), ``parser`` (every
-command's options and help), ``train``, ``models`` (evaluate, predict), ``convert`` and
-``inspection`` (backends, gradcheck, explain); this one holds the entry point.
+Modules: ``_common`` (exit codes, option types, errors, data loading, formatting),
+``parser`` (every command's options and help), ``train`` (one flow, run ``Local``-ly or
+``distributed.OnCluster``), ``distributed`` (the Dask cluster), ``models`` (evaluate,
+predict), ``convert`` and ``inspection`` (backends, gradcheck, explain); this one holds
+the entry point.
 """
 
 from __future__ import annotations
@@ -18,16 +20,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..backends import BackendUnavailableError
-from ._common import EXIT_ERROR, CLIError, printable
+from ._common import EXIT_ERROR, EXIT_INTERRUPTED, CLIError, printable
 from ._signals import (
     EXIT_BROKEN_PIPE,
     EXIT_SIGTERM,
     Terminated,
-    _install_sigterm,
-    _silence_stdout,
+    install_sigterm,
+    silence_stdout,
 )
 from .parser import build_parser
-from .train import EXIT_INTERRUPTED, TrainingAborted
+from .train import TrainingAborted
 
 __all__ = ["build_parser", "main"]
 
@@ -65,13 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.reconfigure(errors="replace")
     previous = warnings.showwarning
     warnings.showwarning = _show_warning
-    restore_sigterm = _install_sigterm()
+    restore_sigterm = install_sigterm()
     try:
         status = int(args.func(args))
         sys.stdout.flush()  # a reader gone early shows here when the output was short
         return status
     except BrokenPipeError:  # 'xpnet predict ... | head': stop quietly, as Unix filters do
-        _silence_stdout()
+        silence_stdout()
         return EXIT_BROKEN_PIPE
     except TrainingAborted:  # a second Ctrl-C during 'xpnet train'
         sys.stderr.write("xpnet: aborted; nothing was written\n")

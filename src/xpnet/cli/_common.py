@@ -1,20 +1,26 @@
-"""Shared pieces of the command line: option types, errors, data loading, formatting."""
+"""Shared pieces of the command line: exit codes, option types, errors, data loading,
+formatting."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
 import unicodedata
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import numpy as np
 
+from .._memory import n_parameters
 from ..backends import BackendUnavailableError, get_backend
 
-EXIT_ERROR = 2
-EXIT_CHECK_FAILED = 1
+EXIT_ERROR = 2  # a user error: one line on stderr
+EXIT_CHECK_FAILED = 1  # gradcheck: a gradient does not match
+EXIT_DIVERGED = 1  # training ran but produced no usable network (nothing is written)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 # The lesson's network on two moons: 2-8-1 sigmoid, full batch, lr 3. Larger data sets
 # (digits, user files) get fewer epochs by default so that a first run stays quick.
@@ -80,7 +86,7 @@ def terminal_safe(stream: Any) -> Any:
     return _TerminalSafe(stream) if isatty is not None and isatty() else stream
 
 
-def _fail(message: str) -> NoReturn:
+def fail(message: str) -> NoReturn:
     raise CLIError(message)
 
 
@@ -106,11 +112,11 @@ def _sizes(text: str, what: str, allow_empty: bool) -> list[int]:
     return sizes
 
 
-def _hidden_sizes(text: str) -> list[int]:
+def hidden_sizes(text: str) -> list[int]:
     return _sizes(text, "hidden layer sizes", allow_empty=True)
 
 
-def _layer_sizes(text: str) -> list[int]:
+def layer_sizes(text: str) -> list[int]:
     sizes = _sizes(text, "layer sizes", allow_empty=False)
     if len(sizes) < 2:
         raise argparse.ArgumentTypeError(
@@ -119,7 +125,7 @@ def _layer_sizes(text: str) -> list[int]:
     return sizes
 
 
-def _fraction(text: str) -> float:
+def fraction(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -134,7 +140,7 @@ def _digits(value: int) -> str:
     return str(value) if value < 10**15 else f"{len(str(value))} digits"
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -147,7 +153,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -157,7 +163,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _dropout_rates(text: str) -> float | list[float]:
+def dropout_rates(text: str) -> float | list[float]:
     """``--dropout 0.2`` (every hidden layer) or ``0.2,0.1`` (one per hidden layer)."""
     rates = []
     for part in text.split(","):
@@ -173,7 +179,7 @@ def _dropout_rates(text: str) -> float | list[float]:
     return rates[0] if len(rates) == 1 else rates
 
 
-def _nonnegative_float(text: str) -> float:
+def nonnegative_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -183,7 +189,7 @@ def _nonnegative_float(text: str) -> float:
     return value
 
 
-def _nonnegative_int(text: str) -> int:
+def nonnegative_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -193,19 +199,34 @@ def _nonnegative_int(text: str) -> int:
     return value
 
 
-def _activations(text: str) -> str | list[str]:
+def activation_names(text: str) -> str | list[str]:
     names = [part.strip() for part in text.split(",")]
     return names[0] if len(names) == 1 else names
 
 
-def _device(text: str | None) -> Any:
+def parse_device(text: str | None) -> Any:
     """``--device 1`` means CUDA device 1; other values pass through (``cpu``, ``cuda:0``)."""
     if text is not None and text.isdigit():
         return int(text)
     return text
 
 
-def _backend(name: str, device: Any) -> None:
+def on_host(args: argparse.Namespace) -> bool:
+    """Whether ``--backend``/``--device`` compute in host memory (not on a GPU)."""
+    if args.backend in ("numpy", "array_api_strict"):
+        return True
+    return args.backend == "torch" and str(args.device or "cpu").startswith("cpu")
+
+
+def check_parameters(args: argparse.Namespace, sizes: list[int], clause: str | None) -> None:
+    """Fail when the network's parameters ``clause`` (e.g. need more memory than is
+    available); nothing when ``clause`` is None."""
+    if clause is not None:
+        fail(f"--layers {','.join(map(str, args.layers)) or 'none'} "
+             f"({n_parameters(sizes):,} parameters): training {clause}; use smaller layers")
+
+
+def check_backend(name: str, device: Any) -> None:
     """Fail early, before any data is loaded, when the backend cannot be used here."""
     try:
         get_backend(name, device)
@@ -216,7 +237,7 @@ def _backend(name: str, device: Any) -> None:
                 "; CuPy also needs an NVIDIA GPU with a CUDA driver. Without one, use "
                 "--backend numpy or --backend torch"
             )
-        _fail(message)
+        fail(message)
 
 
 def strict_json(value: Any) -> Any:
@@ -235,12 +256,12 @@ def strict_json(value: Any) -> Any:
     return value
 
 
-def _emit_json(obj: dict[str, Any]) -> None:
+def emit_json(obj: dict[str, Any]) -> None:
     text = json.dumps(strict_json(obj), indent=2, default=str, allow_nan=False)
     sys.stdout.write(text + "\n")
 
 
-def _device_name(net: Any) -> str:
+def device_name(net: Any) -> str:
     return net.array_backend.device_name  # canonical: "cpu", "cuda:0"
 
 
@@ -258,7 +279,7 @@ def fixed(value: float, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
-def _fmt(value: float, digits: int = 4) -> str:
+def fmt(value: float, digits: int = 4) -> str:
     """A loss or an error for a report line: ``0.0521``, ``1.234e-05``, ``2.95409e+302``."""
     value = float(value)
     if value != 0 and abs(value) < 1e-3:
@@ -286,7 +307,7 @@ def cell_text(value: Any) -> str:
     return repr(value)
 
 
-def _describe_net(net: Any) -> str:
+def describe_net(net: Any) -> str:
     acts = ", ".join(net.activations) if net.activations else "none"
     return (
         f"{'-'.join(map(str, net.layer_sizes))}  hidden {acts}, output {net.output}, "
@@ -294,7 +315,7 @@ def _describe_net(net: Any) -> str:
     )
 
 
-def _read_file(args: argparse.Namespace, **options: Any) -> Any:
+def read_file(args: argparse.Namespace, **options: Any) -> Any:
     """``load_file(args.data, ...)`` with the CSV options of the command line; what the
     reader decided on the user's behalf (a dropped row index) is noted on stderr."""
     from ..data import load_file
@@ -307,24 +328,24 @@ def _read_file(args: argparse.Namespace, **options: Any) -> Any:
     return data
 
 
-def _load_data(args: argparse.Namespace, n_features: int | None = None,
-               default_target: str | None = None) -> Any:
+def load_data(args: argparse.Namespace, n_features: int | None = None,
+              default_target: str | None = None) -> Any:
     """The data set of ``--dataset``/``--data`` (``--target`` picks a file's column)."""
     from ..data import DataError, load_dataset
 
     if getattr(args, "data", None):
         if getattr(args, "n_samples", None) is not None or getattr(args, "noise", None) is not None:
-            _fail("--n-samples and --noise apply to the generated --dataset sets, not to --data")
+            fail("--n-samples and --noise apply to the generated --dataset sets, not to --data")
         target = args.target
         if target is None and default_target is not None:
             try:  # the model's target column, when the file has it
-                return _read_file(args, target=default_target, n_features=n_features)
+                return read_file(args, target=default_target, n_features=n_features)
             except DataError as exc:
                 if "not found" not in str(exc):
                     raise
-        return _read_file(args, target=target, n_features=n_features)
+        return read_file(args, target=target, n_features=n_features)
     if args.target is not None:
-        _fail("--target picks a column of a --data file; built-in data sets have their target")
+        fail("--target picks a column of a --data file; built-in data sets have their target")
     return load_dataset(
         args.dataset or "moons",
         n_samples=getattr(args, "n_samples", None),
@@ -333,26 +354,26 @@ def _load_data(args: argparse.Namespace, n_features: int | None = None,
     )
 
 
-def _score_lines(classification: bool, train: dict[str, Any],
-                 test: dict[str, Any] | None) -> list[str]:
+def score_lines(classification: bool, train: dict[str, Any],
+                test: dict[str, Any] | None) -> list[str]:
     """The report's accuracy (or R² and MSE) lines of a training run, train and test."""
     def both(key: str, show: Any) -> str:
         return f"train {show(train[key])}" + (f"   test {show(test[key])}" if test else "")
 
     if classification:
         return [f"accuracy  {both('accuracy', fixed)}"]
-    return [f"R²        {both('r2', fixed)}", f"MSE       {both('mse', _fmt)}"]
+    return [f"R²        {both('r2', fixed)}", f"MSE       {both('mse', fmt)}"]
 
 
-def _evaluation_lines(result: dict[str, Any], task: str) -> list[str]:
+def evaluation_lines(result: dict[str, Any], task: str) -> list[str]:
     """``xpnet evaluate``'s score lines: loss, then accuracy or R² and MSE."""
-    lines = [f"loss      {_fmt(result['loss'])}"]
+    lines = [f"loss      {fmt(result['loss'])}"]
     if task == "regression":
-        return lines + [f"R²        {fixed(result['r2'])}", f"MSE       {_fmt(result['mse'])}"]
+        return lines + [f"R²        {fixed(result['r2'])}", f"MSE       {fmt(result['mse'])}"]
     return lines + [f"accuracy  {fixed(result['accuracy'])}"]
 
 
-def _dropout_text(net: Any) -> str:
+def dropout_text(net: Any) -> str:
     """", dropout 0.3" (or "0.3,0.1" per layer) for the training line; "" without."""
     rates = net.dropout
     if not any(rates):
@@ -361,6 +382,54 @@ def _dropout_text(net: Any) -> str:
                            else ",".join(f"{p:g}" for p in rates))
 
 
-def _count(n: int, noun: str) -> str:
+def plural(n: int, noun: str) -> str:
     """``1 name``, ``2 names``, ``0 hidden layers``."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def log_epoch(every: int | None, done: int, epochs: int, loss: float) -> None:
+    """``--log-every N``: ``xpnet: epoch E/N loss L`` on stderr after every N epochs."""
+    if every and done % every == 0:
+        sys.stderr.write(f"xpnet: epoch {done}/{epochs} loss {fmt(loss)}\n")
+        sys.stderr.flush()
+
+
+@dataclass
+class TrainingSets:
+    """``xpnet train``'s training and test sets as the network sees them (standardised
+    when asked), with the statistics used; NumPy arrays, or Dask arrays on a cluster."""
+
+    X_train: Any
+    y_train: Any
+    X_test: Any
+    y_test: Any
+    scaler: Any = None
+    y_scaler: Any = None
+
+    @property
+    def target_stats(self) -> tuple[float, float]:
+        """``(mean, scale)`` of a standardised regression target, else ``(0, 1)``."""
+        if self.y_scaler is None:
+            return 0.0, 1.0
+        return float(self.y_scaler.mean[0]), float(self.y_scaler.scale[0])
+
+
+class Where:
+    """Where ``xpnet train`` runs (``train.Local``, ``distributed.OnCluster``): its methods
+    open, encode, split, fit and score there; these attributes, what its report adds."""
+
+    split_note = ""  # after "train N / test M rows"
+    time_note = ""  # in the time line's parentheses
+    omitted: tuple[str, ...] = ()  # --json "training" fields that do not apply there
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.net_options: dict[str, Any] = {}  # MLP's backend and device
+        self.json: dict[str, Any] = {}  # --json fields after "backend"
+        self.training_json: dict[str, Any] = {}  # after the "training" fields
+        self.chunks_note = ""  # after the split
+        self.data_lines: list[str] = []  # after the data lines
+        self.time_lines: list[str] = []  # after the time line
+
+    def session(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from .._files import UnsafeOutputError, check_output_path
-from ._common import _fail
+from ._common import fail
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -42,16 +42,16 @@ def check_paths(outputs: dict[str, tuple[str, str | None]],
         try:  # refuses '' too
             check_output_path(path)
         except UnsafeOutputError as exc:
-            _fail(f"cannot write the {what} {path!r} ({opt}): {exc.problem}")
+            fail(f"cannot write the {what} {path!r} ({opt}): {exc.problem}")
     done: list[str] = []
     for opt, (what, path) in given.items():
         for other in done:
             other_what, other_path = given[other]
             if _same_file(path, other_path):
-                _fail(f"{opt} {path!r} and {other} {other_path!r} are the same file: the "
-                      f"{what} would overwrite the {other_what}; give them different names")
+                fail(f"{opt} {path!r} and {other} {other_path!r} are the same file: the "
+                     f"{what} would overwrite the {other_what}; give them different names")
         for other, (input_what, input_path) in inputs.items():
             if input_path and _same_file(path, input_path):
-                _fail(f"{opt} {path!r} is the same file as the {input_what} {input_path!r} "
-                      f"({other}): writing the {what} would destroy it; give another name")
+                fail(f"{opt} {path!r} is the same file as the {input_what} {input_path!r} "
+                     f"({other}): writing the {what} would destroy it; give another name")
         done.append(opt)

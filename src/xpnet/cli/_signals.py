@@ -34,7 +34,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Terminated(f"terminated by signal {signum}")
 
 
-def _install_sigterm() -> Callable[[], None]:
+def install_sigterm() -> Callable[[], None]:
     """Turn SIGTERM into :class:`Terminated`; return the function that restores the old
     handler. Only the main thread may set handlers: elsewhere (``main`` called from a
     thread) nothing changes."""
@@ -51,7 +51,7 @@ def _install_sigterm() -> Callable[[], None]:
     return restore
 
 
-def _silence_stdout() -> None:
+def silence_stdout() -> None:
     """Point stdout at the null device, so that flushing what is left at exit (Python
     flushes ``sys.stdout`` on the way out) does not raise a second ``BrokenPipeError``."""
     try:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import _emit_json, printable
+from ._common import emit_json, printable
 
 
-def _cmd_convert(args: argparse.Namespace) -> int:
+def cmd_convert(args: argparse.Namespace) -> int:
     from ..data import convert_to_zarr
 
     summary = convert_to_zarr(args.source, args.dest, args.chunk_rows, args.target,
                               dtype=args.dtype, overwrite=args.overwrite,
                               delimiter=args.delimiter, header=args.header)
     if args.json:
-        _emit_json({
+        emit_json({
             "store": summary.path, "rows": summary.rows, "n_features": summary.n_features,
             "dtype": summary.dtype, "chunk_rows": summary.chunk_rows, "chunks": summary.chunks,
             "feature_names": summary.feature_names, "target": summary.target_name,

@@ -1,7 +1,8 @@
 """``xpnet train/evaluate/predict`` on a Dask cluster: ``--dask-workers N`` (a LocalCluster
 of N worker processes, closed after), ``--scheduler tcp://host:8786`` (a running cluster),
 ``--chunk-rows N``; ``--data`` may then be a zarr store or a folder of ``.npy`` shards,
-read on the workers.
+read on the workers. :class:`OnCluster` is where ``xpnet train`` opens, fits and scores
+there (:mod:`xpnet.cli.train` holds the one flow); ``xpnet.cli.models`` uses the rest.
 
 The data never come to the driver whole: a zarr store or shard folder is read chunk by
 chunk on the workers, a generated ``--dataset`` is generated there from the seed, and a
@@ -18,42 +19,42 @@ import contextlib
 import inspect
 import logging
 import os
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from .._memory import format_bytes, network_bytes, too_large, training_bytes
 from ._common import (
-    _count,
-    _dropout_text,
-    _emit_json,
-    _evaluation_lines,
-    _fail,
-    _fmt,
-    _score_lines,
-    cell_text,
+    DEFAULT_EPOCHS,
+    DEFAULT_EPOCHS_2D,
+    TrainingSets,
+    Where,
+    check_parameters,
+    fail,
+    load_data,
+    log_epoch,
+    plural,
+    positive_int,
     printable,
 )
+from ._paths import check_paths
 
 DEFAULT_CHUNK_ROWS = 1 << 16
 
 
 def add_dask_options(p: argparse.ArgumentParser) -> None:
     """``--dask-workers``/``--scheduler``/``--chunk-rows`` for train, evaluate, predict."""
-    from ._common import _positive_int
-
     group = p.add_argument_group(
         "Dask cluster (data-parallel, data read on the workers; pip install 'xpnet[dask]')"
     )
     where = group.add_mutually_exclusive_group()
-    where.add_argument("--dask-workers", type=_positive_int, default=None, metavar="N",
+    where.add_argument("--dask-workers", type=positive_int, default=None, metavar="N",
                        help="start a local Dask cluster of N worker processes (one thread "
                        "each) for this command, and close it after")
     where.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="use the running Dask cluster at ADDRESS (e.g. tcp://host:8786)")
-    group.add_argument("--chunk-rows", type=_positive_int, default=None, metavar="N",
+    group.add_argument("--chunk-rows", type=positive_int, default=None, metavar="N",
                        help="rows per chunk, the unit of work of one task (default: a zarr "
                        f"store's own chunks, else {DEFAULT_CHUNK_ROWS} rows)")
 
@@ -63,11 +64,11 @@ def on_cluster(args: argparse.Namespace) -> bool:
     wanted = args.dask_workers is not None or args.scheduler is not None
     if not wanted:
         if args.chunk_rows is not None:
-            _fail("--chunk-rows applies with --dask-workers N or --scheduler ADDRESS")
+            fail("--chunk-rows applies with --dask-workers N or --scheduler ADDRESS")
         data = getattr(args, "data", None)
         if data and os.path.isdir(data):
-            _fail(f"--data {data}: a zarr store or folder of .npy shards is read on Dask "
-                  "workers; add --dask-workers N or --scheduler ADDRESS")
+            fail(f"--data {data}: a zarr store or folder of .npy shards is read on Dask "
+                 "workers; add --dask-workers N or --scheduler ADDRESS")
     return wanted
 
 
@@ -94,8 +95,8 @@ def cluster(args: argparse.Namespace) -> Iterator[Any]:
         import dask.array  # noqa: F401
         from distributed import Client
     except ImportError as exc:
-        _fail(f"--dask-workers/--scheduler need dask ({exc}); install it with: "
-              "pip install 'xpnet[dask]'")
+        fail(f"--dask-workers/--scheduler need dask ({exc}); install it with: "
+             "pip install 'xpnet[dask]'")
     from ..distributed._client import (
         ClusterError,
         local_client,
@@ -114,13 +115,13 @@ def cluster(args: argparse.Namespace) -> Iterator[Any]:
         try:
             client = Client(args.scheduler, timeout="10s")
         except (OSError, TimeoutError, ValueError) as exc:
-            _fail(f"--scheduler {args.scheduler}: cannot connect ({exc})")
+            fail(f"--scheduler {args.scheduler}: cannot connect ({exc})")
         try:
             yield client
         finally:
             client.close(timeout=10)
     except ClusterError as exc:
-        _fail(f"{exc}; nothing was written")
+        fail(f"{exc}; nothing was written")
 
 
 def describe_cluster(client: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -131,34 +132,41 @@ def describe_cluster(client: Any, args: argparse.Namespace) -> dict[str, Any]:
     return info
 
 
-def _cluster_text(info: dict[str, Any]) -> str:
+def cluster_text(info: dict[str, Any]) -> str:
     where = ("local cluster" if info["kind"] == "LocalCluster"
              else f"scheduler {info['scheduler']}")
-    return (f"{where}: {_count(info['workers'], 'worker')}, "
-            f"{_count(info['threads'], 'thread')}, "
+    return (f"{where}: {plural(info['workers'], 'worker')}, "
+            f"{plural(info['threads'], 'thread')}, "
             f"{info['memory_bytes'] / 2**30:.1f} GiB")
 
 
 # --------------------------------------------------------------------------- data
-def _open(args: argparse.Namespace, client: Any) -> tuple[Any, Any, str, Any]:
-    """``(X, y, name, feature_names)`` as Dask arrays, read or made on the workers where
-    the source allows it."""
+def chunked(args: argparse.Namespace, data: Any) -> tuple[Any, Any]:
+    """``(X, y)`` of a data set loaded on the driver, as Dask arrays of ``--chunk-rows``."""
     import dask.array as da
 
+    rows = args.chunk_rows or min(DEFAULT_CHUNK_ROWS, data.n_samples)
+    X = da.from_array(np.asarray(data.X), chunks=(rows, -1))
+    y = None if data.y is None else da.from_array(np.asarray(data.y), chunks=(rows,))
+    return X, y
+
+
+def open_on_cluster(args: argparse.Namespace) -> tuple[Any, Any, str, Any]:
+    """``(X, y, name, feature_names)`` as Dask arrays, read or made on the workers where
+    the source allows it."""
     from ..data import GENERATED, GENERATORS
     from ..distributed import storage
-    from ._common import _load_data
 
     if args.data and os.path.isdir(args.data):
         if getattr(args, "n_samples", None) is not None or getattr(args, "noise", None):
-            _fail("--n-samples and --noise apply to the generated --dataset sets, not to --data")
+            fail("--n-samples and --noise apply to the generated --dataset sets, not to --data")
         X, y = storage.open_data(args.data, chunk_rows=args.chunk_rows, target=args.target)
         return X, y, args.data, None
     name = args.dataset or "moons"
     if not args.data and name in GENERATED:
         if args.target is not None:
-            _fail("--target picks a column of a --data file; built-in data sets have their "
-                  "target")
+            fail("--target picks a column of a --data file; built-in data sets have their "
+                 "target")
         n_samples = getattr(args, "n_samples", None)
         if n_samples is None:
             make = GENERATORS[name][0]
@@ -167,11 +175,8 @@ def _open(args: argparse.Namespace, client: Any) -> tuple[Any, Any, str, Any]:
                                 noise=getattr(args, "noise", None),
                                 dtype=getattr(args, "dtype", "float64"))
         return X, y, name, ["x1", "x2"]
-    data = _load_data(args)
-    rows = args.chunk_rows or min(DEFAULT_CHUNK_ROWS, data.n_samples)
-    X = da.from_array(np.asarray(data.X), chunks=(rows, -1))
-    y = None if data.y is None else da.from_array(np.asarray(data.y), chunks=(rows,))
-    return X, y, data.name, data.feature_names
+    data = load_data(args)
+    return (*chunked(args, data), data.name, data.feature_names)
 
 
 def _to_index(block: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -230,344 +235,112 @@ def _standardize(X: Any, client: Any) -> tuple[Any, Any]:
 
 
 # --------------------------------------------------------------------------- train
-def _check_cluster_size(args: argparse.Namespace, sizes: list[int], chunk_rows: int,
-                        name: str, info: dict[str, Any]) -> None:
-    """Refuse, before any work on the cluster, a fit that cannot fit in memory: the
-    parameters, their gradients and optimiser state on the driver, as single-process
-    ``train`` checks them; and one step of the largest chunk (its checked inputs and
-    encoded targets, and its share of the batch's activations) in one worker, against
-    the smallest worker's memory limit and this host's available memory."""
-    from .. import _memory
+class OnCluster(Where):
+    """Where ``xpnet train`` runs with ``--dask-workers``/``--scheduler`` (see above)."""
 
-    itemsize = np.dtype(args.dtype).itemsize
-    layers = ",".join(map(str, args.layers)) or "none"
-    parts = _memory.training_bytes(sizes, chunk_rows, min(args.batch_size or chunk_rows,
-                                                          chunk_rows), itemsize)
-    driver = parts["parameters"] + _memory.network_bytes(sizes, itemsize)
-    clause = _memory.too_large(driver)
-    if clause is not None:
-        _fail(f"--layers {layers} ({_memory.n_parameters(sizes):,} parameters): training "
-              f"{clause}; use smaller layers")
-    chunk = parts["data"] + parts["activations"]
-    clause = _memory.too_large(chunk)
-    limit = info.get("worker_memory_bytes") or 0
-    if clause is None and limit and chunk > limit:
-        clause = (f"needs about {_memory.format_bytes(chunk)} of memory, but a worker has "
-                  f"about {_memory.format_bytes(limit)}")
-    if clause is not None:
-        _fail(f"{printable(name)}: one step on a chunk of {chunk_rows:,} rows with "
-              f"{sizes[-1]:,} outputs {clause} (data "
-              f"{_memory.format_bytes(parts['data'])}, activations "
-              f"{_memory.format_bytes(parts['activations'])}); use a smaller --chunk-rows")
+    split_note = " (by row index, unstratified)"
+    omitted = ("momentum", "nesterov", "lr_schedule", "class_weight")
 
+    def check(self) -> None:
+        args = self.args
+        for flag, given in (("--compile", args.compile), ("--plot", args.plot),
+                            ("--class-weight", args.class_weight is not None)):
+            if given:
+                fail(f"{flag} does not apply with --dask-workers/--scheduler")
+        if args.backend != "numpy":
+            fail("with --dask-workers/--scheduler the workers compute with NumPy (or CuPy "
+                 f"for CuPy chunks); --backend {args.backend} does not apply")
+        check_paths({"--save": ("model file", args.save)}, {})
 
-def train_on_cluster(args: argparse.Namespace) -> int:
-    """``xpnet train`` with ``--dask-workers``/``--scheduler`` (see the module docs)."""
-    from ..data import split_indices
-    from ..distributed import fit as distributed_fit
-    from ..distributed.engine import score_blockwise
-    from ..io import save
-    from ..network import MLP
-    from ..train import DivergenceError
-    from ._common import (
-        DEFAULT_EPOCHS,
-        DEFAULT_EPOCHS_2D,
-        DEFAULT_LR,
-        DEFAULT_LR_ADAM,
-        DEFAULT_LR_REGRESSION,
-        _describe_net,
-    )
-    from ._paths import check_paths
-    from .train import (
-        EXIT_DIVERGED,
-        _check_per_layer_options,
-        _optimizer,
-        _solver_text,
-        log_epoch,
-    )
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        with cluster(self.args) as client:
+            self.client = client
+            self.json = {"cluster": describe_cluster(client, self.args)}
+            self.data_lines = [f"cluster   {cluster_text(self.json['cluster'])}"]
+            yield
 
-    for flag, given in (("--compile", args.compile), ("--plot", args.plot),
-                        ("--class-weight", args.class_weight is not None)):
-        if given:
-            _fail(f"{flag} does not apply with --dask-workers/--scheduler")
-    if args.backend != "numpy":
-        _fail("with --dask-workers/--scheduler the workers compute with NumPy (or CuPy for "
-              f"CuPy chunks); --backend {args.backend} does not apply")
-    check_paths({"--save": ("model file", args.save)}, {})
-    with cluster(args) as client:
-        info = describe_cluster(client, args)
-        X, y, name, feature_names = _open(args, client)
+    def open(self) -> tuple[Any, Any, str, str, Any]:
+        """``(data, y encoded, task, output, classes)``."""
+        from ..data import GENERATED, Dataset
+
+        args = self.args
+        X, y, name, feature_names = open_on_cluster(args)
         if y is None:
-            _fail(f"{printable(name)}: no target column to train on")
-        m, n_features = int(X.shape[0]), int(X.shape[1])
-        generated = not args.data and (args.dataset or "moons") in ("moons", "xor", "circles",
-                                                                    "spirals", "flower")
+            fail(f"{printable(name)}: no target column to train on")
         if args.epochs is None:
+            generated = not args.data and (args.dataset or "moons") in GENERATED
             args.epochs = DEFAULT_EPOCHS_2D if generated else DEFAULT_EPOCHS
-        y_enc, task, output, classes = _encode_target(y, args.output, client)
-        classification = task != "regression"
-        if args.lr is None:
-            if args.solver == "adam":
-                args.lr = DEFAULT_LR_ADAM
-            else:
-                args.lr = DEFAULT_LR if classification else DEFAULT_LR_REGRESSION
-        train_rows, test_rows = split_indices(m, args.test_fraction, args.seed)
+        return (Dataset(X, y, name, feature_names=feature_names),
+                *_encode_target(y, args.output, self.client))
+
+    def split(self, data: Any, y: Any, task: str, output: str, classes: Any) -> TrainingSets:
+        from ..data import split_indices
+
+        args = self.args
+        train_rows, test_rows = split_indices(data.n_samples, args.test_fraction, args.seed)
         # sorted: each chunk keeps its own rows (no shuffle of data between workers)
         train_rows, test_rows = np.sort(train_rows), np.sort(test_rows)
-        X_train, y_train = X[train_rows], y_enc[train_rows]
-        X_test, y_test = X[test_rows], y_enc[test_rows]
-        scaler = None
+        sets = TrainingSets(data.X[train_rows], y[train_rows], data.X[test_rows], y[test_rows])
         if args.standardize:
-            X_train, scaler = _standardize(X_train, client)
-            X_test = (X_test.astype(np.float64) - scaler.mean) / scaler.scale
-        y_scaler = None
-        if not classification and args.standardize and output != "exp":
-            y_train, y_scaler = _standardize(y_train[:, None], client)
-            y_train = y_train[:, 0]
-            y_test = (y_test[:, None] - y_scaler.mean) / y_scaler.scale
-            y_test = y_test[:, 0]
-        n_out = len(classes) if output == "softmax" and classes else 1
-        sizes = [n_features, *args.layers, n_out]
-        _check_per_layer_options(args)
-        _check_cluster_size(args, sizes, max(X_train.chunks[0], default=0), name, info)
-        net = MLP(sizes, activation=args.activation, output=output, dtype=args.dtype,
-                  seed=args.seed, alpha=args.alpha, dropout=args.dropout)
-        report: dict[str, Any] = {}
-        try:
-            history = distributed_fit(
-                net, X_train, y_train, client=client, epochs=args.epochs, lr=args.lr,
-                batch_size=args.batch_size, optimizer=_optimizer(args),
-                early_stopping=args.early_stopping, n_iter_no_change=args.n_iter_no_change,
-                tol=args.tol, threads=args.threads, report=report,
-                callback=lambda epoch, loss: log_epoch(args.log_every, epoch + 1, args.epochs,
-                                                       loss),
-            )
-        except DivergenceError as exc:
-            sys.stderr.write(f"xpnet: error: training diverged at epoch {exc.epoch}: "
-                             f"{exc.reason}; try a smaller --lr (got {args.lr:g}); nothing "
-                             "was written\n")
-            return EXIT_DIVERGED
-        y_mean = float(y_scaler.mean[0]) if y_scaler else 0.0
-        y_scale = float(y_scaler.scale[0]) if y_scaler else 1.0
-        train_scores = score_blockwise(client, net, X_train, y_train, task, y_mean, y_scale)
-        test_scores = (score_blockwise(client, net, X_test, y_test, task, y_mean, y_scale)
-                       if len(test_rows) else None)
-    steps = report["overhead"]
-    if args.save:
-        save(net, args.save, standardize=scaler, target_standardize=y_scaler,
-             classes=classes, feature_names=feature_names, target_name=None, task=task,
-             dataset=name, split={"test_fraction": args.test_fraction, "seed": args.seed})
-    m_train = len(train_rows)
-    samples_per_second = history.epochs * m_train / max(history.seconds, 1e-12)
-    if args.json:
-        _emit_json({
-            "command": "train",
-            "xpnet_version": __version__,
-            "data": {"name": name, "rows": m, "features": n_features, "task": task,
-                     "classes": classes, "train_rows": m_train, "test_rows": len(test_rows),
-                     "standardized": bool(args.standardize)},
-            "network": {"layer_sizes": list(net.layer_sizes),
-                        "activations": list(net.activations), "output": net.output,
-                        "loss": net.loss_name, "parameters": net.n_params},
-            "backend": {"name": "numpy", "device": "dask workers", "dtype": net.dtype},
-            "cluster": info,
-            "training": {"epochs": history.epochs, "lr": args.lr,
-                         "batch_size": args.batch_size, "alpha": args.alpha,
-                         "dropout": list(net.dropout),
-                         "seed": args.seed, "solver": args.solver,
-                         "early_stopping": args.early_stopping,
-                         "seconds": history.seconds, "samples_per_second": samples_per_second,
-                         "loss_curve": history.loss, "chunks": report["chunks"],
-                         "steps": steps["steps"], "step_seconds_median": steps["step"],
-                         "compute_seconds_median": steps["compute"],
-                         "overhead_seconds_median": steps["overhead"]},
-            "loss": history.loss[-1],
-            "interrupted": history.interrupted,
-            "train": train_scores,
-            "test": test_scores,
-            "model": args.save,
-            "plot": None,
-        })
-        return 0
-    if args.quiet:
-        return 0
-    kinds = (f"{len(classes)} classes ({', '.join(map(printable, classes[:10]))}"
-             f"{', ...' if len(classes) > 10 else ''})" if classes else "regression target")
-    split = (f"train {m_train} / test {len(test_rows)} rows (by row index, unstratified)"
-             if len(test_rows) else f"all {m_train} rows for training (no test split)")
-    batch = "full batch" if args.batch_size is None else f"batches of {args.batch_size}"
-    lines = [
-        f"data      {printable(name)}: {m} rows, {n_features} features, {kinds}",
-        f"          {split}, {report['chunks']} chunks, features "
-        + ("standardised (training-split statistics)" if scaler else "as given"),
-        f"cluster   {_cluster_text(info)}",
-        f"network   {_describe_net(net)}",
-        f"backend   numpy on the Dask workers, {net.dtype}",
-        f"training  {history.epochs} epochs, {batch}, {_solver_text(args)}, "
-        f"alpha {args.alpha:g}{_dropout_text(net)}, seed {args.seed}",
-        f"loss      {_fmt(history.loss[-1])} (last epoch)   train {_fmt(train_scores['loss'])}"
-        + (f"   test {_fmt(test_scores['loss'])}" if test_scores else ""),
-    ]
-    lines += _score_lines(classification, train_scores, test_scores)
-    lines.append(f"time      {history.seconds:.2f} s, {samples_per_second:,.0f} samples/s "
-                 f"({history.epochs} epochs x {m_train} rows)")
-    lines.append(f"steps     {steps['steps']} steps, median {1000 * steps['step']:.1f} ms: "
-                 f"workers' compute {1000 * steps['compute']:.1f} ms, overhead "
-                 f"{1000 * steps['overhead']:.1f} ms")
-    if args.save:
-        lines.append(f"saved     {printable(args.save)}")
-    print("\n".join(lines))
-    return 0
+            sets.X_train, sets.scaler = _standardize(sets.X_train, self.client)
+            sets.X_test = (sets.X_test.astype(np.float64) - sets.scaler.mean) / sets.scaler.scale
+        if task == "regression" and args.standardize and output != "exp":
+            y_train, sets.y_scaler = _standardize(sets.y_train[:, None], self.client)
+            y_test = (sets.y_test[:, None] - sets.y_scaler.mean) / sets.y_scaler.scale
+            sets.y_train, sets.y_test = y_train[:, 0], y_test[:, 0]
+        return sets
 
+    def check_size(self, sizes: list[int], sets: TrainingSets, name: str) -> None:
+        """Refuse, before any work on the cluster, a fit that cannot fit in memory: the
+        parameters, their gradients and optimiser state on the driver, as ``Local``
+        checks them; and one step of the largest chunk (its checked inputs and encoded
+        targets, and its share of the batch's activations) in one worker, against the
+        smallest worker's memory limit and this host's available memory."""
+        args, chunk_rows = self.args, max(sets.X_train.chunks[0], default=0)
+        itemsize = np.dtype(args.dtype).itemsize
+        parts = training_bytes(sizes, chunk_rows, min(args.batch_size or chunk_rows, chunk_rows),
+                               itemsize)
+        check_parameters(args, sizes, too_large(parts["parameters"]
+                                                + network_bytes(sizes, itemsize)))
+        chunk = parts["data"] + parts["activations"]
+        clause = too_large(chunk)
+        limit = self.json["cluster"].get("worker_memory_bytes") or 0
+        if clause is None and limit and chunk > limit:
+            clause = (f"needs about {format_bytes(chunk)} of memory, but a worker has "
+                      f"about {format_bytes(limit)}")
+        if clause is not None:
+            fail(f"{printable(name)}: one step on a chunk of {chunk_rows:,} rows with "
+                 f"{sizes[-1]:,} outputs {clause} (data {format_bytes(parts['data'])}, "
+                 f"activations {format_bytes(parts['activations'])}); use a smaller "
+                 "--chunk-rows")
 
-# --------------------------------------------------------------------------- models
-def _model_data(args: argparse.Namespace, net: Any, client: Any, evaluate: bool
-                ) -> tuple[Any, Any, str]:
-    """``(X standardised as the model was, y or None, name)`` as Dask arrays."""
-    import dask.array as da
+    def fit(self, net: Any, X: Any, y: Any, options: dict[str, Any]) -> tuple[Any, bool]:
+        """``(history, stopped)``: a Ctrl-C here is not reported as a stop (exit 0)."""
+        from ..distributed import fit
 
-    from ..data import Standardizer
-    from .models import _load_for_model
+        args, report = self.args, dict[str, Any]()
+        history = fit(net, X, y, client=self.client, report=report,
+                      callback=lambda epoch, loss: log_epoch(args.log_every, epoch + 1,
+                                                             args.epochs, loss), **options)
+        steps = report["overhead"]
+        self.training_json = {
+            "chunks": report["chunks"], "steps": steps["steps"],
+            "step_seconds_median": steps["step"], "compute_seconds_median": steps["compute"],
+            "overhead_seconds_median": steps["overhead"]}
+        self.chunks_note = f", {report['chunks']} chunks"
+        self.time_lines = [f"steps     {steps['steps']} steps, median "
+                           f"{1000 * steps['step']:.1f} ms: workers' compute "
+                           f"{1000 * steps['compute']:.1f} ms, overhead "
+                           f"{1000 * steps['overhead']:.1f} ms"]
+        return history, False
 
-    if args.data and not os.path.isdir(args.data):  # a file: the model picks its columns
-        data = _load_for_model(args, net, evaluate=evaluate)
-        rows = args.chunk_rows or min(DEFAULT_CHUNK_ROWS, data.n_samples)
-        X = da.from_array(np.asarray(data.X), chunks=(rows, -1))
-        y = None if data.y is None else da.from_array(np.asarray(data.y), chunks=(rows,))
-        name = data.name
-    elif args.data:
-        from ..distributed import storage
+    def score(self, net: Any, X: Any, y: Any, task: str, mean: float, scale: float) -> Any:
+        from ..distributed.engine import score_blockwise
 
-        X, y = storage.open_data(args.data, chunk_rows=args.chunk_rows, target=args.target,
-                                 require_target=evaluate)
-        name = args.data
-    else:
-        X, y, name, _ = _open(args, client)
-    n_in = net.layer_sizes[0]
-    if X.shape[1] != n_in:
-        _fail(f"{printable(name)} has {X.shape[1]} feature columns but the model expects "
-              f"{n_in} (feature count does not match the model)")
-    stats = net.metadata.get("standardize")
-    if stats:
-        scaler = Standardizer.from_dict(stats)
-        X = (X.astype(np.float64) - scaler.mean) / scaler.scale
-    return X, y, name
+        return score_blockwise(self.client, net, X, y, task, mean, scale)
 
-
-def _encode_labels(block: np.ndarray, classes: list[Any]) -> np.ndarray:
-    from ..data import encode_labels
-
-    return encode_labels(block, classes)
-
-
-def evaluate_on_cluster(args: argparse.Namespace, net: Any) -> int:
-    """``xpnet evaluate`` with ``--dask-workers``/``--scheduler``: scores summed chunk by
-    chunk on the workers."""
-    from ..distributed.engine import score_blockwise
-    from .models import _model_summary, _target_stats
-
-    if args.split != "all":
-        _fail(f"--split {args.split}: the recorded split is drawn from all labels on one "
-              "machine; with --dask-workers/--scheduler use --split all")
-    meta = net.metadata
-    task = meta.get("task") or {"sigmoid": "binary", "softmax": "multiclass"}.get(
-        net.output, "regression")
-    with cluster(args) as client:
-        X, y, name = _model_data(args, net, client, evaluate=True)
-        if y is None:
-            _fail(f"{printable(name)} has no target column to evaluate against")
-        if task == "regression":
-            if y.dtype.kind not in "biuf":
-                _fail(f"{printable(name)}: the target must be numeric for a regression model")
-            y_mean, y_scale = _target_stats(net)
-            y = (y.astype(np.float64) - y_mean) / y_scale
-        else:
-            y_mean, y_scale = 0.0, 1.0
-            classes = meta.get("classes") or list(range(max(net.layer_sizes[-1], 2)))
-            y = y.map_blocks(_encode_labels, classes, dtype=np.int64)
-        result = score_blockwise(client, net, X, y, task, y_mean, y_scale)
-        info = describe_cluster(client, args)
-    if args.json:
-        _emit_json({"command": "evaluate", "model": args.model, "data": name,
-                    "split": args.split, "task": task, "cluster": info, **result})
-        return 0
-    lines = [f"model     {_model_summary(net, args.model)}",
-             f"data      {printable(name)}: {result['rows']} rows ({args.split})",
-             f"cluster   {_cluster_text(info)}",
-             *_evaluation_lines(result, task)]
-    if not args.quiet:
-        print("\n".join(lines))
-    return 0
-
-
-def predict_on_cluster(args: argparse.Namespace, net: Any) -> int:
-    """``xpnet predict`` with ``--dask-workers``/``--scheduler``: the outputs are computed
-    block-wise on the workers and the CSV written chunk by chunk, in row order (one
-    chunk's predictions on the driver at a time)."""
-    import csv
-
-    from .._files import atomic_write
-    from ..metrics import predicted_classes
-    from ._common import terminal_safe
-    from .models import _target_stats
-
-    if net.output == "sigmoid" and net.layer_sizes[-1] > 1:
-        _fail("multi-label models are not supported by 'xpnet predict'")
-    classes = net.metadata.get("classes")
-    regression = net.output in ("identity", "exp")
-    y_mean, y_scale = _target_stats(net)
-    with cluster(args) as client:
-        X, y, name = _model_data(args, net, client, evaluate=False)
-        outputs = net.forward(X)  # lazy, block-wise on the workers
-        blocks = outputs.to_delayed().ravel()
-        y_blocks = [None] * len(blocks) if y is None else list(
-            y.rechunk((outputs.chunks[0],)).to_delayed().ravel())
-        header: list[str] = ["row"] + ([] if y is None else ["true_target"])
-        if regression:
-            header += (["prediction"] if net.layer_sizes[-1] == 1 else
-                       [f"prediction_{j + 1}" for j in range(net.layer_sizes[-1])])
-        else:
-            labels = classes if classes is not None else list(range(max(2, net.layer_sizes[-1])))
-            header += ["prediction"] + [f"p_{label}" for label in labels]
-        json_rows: list[Any] = []
-        json_probs: list[Any] = []
-        output = (atomic_write(args.out, "w", newline="") if args.out
-                  else contextlib.nullcontext(terminal_safe(sys.stdout)))
-        row_number = 0
-        with output as handle:
-            writer = csv.writer(handle, lineterminator="\n") if (args.out or not args.json) \
-                else None
-            if writer is not None:
-                writer.writerow(header)
-            for block, y_block in zip(blocks, y_blocks):
-                A, true = client.compute([block, y_block], sync=True)
-                A = np.asarray(A, dtype=np.float64)
-                for i in range(A.shape[0]):
-                    row_number += 1
-                    row: list[Any] = [row_number]
-                    if true is not None:
-                        row.append(cell_text(np.asarray(true)[i]))
-                    if regression:
-                        values = A[i] * y_scale + y_mean
-                        row += [f"{v:.10g}" for v in values]
-                        if args.json:  # without --json nothing is kept on the driver
-                            json_rows.append(values[0] if len(values) == 1 else list(values))
-                    else:
-                        probs = ([1.0 - A[i, 0], A[i, 0]] if A.shape[1] == 1
-                                 else list(A[i]))
-                        label = labels[int(predicted_classes(A[i:i + 1])[0])]
-                        row += [label] + [f"{p:.6f}" for p in probs]
-                        if args.json:
-                            json_rows.append(label)
-                            json_probs.append(probs)
-                    if writer is not None:
-                        writer.writerow(row)
-    if args.json:
-        _emit_json({"command": "predict", "model": args.model, "data": name,
-                    "rows": row_number, "classes": classes,
-                    "predictions": [float(v) if isinstance(v, np.floating) else v
-                                    for v in json_rows],
-                    "probabilities": None if regression else json_probs, "out": args.out})
-    elif args.out and not args.quiet:
-        print(f"wrote {row_number} predictions to {printable(args.out)}")
-    return 0
+    def backend(self, net: Any) -> tuple[dict[str, Any], str]:
+        """The report's backend: its --json object and its line's text."""
+        return ({"name": "numpy", "device": "dask workers", "dtype": net.dtype},
+                f"numpy on the Dask workers, {net.dtype}")

@@ -6,15 +6,17 @@ import argparse
 
 import numpy as np
 
+from .._memory import n_parameters, training_too_large
 from ..backends import BACKEND_NAMES, backend_info, get_backend
 from ._common import (
     EXIT_CHECK_FAILED,
-    _backend,
-    _describe_net,
-    _device,
-    _device_name,
-    _emit_json,
-    _fail,
+    check_backend,
+    describe_net,
+    device_name,
+    emit_json,
+    fail,
+    on_host,
+    parse_device,
 )
 
 
@@ -42,7 +44,7 @@ def _devices(name: str) -> list[str]:
     return [str(backend.device) if backend.device is not None else "default"]
 
 
-def _cmd_backends(args: argparse.Namespace) -> int:
+def cmd_backends(args: argparse.Namespace) -> int:
     rows = []
     for name in BACKEND_NAMES:
         info = backend_info(name)
@@ -54,7 +56,7 @@ def _cmd_backends(args: argparse.Namespace) -> int:
                 info["reason"] = f"could not list devices ({exc})"
         rows.append(info)
     if args.json:
-        _emit_json({"command": "backends", "backends": rows})
+        emit_json({"command": "backends", "backends": rows})
         return 0
     table = [("backend", "installed", "version", "usable", "devices", "notes")]
     for info in rows:
@@ -77,29 +79,25 @@ def _cmd_backends(args: argparse.Namespace) -> int:
 
 def _check_gradcheck_size(args: argparse.Namespace) -> None:
     """Refuse --layers/--rows whose network and random rows exceed the memory available."""
-    from .. import _memory
-
     itemsize = np.dtype(args.dtype).itemsize
-    on_host = args.backend in ("numpy", "array_api_strict") or (
-        args.backend == "torch" and str(args.device or "cpu").startswith("cpu"))
-    found = _memory.training_too_large(args.layers, args.rows, args.rows, itemsize,
-                                       on_host=on_host)
+    found = training_too_large(args.layers, args.rows, args.rows, itemsize,
+                               on_host=on_host(args))
     if found is None:
         return
     part, clause = found
     if part == "parameters":
-        _fail(f"--layers {','.join(map(str, args.layers))} "
-              f"({_memory.n_parameters(args.layers):,} parameters): the gradient check "
-              f"{clause}; use smaller layers")
-    _fail(f"--rows {args.rows}: the gradient check {clause}; use fewer rows")
+        fail(f"--layers {','.join(map(str, args.layers))} "
+             f"({n_parameters(args.layers):,} parameters): the gradient check "
+             f"{clause}; use smaller layers")
+    fail(f"--rows {args.rows}: the gradient check {clause}; use fewer rows")
 
 
-def _cmd_gradcheck(args: argparse.Namespace) -> int:
+def cmd_gradcheck(args: argparse.Namespace) -> int:
     from ..gradcheck import DEFAULTS, check_gradients, random_problem
     from ..network import MLP
 
-    device = _device(args.device)
-    _backend(args.backend, device)
+    device = parse_device(args.device)
+    check_backend(args.backend, device)
     _check_gradcheck_size(args)
     net = MLP(args.layers, activation=args.activation, output=args.output,
               backend=args.backend, device=device, dtype=args.dtype, seed=args.seed,
@@ -111,10 +109,10 @@ def _cmd_gradcheck(args: argparse.Namespace) -> int:
     worst = max(r.max_rel_error for r in results)
     passed = worst <= threshold
     if args.json:
-        _emit_json({
+        emit_json({
             "command": "gradcheck", "layer_sizes": list(net.layer_sizes),
             "activations": list(net.activations), "output": net.output,
-            "backend": net.backend, "device": _device_name(net), "dtype": net.dtype,
+            "backend": net.backend, "device": device_name(net), "dtype": net.dtype,
             "rows": args.rows, "eps": eps, "threshold": threshold,
             "parameters": [{"name": r.name, "shape": list(r.shape), "checked": r.checked,
                             "max_rel_error": r.max_rel_error, "max_abs_error": r.max_abs_error}
@@ -122,8 +120,8 @@ def _cmd_gradcheck(args: argparse.Namespace) -> int:
             "max_rel_error": worst, "passed": passed,
         })
     elif not args.quiet or not passed:
-        print(f"gradcheck {_describe_net(net)}")
-        print(f"          on {net.backend} ({_device_name(net)}, {net.dtype}), "
+        print(f"gradcheck {describe_net(net)}")
+        print(f"          on {net.backend} ({device_name(net)}, {net.dtype}), "
               f"{args.rows} random rows, central differences with eps {eps:g}")
         print(f"{'parameter':<10} {'shape':<12} {'checked':>7}  {'max rel error':>13}  "
               f"{'max abs error':>13}")
@@ -136,7 +134,7 @@ def _cmd_gradcheck(args: argparse.Namespace) -> int:
     return 0 if passed else EXIT_CHECK_FAILED
 
 
-def _cmd_explain(args: argparse.Namespace) -> int:
+def cmd_explain(args: argparse.Namespace) -> int:
     from ..explain import explain
 
     print(explain(args.layers, args.activation, args.output, alpha=args.alpha,

@@ -18,21 +18,21 @@ from ._common import (
     DEFAULT_LR,
     DEFAULT_LR_REGRESSION,
     EXIT_ERROR,
-    _activations,
-    _dropout_rates,
-    _fraction,
-    _hidden_sizes,
-    _layer_sizes,
-    _nonnegative_float,
-    _nonnegative_int,
-    _positive_float,
-    _positive_int,
+    activation_names,
+    dropout_rates,
+    fraction,
+    hidden_sizes,
+    layer_sizes,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
 )
-from .convert import _cmd_convert
+from .convert import cmd_convert
 from .distributed import add_dask_options
-from .inspection import _cmd_backends, _cmd_explain, _cmd_gradcheck
-from .models import _cmd_evaluate, _cmd_predict
-from .train import _class_weight_spec, _cmd_train
+from .inspection import cmd_backends, cmd_explain, cmd_gradcheck
+from .models import cmd_evaluate, cmd_predict
+from .train import class_weight_spec, cmd_train
 
 
 def _closest(word: str, candidates: Iterable[str]) -> str | None:
@@ -67,8 +67,9 @@ class _Parser(argparse.ArgumentParser):
     def _command_parser(self, parsed: argparse.Namespace) -> _Parser:
         command = getattr(parsed, "command", None)
         for action in self._actions:
-            if isinstance(action, argparse._SubParsersAction) and command in action.choices:
-                chosen = action.choices[command]
+            choices = action.choices  # the subcommands' parsers by name, on add_subparsers'
+            if isinstance(choices, dict) and command in choices:
+                chosen = choices[command]
                 return chosen if isinstance(chosen, _Parser) else self
         return self
 
@@ -176,15 +177,15 @@ def _add_backend_options(p: argparse.ArgumentParser) -> None:
 
 def _add_network_options(p: argparse.ArgumentParser) -> None:
     """The whole network, input to output (gradcheck and explain; train takes hidden sizes)."""
-    p.add_argument("--layers", type=_layer_sizes, default=[2, 4, 1], metavar="SIZES",
+    p.add_argument("--layers", type=layer_sizes, default=[2, 4, 1], metavar="SIZES",
                    help="EVERY layer size, input to output, e.g. 2,4,1 (unlike 'xpnet train "
                    "--layers', which takes the hidden sizes only) (default: 2,4,1)")
-    p.add_argument("--activation", type=_activations, default="sigmoid", metavar="NAME",
+    p.add_argument("--activation", type=activation_names, default="sigmoid", metavar="NAME",
                    help="hidden activation(s): sigmoid (or logistic), tanh, relu, identity; "
                    "one, or one per hidden layer like relu,tanh (default: sigmoid)")
     p.add_argument("--output", default="sigmoid", choices=("sigmoid", "softmax", "identity", "exp"),
                    help="output and loss (default: sigmoid)")
-    p.add_argument("--alpha", type=_nonnegative_float, default=0.0, help="L2 penalty")
+    p.add_argument("--alpha", type=nonnegative_float, default=0.0, help="L2 penalty")
 
 
 def _add_data_options(p: argparse.ArgumentParser, required: bool,
@@ -263,49 +264,49 @@ def build_parser() -> argparse.ArgumentParser:
             f"  {name:<14} {text}" for name, text in DATASETS.items()),
     )
     _add_data_options(p, required=False)
-    p.add_argument("--n-samples", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--n-samples", type=positive_int, default=None, metavar="N",
                    help="rows of a generated data set (default: 400)")
-    p.add_argument("--noise", type=_nonnegative_float, default=None,
+    p.add_argument("--noise", type=nonnegative_float, default=None,
                    help="noise of a generated data set (default: per data set)")
     _add_backend_options(p)
     p.add_argument("--dtype", default="float64", choices=("float32", "float64"),
                    help="floating-point type (default: float64)")
-    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="threads of the BLAS/OpenMP/torch pools while training (default: 1 "
                    "for small networks, the libraries' own setting for larger ones); with "
                    "--threads 1 also XLA's (JAX)")
     p.add_argument("--compile", action="store_true",
                    help="JAX: run each epoch as one compiled XLA program (a no-op on numpy "
                    "and array_api_strict; refused on torch and cupy)")
-    p.add_argument("--layers", type=_hidden_sizes, default=_hidden_sizes(DEFAULT_HIDDEN),
+    p.add_argument("--layers", type=hidden_sizes, default=hidden_sizes(DEFAULT_HIDDEN),
                    metavar="SIZES", help="the HIDDEN layer sizes only, e.g. 16,16 (the input "
                    "and output sizes come from the data; 'xpnet explain/gradcheck --layers' "
                    f"take every size); 'none' for no hidden layer (default: {DEFAULT_HIDDEN})")
-    p.add_argument("--activation", type=_activations, default="sigmoid", metavar="NAME",
+    p.add_argument("--activation", type=activation_names, default="sigmoid", metavar="NAME",
                    help="hidden activation: sigmoid (or logistic, scikit-learn's name), tanh, "
                    "relu, identity; one, or one per hidden layer like relu,tanh "
                    "(default: sigmoid)")
     p.add_argument("--output", default=None, choices=("sigmoid", "softmax", "identity", "exp"),
                    help="output and loss (default: from the target: sigmoid for 2 classes, "
                    "softmax for more, identity for regression, exp for counts: Poisson)")
-    p.add_argument("--epochs", type=_positive_int, default=None,
+    p.add_argument("--epochs", type=positive_int, default=None,
                    help="passes over the training rows (default: "
                    f"{DEFAULT_EPOCHS_2D} on the generated 2-D data sets, "
                    f"{DEFAULT_EPOCHS} on other data)")
-    p.add_argument("--lr", type=_positive_float, default=None,
+    p.add_argument("--lr", type=positive_float, default=None,
                    help=f"learning rate (default: {DEFAULT_LR:g} for classification, "
                    f"{DEFAULT_LR_REGRESSION:g} for regression)")
-    p.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
                    help="mini-batch rows (default: full batch)")
-    p.add_argument("--alpha", type=_nonnegative_float, default=0.0,
+    p.add_argument("--alpha", type=nonnegative_float, default=0.0,
                    help="L2 penalty alpha/(2m)·Σ‖W‖² (default: 0)")
-    p.add_argument("--dropout", type=_dropout_rates, default=0.0, metavar="P",
+    p.add_argument("--dropout", type=dropout_rates, default=0.0, metavar="P",
                    help="inverted dropout rate of the hidden units while training, one for "
                    "every hidden layer or one per hidden layer like 0.2,0.1; same masks on "
                    "every backend (default: 0, off)")
     p.add_argument("--solver", choices=("sgd", "adam"), default="sgd",
                    help="update rule (default: sgd, plain gradient descent)")
-    p.add_argument("--momentum", type=_nonnegative_float, default=0.0,
+    p.add_argument("--momentum", type=nonnegative_float, default=0.0,
                    help="sgd momentum in [0, 1] (default: 0)")
     p.add_argument("--nesterov", action="store_true",
                    help="Nesterov momentum (sgd with --momentum > 0)")
@@ -315,20 +316,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--early-stopping", action="store_true",
                    help="hold out 10%% of the training rows, stop when their score stops "
                    "improving and restore the best weights")
-    p.add_argument("--n-iter-no-change", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--n-iter-no-change", type=positive_int, default=None, metavar="N",
                    help="stop after N epochs without improvement by --tol (default: never "
                    "without --early-stopping, 10 with it)")
-    p.add_argument("--class-weight", type=_class_weight_spec, default=None, metavar="SPEC",
+    p.add_argument("--class-weight", type=class_weight_spec, default=None, metavar="SPEC",
                    help="weigh each class's rows in the loss: 'balanced' (n_rows / "
                    "(n_classes * rows of the class), over the training rows) or "
                    "label=weight,... with labels as in the data, e.g. setosa=2,virginica=1 "
                    "(others weigh 1); classification only (default: none)")
-    p.add_argument("--tol", type=_nonnegative_float, default=1e-4,
+    p.add_argument("--tol", type=nonnegative_float, default=1e-4,
                    help="improvement that counts for stopping (default: 1e-4)")
-    p.add_argument("--seed", type=_nonnegative_int, default=0,
+    p.add_argument("--seed", type=nonnegative_int, default=0,
                    help="seed of the weights, the split, shuffles and generated data "
                    "(default: 0)")
-    p.add_argument("--test-fraction", type=_fraction, default=0.25, metavar="F",
+    p.add_argument("--test-fraction", type=fraction, default=0.25, metavar="F",
                    help="share of rows held out and reported separately (default: 0.25)")
     p.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=True,
                    help="standardise features (and a regression target) with training-split "
@@ -340,11 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print one JSON object on stdout and nothing else")
     p.add_argument("--quiet", "-q", action="store_true",
                    help="print nothing but errors (and no progress bar)")
-    p.add_argument("--log-every", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--log-every", type=positive_int, default=None, metavar="N",
                    help="write 'xpnet: epoch E/N loss L' to stderr after every N epochs "
                    "(for logs and batch jobs, where no progress bar is drawn)")
     add_dask_options(p)
-    p.set_defaults(func=_cmd_train)
+    p.set_defaults(func=cmd_train)
 
     # evaluate
     p = sub.add_parser(
@@ -360,12 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rows to score: all, or the training/test split recorded in the model "
                    "(the same data as in training) (default: all)")
     _add_backend_options(p)
-    p.add_argument("--seed", type=_nonnegative_int, default=None,
+    p.add_argument("--seed", type=nonnegative_int, default=None,
                    help="seed of a generated --dataset (default: the training run's seed)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     add_dask_options(p)
-    p.set_defaults(func=_cmd_evaluate)
+    p.set_defaults(func=cmd_evaluate)
 
     # predict
     p = sub.add_parser(
@@ -380,12 +381,12 @@ def build_parser() -> argparse.ArgumentParser:
         "file has it"))
     p.add_argument("--out", metavar="FILE", help="write the CSV here instead of stdout")
     _add_backend_options(p)
-    p.add_argument("--seed", type=_nonnegative_int, default=None,
+    p.add_argument("--seed", type=nonnegative_int, default=None,
                    help="seed of a generated --dataset (default: the training run's seed)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--quiet", "-q", action="store_true", help="no summary line with --out")
     add_dask_options(p)
-    p.set_defaults(func=_cmd_predict)
+    p.set_defaults(func=cmd_predict)
 
     # backends
     p = sub.add_parser(
@@ -395,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "devices, and the install line when missing."),
     )
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    p.set_defaults(func=_cmd_backends)
+    p.set_defaults(func=cmd_backends)
 
     # gradcheck
     p = sub.add_parser(
@@ -409,18 +410,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_options(p)
     p.add_argument("--dtype", default="float64", choices=("float32", "float64"),
                    help="float64 (default) checks formulas; float32 is a coarse check")
-    p.add_argument("--rows", type=_positive_int, default=16, help="random rows (default: 16)")
-    p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed (default: 0)")
-    p.add_argument("--eps", type=_positive_float, default=None,
+    p.add_argument("--rows", type=positive_int, default=16, help="random rows (default: 16)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed (default: 0)")
+    p.add_argument("--eps", type=positive_float, default=None,
                    help="finite-difference step (default: 1e-5 float64, 1e-2 float32)")
-    p.add_argument("--threshold", type=_positive_float, default=None,
+    p.add_argument("--threshold", type=positive_float, default=None,
                    help="largest relative error allowed (default: 1e-5 float64, 5e-2 float32)")
-    p.add_argument("--max-entries", type=_positive_int, default=2000, metavar="N",
+    p.add_argument("--max-entries", type=positive_int, default=2000, metavar="N",
                    help="entries checked at most, sampled when the network is larger "
                    "(default: 2000)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--quiet", "-q", action="store_true", help="print only on failure")
-    p.set_defaults(func=_cmd_gradcheck)
+    p.set_defaults(func=cmd_gradcheck)
 
     # convert
     p = sub.add_parser(
@@ -432,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("source", metavar="SOURCE", help="CSV or .npz data file")
     p.add_argument("dest", metavar="STORE", help="zarr store to create (a folder)")
-    p.add_argument("--chunk-rows", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--chunk-rows", type=positive_int, default=None, metavar="N",
                    help="rows per chunk (default: about 32 MiB of features per chunk)")
     p.add_argument("--target", metavar="COLUMN",
                    help="target column of a CSV: name or index (default: the last column)")
@@ -443,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace STORE if it is an existing zarr store (never anything else)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
-    p.set_defaults(func=_cmd_convert)
+    p.set_defaults(func=cmd_convert)
 
     # explain
     p = sub.add_parser(
@@ -454,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "derivation, corrected and made concrete."),
     )
     _add_network_options(p)
-    p.add_argument("--rows", type=_positive_int, default=None,
+    p.add_argument("--rows", type=positive_int, default=None,
                    help="batch size to show in shapes (default: the symbol m)")
-    p.set_defaults(func=_cmd_explain)
+    p.set_defaults(func=cmd_explain)
     return parser

@@ -1,4 +1,10 @@
-"""``xpnet train``: train a network, report it, save the model and plot."""
+"""``xpnet train``: train a network, report it, save the model and plot.
+
+One flow (:func:`cmd_train`) that opens the data, encodes the target, splits and
+standardises, fits and scores, then saves and reports; where it runs (:class:`Local`, in
+this process, or :class:`~xpnet.cli.distributed.OnCluster`, on Dask) says how each step is
+done there.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from .._memory import data_bytes, too_large, training_too_large
 from ..backends import to_numpy
 from ._common import (
     DEFAULT_EPOCHS,
@@ -22,39 +29,34 @@ from ._common import (
     DEFAULT_LR,
     DEFAULT_LR_ADAM,
     DEFAULT_LR_REGRESSION,
-    _backend,
-    _count,
-    _describe_net,
-    _device,
-    _device_name,
-    _dropout_text,
-    _emit_json,
-    _fail,
-    _fmt,
-    _load_data,
-    _score_lines,
+    EXIT_DIVERGED,
+    EXIT_INTERRUPTED,
+    TrainingSets,
+    Where,
+    check_backend,
+    check_parameters,
+    describe_net,
+    device_name,
+    dropout_text,
+    emit_json,
+    fail,
+    fmt,
+    load_data,
+    log_epoch,
+    on_host,
+    parse_device,
+    plural,
     printable,
     rate,
+    score_lines,
 )
 from ._paths import check_paths
-
-EXIT_DIVERGED = 1  # training ran but produced no usable network (nothing is written)
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+from .distributed import OnCluster, on_cluster
 
 
 class TrainingAborted(BaseException):
-    """A second Ctrl-C during training: stop at once and write nothing (exit 130).
-
-    A BaseException, not a KeyboardInterrupt, so that ``fit`` (which turns a
-    KeyboardInterrupt into an orderly stop) lets it through.
-    """
-
-
-def log_epoch(every: int | None, done: int, epochs: int, loss: float) -> None:
-    """``--log-every N``: ``xpnet: epoch E/N loss L`` on stderr after every N epochs."""
-    if every and done % every == 0:
-        sys.stderr.write(f"xpnet: epoch {done}/{epochs} loss {_fmt(loss)}\n")
-        sys.stderr.flush()
+    """A second Ctrl-C during training: stop at once and write nothing (exit 130). Not a
+    KeyboardInterrupt, which ``fit`` turns into an orderly stop."""
 
 
 class _StopAfterEpoch:
@@ -112,17 +114,17 @@ def _optimizer(args: argparse.Namespace) -> Any:
 
     if args.solver == "adam":
         if args.momentum or args.nesterov or args.lr_schedule != "constant":
-            _fail("--momentum, --nesterov and --lr-schedule apply to --solver sgd only")
+            fail("--momentum, --nesterov and --lr-schedule apply to --solver sgd only")
         return get_optimizer("adam", args.lr)
     if args.momentum > 1:
-        _fail(f"--momentum must lie in [0, 1]; got {args.momentum:g}")
+        fail(f"--momentum must lie in [0, 1]; got {args.momentum:g}")
     if args.nesterov and not args.momentum:
-        _fail("--nesterov needs --momentum > 0")
+        fail("--nesterov needs --momentum > 0")
     return get_optimizer("sgd", args.lr, momentum=args.momentum, nesterov=args.nesterov,
                          schedule=args.lr_schedule)
 
 
-def _class_weight_spec(text: str) -> str | list[tuple[str, float]]:
+def class_weight_spec(text: str) -> str | list[tuple[str, float]]:
     """``--class-weight``: ``balanced``, or ``label=weight,...`` (labels as in the data,
     matched to the classes once the data is read; weights finite and >= 0)."""
     if text.strip() == "balanced":
@@ -156,8 +158,8 @@ def _class_weight(
     if spec is None:
         return None, None
     if classes is None:
-        _fail("--class-weight applies to classification targets; this target is a "
-              "regression target")
+        fail("--class-weight applies to classification targets; this target is a "
+             "regression target")
     if isinstance(spec, str):  # "balanced"
         return "balanced", "balanced"
     by_index: dict[int, float] = {}
@@ -173,7 +175,7 @@ def _class_weight(
         ]
         if not matches:
             listed = ", ".join(map(str, classes[:10])) + (", ..." if len(classes) > 10 else "")
-            _fail(f"--class-weight: {label!r} is not one of the classes ({listed})")
+            fail(f"--class-weight: {label!r} is not one of the classes ({listed})")
         by_index[matches[0]] = weight
         shown[str(classes[matches[0]])] = weight
     return by_index, shown
@@ -200,61 +202,15 @@ def _solver_text(args: argparse.Namespace) -> str:
     return text + (", early stopping" if args.early_stopping else "")
 
 
-def _check_generated_size(args: argparse.Namespace) -> None:
-    """Refuse a generated data set larger than memory before generating it."""
-    from .. import _memory
-    from ..data import GENERATED
-
-    if args.data is not None or args.n_samples is None:
-        return
-    if (args.dataset or "moons") not in GENERATED:
-        return  # _load_data says that --n-samples applies to generated sets only
-    clause = _memory.too_large(_memory.data_bytes(args.n_samples, 3))
-    if clause is not None:
-        _fail(f"--n-samples {args.n_samples}: generating the data set {clause}; "
-              "ask for fewer rows")
-
-
-def _on_host(args: argparse.Namespace) -> bool:
-    """Whether the network computes in host memory (not on a GPU)."""
-    if args.backend in ("numpy", "array_api_strict"):
-        return True
-    return args.backend == "torch" and str(args.device or "cpu").startswith("cpu")
-
-
-def _check_training_size(
-    args: argparse.Namespace, sizes: list[int], n_rows: int, data_name: str
-) -> None:
-    """Refuse, before building the network, a run whose parameters, data and one batch's
-    activations need more memory than is available; name the option to change."""
-    from .. import _memory
-
-    batch_rows = min(args.batch_size or n_rows, n_rows)
-    found = _memory.training_too_large(sizes, n_rows, batch_rows, np.dtype(args.dtype).itemsize,
-                                       on_host=_on_host(args))
-    if found is None:
-        return
-    part, clause = found
-    layers = ",".join(map(str, args.layers)) or "none"
-    if part == "parameters":
-        _fail(f"--layers {layers} ({_memory.n_parameters(sizes):,} parameters): "
-              f"training {clause}; use smaller layers")
-    if part == "data":
-        _fail(f"{data_name}: training on {n_rows:,} rows {clause}; use fewer rows")
-    batch = f"--batch-size {args.batch_size}" if args.batch_size else "a full batch"
-    _fail(f"--layers {layers} with {batch}: training {clause}; "
-          "use a smaller --batch-size or smaller layers")
-
-
 def _check_per_layer_options(args: argparse.Namespace) -> None:
     """--activation and --dropout lists must give one entry per hidden layer."""
     n_hidden = len(args.layers)
     if isinstance(args.activation, list) and len(args.activation) != n_hidden:
-        _fail(f"--activation lists {_count(len(args.activation), 'name')} for "
-              f"{_count(n_hidden, 'hidden layer')}; give one name, or one per hidden layer")
+        fail(f"--activation lists {plural(len(args.activation), 'name')} for "
+             f"{plural(n_hidden, 'hidden layer')}; give one name, or one per hidden layer")
     if isinstance(args.dropout, list) and len(args.dropout) != n_hidden:
-        _fail(f"--dropout lists {_count(len(args.dropout), 'rate')} for "
-              f"{_count(n_hidden, 'hidden layer')}; give one rate, or one per hidden layer")
+        fail(f"--dropout lists {plural(len(args.dropout), 'rate')} for "
+             f"{plural(n_hidden, 'hidden layer')}; give one rate, or one per hidden layer")
 
 
 def note_full_layer_list(args: argparse.Namespace, n_features: int) -> None:
@@ -272,83 +228,107 @@ def note_full_layer_list(args: argparse.Namespace, n_features: int) -> None:
         f"if {given} was the whole network, use --layers {hidden}\n")
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from ..data import GENERATED, Standardizer, encode_target, split_indices
-    from ..io import save
-    from ..metrics import score
-    from ..network import MLP
-    from ..progress import EpochProgress
-    from ..train import DivergenceError
-    from .distributed import on_cluster, train_on_cluster
+class Local(Where):
+    """Where ``xpnet train`` runs without a cluster: in this process, on ``--backend``
+    and ``--device``, with a progress bar on a terminal and the Ctrl-C rules of
+    :class:`_StopAfterEpoch`; the test split is stratified."""
 
-    if on_cluster(args):  # --dask-workers/--scheduler: data-parallel on Dask
-        return train_on_cluster(args)
-    check_paths({"--save": ("model file", args.save), "--plot": ("plot", args.plot)},
-                {"--data": ("data file", args.data)})
-    device = _device(args.device)
-    if args.threads is not None:
-        from ..threads import xla_flags
+    time_note = ", backend synchronised"
 
-        xla_flags(args.threads)  # XLA sizes its pool when JAX starts: before the backend loads
-    _backend(args.backend, device)
-    if args.compile:
-        from ..compiled import check_compile
+    def check(self) -> None:
+        args = self.args
+        check_paths({"--save": ("model file", args.save), "--plot": ("plot", args.plot)},
+                    {"--data": ("data file", args.data)})
+        device = parse_device(args.device)
+        self.net_options = {"backend": args.backend, "device": device}
+        if args.threads is not None:
+            from ..threads import xla_flags
 
-        try:
-            check_compile(True, args.backend)
-        except ValueError as exc:
-            _fail(f"--compile: {exc}")
-    if args.plot:
-        from ..plotting import check_plot_path
+            xla_flags(args.threads)  # XLA sizes its pool when JAX starts: before the backend
+        check_backend(args.backend, device)
+        if args.compile:
+            from ..compiled import check_compile
 
-        check_plot_path(args.plot)  # matplotlib installed, file type known: before training
+            try:
+                check_compile(True, args.backend)
+            except ValueError as exc:
+                fail(f"--compile: {exc}")
+        if args.plot:
+            from ..plotting import check_plot_path
 
-    _check_generated_size(args)
-    data = _load_data(args)
-    if data.y is None:
-        _fail(f"{data.name}: no target column to train on")
-    if args.epochs is None:
+            check_plot_path(args.plot)  # matplotlib installed, file type known: before training
+
+    def open(self) -> tuple[Any, Any, str, str, Any]:
+        """``(data, y encoded, task, output, classes)``."""
+        from ..data import GENERATED, encode_target
+
+        args = self.args
         generated = args.data is None and (args.dataset or "moons") in GENERATED
-        args.epochs = DEFAULT_EPOCHS_2D if generated else DEFAULT_EPOCHS
-    target = encode_target(data.y, args.output)
-    classification = target.task != "regression"
-    class_weight, class_weight_shown = _class_weight(args.class_weight, target.classes)
-    if args.lr is None:
-        if args.solver == "adam":
-            args.lr = DEFAULT_LR_ADAM
-        else:
-            args.lr = DEFAULT_LR if classification else DEFAULT_LR_REGRESSION
-    train_rows, test_rows = split_indices(
-        data.n_samples, args.test_fraction, args.seed,
-        stratify=target.y if classification else None, labels=target.classes,
-    )
-    X_train_raw, X_test_raw = data.X[train_rows], data.X[test_rows]
-    y_train, y_test = target.y[train_rows], target.y[test_rows]
-    scaler = Standardizer.fit(X_train_raw) if args.standardize else None
-    X_train = scaler.transform(X_train_raw) if scaler else X_train_raw
-    X_test = scaler.transform(X_test_raw) if scaler else X_test_raw
-    y_scaler = None
-    # a Poisson (exp) target stays as it is: standardising would make counts negative
-    if not classification and args.standardize and target.output != "exp":
-        y_scaler = Standardizer.fit(y_train[:, None])
-        y_train_fit = (y_train - y_scaler.mean[0]) / y_scaler.scale[0]
-        y_test_fit = (y_test - y_scaler.mean[0]) / y_scaler.scale[0]
-    else:
-        y_train_fit, y_test_fit = y_train, y_test
-    n_out = len(target.classes) if target.output == "softmax" and target.classes else 1
-    sizes = [data.n_features, *args.layers, n_out]
-    _check_per_layer_options(args)
-    note_full_layer_list(args, data.n_features)
-    activation = args.activation
-    _check_training_size(args, sizes, len(train_rows), data.name)
-    net = MLP(sizes, activation=activation, output=target.output, backend=args.backend,
-              device=device, dtype=args.dtype, seed=args.seed, alpha=args.alpha,
-              dropout=args.dropout)
+        # a generated set larger than memory is refused before it is made (load_data says
+        # that --n-samples applies to generated sets only)
+        clause = None if not generated or args.n_samples is None else too_large(
+            data_bytes(args.n_samples, 3))
+        if clause is not None:
+            fail(f"--n-samples {args.n_samples}: generating the data set {clause}; "
+                 "ask for fewer rows")
+        data = load_data(args)
+        if data.y is None:
+            fail(f"{data.name}: no target column to train on")
+        if args.epochs is None:
+            args.epochs = DEFAULT_EPOCHS_2D if generated else DEFAULT_EPOCHS
+        target = encode_target(data.y, args.output)
+        return data, target.y, target.task, target.output, target.classes
 
-    show_progress = sys.stdout.isatty() and not args.quiet and not args.json
-    optimizer = _optimizer(args)
-    try:
-        # NumPy's overflow/invalid warnings would only precede the divergence error below
+    def split(self, data: Any, y: Any, task: str, output: str, classes: Any) -> TrainingSets:
+        from ..data import Standardizer, split_indices
+
+        args = self.args
+        train_rows, test_rows = split_indices(
+            data.n_samples, args.test_fraction, args.seed,
+            stratify=y if task != "regression" else None, labels=classes,
+        )
+        X_train_raw, X_test_raw = data.X[train_rows], data.X[test_rows]
+        y_train, y_test = y[train_rows], y[test_rows]
+        self.raw = (X_train_raw, y_train, X_test_raw, y_test)  # for the plot
+        scaler = Standardizer.fit(X_train_raw) if args.standardize else None
+        sets = TrainingSets(scaler.transform(X_train_raw) if scaler else X_train_raw, y_train,
+                            scaler.transform(X_test_raw) if scaler else X_test_raw, y_test,
+                            scaler=scaler)
+        # a Poisson (exp) target stays as it is: standardising would make counts negative
+        if task == "regression" and args.standardize and output != "exp":
+            sets.y_scaler = y_scaler = Standardizer.fit(y_train[:, None])
+            sets.y_train = (y_train - y_scaler.mean[0]) / y_scaler.scale[0]
+            sets.y_test = (y_test - y_scaler.mean[0]) / y_scaler.scale[0]
+        return sets
+
+    def check_size(self, sizes: list[int], sets: TrainingSets, name: str) -> None:
+        """Refuse, before building the network, a run whose parameters, data and one
+        batch's activations need more memory than is available; name the option to
+        change."""
+        note_full_layer_list(self.args, sizes[0])
+        args, n_rows = self.args, sets.X_train.shape[0]
+        batch_rows = min(args.batch_size or n_rows, n_rows)
+        found = training_too_large(sizes, n_rows, batch_rows, np.dtype(args.dtype).itemsize,
+                                   on_host=on_host(args))
+        if found is None:
+            return
+        part, clause = found
+        if part == "parameters":
+            check_parameters(args, sizes, clause)
+        if part == "data":
+            fail(f"{name}: training on {n_rows:,} rows {clause}; use fewer rows")
+        batch = f"--batch-size {args.batch_size}" if args.batch_size else "a full batch"
+        fail(f"--layers {','.join(map(str, args.layers)) or 'none'} with {batch}: training "
+             f"{clause}; use a smaller --batch-size or smaller layers")
+
+    def fit(self, net: Any, X: Any, y: Any, options: dict[str, Any]) -> tuple[Any, bool]:
+        """``(history, stopped)``: stopped by a Ctrl-C (one after the last epoch's callback
+        still counts: the user asked to stop)."""
+        from ..progress import EpochProgress
+
+        args = self.args
+        show_progress = sys.stdout.isatty() and not args.quiet and not args.json
+        # NumPy's overflow/invalid warnings would only precede the divergence error
         with EpochProgress(args.epochs, enabled=show_progress) as progress, \
                 _StopAfterEpoch(progress, newline=show_progress, log_every=args.log_every,
                                 epochs=args.epochs) as stop_after_epoch, \
@@ -356,113 +336,149 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 warnings.catch_warnings():
             # the summary says it was interrupted: no need for fit's warning too
             warnings.filterwarnings("ignore", "training interrupted", UserWarning)
-            history = net.fit(X_train, y_train_fit, epochs=args.epochs, lr=args.lr,
-                              batch_size=args.batch_size, callback=stop_after_epoch,
-                              optimizer=optimizer, early_stopping=args.early_stopping,
-                              n_iter_no_change=args.n_iter_no_change, tol=args.tol,
-                              threads=args.threads, compile=args.compile,
-                              class_weight=class_weight)
-    except DivergenceError as exc:
-        sys.stderr.write(f"xpnet: error: training diverged at epoch {exc.epoch}: {exc.reason}; "
-                         f"try a smaller --lr (got {args.lr:g}); nothing was written\n")
-        return EXIT_DIVERGED
-    # a Ctrl-C after the last epoch's callback still counts: the user asked to stop
-    interrupted = history.interrupted or stop_after_epoch.requested
-    m_train = X_train.shape[0]
-    samples_per_second = history.epochs * m_train / max(history.seconds, 1e-12)
+            history = net.fit(X, y, callback=stop_after_epoch, compile=args.compile,
+                              **options)
+        return history, history.interrupted or stop_after_epoch.requested
 
-    y_mean = float(y_scaler.mean[0]) if y_scaler else 0.0
-    y_scale = float(y_scaler.scale[0]) if y_scaler else 1.0
-    train_scores = score(net, X_train, y_train_fit, target.task, y_mean, y_scale)
-    test_scores = (score(net, X_test, y_test_fit, target.task, y_mean, y_scale)
-                   if len(test_rows) else None)
+    def score(self, net: Any, X: Any, y: Any, task: str, mean: float, scale: float) -> Any:
+        from ..metrics import score
 
+        return score(net, X, y, task, mean, scale)
+
+    def backend(self, net: Any) -> tuple[dict[str, Any], str]:
+        """The report's backend: its --json object and its line's text."""
+        return ({"name": net.backend, "device": device_name(net), "dtype": net.dtype},
+                f"{net.backend} on {device_name(net)}, {net.dtype}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``xpnet train``, here or on a cluster (``--dask-workers``/``--scheduler``)."""
+    from ..io import save
+    from ..network import MLP
+    from ..train import DivergenceError
+
+    where: Local | OnCluster = OnCluster(args) if on_cluster(args) else Local(args)
+    where.check()
+    with where.session():
+        data, y, task, output, classes = where.open()
+        class_weight, class_weight_shown = _class_weight(args.class_weight, classes)
+        if args.lr is None:
+            if args.solver == "adam":
+                args.lr = DEFAULT_LR_ADAM
+            else:
+                args.lr = DEFAULT_LR if task != "regression" else DEFAULT_LR_REGRESSION
+        sets = where.split(data, y, task, output, classes)
+        n_out = len(classes) if output == "softmax" and classes else 1
+        sizes = [data.n_features, *args.layers, n_out]
+        _check_per_layer_options(args)
+        where.check_size(sizes, sets, data.name)
+        net = MLP(sizes, activation=args.activation, output=output, dtype=args.dtype,
+                  seed=args.seed, alpha=args.alpha, dropout=args.dropout, **where.net_options)
+        options = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
+                   "optimizer": _optimizer(args), "early_stopping": args.early_stopping,
+                   "n_iter_no_change": args.n_iter_no_change, "tol": args.tol,
+                   "threads": args.threads}
+        if class_weight is not None:
+            options["class_weight"] = class_weight
+        try:
+            history, stopped = where.fit(net, sets.X_train, sets.y_train, options)
+        except DivergenceError as exc:
+            sys.stderr.write(f"xpnet: error: training diverged at epoch {exc.epoch}: "
+                             f"{exc.reason}; try a smaller --lr (got {args.lr:g}); nothing "
+                             "was written\n")
+            return EXIT_DIVERGED
+        mean, scale = sets.target_stats
+        scores = (where.score(net, sets.X_train, sets.y_train, task, mean, scale),
+                  where.score(net, sets.X_test, sets.y_test, task, mean, scale)
+                  if sets.X_test.shape[0] else None)
     if args.save:
-        save(
-            net, args.save, standardize=scaler, target_standardize=y_scaler,
-            classes=target.classes, feature_names=data.feature_names,
-            target_name=data.target_name, task=target.task, dataset=data.name,
-            split={"test_fraction": args.test_fraction, "seed": args.seed},
-        )
-    if args.plot:
-        from ..plotting import plot_training
+        save(net, args.save, standardize=sets.scaler, target_standardize=sets.y_scaler,
+             classes=classes, feature_names=data.feature_names, target_name=data.target_name,
+             task=task, dataset=data.name,
+             split={"test_fraction": args.test_fraction, "seed": args.seed})
+    if args.plot and isinstance(where, Local):
+        _plot(args, net, history, where.raw, sets, task, classes, data)
+    _report(args, where, data, sets, net, history, stopped,
+            (task, classes, class_weight_shown), scores)
+    return EXIT_INTERRUPTED if stopped else 0
 
-        def predict(X_raw: np.ndarray) -> np.ndarray:
-            X_net = scaler.transform(X_raw) if scaler else X_raw
-            out = to_numpy(net.predict_proba(X_net)).astype(np.float64)
-            return out * y_scale + y_mean if not classification else out
 
-        title = (f"xpnet {'-'.join(map(str, net.layer_sizes))} on {data.name} "
-                 f"({net.backend}, {net.dtype})")
-        plot_training(
-            args.plot, history.loss, task=target.task, predict=predict,
-            X_train=X_train_raw, y_train=y_train, X_test=X_test_raw, y_test=y_test,
-            classes=target.classes, feature_names=data.feature_names, title=title,
-        )
+def _plot(args: argparse.Namespace, net: Any, history: Any, raw: Any, sets: TrainingSets,
+          task: str, classes: Any, data: Any) -> None:
+    """``--plot``: the loss curve, and the decision regions or fit of the raw data."""
+    from ..plotting import plot_training
 
+    (mean, scale), scaler = sets.target_stats, sets.scaler
+
+    def predict(X_raw: np.ndarray) -> np.ndarray:
+        X_net = scaler.transform(X_raw) if scaler else X_raw
+        out = to_numpy(net.predict_proba(X_net)).astype(np.float64)
+        return out * scale + mean if task == "regression" else out
+
+    X_train, y_train, X_test, y_test = raw
+    title = (f"xpnet {'-'.join(map(str, net.layer_sizes))} on {data.name} "
+             f"({net.backend}, {net.dtype})")
+    plot_training(args.plot, history.loss, task=task, predict=predict,
+                  X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test,
+                  classes=classes, feature_names=data.feature_names, title=title)
+
+
+def _report(args: argparse.Namespace, where: Local | OnCluster, data: Any,
+            sets: TrainingSets, net: Any, history: Any, stopped: bool,
+            target: tuple[str, Any, Any], scores: tuple[Any, Any]) -> None:
+    """The run's report on stdout: --json, or text lines (none with --quiet)."""
+    (task, classes, class_weight), (train, test) = target, scores
+    n_train, n_test = int(sets.X_train.shape[0]), int(sets.X_test.shape[0])
+    speed = history.epochs * n_train / max(history.seconds, 1e-12)
+    backend_json, backend_text = where.backend(net)
     if args.json:
-        _emit_json({
-            "command": "train",
-            "xpnet_version": __version__,
-            "data": {
-                "name": data.name, "rows": data.n_samples, "features": data.n_features,
-                "task": target.task, "classes": target.classes,
-                "train_rows": int(len(train_rows)), "test_rows": int(len(test_rows)),
-                "standardized": bool(args.standardize),
-            },
-            "network": {
-                "layer_sizes": list(net.layer_sizes), "activations": list(net.activations),
-                "output": net.output, "loss": net.loss_name, "parameters": net.n_params,
-            },
-            "backend": {"name": net.backend, "device": _device_name(net), "dtype": net.dtype},
-            "training": {
-                "epochs": history.epochs, "lr": args.lr, "batch_size": args.batch_size,
-                "alpha": args.alpha, "dropout": list(net.dropout), "seed": args.seed,
-                "solver": args.solver,
-                "momentum": args.momentum, "nesterov": args.nesterov,
-                "lr_schedule": args.lr_schedule, "early_stopping": args.early_stopping,
-                "class_weight": class_weight_shown,
-                "seconds": history.seconds, "samples_per_second": samples_per_second,
-                "loss_curve": history.loss,
-            },
-            "loss": history.loss[-1],
-            "interrupted": interrupted,
-            "train": train_scores,
-            "test": test_scores,
-            "model": args.save,
-            "plot": args.plot,
+        training = {
+            "epochs": history.epochs, "lr": args.lr, "batch_size": args.batch_size,
+            "alpha": args.alpha, "dropout": list(net.dropout), "seed": args.seed,
+            "solver": args.solver, "momentum": args.momentum, "nesterov": args.nesterov,
+            "lr_schedule": args.lr_schedule, "early_stopping": args.early_stopping,
+            "class_weight": class_weight, "seconds": history.seconds,
+            "samples_per_second": speed, "loss_curve": history.loss, **where.training_json}
+        return emit_json({
+            "command": "train", "xpnet_version": __version__,
+            "data": {"name": data.name, "rows": data.n_samples, "features": data.n_features,
+                     "task": task, "classes": classes, "train_rows": n_train,
+                     "test_rows": n_test, "standardized": bool(args.standardize)},
+            "network": {"layer_sizes": list(net.layer_sizes),
+                        "activations": list(net.activations), "output": net.output,
+                        "loss": net.loss_name, "parameters": net.n_params},
+            "backend": backend_json, **where.json,
+            "training": {k: v for k, v in training.items() if k not in where.omitted},
+            "loss": history.loss[-1], "interrupted": stopped or history.interrupted,
+            "train": train, "test": test, "model": args.save, "plot": args.plot or None,
         })
-        return EXIT_INTERRUPTED if interrupted else 0
     if args.quiet:
-        return EXIT_INTERRUPTED if interrupted else 0
-    kinds = (f"{len(target.classes)} classes "
-             f"({', '.join(map(printable, target.classes[:10]))}"
-             f"{', ...' if len(target.classes) > 10 else ''})" if target.classes
-             else "regression target")
-    split = (f"train {len(train_rows)} / test {len(test_rows)} rows" if len(test_rows)
-             else f"all {len(train_rows)} rows for training (no test split)")
+        return None
+    kinds = (f"{len(classes)} classes ({', '.join(map(printable, classes[:10]))}"
+             f"{', ...' if len(classes) > 10 else ''})" if classes else "regression target")
+    split = (f"train {n_train} / test {n_test} rows{where.split_note}" if n_test
+             else f"all {n_train} rows for training (no test split)")
     batch = "full batch" if args.batch_size is None else f"batches of {args.batch_size}"
     lines = [
-        f"data      {printable(data.name)}: {data.n_samples} rows, {data.n_features} features, "
-        f"{kinds}",
-        f"          {split}, features "
-        + ("standardised (training-split statistics)" if scaler else "as given"),
-        f"network   {_describe_net(net)}",
-        f"backend   {net.backend} on {_device_name(net)}, {net.dtype}",
+        f"data      {printable(data.name)}: {data.n_samples} rows, {data.n_features} "
+        f"features, {kinds}",
+        f"          {split}{where.chunks_note}, features "
+        + ("standardised (training-split statistics)" if sets.scaler else "as given"),
+        *where.data_lines,
+        f"network   {describe_net(net)}",
+        f"backend   {backend_text}",
         f"training  {history.epochs} epochs"
-        + (f" (interrupted at epoch {history.epochs} of {args.epochs})" if interrupted else "")
-        + f", {batch}, {_solver_text(args)}, "
-        f"alpha {args.alpha:g}{_dropout_text(net)}, seed {args.seed}"
-        f"{_class_weight_text(class_weight_shown)}",
-        f"loss      {_fmt(history.loss[-1])} (last epoch)   train {_fmt(train_scores['loss'])}"
-        + (f"   test {_fmt(test_scores['loss'])}" if test_scores else ""),
+        + (f" (interrupted at epoch {history.epochs} of {args.epochs})" if stopped else "")
+        + f", {batch}, {_solver_text(args)}, alpha {args.alpha:g}{dropout_text(net)}, "
+        f"seed {args.seed}{_class_weight_text(class_weight)}",
+        f"loss      {fmt(history.loss[-1])} (last epoch)   train {fmt(train['loss'])}"
+        + (f"   test {fmt(test['loss'])}" if test else ""),
+        *score_lines(task != "regression", train, test),
+        f"time      {history.seconds:.2f} s, {rate(speed)} samples/s "
+        f"({history.epochs} epochs x {n_train} rows{where.time_note})",
+        *where.time_lines,
     ]
-    lines += _score_lines(classification, train_scores, test_scores)
-    lines.append(f"time      {history.seconds:.2f} s, {rate(samples_per_second)} samples/s "
-                 f"({history.epochs} epochs x {m_train} rows, backend synchronised)")
-    if args.save:
-        lines.append(f"saved     {printable(args.save)}")
-    if args.plot:
-        lines.append(f"plot      {printable(args.plot)}")
+    lines += [f"saved     {printable(args.save)}"] if args.save else []
+    lines += [f"plot      {printable(args.plot)}"] if args.plot else []
     print("\n".join(lines))
-    return EXIT_INTERRUPTED if interrupted else 0
+    return None
