@@ -36,10 +36,9 @@ from typing import Any
 import numpy as np
 
 from ._csv import CsvReader, column_name, is_text_file
-from ._dataerrors import DataError
+from ._dataerrors import DataError, check_path, require
 from ._npyfile import ArrayFileError, NpzReader, open_regular
 from ._validation import check_positive_int
-from .data import check_path
 
 __all__ = ["ConvertSummary", "convert_to_zarr", "default_chunk_rows"]
 
@@ -255,10 +254,7 @@ def _npz_blocks(path: str, rows_per_block: int | None,
             step = rows_per_block or default_chunk_rows(n)
             x_row = n * x_info.dtype.itemsize
             y_row = y_info.dtype.itemsize
-            with archive._zip.open(archive.infos["X"]) as fx, \
-                    archive._zip.open(archive.infos["y"]) as fy:
-                fx.read(x_info.offset)
-                fy.read(y_info.offset)
+            with archive.open_data(x_info) as fx, archive.open_data(y_info) as fy:
                 for start in range(0, m, step):
                     count = min(step, m - start)
                     X = np.frombuffer(_read_exactly(fx, count * x_row, path, "X"),
@@ -349,8 +345,6 @@ def convert_to_zarr(
     DaskUnavailableError
         When zarr is not installed.
     """
-    from .distributed.storage import require
-
     text = check_path(source)
     dest_text = os.fspath(dest)
     if chunk_rows is not None:

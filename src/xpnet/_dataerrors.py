@@ -1,16 +1,22 @@
-"""The errors of xpnet's data readers (re-exported by :mod:`xpnet.data`).
+"""The errors and door checks of xpnet's data readers (re-exported by :mod:`xpnet.data`).
 
 They live in a module of their own so that every reader (:mod:`xpnet._csv`,
-:mod:`xpnet.data`, :mod:`xpnet._convert`) can raise them without importing another.
+:mod:`xpnet.data`, :mod:`xpnet._convert`, :mod:`xpnet.distributed.storage`) can use them
+without importing another.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 from collections.abc import Sequence
+from typing import Any
 
 from ._npyfile import ArrayFileError, check_memory
+from .backends import BackendUnavailableError
 
-__all__ = ["DataError", "MissingColumnsError", "check_data_memory"]
+__all__ = ["DaskUnavailableError", "DataError", "MissingColumnsError", "check_data_memory",
+           "check_file", "check_path", "require"]
 
 
 class DataError(ValueError):
@@ -32,3 +38,37 @@ def check_data_memory(path: str, needed: int, what: str) -> None:
         check_memory(needed, what)
     except ArrayFileError as exc:
         raise DataError(f"data file {path!r}: {exc}") from None
+
+
+def check_file(text: str, what: str, error: type[Exception]) -> None:
+    """Raise ``error`` naming ``what`` ("data file", "model file") unless ``text`` is an
+    existing, non-empty regular file."""
+    if not os.path.exists(text):
+        raise error(f"{what} {text!r} does not exist")
+    if os.path.isdir(text):
+        raise error(f"{what} {text!r} is a directory, not a file")
+    if os.path.getsize(text) == 0:
+        raise error(f"{what} {text!r} is empty")
+
+
+def check_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as text, or :class:`DataError` unless it is a non-empty file."""
+    text = os.fspath(path)
+    check_file(text, "data file", DataError)
+    return text
+
+
+class DaskUnavailableError(BackendUnavailableError):
+    """Dask (or zarr) is needed and not installed; the message says how to install it."""
+
+
+def require(module: str, what: str) -> Any:
+    """Import ``module`` (``"dask.array"``, ``"zarr"``, ...) for ``what``, or raise
+    :class:`DaskUnavailableError` naming the extra that provides it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise DaskUnavailableError(
+            f"{what} needs {module.split('.')[0]}, which is not installed ({exc}). Install "
+            "it with: pip install 'xpnet[dask]'"
+        ) from None

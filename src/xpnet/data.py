@@ -22,9 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from . import _memory
+from ._convert import convert_to_zarr
 from ._csv import column_name, is_text_file, read_csv, resolve_column, split_suffix
-from ._dataerrors import DataError, MissingColumnsError, check_data_memory
+from ._dataerrors import (
+    DataError,
+    MissingColumnsError,
+    check_data_memory,
+    check_file,
+    check_path,
+)
+from ._memory import data_bytes, too_large
 from ._npyfile import (
     NPY_MAGIC,
     ZIP_MAGIC,
@@ -40,6 +47,8 @@ __all__ = [
     "DataError",
     "GENERATED",
     "MissingColumnsError",
+    "check_file",
+    "check_path",
     "convert_to_zarr",
     "Dataset",
     "Standardizer",
@@ -102,7 +111,7 @@ def _check_seed_noise(n_samples: int, noise: float) -> tuple[int, float]:
     noise = check_nonnegative_float("noise", noise)
     # Refuse before allocating: a billion rows would otherwise swap for many seconds and
     # end in an unexpected MemoryError (2 features + the label, a few copies each).
-    clause = _memory.too_large(_memory.data_bytes(n_samples, 3))
+    clause = too_large(data_bytes(n_samples, 3))
     if clause is not None:
         raise DataError(f"n_samples={n_samples} {clause}; ask for fewer rows")
     return n_samples, noise
@@ -301,27 +310,6 @@ def load_dataset(
 
 
 # --------------------------------------------------------------------------- files
-def _display(path: str | os.PathLike[str]) -> str:
-    return os.fspath(path)
-
-
-def check_file(text: str, what: str, error: type[Exception]) -> None:
-    """Raise ``error`` naming ``what`` ("data file", "model file") unless ``text`` is an
-    existing, non-empty regular file."""
-    if not os.path.exists(text):
-        raise error(f"{what} {text!r} does not exist")
-    if os.path.isdir(text):
-        raise error(f"{what} {text!r} is a directory, not a file")
-    if os.path.getsize(text) == 0:
-        raise error(f"{what} {text!r} is empty")
-
-
-def check_path(path: str | os.PathLike[str]) -> str:
-    text = _display(path)
-    check_file(text, "data file", DataError)
-    return text
-
-
 def _load_csv(path: str, target: str | int | None, n_features: int | None,
               features: Sequence[str] | None, delimiter: str | None, header: bool,
               keep_target_text: bool) -> Dataset:
@@ -494,32 +482,6 @@ def load_file(
                          keep_target_text)
     raise DataError(f"unsupported data file type {os.path.splitext(text)[1]!r} for {text!r}; "
                     "use .csv (.tsv, .txt, optionally .gz/.bz2/.xz/.zst), .npz or .npy")
-
-
-def convert_to_zarr(
-    source: str | os.PathLike[str],
-    dest: str | os.PathLike[str],
-    chunk_rows: int | None = None,
-    target: str | int | None = None,
-    *,
-    dtype: str = "float64",
-    overwrite: bool = False,
-    delimiter: str | None = None,
-    header: bool = True,
-) -> Any:
-    """Convert a CSV or ``.npz`` file to a zarr store in blocks of ``chunk_rows`` rows,
-    never holding the whole file in memory (``xpnet convert``); needs the ``dask`` extra.
-
-    The CSV rules are :func:`load_file`'s. The store holds ``X`` and ``y`` chunked along
-    rows, for :func:`xpnet.distributed.storage.open_data`. See
-    :func:`xpnet._convert.convert_to_zarr` for the parameters and the destination rules
-    (written in a temporary folder beside it, renamed at the end; an existing ``dest`` is
-    refused unless ``overwrite=True`` and it is a zarr store).
-    """
-    from ._convert import convert_to_zarr as convert
-
-    return convert(source, dest, chunk_rows, target, dtype=dtype, overwrite=overwrite,
-                   delimiter=delimiter, header=header)
 
 
 # --------------------------------------------------------------------------- targets
