@@ -12,11 +12,11 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from ._npyfile import ArrayFileError, check_memory
+from ._npyfile import ArrayFileError, ArrayInfo, NpzReader, check_memory
 from .backends import BackendUnavailableError
 
 __all__ = ["DaskUnavailableError", "DataError", "MissingColumnsError", "check_data_memory",
-           "check_file", "check_path", "require"]
+           "check_file", "check_npz_members", "check_path", "require"]
 
 
 class DataError(ValueError):
@@ -38,6 +38,40 @@ def check_data_memory(path: str, needed: int, what: str) -> None:
         check_memory(needed, what)
     except ArrayFileError as exc:
         raise DataError(f"data file {path!r}: {exc}") from None
+
+
+def check_npz_members(archive: NpzReader, path: str,
+                      need_y: bool) -> tuple[ArrayInfo, ArrayInfo | None]:
+    """The ``.npy`` headers of an ``.npz`` data file's ``X`` (2-D numbers) and ``y`` (one
+    number or string per row; ``None`` when absent and not ``need_y``), checked before
+    any data is read, each problem a :class:`DataError` naming ``path``."""
+    for name in ("X", "y"):
+        if name in archive.others:  # numpy would hand these back as raw bytes
+            raise DataError(f"{path!r}: member {name!r} is not a .npy array")
+    names = archive.names
+    if "X" not in names:
+        shown = ", ".join(n if n.isprintable() else repr(n) for n in sorted(names))
+        raise DataError(f"{path!r} must hold an array named 'X' (and 'y'); it holds: "
+                        f"{shown or 'nothing'}")
+    if need_y and "y" not in names:
+        raise DataError(f"{path!r} has no target array 'y'")
+    x_info = archive.info("X")
+    y_info = archive.info("y") if "y" in names else None
+    if len(x_info.shape) != 2 or x_info.shape[0] < 1 or x_info.shape[1] < 1:
+        raise DataError(f"'X' in {path!r} must be 2-D (rows, features); got shape "
+                        f"{x_info.shape}")
+    if x_info.dtype.kind not in "biuf":
+        raise DataError(f"'X' in {path!r} must hold numbers; got dtype {x_info.dtype}")
+    if y_info is not None:
+        shape = y_info.shape
+        if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or \
+                shape[0] != x_info.shape[0]:
+            raise DataError(f"'y' in {path!r} must be 1-D with one entry per row of X "
+                            f"({x_info.shape[0]}); got shape {shape}")
+        if y_info.dtype.kind not in "biufU":
+            raise DataError(f"'y' in {path!r} must hold numbers or strings; got "
+                            f"{y_info.dtype}")
+    return x_info, y_info
 
 
 def check_file(text: str, what: str, error: type[Exception]) -> None:

@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 
 from ._convert import convert_to_zarr
-from ._csv import column_name, is_text_file, read_csv, resolve_column, split_suffix
+from ._csv import is_text_file, read_csv, resolve_column, split_suffix
 from ._dataerrors import (
     DataError,
     MissingColumnsError,
     check_data_memory,
     check_file,
+    check_npz_members,
     check_path,
 )
 from ._memory import data_bytes, too_large
@@ -342,53 +343,25 @@ def _load_npz(path: str, n_features: int | None) -> Dataset:
                             "and y; rename it to .npy")
     try:
         with NpzReader(path) as archive:
-            keys = set(archive.names)
-            for name in ("X", "y"):
-                if name in archive.others:  # numpy would hand these back as raw bytes
-                    raise DataError(f"{path!r}: member {name!r} is not a .npy array")
-            if "X" not in keys:
-                raise DataError(
-                    f"{path!r} must hold an array named 'X' (and 'y'); it holds: "
-                    f"{', '.join(map(column_name, sorted(keys))) or 'nothing'}"
-                )
             # Shapes and sizes from the .npy headers first: nothing is decompressed
             # before the total is known to fit in memory.
-            x_info = archive.info("X")
-            y_info = archive.info("y") if "y" in keys else None
-            if len(x_info.shape) != 2 or x_info.shape[0] < 1 or x_info.shape[1] < 1:
-                raise DataError(f"'X' in {path!r} must be 2-D (rows, features); got shape "
-                                f"{x_info.shape}")
+            x_info, y_info = check_npz_members(archive, path, need_y=n_features is None)
             needed = _memory_needed(x_info) + (_memory_needed(y_info) if y_info else 0)
             check_data_memory(path, needed, "'X' and 'y'" if y_info else "'X'")
             X = archive.read(x_info)
             y = archive.read(y_info) if y_info else None
     except DataError:
         raise
-    except ArrayFileError as exc:
-        raise DataError(f"{path!r} is not a readable .npz file ({exc})") from None
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
+    except (ArrayFileError, zipfile.BadZipFile, OSError, ValueError, EOFError,
+            KeyError) as exc:
         raise DataError(f"{path!r} is not a readable .npz file ({exc})") from None
     except Exception as exc:  # zlib.error, struct.error, ... from a damaged archive
         raise DataError(f"{path!r} is not a readable .npz file ({type(exc).__name__}: "
                         f"{exc})") from None
     X = _check_numeric(X, f"'X' in {path!r}")
-    if y is None:
-        if n_features is None:
-            raise DataError(f"{path!r} has no target array 'y'")
-    else:
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y[:, 0]
-        if y.ndim != 1 or y.shape[0] != X.shape[0]:
-            raise DataError(
-                f"'y' in {path!r} must be 1-D with one entry per row of X ({X.shape[0]}); "
-                f"got shape {y.shape}"
-            )
-        if y.dtype.kind in "biuf":
-            y = _check_numeric(y, f"'y' in {path!r}")
-        elif y.dtype.kind == "U":
-            y = y.astype(str)
-        else:
-            raise DataError(f"'y' in {path!r} must hold numbers or strings; got {y.dtype}")
+    if y is not None:
+        y = y.reshape(-1)
+        y = _check_numeric(y, f"'y' in {path!r}") if y.dtype.kind != "U" else y.astype(str)
     features = [f"x{i + 1}" for i in range(X.shape[1])]
     return Dataset(X, y, os.path.basename(path), features, "y" if y is not None else None)
 
