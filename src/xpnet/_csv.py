@@ -229,7 +229,7 @@ def _read_head(path: str, delimiter: str, records: int = 2) -> _Head:
                     break
                 size += len(chunk)
                 parts.append(decoder.decode(chunk))
-                if size >= _HEAD_BYTES and sum(p.count("\n") for p in parts) > records:
+                if size >= _HEAD_BYTES and sum(p.count("\n") for p in parts) > records + 3:
                     break
     except UnicodeDecodeError:
         raise DataError(f"data file {path!r} is not a UTF-8 text (CSV) file") from None
@@ -246,8 +246,10 @@ def _read_head(path: str, delimiter: str, records: int = 2) -> _Head:
                 found.append((reader.line_num, row))
     except csv.Error as exc:
         raise DataError(f"data file {path!r} is not valid CSV ({exc})") from None
-    lines = text.count("\n")
-    per_line = len(text.encode()) / lines if lines >= 4 else None
+    # the lines after the first (a header can be much shorter than a data line)
+    lines = text.count("\n") - 1
+    rest = text[text.find("\n") + 1:]
+    per_line = len(rest.encode()) / lines if lines >= 4 else None
     return _Head(found, per_line)
 
 

@@ -311,16 +311,6 @@ def load_dataset(
 
 
 # --------------------------------------------------------------------------- files
-def _load_csv(path: str, target: str | int | None, n_features: int | None,
-              features: Sequence[str] | None, delimiter: str | None, header: bool,
-              keep_target_text: bool) -> Dataset:
-    data = read_csv(path, target, n_features, features, delimiter=delimiter, header=header,
-                    keep_target_text=keep_target_text)
-    return Dataset(data.X, data.y, os.path.basename(path), data.feature_names,
-                   data.target_name, ignored_columns=data.ignored_columns,
-                   y_text=data.y_text, notes=data.notes)
-
-
 def _check_numeric(array: np.ndarray, what: str) -> np.ndarray:
     if array.dtype.kind not in "biuf":
         raise DataError(f"{what} must hold numbers; got dtype {array.dtype}")
@@ -451,8 +441,11 @@ def load_file(
         data.named_columns = False
         return data
     if is_text_file(text):
-        return _load_csv(text, target, n_features, features, delimiter, header,
-                         keep_target_text)
+        csv = read_csv(text, target, n_features, features, delimiter=delimiter,
+                       header=header, keep_target_text=keep_target_text)
+        return Dataset(csv.X, csv.y, os.path.basename(text), csv.feature_names,
+                       csv.target_name, ignored_columns=csv.ignored_columns,
+                       y_text=csv.y_text, notes=csv.notes)
     raise DataError(f"unsupported data file type {os.path.splitext(text)[1]!r} for {text!r}; "
                     "use .csv (.tsv, .txt, optionally .gz/.bz2/.xz/.zst), .npz or .npy")
 
