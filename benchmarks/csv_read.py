@@ -12,8 +12,10 @@ ratios xpnet/pandas; memory is also given against the parsed float64 arrays.
     python benchmarks/csv_read.py --quick         # 10^5 x 20 only
     python benchmarks/csv_read.py --out benchmarks/csv_read.json
 
-Thread settings and the load are recorded with the results (pandas' C parser is single
-threaded; xpnet reads with one thread too).
+Thread settings and the load are recorded with the results: xpnet's reader uses
+pyarrow's threads when the process may run on more than one core, pandas' C parser is
+single threaded whatever the cores. ``--one-core`` runs every child pinned to one core
+(``sched_setaffinity``): both readers then parse in one thread.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ import time
 from pathlib import Path
 
 CHILD = r"""
-import sys, time
+import os, sys, time
+if sys.argv[3] == '1':
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 def peak():
     for line in open('/proc/self/status'):
         if line.startswith('VmHWM:'):
@@ -52,7 +56,8 @@ else:
     data = load_file(path)
     X, y = data.X, data.y
 seconds = time.perf_counter() - start
-print(seconds, peak() - before, X.nbytes + y.nbytes, X.shape[0], X.shape[1])
+print(seconds, peak() - before, X.nbytes + y.nbytes, X.shape[0], X.shape[1],
+      len(os.sched_getaffinity(0)))
 """
 
 
@@ -67,14 +72,15 @@ def write_case(path: Path, rows: int, columns: int) -> None:
             np.savetxt(out, block, delimiter=",", fmt="%.17g")
 
 
-def run_child(which: str, path: Path) -> dict[str, float]:
+def run_child(which: str, path: Path, one_core: bool) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    proc = subprocess.run([sys.executable, "-c", CHILD, which, str(path)], env=env,
-                          capture_output=True, text=True, check=True, timeout=1800)
-    seconds, grown, nbytes, rows, columns = proc.stdout.split()
+    proc = subprocess.run([sys.executable, "-c", CHILD, which, str(path), str(int(one_core))],
+                          env=env, capture_output=True, text=True, check=True, timeout=1800)
+    seconds, grown, nbytes, rows, columns, cores = proc.stdout.split()
     return {"seconds": float(seconds), "peak_mb": int(grown) / 1e6,
-            "arrays_mb": int(nbytes) / 1e6, "rows": int(rows), "features": int(columns)}
+            "arrays_mb": int(nbytes) / 1e6, "rows": int(rows), "features": int(columns),
+            "cores": int(cores)}
 
 
 def main() -> None:
@@ -82,6 +88,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--one-core", action="store_true",
+                        help="pin each child to one core")
     args = parser.parse_args()
     cases = [(100_000, 21)] if args.quick else [(100_000, 21), (1_000_000, 21),
                                                 (100_000, 785)]
@@ -94,10 +102,12 @@ def main() -> None:
             for repeat in range(args.repeats):
                 order = ("xpnet", "pandas") if repeat % 2 == 0 else ("pandas", "xpnet")
                 for which in order:
-                    runs[which].append(run_child(which, path))
+                    runs[which].append(run_child(which, path, args.one_core))
             ratios = [a["seconds"] / b["seconds"] for a, b in zip(runs["xpnet"],
                                                                  runs["pandas"])]
             row = {"rows": rows, "features": columns - 1,
+                   "cores_allowed": runs["xpnet"][0]["cores"],
+                   "load_average_after": os.getloadavg(),
                    "file_mb": path.stat().st_size / 1e6,
                    "arrays_mb": runs["xpnet"][0]["arrays_mb"],
                    "ratio_time_median": statistics.median(ratios)}
@@ -109,12 +119,15 @@ def main() -> None:
                   f"{row['arrays_mb']:6.1f} MB | xpnet {row['xpnet_seconds']:6.2f} s "
                   f"{row['xpnet_peak_mb']:7.1f} MB | pandas {row['pandas_seconds']:6.2f} s "
                   f"{row['pandas_peak_mb']:7.1f} MB | time ratio {row['ratio_time_median']:.2f}"
-                  f" | xpnet peak / arrays {row['xpnet_peak_mb'] / row['arrays_mb']:.2f}",
+                  f" | xpnet peak / arrays {row['xpnet_peak_mb'] / row['arrays_mb']:.2f}"
+                  f" | cores {row['cores_allowed']} load {os.getloadavg()[0]:.1f}",
                   flush=True)
     record = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S"), "python": platform.python_version(),
         "load_average": os.getloadavg(), "cores": os.cpu_count(),
-        "threads": "xpnet: pyarrow use_threads=False; pandas: C parser (one thread)",
+        "threads": ("xpnet: pyarrow use_threads=True when more than one core is allowed, "
+                    "else False; pandas: C parser (one thread)"),
+        "one_core": args.one_core,
         "repeats": args.repeats, "results": results,
     }
     if args.out is not None:

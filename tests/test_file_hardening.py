@@ -22,7 +22,7 @@ from crafting import (
 from test_cli import assert_error, run, run_on_terminal, write_csv
 
 import xpnet
-from xpnet.data import DataError, load_file
+from xpnet.data import DataError, convert_to_zarr, load_file
 from xpnet.io import ModelFileError, read_header
 
 
@@ -227,6 +227,9 @@ def test_npz_raw_bytes_member_is_a_data_error(tmp_path):
     members = {"X": npy_bytes(np.zeros((2, 2))), "y.npy": npy_bytes(np.zeros(2))}
     with pytest.raises(DataError, match="member 'X' is not a .npy array"):
         load_file(write_zip(tmp_path / "nosuffix.npz", members))
+    pytest.importorskip("zarr")
+    with pytest.raises(DataError, match="member 'X' is not a .npy array"):  # the same check
+        convert_to_zarr(tmp_path / "nosuffix.npz", tmp_path / "d.zarr")
 
 
 def test_data_npz_bomb_is_refused_before_decompressing(tmp_path):

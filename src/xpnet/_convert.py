@@ -35,11 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from ._csv import CsvReader, column_name, is_text_file
-from ._dataerrors import DataError
+from ._csv import CsvReader, is_text_file
+from ._dataerrors import DataError, check_npz_members, check_path, require
 from ._npyfile import ArrayFileError, NpzReader, open_regular
 from ._validation import check_positive_int
-from .data import check_path
 
 __all__ = ["ConvertSummary", "convert_to_zarr", "default_chunk_rows"]
 
@@ -227,25 +226,9 @@ def _npz_blocks(path: str, rows_per_block: int | None,
     """The ``X``/``y`` members of an ``.npz``, streamed from the archive in blocks."""
     try:
         with NpzReader(path) as archive:
-            keys = set(archive.names)
-            if "X" not in keys or "y" not in keys:
-                raise DataError(f"{path!r} must hold arrays named 'X' and 'y'; it holds: "
-                                f"{', '.join(map(column_name, sorted(keys))) or 'nothing'}")
-            x_info, y_info = archive.info("X"), archive.info("y")
-            if len(x_info.shape) != 2 or x_info.shape[0] < 1 or x_info.shape[1] < 1:
-                raise DataError(f"'X' in {path!r} must be 2-D (rows, features); got shape "
-                                f"{x_info.shape}")
+            x_info, y_info = check_npz_members(archive, path, need_y=True)
+            assert y_info is not None
             m, n = x_info.shape
-            if x_info.dtype.kind not in "biuf":
-                raise DataError(f"'X' in {path!r} must hold numbers; got dtype {x_info.dtype}")
-            y_shape = y_info.shape
-            if not (len(y_shape) == 1 or (len(y_shape) == 2 and y_shape[1] == 1)) or \
-                    y_shape[0] != m:
-                raise DataError(f"'y' in {path!r} must be 1-D with one entry per row of X "
-                                f"({m}); got shape {y_shape}")
-            if y_info.dtype.kind not in "biufU":
-                raise DataError(f"'y' in {path!r} must hold numbers or strings; got "
-                                f"{y_info.dtype}")
             for info in (x_info, y_info):
                 if info.fortran_order and len(info.shape) == 2 and info.shape[1] > 1:
                     raise DataError(f"{info.name!r} in {path!r} is stored column by column "
@@ -255,10 +238,7 @@ def _npz_blocks(path: str, rows_per_block: int | None,
             step = rows_per_block or default_chunk_rows(n)
             x_row = n * x_info.dtype.itemsize
             y_row = y_info.dtype.itemsize
-            with archive._zip.open(archive.infos["X"]) as fx, \
-                    archive._zip.open(archive.infos["y"]) as fy:
-                fx.read(x_info.offset)
-                fy.read(y_info.offset)
+            with archive.open_data(x_info) as fx, archive.open_data(y_info) as fy:
                 for start in range(0, m, step):
                     count = min(step, m - start)
                     X = np.frombuffer(_read_exactly(fx, count * x_row, path, "X"),
@@ -349,8 +329,6 @@ def convert_to_zarr(
     DaskUnavailableError
         When zarr is not installed.
     """
-    from .distributed.storage import require
-
     text = check_path(source)
     dest_text = os.fspath(dest)
     if chunk_rows is not None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import bz2
 import codecs
+import contextlib
 import csv
 import gzip
 import io
@@ -69,11 +70,14 @@ _NUMERIC = re.compile(f"{NUMBER.pattern}|(?i:{NON_FINITE.pattern})")
 CSV_SPACE = " \t"  # stripped around a cell; other (Unicode) spaces make it text
 # Text read ahead to judge the first line and estimate the row count.
 _HEAD_BYTES = 1 << 16
-# Text pyarrow parses per block: the memory used beyond the result (pyarrow holds a few
-# blocks at once). Measured on 200,000 x 21 numbers: 64 KiB blocks parse as fast as 1 MiB
-# ones and add 17 MB of peak memory instead of 62 MB; a block holds at least
-# BLOCK_ROWS rows, so that wide files are not parsed a few rows at a time.
+# Text pyarrow parses per block. pyarrow reads up to 32 blocks ahead and holds their
+# parse: about 120 blocks' worth of memory beyond the result (measured on 10^5 and 10^6 x
+# 21 numbers); fewer, larger blocks are faster (each is handed between threads: 10^6 x
+# 21 took 11.8 s in 64 KiB blocks and 5.3 s in 1 MiB ones on a loaded machine). A block
+# is at least BLOCK_BYTES and BLOCK_ROWS lines; a whole-file read uses blocks of
+# 1/256 of the result (at most MAX_BLOCK_BYTES), so the parse adds under half of it.
 BLOCK_BYTES = 1 << 16
+MAX_BLOCK_BYTES = 1 << 22
 BLOCK_ROWS = 128
 # Delimiters suggested when a file does not split on the one in use.
 _OTHER_DELIMITERS = (",", ";", "\t", "|", " ")
@@ -187,8 +191,14 @@ def _floats(array: Any) -> np.ndarray:
     any value: the caller checks :func:`_validity`). Not ``to_numpy(zero_copy_only=False)``,
     which imports pandas where it is installed: a second or more at start-up, and a
     SIGTERM that arrives during that import is lost."""
-    values = np.frombuffer(array.buffers()[1], dtype=np.float64)
-    return values[array.offset:array.offset + len(array)]
+    return np.frombuffer(array.buffers()[1], dtype=np.float64, count=len(array),
+                         offset=8 * array.offset)
+
+
+def _threads() -> int:
+    """The cores this process may run on (pyarrow parses with threads when above 1)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
 
 
 class _TargetIsText(Exception):
@@ -219,7 +229,7 @@ def _read_head(path: str, delimiter: str, records: int = 2) -> _Head:
                     break
                 size += len(chunk)
                 parts.append(decoder.decode(chunk))
-                if size >= _HEAD_BYTES and sum(p.count("\n") for p in parts) > records:
+                if size >= _HEAD_BYTES and sum(p.count("\n") for p in parts) > records + 3:
                     break
     except UnicodeDecodeError:
         raise DataError(f"data file {path!r} is not a UTF-8 text (CSV) file") from None
@@ -236,8 +246,10 @@ def _read_head(path: str, delimiter: str, records: int = 2) -> _Head:
                 found.append((reader.line_num, row))
     except csv.Error as exc:
         raise DataError(f"data file {path!r} is not valid CSV ({exc})") from None
-    lines = text.count("\n")
-    per_line = len(text.encode()) / lines if lines >= 4 else None
+    # the lines after the first (a header can be much shorter than a data line)
+    lines = text.count("\n") - 1
+    rest = text[text.find("\n") + 1:]
+    per_line = len(rest.encode()) / lines if lines >= 4 else None
     return _Head(found, per_line)
 
 
@@ -426,7 +438,7 @@ def _choose_columns(layout: CsvLayout, target: str | int | None, n_features: int
 @dataclass
 class CsvBlock:
     X: np.ndarray  # (rows, n_features) float64, finite
-    y: Any  # pyarrow string array of the target's stripped cells, or None
+    y: Any  # the target's cells (float64, or text as read), or None
     first_row: int  # data rows before this block
 
 
@@ -496,27 +508,26 @@ class CsvReader:
         ``_TargetIsText`` (:meth:`read` starts again, reading it as text).
         """
         self.target_is_text = target_text or self.target_column is None
-        return self._blocks(block_bytes or self.layout.block_bytes)
-
-    def _blocks(self, block_bytes: int) -> Iterator[CsvBlock]:
-        pa, pacsv = _pyarrow()[:2]
+        pa, pacsv = _pyarrow()
         names = [f"c{i}" for i in range(self.layout.n_columns)]
         types = {names[i]: pa.float64() for i in self._columns.features}
         if self.target_column is not None:
             types[names[self.target_column]] = (pa.string() if self.target_is_text
                                                 else pa.float64())
-        # one thread: as fast on small blocks, and no pool of threads to contend with
-        # other work for the cores
         read = pacsv.ReadOptions(skip_rows=self.layout.skip_rows, column_names=names,
-                                 block_size=block_bytes, use_threads=False)
+                                 block_size=block_bytes or self.layout.block_bytes,
+                                 use_threads=_threads() > 1)
         parse = pacsv.ParseOptions(delimiter=self.layout.delimiter)
         convert = pacsv.ConvertOptions(column_types=types, include_columns=list(types),
                                        null_values=[""], strings_can_be_null=True,
                                        quoted_strings_can_be_null=True)
         rows = 0
         try:
+            # the system allocator: it hands freed blocks back (pyarrow's default pool
+            # held 2x more memory on 10^5 x 20 numbers)
             reader = pacsv.open_csv(_arrow_source(self.path), read_options=read,
-                                    parse_options=parse, convert_options=convert)
+                                    parse_options=parse, convert_options=convert,
+                                    memory_pool=pa.system_memory_pool())
             for batch in reader:
                 block = self._block(batch, rows)
                 if block is not None:
@@ -535,33 +546,48 @@ class CsvReader:
         return match is not None and int(match.group(1)) == self.target_column
 
     def _block(self, batch: Any, rows: int) -> CsvBlock | None:
-        """One batch as a float64 block, every cell checked (an empty row skipped)."""
-        # by position: the features in order, then the target (``include_columns``)
+        """One batch as a float64 block, every cell checked (a row of empty cells skipped).
+
+        The batch's columns come by position: the features in order, then the target
+        (``include_columns``); a numeric target rides in the block until split off."""
+        pa = _pyarrow()[0]
         n_features = len(self._columns.features)
-        columns = [batch.column(j) for j in range(n_features)]
-        target = None if self.target_column is None else batch.column(n_features)
-        X = np.empty((batch.num_rows, len(columns)))
-        for j, column in enumerate(columns):
-            X[:, j] = _floats(column)
-        y = None if target is None else (
-            np.array(target.to_pylist(), dtype=object) if self.target_is_text
-            else _floats(target))
-        everything = columns + ([] if target is None else [target])
-        if any(column.null_count for column in everything):
-            present = [_validity(column) for column in everything]
-            nonempty = np.logical_or.reduce(present)  # a row of delimiters only: skipped
-            if not all(p[nonempty].all() for p in present):
-                self._diagnose(None)
-            X = X[nonempty]
-            y = None if y is None else y[nonempty]
-        if X.shape[0] == 0:
+        text = self.target_column is not None and self.target_is_text
+        target = batch.column(n_features) if text else None
+        numbers = batch.select(range(n_features)) if text else batch
+        block = nonempty = None
+        if target is None or not target.null_count:
+            # every row side by side in one C++ call (no Python object per column);
+            # refused for an empty cell, and missing before pyarrow 16
+            with contextlib.suppress(AttributeError, TypeError, pa.ArrowException):
+                block = np.asarray(numbers.to_tensor(memory_pool=pa.system_memory_pool()))
+        if block is None:
+            block, nonempty = self._present(batch.columns, numbers.num_columns)
+        if block.shape[0] == 0:
             return None
-        if not np.isfinite(X).all() or (
-                y is not None and not self.target_is_text and not np.isfinite(y).all()):
+        if not np.isfinite(block).all():
             self._diagnose(None)
+        y = None
+        if target is not None:
+            y = np.array(target.to_pylist(), dtype=object)
+            y = y if nonempty is None else y[nonempty]
+        elif self.target_column is not None:
+            block, y = block[:, :-1], block[:, -1].copy()
         if self._index != "feature":
-            X = self._drop_index(X, rows)
-        return CsvBlock(X, y, rows)
+            block = self._drop_index(block, rows)
+        return CsvBlock(block, y, rows)
+
+    def _present(self, columns: list[Any], count: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The first ``count`` columns side by side, without the rows whose every cell
+        is empty (and which rows those were); any other empty cell is an error."""
+        block = np.stack([_floats(column) for column in columns[:count]], axis=1)
+        if not any(column.null_count for column in columns):
+            return block, None
+        present = [_validity(column) for column in columns]
+        nonempty = np.logical_or.reduce(present)  # a row of delimiters only: skipped
+        if not all(p[nonempty].all() for p in present):
+            self._diagnose(None)
+        return block[nonempty], nonempty
 
     def _reset_index(self) -> None:
         if self._index == "index":
@@ -619,7 +645,9 @@ class CsvReader:
         rows = 0
         targets: list[np.ndarray] = []
         self._reset_index()
-        for block in self.blocks(target_text=target_text):
+        result = (self.layout.estimated_rows or 0) * self.bytes_per_row()
+        size = max(self.layout.block_bytes, min(MAX_BLOCK_BYTES, result // 256))
+        for block in self.blocks(size, target_text):
             n = block.X.shape[0]
             if out is None:
                 out = np.empty((max(self.layout.estimated_rows or 0, n), block.X.shape[1]))
@@ -639,11 +667,9 @@ class CsvReader:
         return out, targets
 
     def _target(self, cells: np.ndarray, as_text: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """The target and, when read as text, its stripped cells."""
-        if not self.target_is_text:
-            return self._numbers(cells.astype(np.float64, copy=False), 0), None
-        text = np.char.strip(cells.astype(str), CSV_SPACE)
-        return self.target_values(text), text if as_text else None
+        """The target and, when read as text and asked for, its stripped cells."""
+        text = np.char.strip(cells.astype(str), CSV_SPACE) if self.target_is_text else None
+        return self.target_values(cells if text is None else text), text if as_text else None
 
     def _check_memory(self, rows: int) -> None:
         check_data_memory(self.path, rows * self.bytes_per_row(), "its data (as float64)")

@@ -272,8 +272,13 @@ class NpzReader:
             )
         return info
 
+    def open_data(self, info: ArrayInfo) -> IO[bytes]:
+        """The member described by ``info`` (from :meth:`info`), open at its data."""
+        fp = self._zip.open(self.infos[info.name])
+        fp.read(info.offset)
+        return fp
+
     def read(self, info: ArrayInfo) -> np.ndarray:
         """Decompress the member described by ``info`` (from :meth:`info`)."""
-        with self._zip.open(self.infos[info.name]) as fp:
-            fp.read(info.offset)
+        with self.open_data(info) as fp:
             return _fill(fp, info, f"member {info.name!r}")

@@ -22,9 +22,17 @@ from typing import Any
 
 import numpy as np
 
-from . import _memory
-from ._csv import column_name, is_text_file, read_csv, resolve_column, split_suffix
-from ._dataerrors import DataError, MissingColumnsError, check_data_memory
+from ._convert import convert_to_zarr
+from ._csv import is_text_file, read_csv, resolve_column, split_suffix
+from ._dataerrors import (
+    DataError,
+    MissingColumnsError,
+    check_data_memory,
+    check_file,
+    check_npz_members,
+    check_path,
+)
+from ._memory import data_bytes, too_large
 from ._npyfile import (
     NPY_MAGIC,
     ZIP_MAGIC,
@@ -40,6 +48,8 @@ __all__ = [
     "DataError",
     "GENERATED",
     "MissingColumnsError",
+    "check_file",
+    "check_path",
     "convert_to_zarr",
     "Dataset",
     "Standardizer",
@@ -102,7 +112,7 @@ def _check_seed_noise(n_samples: int, noise: float) -> tuple[int, float]:
     noise = check_nonnegative_float("noise", noise)
     # Refuse before allocating: a billion rows would otherwise swap for many seconds and
     # end in an unexpected MemoryError (2 features + the label, a few copies each).
-    clause = _memory.too_large(_memory.data_bytes(n_samples, 3))
+    clause = too_large(data_bytes(n_samples, 3))
     if clause is not None:
         raise DataError(f"n_samples={n_samples} {clause}; ask for fewer rows")
     return n_samples, noise
@@ -301,37 +311,6 @@ def load_dataset(
 
 
 # --------------------------------------------------------------------------- files
-def _display(path: str | os.PathLike[str]) -> str:
-    return os.fspath(path)
-
-
-def check_file(text: str, what: str, error: type[Exception]) -> None:
-    """Raise ``error`` naming ``what`` ("data file", "model file") unless ``text`` is an
-    existing, non-empty regular file."""
-    if not os.path.exists(text):
-        raise error(f"{what} {text!r} does not exist")
-    if os.path.isdir(text):
-        raise error(f"{what} {text!r} is a directory, not a file")
-    if os.path.getsize(text) == 0:
-        raise error(f"{what} {text!r} is empty")
-
-
-def check_path(path: str | os.PathLike[str]) -> str:
-    text = _display(path)
-    check_file(text, "data file", DataError)
-    return text
-
-
-def _load_csv(path: str, target: str | int | None, n_features: int | None,
-              features: Sequence[str] | None, delimiter: str | None, header: bool,
-              keep_target_text: bool) -> Dataset:
-    data = read_csv(path, target, n_features, features, delimiter=delimiter, header=header,
-                    keep_target_text=keep_target_text)
-    return Dataset(data.X, data.y, os.path.basename(path), data.feature_names,
-                   data.target_name, ignored_columns=data.ignored_columns,
-                   y_text=data.y_text, notes=data.notes)
-
-
 def _check_numeric(array: np.ndarray, what: str) -> np.ndarray:
     if array.dtype.kind not in "biuf":
         raise DataError(f"{what} must hold numbers; got dtype {array.dtype}")
@@ -354,53 +333,25 @@ def _load_npz(path: str, n_features: int | None) -> Dataset:
                             "and y; rename it to .npy")
     try:
         with NpzReader(path) as archive:
-            keys = set(archive.names)
-            for name in ("X", "y"):
-                if name in archive.others:  # numpy would hand these back as raw bytes
-                    raise DataError(f"{path!r}: member {name!r} is not a .npy array")
-            if "X" not in keys:
-                raise DataError(
-                    f"{path!r} must hold an array named 'X' (and 'y'); it holds: "
-                    f"{', '.join(map(column_name, sorted(keys))) or 'nothing'}"
-                )
             # Shapes and sizes from the .npy headers first: nothing is decompressed
             # before the total is known to fit in memory.
-            x_info = archive.info("X")
-            y_info = archive.info("y") if "y" in keys else None
-            if len(x_info.shape) != 2 or x_info.shape[0] < 1 or x_info.shape[1] < 1:
-                raise DataError(f"'X' in {path!r} must be 2-D (rows, features); got shape "
-                                f"{x_info.shape}")
+            x_info, y_info = check_npz_members(archive, path, need_y=n_features is None)
             needed = _memory_needed(x_info) + (_memory_needed(y_info) if y_info else 0)
             check_data_memory(path, needed, "'X' and 'y'" if y_info else "'X'")
             X = archive.read(x_info)
             y = archive.read(y_info) if y_info else None
     except DataError:
         raise
-    except ArrayFileError as exc:
-        raise DataError(f"{path!r} is not a readable .npz file ({exc})") from None
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
+    except (ArrayFileError, zipfile.BadZipFile, OSError, ValueError, EOFError,
+            KeyError) as exc:
         raise DataError(f"{path!r} is not a readable .npz file ({exc})") from None
     except Exception as exc:  # zlib.error, struct.error, ... from a damaged archive
         raise DataError(f"{path!r} is not a readable .npz file ({type(exc).__name__}: "
                         f"{exc})") from None
     X = _check_numeric(X, f"'X' in {path!r}")
-    if y is None:
-        if n_features is None:
-            raise DataError(f"{path!r} has no target array 'y'")
-    else:
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y[:, 0]
-        if y.ndim != 1 or y.shape[0] != X.shape[0]:
-            raise DataError(
-                f"'y' in {path!r} must be 1-D with one entry per row of X ({X.shape[0]}); "
-                f"got shape {y.shape}"
-            )
-        if y.dtype.kind in "biuf":
-            y = _check_numeric(y, f"'y' in {path!r}")
-        elif y.dtype.kind == "U":
-            y = y.astype(str)
-        else:
-            raise DataError(f"'y' in {path!r} must hold numbers or strings; got {y.dtype}")
+    if y is not None:
+        y = y.reshape(-1)
+        y = _check_numeric(y, f"'y' in {path!r}") if y.dtype.kind != "U" else y.astype(str)
     features = [f"x{i + 1}" for i in range(X.shape[1])]
     return Dataset(X, y, os.path.basename(path), features, "y" if y is not None else None)
 
@@ -490,36 +441,13 @@ def load_file(
         data.named_columns = False
         return data
     if is_text_file(text):
-        return _load_csv(text, target, n_features, features, delimiter, header,
-                         keep_target_text)
+        csv = read_csv(text, target, n_features, features, delimiter=delimiter,
+                       header=header, keep_target_text=keep_target_text)
+        return Dataset(csv.X, csv.y, os.path.basename(text), csv.feature_names,
+                       csv.target_name, ignored_columns=csv.ignored_columns,
+                       y_text=csv.y_text, notes=csv.notes)
     raise DataError(f"unsupported data file type {os.path.splitext(text)[1]!r} for {text!r}; "
                     "use .csv (.tsv, .txt, optionally .gz/.bz2/.xz/.zst), .npz or .npy")
-
-
-def convert_to_zarr(
-    source: str | os.PathLike[str],
-    dest: str | os.PathLike[str],
-    chunk_rows: int | None = None,
-    target: str | int | None = None,
-    *,
-    dtype: str = "float64",
-    overwrite: bool = False,
-    delimiter: str | None = None,
-    header: bool = True,
-) -> Any:
-    """Convert a CSV or ``.npz`` file to a zarr store in blocks of ``chunk_rows`` rows,
-    never holding the whole file in memory (``xpnet convert``); needs the ``dask`` extra.
-
-    The CSV rules are :func:`load_file`'s. The store holds ``X`` and ``y`` chunked along
-    rows, for :func:`xpnet.distributed.storage.open_data`. See
-    :func:`xpnet._convert.convert_to_zarr` for the parameters and the destination rules
-    (written in a temporary folder beside it, renamed at the end; an existing ``dest`` is
-    refused unless ``overwrite=True`` and it is a zarr store).
-    """
-    from ._convert import convert_to_zarr as convert
-
-    return convert(source, dest, chunk_rows, target, dtype=dtype, overwrite=overwrite,
-                   delimiter=delimiter, header=header)
 
 
 # --------------------------------------------------------------------------- targets

@@ -177,8 +177,8 @@ MUTANTS = [
       ("test, train = order[:n_test], order[n_test:]",
        "test, train = order[:n_test], order[n_test - 1:]")),
     m("stratified-empty-test", "data.py", "a class may get no test row",
-      ("n_test = min(max(int(round(rows.size * test_fraction)), 1), rows.size - 1)",
-       "n_test = min(int(round(rows.size * test_fraction)), rows.size - 1)")),
+      ("n_tests.append(min(max(int(round(size * test_fraction)), 1), size - 1))",
+       "n_tests.append(min(int(round(size * test_fraction)), size - 1))")),
     m("standardize-constant-column", "data.py", "constant features divided by zero",
       ("return cls(mean, np.where(constant, 1.0, std))", "return cls(mean, std)")),
     # ------------------------------------------------------------------ argument checks

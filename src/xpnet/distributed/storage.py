@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from .._dataerrors import DaskUnavailableError, DataError, require
 from .._npyfile import (
     ArrayFileError,
     ArrayInfo,
@@ -48,8 +49,7 @@ from .._npyfile import (
     open_regular,
 )
 from .._validation import check_nonnegative_float, check_positive_int
-from ..backends import BackendUnavailableError
-from ..data import GENERATORS, DataError
+from ..data import GENERATORS
 
 __all__ = [
     "DaskUnavailableError",
@@ -58,27 +58,6 @@ __all__ = [
     "generate",
     "require",
 ]
-
-INSTALL_HINT = "pip install 'xpnet[dask]'"
-
-
-class DaskUnavailableError(BackendUnavailableError):
-    """Dask (or zarr) is needed and not installed; the message says how to install it."""
-
-
-def require(module: str, what: str) -> Any:
-    """Import ``module`` (``"dask.array"``, ``"zarr"``, ...) for ``what``, or raise
-    :class:`DaskUnavailableError` naming the extra that provides it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        top = module.split(".")[0]
-        raise DaskUnavailableError(
-            f"{what} needs {top}, which is not installed ({exc}). Install it with: "
-            f"{INSTALL_HINT}"
-        ) from None
 
 
 # --------------------------------------------------------------------------- open_data
