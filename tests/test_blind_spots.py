@@ -60,7 +60,7 @@ def test_weighted_shuffled_epoch_equals_the_same_batches_by_hand():
     fit(net, X, y, epochs=1, lr=0.3, batch_size=8, sample_weight=w,
         rng=np.random.default_rng(5))
     order = np.random.default_rng(5).permutation(30)
-    Xc, Yc = by_hand._check_XY(X, y)
+    Xc, Yc = by_hand.check_XY(X, y)
     for first in range(0, 30, 8):
         rows = order[first:first + 8]
         _, grads = by_hand._loss_and_grads(Xc[rows], Yc[rows], np.asarray(w[rows]))
@@ -76,7 +76,7 @@ def test_early_stopping_validation_rows_are_not_trained_on():
     X = np.arange(m, dtype=np.float64).reshape(-1, 1) * np.ones((1, 2))  # row id in X
     y = np.arange(m) % 2
     net = xpnet.MLP([2, 3, 1])
-    Xc, Yc = net._check_XY(X, y)
+    Xc, Yc = net.check_XY(X, y)
     train_rows, val_rows = validation_rows(m, 0.2, np.random.default_rng(0))
     X_tr, X_val = Xc[train_rows], Xc[val_rows]
     train_ids = set(xpnet.to_numpy(X_tr)[:, 0].astype(int))

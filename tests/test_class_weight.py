@@ -103,12 +103,12 @@ def test_core_balanced_row_weights_equal_compute_class_weight() -> None:
         (rng.choice([0, 2, 3], 41, p=[0.7, 0.2, 0.1]), 5, "softmax"),  # classes 1, 4 absent
     ]:
         net = MLP([1, k], output=out, dtype="float64")
-        _, Y = net._check_XY(np.zeros((y.shape[0], 1)), y)
+        _, Y = net.check_XY(np.zeros((y.shape[0], 1)), y)
         got = xpnet.to_numpy(class_weight_rows(net, Y, "balanced"))
         expected = compute_sample_weight("balanced", y)
         np.testing.assert_array_equal(got, expected)
         if out == "softmax":  # one-hot targets give the same weights
-            _, Y1 = net._check_XY(np.zeros((y.shape[0], 1)), np.eye(k)[y])
+            _, Y1 = net.check_XY(np.zeros((y.shape[0], 1)), np.eye(k)[y])
             np.testing.assert_array_equal(xpnet.to_numpy(class_weight_rows(net, Y1, "balanced")),
                                           expected)
 

@@ -93,16 +93,16 @@ def test_parameters_are_not_donated():
     rollback) still holds."""
     X, Y = make_problem("softmax", m=40, n_in=3, n_out=3, seed=2)
     net, _ = _pair()
-    held = list(net._params)
+    held = list(net.flat_params)
     history = net.fit(X, Y, epochs=3, batch_size=8, compile=True, early_stopping=True,
                       validation_fraction=0.2)
     assert history.best_params is not None
-    for array in held + history.best_params + net._params:
+    for array in held + history.best_params + net.flat_params:
         assert not array.is_deleted()
         np.asarray(array)  # readable
-    held = list(net._params)  # and several epochs per call (the chunk program)
+    held = list(net.flat_params)  # and several epochs per call (the chunk program)
     net.fit(X, Y, epochs=3, batch_size=8, compile=True)
-    for array in held + net._params:
+    for array in held + net.flat_params:
         assert not array.is_deleted()
         np.asarray(array)
 
@@ -111,10 +111,10 @@ def test_parameters_are_not_donated():
 def test_compiled_divergence_rolls_back():
     X, Y = make_problem("identity", m=40, n_in=3, n_out=3, seed=2)
     net = xpnet.MLP([3, 8, 3], activation="relu", output="identity", backend="jax")
-    start = [np.array(p) for p in net._params]
+    start = [np.array(p) for p in net.flat_params]
     with pytest.raises(FloatingPointError, match="diverged at epoch 1"):
         net.fit(X * 1e6, Y * 1e6, epochs=3, lr=10.0, batch_size=8, compile=True)
-    for p, p0 in zip(net._params, start):
+    for p, p0 in zip(net.flat_params, start):
         np.testing.assert_array_equal(np.array(p), p0)
 
 
@@ -198,8 +198,8 @@ def _fit_three_ways(make_opt, X, Y, **kwargs):
             history = net.fit(X, Y, optimizer=opt, **kwargs, **extra)
         except FloatingPointError as error:
             history = error
-        results.append((history, [np.array(p) for p in net._params],
-                        net._shuffle_rng.random(), opt))
+        results.append((history, [np.array(p) for p in net.flat_params],
+                        net.shuffle_rng.random(), opt))
     return results
 
 
@@ -285,8 +285,8 @@ def test_chunk_divergence_rolls_back_to_the_diverged_epoch(lr, epoch):
         with pytest.raises(FloatingPointError) as caught:
             net.fit(X * 3, Y * 3, epochs=60, optimizer=opt, batch_size=8, compile=True,
                     callback=callback)
-        results.append((caught.value, [np.array(p) for p in net._params],
-                        [np.array(v) for v in opt.velocities], net._shuffle_rng.random()))
+        results.append((caught.value, [np.array(p) for p in net.flat_params],
+                        [np.array(v) for v in opt.velocities], net.shuffle_rng.random()))
     (error_epoch, p_epoch, v_epoch, r_epoch), (error, p, v, r) = results
     assert error.epoch == error_epoch.epoch == epoch
     assert error.parameters == error_epoch.parameters
@@ -370,7 +370,7 @@ def test_ctrl_c_in_a_chunk_keeps_the_complete_chunks():
                           rng=np.random.Generator(np.random.PCG64(5)))
     assert history.interrupted and history.n_iter == 256
     assert history.loss == h_ref.loss
-    for p, q in zip(net._params, reference._params):
+    for p, q in zip(net.flat_params, reference._params):
         np.testing.assert_array_equal(np.array(p), np.array(q))
 
 

@@ -27,10 +27,10 @@ def _net_and_batch(backend="numpy", dtype="float64", alpha=0.3, output="softmax"
 
 def test_pure_step_is_the_networks_step(backend):
     net, batch = _net_and_batch(backend)
-    weight = net.array_backend.asarray(np.linspace(0.0, 2.0, len(batch)), dtype=net._dtype)
+    weight = net.array_backend.asarray(np.linspace(0.0, 2.0, len(batch)), dtype=net.array_dtype)
     for w in (None, weight):
         loss_net, grads_net = net._loss_and_grads(batch.X, batch.Y, w)
-        loss, grads = net.architecture.loss_and_grads(list(net._params), batch.X, batch.Y, w)
+        loss, grads = net.architecture.loss_and_grads(list(net.flat_params), batch.X, batch.Y, w)
         np.testing.assert_array_equal(xpnet.to_numpy(loss), xpnet.to_numpy(loss_net))
         for g, g_net in zip(grads, grads_net):
             np.testing.assert_array_equal(xpnet.to_numpy(g), xpnet.to_numpy(g_net))
@@ -38,7 +38,7 @@ def test_pure_step_is_the_networks_step(backend):
 
 def test_pure_step_modifies_nothing_it_is_given():
     net, batch = _net_and_batch()
-    params = [np.array(p) for p in net._params]
+    params = [np.array(p) for p in net.flat_params]
     X, Y = np.array(batch.X), np.array(batch.Y)
     weight = np.linspace(0.5, 1.5, X.shape[0])
     copies = [a.copy() for a in (*params, X, Y, weight)]
@@ -57,9 +57,9 @@ def test_chunks_with_the_global_total_add_up_to_the_batch(weighted):
     m = len(batch)
     w = np.linspace(0.1, 2.0, m) if weighted else None
     total = float(np.sum(w)) if weighted else m
-    loss, grads = arch.loss_and_grads(net._params, batch.X, batch.Y, w)
+    loss, grads = arch.loss_and_grads(net.flat_params, batch.X, batch.Y, w)
     parts = [
-        arch.loss_and_grads(net._params, batch.X[rows], batch.Y[rows],
+        arch.loss_and_grads(net.flat_params, batch.X[rows], batch.Y[rows],
                             None if w is None else w[rows], total)
         for rows in (slice(0, 10), slice(10, m))
     ]
@@ -76,8 +76,8 @@ def test_chunks_with_the_global_total_add_up_to_the_batch(weighted):
 def test_sgd_apply_is_update_bit_for_bit(make):
     net, batch = _net_and_batch()
     stateful, functional = make(), make()
-    params_a = [np.array(p) for p in net._params]
-    params_b = [np.array(p) for p in net._params]
+    params_a = [np.array(p) for p in net.flat_params]
+    params_b = [np.array(p) for p in net.flat_params]
     state = functional.init(params_b)
     arch = net.architecture
     for _ in range(15):
@@ -97,8 +97,8 @@ def test_sgd_apply_is_update_bit_for_bit(make):
 def test_adam_apply_matches_update():
     net, batch = _net_and_batch()
     stateful, functional = Adam(0.01), Adam(0.01)
-    params_a = [np.array(p) for p in net._params]
-    params_b = [np.array(p) for p in net._params]
+    params_a = [np.array(p) for p in net.flat_params]
+    params_b = [np.array(p) for p in net.flat_params]
     state = functional.init(params_b)
     arch = net.architecture
     for _ in range(20):
@@ -127,7 +127,7 @@ def test_jitted_adam_advances_its_step_count():
     arch = net.architecture
     opt = Adam(0.05)
     reference = Adam(0.05)
-    ref_params = [np.array(p) for p in net._params]
+    ref_params = [np.array(p) for p in net.flat_params]
     host_batch = (np.array(batch.X), np.array(batch.Y))
 
     @jax.jit
@@ -135,7 +135,7 @@ def test_jitted_adam_advances_its_step_count():
         _, grads = arch.loss_and_grads(params, X, Y)
         return opt.apply(params, grads, state)
 
-    params, state = list(net._params), opt.init(list(net._params))
+    params, state = list(net.flat_params), opt.init(list(net.flat_params))
     for _ in range(20):
         params, state = step(params, state, batch.X, batch.Y)
         reference.update(ref_params, arch.loss_and_grads(ref_params, *host_batch)[1])
@@ -157,7 +157,7 @@ def test_learning_rate_schedule_is_honoured_under_jit():
         _, grads = arch.loss_and_grads(params, X, Y)
         return opt.apply(params, grads, state)
 
-    params, state = list(net._params), opt.init(list(net._params))
+    params, state = list(net.flat_params), opt.init(list(net.flat_params))
     params, state = step(params, state, batch.X, batch.Y)  # traced with lr 0.5
     opt.iteration_ends(99)  # the schedule: lr = 0.5 / 100 ** 0.5 = 0.05
     state = opt.with_learning_rate(state)
@@ -174,7 +174,7 @@ def test_pure_step_under_jit_then_eager_network_calls():
 
     net, batch = _net_and_batch("jax")
     jitted = jax.jit(net.architecture.loss_and_grads)
-    loss_jit, grads_jit = jitted(list(net._params), batch.X, batch.Y)
+    loss_jit, grads_jit = jitted(list(net.flat_params), batch.X, batch.Y)
     loss, grads = net._loss_and_grads(batch.X, batch.Y)  # eager, after tracing
     net.step(batch, lr=0.1)
     assert_close(loss_jit, loss, 1e-13, "loss")

@@ -61,14 +61,14 @@ def test_fit_on_a_tensor_that_requires_grad_keeps_parameters_out_of_autograd(bat
     nodes_per_epoch = []
 
     def after_epoch(epoch: int, loss: float) -> None:
-        nodes_per_epoch.append(sum(_graph_nodes(p) for p in net._params))
+        nodes_per_epoch.append(sum(_graph_nodes(p) for p in net.flat_params))
 
     net.fit(X, y, epochs=4, lr=0.1, batch_size=batch_size, callback=after_epoch)
     # a growing graph would hold every step's activations (device memory on a GPU)
     assert nodes_per_epoch == [0, 0, 0, 0], (
         f"autograd nodes held by the parameters after each epoch: {nodes_per_epoch}"
     )
-    assert all(p.grad_fn is None and not p.requires_grad for p in net._params)
+    assert all(p.grad_fn is None and not p.requires_grad for p in net.flat_params)
     # nothing keeps the caller's tensor alive once the caller drops it
     alive = weakref.ref(X)
     del X
@@ -77,7 +77,7 @@ def test_fit_on_a_tensor_that_requires_grad_keeps_parameters_out_of_autograd(bat
     # and the training is the same as on a plain tensor
     reference = xpnet.MLP([3, 4, 1], backend="torch", seed=0)
     reference.fit(torch.tensor(X_np), y, epochs=4, lr=0.1, batch_size=batch_size)
-    for mine, theirs in zip(net._params, reference._params, strict=True):
+    for mine, theirs in zip(net.flat_params, reference._params, strict=True):
         assert torch.equal(mine, theirs)
 
 
@@ -92,7 +92,7 @@ def test_every_entry_point_detaches_torch_inputs():
     net.set_params([(torch.ones(3, 4, requires_grad=True), torch.zeros(4)),
                     (torch.ones(4, 1), torch.zeros(1, requires_grad=True))])
     net.step(X, y_np, lr=0.1)
-    assert all(p.grad_fn is None and not p.requires_grad for p in net._params)
+    assert all(p.grad_fn is None and not p.requires_grad for p in net.flat_params)
     assert net.forward(X).grad_fn is None
     assert net.predict_proba(X).grad_fn is None
 
@@ -255,7 +255,7 @@ def test_inputs_on_another_device_are_moved_not_refused():
     history = net.fit(X, y, epochs=3, lr=0.1, batch_size=20)
     assert len(history.loss) == 3
     assert net.predict_proba(X).device == device
-    assert all(p.device == device for p in net._params)
+    assert all(p.device == device for p in net.flat_params)
     moved = net.array_backend.asarray(X)
     assert moved.device == device
     np.testing.assert_array_equal(xpnet.to_numpy(moved), X_np)

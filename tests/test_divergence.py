@@ -78,11 +78,11 @@ class Recorder:
 
     def __init__(self, net: xpnet.MLP, opt: Optimizer) -> None:
         self.net, self.opt = net, opt
-        self.params = [host(net._params)]  # index e: after e complete epochs
+        self.params = [host(net.flat_params)]  # index e: after e complete epochs
         self.states = [host_state(opt)]
 
     def __call__(self, epoch: int, loss: float) -> None:
-        self.params.append(host(self.net._params))
+        self.params.append(host(self.net.flat_params))
         self.states.append(host_state(self.opt))
 
 
@@ -122,9 +122,9 @@ def test_divergence_raises_and_rolls_back_to_the_epoch_start(
     kept = error.epoch - 1  # complete epochs the network is rolled back to
     assert f"training diverged at epoch {error.epoch}" in str(error)
     assert "smaller lr" in str(error) and f"{lr:g}" in str(error)
-    assert_params_equal(net._params, record.params[kept])
+    assert_params_equal(net.flat_params, record.params[kept])
     assert_same_state(host_state(opt), record.states[kept])
-    assert all(np.all(np.isfinite(p)) for p in host(net._params))
+    assert all(np.all(np.isfinite(p)) for p in host(net.flat_params))
     assert np.isfinite(float(net.loss(X * 10, Y)))
     assert history.n_iter == kept and len(history.loss) == kept
     assert all(np.isfinite(history.loss))
@@ -136,14 +136,14 @@ def test_classification_divergence_in_the_parameters_only_is_caught() -> None:
     X, y = make_moons(300, noise=0.2)
     for activation in ("sigmoid", "relu"):
         net = xpnet.MLP([2, 8, 1], activation=activation, dtype="float32")
-        before = host(net._params)
+        before = host(net.flat_params)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             with pytest.raises(FloatingPointError, match="training diverged at epoch 1") as info:
                 net.fit(X, y, epochs=1, lr=1e300)
         assert np.isfinite(info.value.loss)  # the loss alone would not have told
         assert info.value.parameters == ("W1", "b1", "W2", "b2")
-        assert_params_equal(net._params, before)
+        assert_params_equal(net.flat_params, before)
 
 
 def test_divergence_with_early_stopping_restores_the_best_weights() -> None:
@@ -160,7 +160,7 @@ def test_divergence_with_early_stopping_restores_the_best_weights() -> None:
     scores = history.validation_scores
     assert len(scores) >= 1 and len(record.params) == len(scores) + 1
     best_epoch = int(np.nanargmax(scores)) + 1  # first epoch with the best score
-    assert_params_equal(net._params, record.params[best_epoch])
+    assert_params_equal(net.flat_params, record.params[best_epoch])
     assert_same_state(host_state(opt), record.states[-1])  # optimiser: the epoch's start
 
 
@@ -232,7 +232,7 @@ def test_interrupt_mid_epoch_rolls_back_to_the_last_complete_epoch(backend: str,
                                       callback=record)
     assert history.interrupted and history.n_iter == 5 and len(history.loss) == 5
     assert history.samples_seen == 5 * 100
-    assert_params_equal(net._params, record.params[5])
+    assert_params_equal(net.flat_params, record.params[5])
     state = host_state(opt)
     state.pop("calls")
     expected = dict(record.states[5])
@@ -246,7 +246,7 @@ def test_interrupt_in_the_callback_keeps_the_complete_epoch() -> None:
     seen = []
 
     def callback(epoch: int, loss: float) -> None:
-        seen.append(host(net._params))
+        seen.append(host(net.flat_params))
         if epoch == 2:
             raise KeyboardInterrupt
 
@@ -254,7 +254,7 @@ def test_interrupt_in_the_callback_keeps_the_complete_epoch() -> None:
                       "the weights after epoch 3"):
         history = fit_catching_escape(net, X, y, epochs=10, lr=0.5, callback=callback)
     assert history.interrupted and history.n_iter == 3
-    assert_params_equal(net._params, seen[-1])
+    assert_params_equal(net.flat_params, seen[-1])
     # a later call starts afresh
     assert not net.fit(X, y, epochs=1, lr=0.5, history=history).interrupted
 
@@ -271,7 +271,7 @@ def test_interrupt_with_early_stopping_restores_the_best_weights() -> None:
         history = fit_catching_escape(net, X, y, epochs=100, lr=0.5, early_stopping=True,
                                       n_iter_no_change=1000, callback=callback)
     assert history.interrupted and history.n_iter == 31
-    assert_params_equal(net._params, host(history.best_params))
+    assert_params_equal(net.flat_params, host(history.best_params))
 
 
 def test_only_keyboard_interrupt_is_caught() -> None:
@@ -294,15 +294,15 @@ def test_only_keyboard_interrupt_is_caught() -> None:
 def test_step_that_would_diverge_changes_nothing(backend: str) -> None:
     X, y = make_moons(50, noise=0.2)
     net = xpnet.MLP([2, 4, 1], backend=backend, dtype="float32", seed=0)
-    before = host(net._params)
+    before = host(net.flat_params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         with pytest.raises(FloatingPointError, match=r"W1, b1, W2, b2 non-finite.*unchanged"):
             net.step(X, y, lr=1e300)
-    assert_params_equal(net._params, before)
+    assert_params_equal(net.flat_params, before)
     loss = net.step(X, y, lr=0.1)  # a sane step still works and updates
     assert np.isfinite(float(loss))
-    assert not np.array_equal(host(net._params)[0], before[0])
+    assert not np.array_equal(host(net.flat_params)[0], before[0])
 
 
 def test_step_on_prepared_data_checks_only_when_asked() -> None:
@@ -311,14 +311,14 @@ def test_step_on_prepared_data_checks_only_when_asked() -> None:
     X, y = make_moons(50, noise=0.2)
     net = xpnet.MLP([2, 4, 1], dtype="float32", seed=0)
     batch = net.prepare(X, y)
-    before = host(net._params)
+    before = host(net.flat_params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         with pytest.raises(FloatingPointError, match="unchanged"):
             net.step(batch, lr=1e300, check_finite=True)
-        assert_params_equal(net._params, before)
+        assert_params_equal(net.flat_params, before)
         net.step(batch, lr=1e300)  # unchecked: the caller reads the loss in its loop
-    assert net._nonfinite_parameters() == ["W1", "b1", "W2", "b2"]
+    assert net.nonfinite_parameters() == ["W1", "b1", "W2", "b2"]
     with pytest.raises(TypeError, match="check_finite"):
         net.step(batch, lr=0.1, check_finite="yes")
 
@@ -342,8 +342,8 @@ def test_save_refuses_non_finite_weights_and_keeps_the_old_file(tmp_path: Path) 
 def test_validation_score_of_non_finite_predictions_is_nan() -> None:
     X, Y = make_problem("identity", m=10, n_in=2, n_out=1)
     net = xpnet.MLP([2, 3, 1], output="identity", seed=0)
-    net._params[2][0, 0] = np.inf
-    X_c, Y_c = net._check_XY(X, Y)
+    net.flat_params[2][0, 0] = np.inf
+    X_c, Y_c = net.check_XY(X, Y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         assert np.isnan(float(validation_score(net, X_c, Y_c)))

@@ -54,7 +54,7 @@ def test_finite_weights_with_overflowing_outputs_diverge(backend, batch_size, ep
     """lr 1e300 on a relu network: after epoch 1 every weight is finite (~1e300) and the
     outputs are NaN. Raised, rolled back to the weights before the fit, nothing recorded."""
     net = xpnet.MLP([2, 8, 1], activation="relu", backend=backend, seed=0)
-    before = host(net._params)
+    before = host(net.flat_params)
     opt = SGD(1e300, momentum=0.9)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -65,11 +65,11 @@ def test_finite_weights_with_overflowing_outputs_diverge(backend, batch_size, ep
     error = info.value
     assert error.epoch == 1, str(error)
     assert "training diverged at epoch 1" in str(error)
-    for a, b in zip(host(net._params), before, strict=True):
+    for a, b in zip(host(net.flat_params), before, strict=True):
         np.testing.assert_array_equal(a, b)
     assert opt.velocities is None or all(
         not np.any(v) for v in host(opt.velocities))  # the state of before the fit
-    assert history.n_iter == 0 and history.loss == [] and net._steps == 0
+    assert history.n_iter == 0 and history.loss == [] and net.steps == 0
     assert finite_loss(net)
 
 
@@ -83,14 +83,14 @@ def test_mini_batch_whose_last_update_overflows_diverges(backend, compile) -> No
     Xs = X.copy()
     Xs[-20:] *= 1e150
     net = xpnet.MLP([2, 8, 1], activation="relu", backend=backend, seed=0)
-    before = host(net._params)
+    before = host(net.flat_params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         with pytest.raises(DivergenceError, match="the outputs overflow") as info:
             net.fit(Xs, Y, epochs=1, lr=1e-3, batch_size=20, shuffle=False,
                     compile=compile)
     assert info.value.epoch == 1 and not np.isfinite(info.value.loss)
-    for a, b in zip(host(net._params), before, strict=True):
+    for a, b in zip(host(net.flat_params), before, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -111,7 +111,7 @@ def test_rollback_goes_back_to_finite_outputs() -> None:
     already give NaN outputs: epoch 1 diverged, and the network is rolled back to the
     start of epoch 1 (before, it was left at the NaN-output weights of epoch 2's start)."""
     net = xpnet.MLP([2, 8, 1], activation="relu", seed=0)
-    before = host(net._params)
+    before = host(net.flat_params)
     seen = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -119,7 +119,7 @@ def test_rollback_goes_back_to_finite_outputs() -> None:
             net.fit(X, Y, epochs=5, lr=1e300, callback=lambda e, loss: seen.append(loss))
     assert seen and np.isfinite(seen[0])  # epoch 1 looked fine when it was recorded
     assert info.value.epoch == 1
-    for a, b in zip(host(net._params), before, strict=True):
+    for a, b in zip(host(net.flat_params), before, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -154,7 +154,7 @@ def test_compiled_fits_judge_the_outputs_as_eager(per_epoch, epochs, batch_size)
                 error = None
             except DivergenceError as exc:
                 error = exc
-        outcomes.append((error, host(net._params), net._shuffle_rng.random()))
+        outcomes.append((error, host(net.flat_params), net.shuffle_rng.random()))
     (eager_error, eager_params, eager_rng), (error, params, rng) = outcomes
     assert error is not None and eager_error is not None
     assert error.epoch == eager_error.epoch and error.parameters == eager_error.parameters
@@ -166,12 +166,12 @@ def test_compiled_fits_judge_the_outputs_as_eager(per_epoch, epochs, batch_size)
 def test_lbfgs_is_judged_on_its_loss() -> None:
     """L-BFGS's result carries the loss at its weights: a non-finite one rolls back."""
     net = xpnet.MLP([2, 8, 1], activation="relu", output="identity", seed=0)
-    before = host(net._params)
+    before = host(net.flat_params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         with pytest.raises(DivergenceError, match="L-BFGS diverged"):
             net.fit(X * 1e160, Y, epochs=5, optimizer="lbfgs")
-    for a, b in zip(host(net._params), before, strict=True):
+    for a, b in zip(host(net.flat_params), before, strict=True):
         np.testing.assert_array_equal(a, b)
 
 

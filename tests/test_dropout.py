@@ -223,14 +223,14 @@ def _step_setup(backend="numpy", activation="tanh", output="softmax", rates=(0.3
     rng = np.random.default_rng(seed)
     net.set_params([(np.asarray(xpnet.to_numpy(W)), rng.normal(0.0, 0.5, size=b.shape[0]))
                     for W, b in net.params])
-    Xd, Yd = net._check_XY(X, Y)
+    Xd, Yd = net.check_XY(X, Y)
     rows = net.array_backend.asarray(np.array([5, 0, 17, 3, 2, 8, 40, 1, 6]))
-    stream = DropoutStream(net._dropout_key, 7, rows)
+    stream = DropoutStream(net.dropout_key, 7, rows)
     return net, Xd, Yd, stream
 
 
 def _pure(net, params, X, Y, stream):
-    return core.loss_and_grads(params, X, Y, hidden=net._hidden, output=net._output,
+    return core.loss_and_grads(params, X, Y, hidden=net.hidden_activations, output=net.output_loss,
                                alpha=net.alpha, dropout=net.dropout, stream=stream)
 
 
@@ -241,8 +241,8 @@ def test_finite_differences_with_the_mask_held_fixed(backend, activation):
     if backend == "jax":
         pytest.importorskip("jax").config.update("jax_enable_x64", True)
     net, X, Y, stream = _step_setup(backend, activation)
-    _, grads = _pure(net, net._params, X, Y, stream)
-    base = [np.array(xpnet.to_numpy(p), dtype=np.float64) for p in net._params]
+    _, grads = _pure(net, net.flat_params, X, Y, stream)
+    base = [np.array(xpnet.to_numpy(p), dtype=np.float64) for p in net.flat_params]
     h = 1e-6
     for index, array in enumerate(base):
         numeric = np.zeros_like(array)
@@ -251,7 +251,7 @@ def test_finite_differences_with_the_mask_held_fixed(backend, activation):
             for sign in (1.0, -1.0):
                 trial = [p.copy() for p in base]
                 trial[index][position] += sign * h
-                params = [net.array_backend.asarray(p, dtype=net._dtype) for p in trial]
+                params = [net.array_backend.asarray(p, dtype=net.array_dtype) for p in trial]
                 values.append(float(_pure(net, params, X, Y, stream)[0]))
             numeric[position] = (values[0] - values[1]) / (2 * h)
         analytic = np.asarray(xpnet.to_numpy(grads[index]), dtype=np.float64)
@@ -268,8 +268,8 @@ def test_gradients_equal_torch_autograd_with_the_same_masks(activation, output):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
     net, X, Y, stream = _step_setup("numpy", activation, output)
-    loss, grads = _pure(net, net._params, X, Y, stream)
-    params = [torch.tensor(np.asarray(p), requires_grad=True) for p in net._params]
+    loss, grads = _pure(net, net.flat_params, X, Y, stream)
+    params = [torch.tensor(np.asarray(p), requires_grad=True) for p in net.flat_params]
     act = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}[activation]
     A = torch.tensor(X)
     for layer, rate in enumerate(net.dropout):
@@ -305,13 +305,11 @@ def test_dropout_changes_training_and_nothing_at_predict_time():
 
 def test_zero_rates_and_no_stream_are_the_plain_step():
     net, X, Y, stream = _step_setup(rates=(0.3, 0.5))
-    plain = core.loss_and_grads(net._params, X, Y, hidden=net._hidden, output=net._output,
-                                alpha=net.alpha)
+    parts = dict(hidden=net.hidden_activations, output=net.output_loss, alpha=net.alpha)
+    plain = core.loss_and_grads(net.flat_params, X, Y, **parts)
     for loss, grads in [
-        core.loss_and_grads(net._params, X, Y, hidden=net._hidden, output=net._output,
-                            alpha=net.alpha, dropout=net.dropout),  # no stream
-        core.loss_and_grads(net._params, X, Y, hidden=net._hidden, output=net._output,
-                            alpha=net.alpha, dropout=(0.0, 0.0), stream=stream),
+        core.loss_and_grads(net.flat_params, X, Y, **parts, dropout=net.dropout),  # no stream
+        core.loss_and_grads(net.flat_params, X, Y, **parts, dropout=(0.0, 0.0), stream=stream),
     ]:
         assert float(loss) == float(plain[0])
         for a, b in zip(grads, plain[1]):
@@ -325,14 +323,14 @@ def test_chunks_with_their_global_rows_add_up_to_the_batch():
     X, Y = make_problem("softmax", m=30, seed=8)
     net = xpnet.MLP([3, 12, 9, 3], activation="tanh", output="softmax", seed=3,
                     dropout=[0.4, 0.2])
-    X, Y = net._check_XY(X, Y)
+    X, Y = net.check_XY(X, Y)
     arch = net.architecture
     order = np.random.default_rng(1).permutation(100)[:30]  # the batch's global rows
-    whole = arch.loss_and_grads(net._params, X, Y, None, None,
-                                stream=DropoutStream(net._dropout_key, 11, order))
+    whole = arch.loss_and_grads(net.flat_params, X, Y, None, None,
+                                stream=DropoutStream(net.dropout_key, 11, order))
     parts = [
-        arch.loss_and_grads(net._params, X[a:b], Y[a:b], None, 30,
-                            stream=DropoutStream(net._dropout_key, 11, order[a:b]))
+        arch.loss_and_grads(net.flat_params, X[a:b], Y[a:b], None, 30,
+                            stream=DropoutStream(net.dropout_key, 11, order[a:b]))
         for a, b in [(0, 7), (7, 19), (19, 30)]
     ]
     assert_close(sum(float(p[0]) for p in parts), float(whole[0]), 1e-13, "loss")
@@ -342,11 +340,11 @@ def test_chunks_with_their_global_rows_add_up_to_the_batch():
 
 def test_the_step_is_pure_with_dropout():
     net, X, Y, stream = _step_setup()
-    before = [p.copy() for p in net._params] + [X.copy(), Y.copy(), stream.rows.copy()]
-    first = _pure(net, net._params, X, Y, stream)
-    second = _pure(net, net._params, X, Y, stream)
+    before = [p.copy() for p in net.flat_params] + [X.copy(), Y.copy(), stream.rows.copy()]
+    first = _pure(net, net.flat_params, X, Y, stream)
+    second = _pure(net, net.flat_params, X, Y, stream)
     assert float(first[0]) == float(second[0])
-    for a, b in zip(before, [*net._params, X, Y, stream.rows]):
+    for a, b in zip(before, [*net.flat_params, X, Y, stream.rows]):
         np.testing.assert_array_equal(a, b)
 
 

@@ -90,7 +90,7 @@ def test_fit_leaves_parameters_computed():
     X, y = _xor()
     net = xpnet.MLP([2, 64, 1], backend="jax", dtype="float32")
     net.fit(X, y, epochs=3, lr=0.5)
-    assert all(p.is_ready() for p in net._params)
+    assert all(p.is_ready() for p in net.flat_params)
 
 
 # ---------------------------------------------------------------------- float64
@@ -145,7 +145,7 @@ def test_float64_network_computes_in_float64():
     for _ in range(10):
         ref.step(X, Y, lr=0.5)
         net.step(X, Y, lr=0.5)
-    assert net._params[0].dtype == jnp.float64
+    assert net.flat_params[0].dtype == jnp.float64
     for (W, b), (W_ref, b_ref) in zip(net.params, ref.params):
         assert_close(W, W_ref, 1e-13, "W")  # float32 would be off by ~1e-7
         assert_close(b, b_ref, 1e-13, "b")
@@ -158,14 +158,14 @@ def test_in_place_updates_rebind_immutable_parameters():
     X, y = _xor()
     net = xpnet.MLP([2, 4, 1], backend="jax", seed=1)
     ref = xpnet.MLP([2, 4, 1], seed=1)
-    before = list(net._params)
+    before = list(net.flat_params)
     before_host = [np.array(p) for p in before]
     for _ in range(5):
         net.step(X, y, lr=0.5)
         ref.step(X, y, lr=0.5)
     for old, host in zip(before, before_host):
         np.testing.assert_array_equal(np.array(old), host)
-    assert all(new is not old for new, old in zip(net._params, before))
+    assert all(new is not old for new, old in zip(net.flat_params, before))
     for (W, b), (W_ref, b_ref) in zip(net.params, ref.params):
         assert_close(W, W_ref, 1e-12, "W")
         assert_close(b, b_ref, 1e-12, "b")

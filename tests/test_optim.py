@@ -155,14 +155,14 @@ def test_weighted_loss_gradients_by_finite_differences(output: str, alpha: float
         Y = rng.normal(size=(m, k))
     w = rng.uniform(0.0, 3.0, m)
     w[2] = 0.0  # a zero weight must simply drop the row
-    X, Y = net._check_XY(X, Y)
+    X, Y = net.check_XY(X, Y)
     loss, grads = net._loss_and_grads(X, Y, w)
 
     def loss_at(flat_index: int, position: tuple[int, ...], delta: float) -> float:
-        saved = net._params[flat_index].copy()
-        net._params[flat_index][position] += delta
+        saved = net.flat_params[flat_index].copy()
+        net.flat_params[flat_index][position] += delta
         value, _ = net._loss_and_grads(X, Y, w)
-        net._params[flat_index] = saved
+        net.flat_params[flat_index] = saved
         return float(value)
 
     h = 1e-6
@@ -176,7 +176,7 @@ def test_weighted_loss_gradients_by_finite_differences(output: str, alpha: float
         float(net._loss_and_grads(X[i : i + 1], Y[i : i + 1], np.ones(1))[0])
         for i in range(m)
     ]
-    penalty = sum(float(np.sum(W * W)) for W in net._params[0::2])
+    penalty = sum(float(np.sum(W * W)) for W in net.flat_params[0::2])
     unpenalised = [r - alpha / 2 * penalty for r in rows]
     expected = np.dot(w, unpenalised) / w.sum() + alpha / 2 * penalty / w.sum()
     assert float(loss) == pytest.approx(expected, rel=1e-12)
@@ -185,7 +185,7 @@ def test_weighted_loss_gradients_by_finite_differences(output: str, alpha: float
 def test_unit_weights_equal_the_unweighted_loss(backend: str) -> None:
     rng = np.random.default_rng(2)
     net = xpnet.MLP([3, 4, 2], output="softmax", backend=backend, alpha=0.1)
-    X, Y = net._check_XY(rng.normal(size=(9, 3)), rng.integers(0, 2, 9))
+    X, Y = net.check_XY(rng.normal(size=(9, 3)), rng.integers(0, 2, 9))
     ones = net.array_backend.asarray(np.ones(9))
     loss_w, grads_w = net._loss_and_grads(X, Y, ones)
     loss, grads = net._loss_and_grads(X, Y)
@@ -199,8 +199,8 @@ def test_integer_weights_equal_repeated_rows() -> None:
     X, y = rng.normal(size=(6, 2)), rng.integers(0, 2, 6)
     w = np.array([1, 2, 0, 3, 1, 1])
     net = xpnet.MLP([2, 3, 1], alpha=0.05)
-    loss_w, grads_w = net._loss_and_grads(*net._check_XY(X, y), w.astype(float))
-    loss_r, grads_r = net._loss_and_grads(*net._check_XY(np.repeat(X, w, 0), np.repeat(y, w)))
+    loss_w, grads_w = net._loss_and_grads(*net.check_XY(X, y), w.astype(float))
+    loss_r, grads_r = net._loss_and_grads(*net.check_XY(np.repeat(X, w, 0), np.repeat(y, w)))
     assert float(loss_w) == pytest.approx(float(loss_r), rel=1e-13)
     for a, b in zip(grads_w, grads_r, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
@@ -208,7 +208,7 @@ def test_integer_weights_equal_repeated_rows() -> None:
 
 def test_all_zero_weight_batch_gives_zero_gradients() -> None:
     net = xpnet.MLP([2, 3, 1])
-    X, Y = net._check_XY(np.ones((4, 2)), np.array([0, 1, 1, 0]))
+    X, Y = net.check_XY(np.ones((4, 2)), np.array([0, 1, 1, 0]))
     loss, grads = net._loss_and_grads(X, Y, np.zeros(4))
     assert float(loss) == 0.0
     assert all(np.all(g == 0) for g in grads)
@@ -366,7 +366,7 @@ def test_validation_data_and_scores() -> None:
     history = net.fit(
         X[:150], y[:150], epochs=5, lr=1.0, validation_data=(X[150:], y[150:])
     )
-    Xv, Yv = net._check_XY(X[150:], y[150:])
+    Xv, Yv = net.check_XY(X[150:], y[150:])
     score = float(validation_score(net, Xv, Yv))
     assert 0.0 <= score <= 1.0 and len(history.validation_scores) == 5
     assert score == pytest.approx(
@@ -382,7 +382,7 @@ def test_validation_score_r2_matches_scikit_learn() -> None:
     X, Y = rng.normal(size=(20, 2)), rng.normal(size=(20, 2))
     Y[:, 1] = 0.7  # a constant output: R² is 0 unless predicted exactly (as sklearn)
     w = rng.uniform(0.5, 2.0, 20)
-    Xc, Yc = net._check_XY(X, Y)
+    Xc, Yc = net.check_XY(X, Y)
     pred = xpnet.to_numpy(net.forward(X))
     assert float(validation_score(net, Xc, Yc)) == pytest.approx(r2_score(Y, pred))
     assert float(validation_score(net, Xc, Yc, w)) == pytest.approx(

@@ -174,7 +174,7 @@ def test_loss_is_read_back_once_per_epoch(request: pytest.FixtureRequest,
 # --------------------------------------------------------------------------- GPU
 def _device_batches(net: xpnet.MLP, X: np.ndarray, labels: np.ndarray) -> list[tuple]:
     """Checked device arrays, gathered into batches the way the training loop does."""
-    Xd, Yd = net._check_XY(net.array_backend.asarray(X), net.array_backend.asarray(labels))
+    Xd, Yd = net.check_XY(net.array_backend.asarray(X), net.array_backend.asarray(labels))
     order = net.array_backend.asarray(np.random.default_rng(0).permutation(N_ROWS))
     xp = net.xp
     return [
@@ -188,7 +188,7 @@ def _steps(net: xpnet.MLP, batches: list[tuple]) -> object:
     total = None
     for Xb, Yb in batches:
         loss, grads = net._loss_and_grads(Xb, Yb)
-        optimizer.update(net._params, grads)
+        optimizer.update(net.flat_params, grads)
         total = loss if total is None else total + loss
     return total
 

@@ -502,7 +502,7 @@ def test_lbfgs_moves_one_vector_each_way_per_evaluation_on_torch() -> None:
     X, y = make_data("multiclass")
     net = xpnet.MLP([5, 6, 4, 3], activation="tanh", output="softmax", backend="torch",
                     alpha=0.01)
-    X_t, Y_t = net._check_XY(X, y)
+    X_t, Y_t = net.check_XY(X, y)
     objective, flat = flat_objective(net, X_t, Y_t), pack(net)
     objective(flat)  # warm up
     Traffic.reads = Traffic.uploads = 0

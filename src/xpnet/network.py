@@ -693,9 +693,3 @@ class MLP:
         if self._output.task == "multiclass":
             return xp.astype(xp.argmax(A, axis=1), self.array_backend.index_dtype, copy=False)
         return xp.astype(A > 0.5, self.array_backend.index_dtype)
-
-    # former private names, kept while the callers move to the public ones
-    _nonfinite_parameters = nonfinite_parameters
-    _check_X = check_X
-    _check_XY = check_XY
-    _class_indices = class_indices

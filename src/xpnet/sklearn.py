@@ -814,7 +814,8 @@ class _BaseMLP(BaseEstimator):
         """The stochastic solvers: one call of :func:`xpnet.train.fit` with scikit-learn's
         split, batch size, stopping rules and shuffles; the fitted attributes from its
         :class:`~xpnet.train.History`."""
-        validation_data, dask_split = None, {}
+        validation_data = None
+        dask_split: dict[str, Any] = {}
         m = data[0].shape[0]
         if self.early_stopping and dask_input:
             # drawn by row index in xpnet.distributed: train_test_split's unstratified
@@ -835,7 +836,7 @@ class _BaseMLP(BaseEstimator):
         batch_size = min(batch_size, m)
         try:
             history = train_fit(
-                net, *data[:2], epochs=1 if incremental else self.max_iter,
+                net, data[0], data[1], epochs=1 if incremental else self.max_iter,
                 batch_size=batch_size, shuffle=bool(self.shuffle), optimizer=self._optimizer,
                 sample_weight=data[2], validation_data=validation_data, **dask_split,
                 tol=float(self.tol),

@@ -230,7 +230,7 @@ def _epoch_function(
                      None, first)
 
     def stream(batch: Batch, size: int, step0: Any, i: Any) -> DropoutStream | None:
-        """The eager loop's dropout stream (:meth:`xpnet.MLP._stream`) of batch ``i``:
+        """The eager loop's dropout stream (:meth:`xpnet.MLP.dropout_stream`) of batch ``i``:
         step ``step0 + i``, rows ``batch.rows`` (or ``first..first+size-1``)."""
         if step0 is None or dropout_key is None:
             return None
