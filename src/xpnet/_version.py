@@ -1,3 +1,3 @@
-"""The package version, in one place (``pyproject.toml`` reads it from ``xpnet``)."""
+"""The package version, in one place (``pyproject.toml`` reads it from here; ``xpnet.__version__`` re-exports it)."""
 
 __version__ = "0.1.0"
