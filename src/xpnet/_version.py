@@ -1,3 +1,4 @@
-"""The package version, in one place (``pyproject.toml`` reads it from here; ``xpnet.__version__`` re-exports it)."""
+"""The package version, in one place: ``pyproject.toml`` reads it from here and
+``xpnet.__version__`` re-exports it."""
 
 __version__ = "0.1.0"
