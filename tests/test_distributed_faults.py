@@ -108,15 +108,21 @@ def _assert_one_line(told: list[str], pattern: str) -> None:
     assert re.fullmatch(pattern, told[0]), told[0]
 
 
+def _killed_after_epoch_2(run, process):
+    """Kill ``process``'s group once ``run`` has reported epoch 2; its status, seconds and
+    stderr lines."""
+    try:
+        run.wait_for_epoch(2)
+        os.killpg(process.pid, signal.SIGKILL)
+        return run.finish()
+    finally:
+        run.kill()
+
+
 def test_scheduler_killed_mid_fit_is_one_line_soon(external, tmp_path):
     address, scheduler, _ = external
     run = Run([*TRAIN, "--scheduler", address], tmp_path)
-    try:
-        run.wait_for_epoch(2)
-        os.killpg(scheduler.pid, signal.SIGKILL)
-        status, seconds, told = run.finish()
-    finally:
-        run.kill()
+    status, seconds, told = _killed_after_epoch_2(run, scheduler)
     _assert_one_line(told, rf"xpnet: error: the Dask scheduler at {re.escape(address)} went "
                            r"away during epoch \d+; nothing was written")
     assert status == 2 and seconds < BOUND
@@ -128,12 +134,7 @@ def test_every_worker_killed_mid_fit_is_one_line_soon(external, tmp_path):
     fit's tasks would wait for one forever."""
     address, _, worker = external
     run = Run([*TRAIN, "--scheduler", address], tmp_path, timeout=5)
-    try:
-        run.wait_for_epoch(2)
-        os.killpg(worker.pid, signal.SIGKILL)
-        status, seconds, told = run.finish()
-    finally:
-        run.kill()
+    status, seconds, told = _killed_after_epoch_2(run, worker)
     _assert_one_line(told, rf"xpnet: error: every Dask worker of the scheduler at "
                            rf"{re.escape(address)} went away during epoch \d+, and none came "
                            r"back within \d+ s; nothing was written")

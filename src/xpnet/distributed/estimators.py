@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ._client import current_client
 from .engine import is_dask_array, require_dask, unique_values
 
 __all__ = [
@@ -34,12 +35,10 @@ __all__ = [
 def compute(collection: Any) -> Any:
     """Compute a (small) Dask result on the current cluster when there is one."""
     try:
-        from distributed import get_client
-
-        client = get_client()
-    except (ImportError, ValueError):
+        client = current_client()
+    except ImportError:
         return collection.compute()
-    return client.compute(collection).result()
+    return collection.compute() if client is None else client.compute(collection).result()
 
 
 def check_supported(est: Any, y: Any, sample_weight: Any) -> None:
