@@ -568,10 +568,13 @@ def test_cli_first_ctrl_c_stops_after_the_epoch_and_saves(tmp_path: Path, as_jso
 
 
 def test_cli_second_ctrl_c_aborts_writing_nothing(tmp_path: Path) -> None:
-    # epochs of seconds (0.4 s at 20000 rows let the epoch end before the second press
-    # landed in 6 of 20 loaded runs): the second press lands while the epoch still runs
-    args = ["--dataset", "moons", "--n-samples", "100000", "--layers", "256,256",
-            "--epochs", "1000000", "--save", "m.npz", "--plot", "p.png"]
+    # The second press must land while the epoch still runs. Full-batch epochs of ~1 s
+    # (100000 rows, 256-256) lost that race now and then under load: a SIGINT is handled
+    # only between BLAS calls, so the first press's message can come late in the epoch.
+    # With batches of one row the handler runs within microseconds of each press, and an
+    # epoch (75000 steps, ~3 s idle, longer under load) leaves seconds for the second one.
+    args = ["--dataset", "moons", "--n-samples", "100000", "--layers", "16",
+            "--batch-size", "1", "--epochs", "1000000", "--save", "m.npz", "--plot", "p.png"]
     status, out, err = _sigint(tmp_path, args, presses=2)
     assert status == 130, (out, err)
     assert out == ""
