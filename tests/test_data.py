@@ -238,6 +238,29 @@ def test_class_with_one_row_cannot_be_split():
     assert len(train) == 7 and len(test) == 0
 
 
+@pytest.mark.parametrize("magnitude", [1e-300, 1e-320, 1e-160, 1.0, 1e150, 1e300])
+def test_standardizer_scales_varying_columns_of_any_magnitude(magnitude):
+    # A column of values ~1e-300 that differ is a feature (or a target), not a constant:
+    # an absolute floor on the std made such a target "constant" and the model a silent
+    # zero; the squares of 1e-300 also underflow to a std of 0 without pre-scaling.
+    rng = np.random.default_rng(0)
+    column = rng.normal(size=200) * magnitude
+    scaler = Standardizer.fit(column)
+    z = scaler.transform(column[:, None])[:, 0]
+    # unit variance to the precision of the data: subnormal 1e-320 keeps ~3 digits only
+    tol = 1e-3 if magnitude < 1e-307 else 1e-12
+    assert abs(z.std() - 1) < tol and abs(z.mean()) < tol, (scaler.scale, z.std())
+    back = scaler.inverse_transform(z[:, None])[:, 0]
+    np.testing.assert_allclose(back, column, rtol=tol, atol=0)
+
+
+@pytest.mark.parametrize("value", [1e-300, 0.1, 1.0, 3e300, 0.0])
+def test_standardizer_constant_columns_of_any_magnitude(value):
+    # equal values, whose computed std is at most rounding, stay centred and unscaled
+    scaler = Standardizer.fit(np.full((1000, 1), value))
+    assert scaler.scale.tolist() == [1.0]
+
+
 def test_standardizer_uses_given_rows_and_handles_constant_columns():
     X_train = np.array([[1.0, 5.0], [3.0, 5.0]])
     scaler = Standardizer.fit(X_train)

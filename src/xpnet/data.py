@@ -605,7 +605,9 @@ _SAFE_MAGNITUDE = 1e154
 class Standardizer:
     """Per-feature ``(x - mean) / scale``, with statistics from the training rows only.
 
-    Constant features get ``scale = 1`` (they are centred, never divided by zero).
+    Constant features get ``scale = 1`` (they are centred, never divided by zero); a
+    feature is constant when its standard deviation is at most ``n * eps * |mean|``
+    (rounding), whatever its magnitude.
     """
 
     mean: np.ndarray
@@ -617,16 +619,24 @@ class Standardizer:
         if X.ndim == 1:
             X = X[:, None]
         # Finite values near float64's limit (|x| ~ 1e308) overflow in the mean's sum and
-        # the variance's squares; such columns are divided by their largest magnitude
-        # first (mean and std scale with it). Other columns keep the plain formula, bit
-        # for bit.
+        # the variance's squares, and values below 1e-154 underflow in the squares (a
+        # column of values ~1e-300 would have std 0); such columns are divided by their
+        # largest magnitude first (mean and std scale with it). Other columns keep the
+        # plain formula, bit for bit.
         peak = np.max(np.abs(X), axis=0) if X.shape[0] else np.zeros(X.shape[1])
-        huge = peak > _SAFE_MAGNITUDE
+        huge = (peak > _SAFE_MAGNITUDE) | ((peak > 0) & (peak < 1 / _SAFE_MAGNITUDE))
         divisor = np.where(huge, peak, 1.0)
         Xs = X / divisor
         mean = Xs.mean(axis=0) * divisor
         std = Xs.std(axis=0) * divisor
-        constant = std <= 1e-12 * np.maximum(1.0, np.abs(mean))
+        # Constant: the spread is no more than the rounding of n additions of values of
+        # the mean's size (scikit-learn's rule for StandardScaler, compared as standard
+        # deviations, since squaring 1e-300 underflows). Relative only: a column whose
+        # values all lie near 1e-300 but differ is a real feature or target, not a
+        # constant (an absolute floor made such a target "constant" and the model a
+        # silent zero).
+        n = X.shape[0]
+        constant = (std == 0) | (std <= n * np.finfo(np.float64).eps * np.abs(mean))
         return cls(mean, np.where(constant, 1.0, std))
 
     def _check(self, X: np.ndarray) -> np.ndarray:
