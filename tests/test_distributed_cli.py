@@ -6,6 +6,7 @@ separately started ``dask scheduler`` and ``dask worker`` processes on 127.0.0.1
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ pytest.importorskip("distributed", reason='needs dask[distributed]: pip install 
 pytest.importorskip("zarr", reason='needs zarr: pip install "xpnet[dask]"')
 
 from dask_processes import external_cluster  # noqa: E402
+from sigint import train_with_sigint  # noqa: E402
 from test_cli import assert_error, run, write_csv  # noqa: E402
 
 import xpnet  # noqa: E402
@@ -142,3 +144,29 @@ def test_cluster_option_errors(tmp_path):
                  "not allowed with")
     assert_error(run("train", "--scheduler", "tcp://127.0.0.1:1", timeout=120),
                  "--scheduler tcp://127.0.0.1:1", "cannot connect")
+
+
+CLUSTER_RUN = ["--dask-workers", "1", "--dataset", "moons", "--n-samples", "20000",
+               "--chunk-rows", "5000", "--epochs", "1000000", "--save", "m.npz"]
+
+
+def test_first_ctrl_c_on_a_cluster_stops_after_the_epoch_and_says_so(tmp_path):
+    # It exited 0 with a report that looked like a finished run: the CLI kept Python's
+    # KeyboardInterrupt (the loop rolled back and returned) without telling anyone.
+    status, out, err = train_with_sigint(tmp_path, [*CLUSTER_RUN, "--json"], presses=1,
+                                         after_epoch=3)
+    assert status == 130, (out, err)
+    assert err.startswith("xpnet: stopping after epoch "), err
+    report = json.loads(out)
+    assert report["interrupted"] is True
+    epochs = report["training"]["epochs"]
+    assert 3 <= epochs < 1000000 and len(report["training"]["loss_curve"]) == epochs
+    model = xpnet.load(tmp_path / "m.npz")  # saved: the weights of the last whole epoch
+    assert tuple(model.layer_sizes) == (2, 8, 1)
+
+
+def test_second_ctrl_c_on_a_cluster_aborts_writing_nothing(tmp_path):
+    status, out, err = train_with_sigint(tmp_path, CLUSTER_RUN, presses=2, after_epoch=2)
+    assert status == 130, (out, err)
+    assert err.splitlines()[-1] == "xpnet: aborted; nothing was written", err
+    assert os.listdir(tmp_path) == []

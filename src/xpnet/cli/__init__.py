@@ -25,11 +25,11 @@ from ._signals import (
     EXIT_BROKEN_PIPE,
     EXIT_SIGTERM,
     Terminated,
+    TrainingAborted,
     install_sigterm,
     silence_stdout,
 )
 from .parser import build_parser
-from .train import TrainingAborted
 
 __all__ = ["build_parser", "main"]
 

@@ -19,6 +19,7 @@ import contextlib
 import inspect
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,12 +34,12 @@ from ._common import (
     check_parameters,
     fail,
     load_data,
-    log_epoch,
     plural,
     positive_int,
     printable,
 )
 from ._paths import check_paths
+from ._signals import StopAfterEpoch
 
 DEFAULT_CHUNK_ROWS = 1 << 16
 
@@ -316,13 +317,18 @@ class OnCluster(Where):
                  "--chunk-rows")
 
     def fit(self, net: Any, X: Any, y: Any, options: dict[str, Any]) -> tuple[Any, bool]:
-        """``(history, stopped)``: a Ctrl-C here is not reported as a stop (exit 0)."""
+        """``(history, stopped)``: Ctrl-C as in this process (:class:`StopAfterEpoch`): the
+        first stops after the epoch on the cluster, the second aborts."""
         from ..distributed import fit
 
         args, report = self.args, dict[str, Any]()
-        history = fit(net, X, y, client=self.client, report=report,
-                      callback=lambda epoch, loss: log_epoch(args.log_every, epoch + 1,
-                                                             args.epochs, loss), **options)
+        with StopAfterEpoch(lambda epoch, loss: None, newline=False,
+                            log_every=args.log_every, epochs=args.epochs) as stop, \
+                warnings.catch_warnings():
+            # the summary says it was interrupted: no need for fit's warning too
+            warnings.filterwarnings("ignore", "training interrupted", UserWarning)
+            history = fit(net, X, y, client=self.client, report=report, callback=stop,
+                          **options)
         steps = report["overhead"]
         self.training_json = {
             "chunks": report["chunks"], "steps": steps["steps"],
@@ -333,7 +339,7 @@ class OnCluster(Where):
                            f"{1000 * steps['step']:.1f} ms: workers' compute "
                            f"{1000 * steps['compute']:.1f} ms, overhead "
                            f"{1000 * steps['overhead']:.1f} ms"]
-        return history, False
+        return history, history.interrupted or stop.requested
 
     def score(self, net: Any, X: Any, y: Any, task: str, mean: float, scale: float) -> Any:
         from ..distributed.engine import score_blockwise

@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import signal
 import sys
-import threading
 import warnings
-from collections.abc import Callable
-from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -42,7 +38,6 @@ from ._common import (
     fail,
     fmt,
     load_data,
-    log_epoch,
     on_host,
     parse_device,
     plural,
@@ -51,61 +46,8 @@ from ._common import (
     score_lines,
 )
 from ._paths import check_paths
+from ._signals import StopAfterEpoch
 from .distributed import OnCluster, on_cluster
-
-
-class TrainingAborted(BaseException):
-    """A second Ctrl-C during training: stop at once and write nothing (exit 130). Not a
-    KeyboardInterrupt, which ``fit`` turns into an orderly stop."""
-
-
-class _StopAfterEpoch:
-    """While training, the first Ctrl-C (SIGINT) asks ``fit`` to stop after the epoch in
-    progress; a second one raises :class:`TrainingAborted`.
-
-    Used as a context manager around ``fit`` (it installs and restores the SIGINT
-    handler, in the main thread only) and as its epoch callback: the handler only sets a
-    flag, and the callback, which runs once the epoch is complete, raises the
-    KeyboardInterrupt that makes ``fit`` return the history marked ``interrupted``. So
-    the weights kept are exactly those after a complete epoch.
-    """
-
-    def __init__(self, progress: Callable[[int, float], Any], newline: bool,
-                 log_every: int | None = None, epochs: int = 0) -> None:
-        self.progress = progress
-        self.newline = newline  # a progress bar is on the terminal: start a fresh line
-        self.log_every = log_every  # --log-every: a line on stderr after every N epochs
-        self.epochs = epochs
-        self.requested = False
-        self.epochs_done = 0
-        self._previous: Any = None
-        self._installed = False
-
-    def __enter__(self) -> _StopAfterEpoch:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
-            self._installed = True
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
-            self._installed = False
-
-    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested:
-            raise TrainingAborted
-        self.requested = True
-        sys.stderr.write(f"{chr(10) if self.newline else ''}xpnet: stopping after epoch "
-                         f"{self.epochs_done + 1}; press Ctrl-C again to abort\n")
-        sys.stderr.flush()
-
-    def __call__(self, epoch: int, loss: float) -> None:
-        self.epochs_done = epoch + 1
-        self.progress(epoch, loss)
-        log_epoch(self.log_every, self.epochs_done, self.epochs, loss)
-        if self.requested:
-            raise KeyboardInterrupt  # fit keeps this complete epoch and returns
 
 
 def _optimizer(args: argparse.Namespace) -> Any:
@@ -231,7 +173,7 @@ def note_full_layer_list(args: argparse.Namespace, n_features: int) -> None:
 class Local(Where):
     """Where ``xpnet train`` runs without a cluster: in this process, on ``--backend``
     and ``--device``, with a progress bar on a terminal and the Ctrl-C rules of
-    :class:`_StopAfterEpoch`; the test split is stratified."""
+    :class:`StopAfterEpoch`; the test split is stratified."""
 
     time_note = ", backend synchronised"
 
@@ -330,7 +272,7 @@ class Local(Where):
         show_progress = sys.stdout.isatty() and not args.quiet and not args.json
         # NumPy's overflow/invalid warnings would only precede the divergence error
         with EpochProgress(args.epochs, enabled=show_progress) as progress, \
-                _StopAfterEpoch(progress, newline=show_progress, log_every=args.log_every,
+                StopAfterEpoch(progress, newline=show_progress, log_every=args.log_every,
                                 epochs=args.epochs) as stop_after_epoch, \
                 np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
                 warnings.catch_warnings():
