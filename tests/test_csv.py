@@ -331,3 +331,28 @@ def test_without_pyarrow_reading_a_csv_is_one_line_naming_the_extra(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "a.csv")],
                           capture_output=True, text=True, timeout=120)
     one_line_error(proc, "needs pyarrow", "pip install 'xpnet[csv]'")
+
+
+@pytest.mark.parametrize("piece", [7, 64, 1000, 1 << 20])
+@pytest.mark.parametrize("final_newline", [True, False])
+def test_pieces_of_whole_lines_read_every_row_once_in_order(tmp_path, piece, final_newline):
+    # The file reaches pyarrow in pieces cut after a line break: a piece smaller than one
+    # line (7 bytes), than the header, or the whole file must all give the same rows,
+    # with a last line that lacks its line break read too.
+    from xpnet._csv import CsvReader
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 3))
+    lines = ["long_feature_name_a,b,c,t"] + [
+        f"{a!r},{b!r},{c!r},{i % 3}" for i, (a, b, c) in enumerate(X.tolist())]
+    path = tmp_path / "p.csv"
+    path.write_text("\n".join(lines) + ("\n" if final_newline else ""))
+    reader = CsvReader(str(path))
+    blocks = list(reader.blocks(piece, target_text=False))
+    assert [b.first_row for b in blocks] == list(np.cumsum([0] + [b.X.shape[0]
+                                                               for b in blocks])[:-1])
+    np.testing.assert_array_equal(np.concatenate([b.X for b in blocks]), X)
+    np.testing.assert_array_equal(np.concatenate([b.y for b in blocks]),
+                                  np.arange(300) % 3)
+    if piece == 7:
+        assert len(blocks) == 300  # one line per piece: every cut was a line's end
