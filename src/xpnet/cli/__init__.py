@@ -53,8 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     if args.command is None:
         parser.print_help(sys.stderr)
-        sys.stderr.write("xpnet: error: choose a command (train, evaluate, predict, convert, "
-                         "backends, gradcheck, explain)\n")
+        sys.stderr.write("xpnet: error: choose a command (train, evaluate, predict, export, "
+                         "convert, backends, gradcheck, explain)\n")
         return EXIT_ERROR
 
     from ..data import DataError

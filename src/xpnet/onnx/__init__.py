@@ -22,8 +22,8 @@ import numpy as np
 from .._version import __version__
 from ._graph import Served, trace
 
-__all__ = ["DEFAULT_OPSET", "MIN_OPSET", "OnnxUnavailableError", "build", "compare",
-           "export_onnx", "served", "xpnet_outputs"]
+__all__ = ["DEFAULT_OPSET", "MIN_OPSET", "OnnxUnavailableError", "Served", "build",
+           "compare", "export_onnx", "require", "served", "xpnet_outputs"]
 
 #: The opset written by default: ndonnx's (its operators are those of opset 21).
 DEFAULT_OPSET = 21
@@ -132,7 +132,8 @@ def _metadata(model: Any, spec: Served) -> None:
 
 
 def build(model: Any, *, batch: int | None = None, opset: int | None = None) -> Any:
-    """The lean, checked ONNX ``ModelProto`` of ``model`` (see :func:`export_onnx`)."""
+    """The lean, checked ONNX ``ModelProto`` of ``model`` (see :func:`export_onnx`; a
+    :class:`Served` from :func:`served` is taken as it is)."""
     require("ndonnx", "onnx")
     import onnx
 
@@ -142,7 +143,7 @@ def build(model: Any, *, batch: int | None = None, opset: int | None = None) -> 
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int)
                               or batch < 1):
         raise ValueError(f"batch must be a positive integer or None (any); got {batch!r}")
-    spec = served(model)
+    spec = model if isinstance(model, Served) else served(model)
     proto = lean(trace(spec, batch))
     for entry in proto.opset_import:
         if entry.domain in ("", "ai.onnx"):

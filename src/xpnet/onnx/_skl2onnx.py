@@ -82,13 +82,14 @@ def _convert(scope: Any, operator: Any, container: Any) -> None:
 
 
 def register() -> None:
-    """Register both estimators with skl2onnx (the classifier with its ``zipmap``
-    option, as skl2onnx's own classifiers)."""
+    """Register both estimators with skl2onnx (the classifier with skl2onnx's ``zipmap``
+    option; ``nocl`` only False: the labels are always the estimator's classes)."""
     from skl2onnx import update_registered_converter
 
     from ..sklearn import MLPClassifier, MLPRegressor
 
     update_registered_converter(MLPClassifier, "XpnetMLPClassifier", _classifier_shapes,
-                                _convert, options={"zipmap": [True, False, "columns"]})
+                                _convert, options={"zipmap": [True, False, "columns"],
+                                                   "nocl": [False]})
     update_registered_converter(MLPRegressor, "XpnetMLPRegressor", _regressor_shapes,
                                 _convert)
