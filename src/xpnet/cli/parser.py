@@ -29,8 +29,8 @@ from ._common import (
     positive_int,
 )
 from .convert import cmd_convert
-from .export import cmd_export
 from .distributed import add_dask_options
+from .export import cmd_export
 from .inspection import cmd_backends, cmd_explain, cmd_gradcheck
 from .models import cmd_evaluate, cmd_predict
 from .train import class_weight_spec, cmd_train

@@ -41,7 +41,7 @@ class Served:
     target: tuple[np.ndarray, np.ndarray] | None = None
     labels: np.ndarray | None = None
     two_columns: bool = False
-    metadata: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)  # JSON values, by key
     #: skl2onnx's conventions: float outputs in this dtype, numeric labels as int64,
     #: a regression prediction always 2-D
     skl2onnx_dtype: str | None = None

@@ -237,7 +237,9 @@ def _evaluate(nodes: list[onnx.NodeProto], root: str, out: str, graph: onnx.Grap
         nodes, "probe", [helper.make_tensor_value_info(root, elem_type, [None])],
         [helper.make_tensor_value_info(out, elem_type, None)], inits)
     model = helper.make_model(mini, opset_imports=[helper.make_opsetid("", opset)])
-    return np.asarray(ReferenceEvaluator(model).run(None, {root: z})[0])
+    feeds: dict[str, Any] = {root: z}
+    result: Any = ReferenceEvaluator(model).run(None, feeds)
+    return np.asarray(result[0])
 
 
 def _equal_operator(nodes: list[onnx.NodeProto], root: str, out: str,
@@ -289,8 +291,8 @@ def _fuse_hidden_activations(model: onnx.ModelProto) -> None:
             fused.update({id(n): None for n in nodes})
             fused[id(nodes[-1])] = helper.make_node(op, [start], [leaving[0]])
     if fused:
-        _replace_nodes(graph, [fused.get(id(n), n) for n in graph.node
-                               if fused.get(id(n), n) is not None])
+        kept = [fused.get(id(n), n) for n in graph.node]
+        _replace_nodes(graph, [n for n in kept if n is not None])
         _bypass_identities(graph)
 
 

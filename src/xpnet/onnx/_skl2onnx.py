@@ -46,9 +46,9 @@ def _regressor_shapes(operator: Any) -> None:
 def _convert(scope: Any, operator: Any, container: Any) -> None:
     from onnx import helper, numpy_helper
 
-    from . import served
     from ._graph import trace
     from ._lean import lean
+    from ._sources import served
 
     opset = container.target_opset
     if opset is not None and opset < 18:
