@@ -1,4 +1,5 @@
-"""The ``xpnet`` command line: train, evaluate, predict, convert, backends, gradcheck, explain.
+"""The ``xpnet`` command line: train, evaluate, predict, export, convert, backends, gradcheck,
+explain.
 
 Argument parsing and printing only: the work is done by the library (``xpnet.data``,
 ``xpnet.io``, ``xpnet.metrics``, ``xpnet.gradcheck``, ``xpnet.explain``). Every error
