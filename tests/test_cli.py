@@ -416,7 +416,8 @@ def test_version_and_console_script():
 def test_usage_errors_are_one_line():
     proc = run()  # no command: the help, then the error line
     assert proc.returncode == 2 and proc.stderr.strip().endswith(
-        "choose a command (train, evaluate, predict, convert, backends, gradcheck, explain)")
+        "choose a command (train, evaluate, predict, export, convert, backends, gradcheck, "
+        "explain)")
     cases = [
         (["train", "--epochs", "0"], ["--epochs", "positive integer"]),
         (["train", "--layers", "4,x"], ["hidden layer sizes"]),

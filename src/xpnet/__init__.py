@@ -24,6 +24,10 @@ def __getattr__(name: str) -> object:
         from . import sklearn as _sklearn
 
         return getattr(_sklearn, name)
+    if name == "export_onnx":  # needs the onnx extra; imported (and skl2onnx told) on use
+        from .onnx import export_onnx
+
+        return export_onnx
     raise AttributeError(f"module 'xpnet' has no attribute {name!r}")
 
 
@@ -38,6 +42,7 @@ __all__ = [
     "Prepared",
     "__version__",
     "available_backends",
+    "export_onnx",
     "get_backend",
     "load",
     "save",

@@ -1,4 +1,5 @@
-"""The ``xpnet`` command line: train, evaluate, predict, convert, backends, gradcheck, explain.
+"""The ``xpnet`` command line: train, evaluate, predict, export, convert, backends, gradcheck,
+explain.
 
 Argument parsing and printing only: the work is done by the library (``xpnet.data``,
 ``xpnet.io``, ``xpnet.metrics``, ``xpnet.gradcheck``, ``xpnet.explain``). Every error
@@ -53,8 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     if args.command is None:
         parser.print_help(sys.stderr)
-        sys.stderr.write("xpnet: error: choose a command (train, evaluate, predict, convert, "
-                         "backends, gradcheck, explain)\n")
+        sys.stderr.write("xpnet: error: choose a command (train, evaluate, predict, export, "
+                         "convert, backends, gradcheck, explain)\n")
         return EXIT_ERROR
 
     from ..data import DataError
