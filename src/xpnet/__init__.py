@@ -1,6 +1,7 @@
 """xpnet: multilayer perceptrons with explicit backpropagation on any Array API backend."""
 
 from . import train
+from ._jit_cache import set_compile_cache
 from ._version import __version__
 from .backends import (
     BACKEND_NAMES,
@@ -46,6 +47,7 @@ __all__ = [
     "get_backend",
     "load",
     "save",
+    "set_compile_cache",
     "to_numpy",
     "train",
 ]

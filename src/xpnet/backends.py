@@ -450,6 +450,9 @@ def _make_jax(device: Any) -> Backend:
     jax = _import("jax")
     import jax.numpy as xp
 
+    from ._jit_cache import configure_jax
+
+    configure_jax(jax)  # compiled programs kept across processes (xpnet._jit_cache)
     dev = _jax_device(jax, device)
 
     def block(arrays: tuple[Any, ...]) -> None:

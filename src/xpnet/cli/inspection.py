@@ -6,6 +6,7 @@ import argparse
 
 import numpy as np
 
+from .._jit_cache import cache_directory, describe
 from .._memory import n_parameters, training_too_large
 from ..backends import BACKEND_NAMES, backend_info, get_backend
 from ._common import (
@@ -56,7 +57,9 @@ def cmd_backends(args: argparse.Namespace) -> int:
                 info["reason"] = f"could not list devices ({exc})"
         rows.append(info)
     if args.json:
-        emit_json({"command": "backends", "backends": rows})
+        directory = cache_directory()
+        emit_json({"command": "backends", "backends": rows,
+                   "compile_cache": None if directory is None else str(directory)})
         return 0
     table = [("backend", "installed", "version", "usable", "devices", "notes")]
     for info in rows:
@@ -74,6 +77,7 @@ def cmd_backends(args: argparse.Namespace) -> int:
     for row in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
               + "  " + row[5])
+    print(describe())
     return 0
 
 

@@ -292,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true",
                    help="JAX: run each epoch as one compiled XLA program (a no-op on numpy "
                    "and array_api_strict; refused on torch and cupy)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="JAX: keep no compiled programs on disk for later runs (default: "
+                   "kept under $XPNET_CACHE_DIR or ~/.cache/xpnet/jax; see 'xpnet backends')")
     p.add_argument("--layers", type=hidden_sizes, default=hidden_sizes(DEFAULT_HIDDEN),
                    metavar="SIZES", help="the HIDDEN layer sizes only, e.g. 16,16 (the input "
                    "and output sizes come from the data; 'xpnet explain/gradcheck --layers' "

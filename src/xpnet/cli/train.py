@@ -183,6 +183,10 @@ class Local(Where):
                     {"--data": ("data file", args.data)})
         device = parse_device(args.device)
         self.net_options = {"backend": args.backend, "device": device}
+        if args.no_cache:
+            from .._jit_cache import set_compile_cache
+
+            set_compile_cache(False)
         if args.threads is not None:
             from ..threads import xla_flags
 
