@@ -43,6 +43,15 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace
 from array_api_compat import device as array_device
+
+try:
+    import sklearn  # noqa: F401  (the optional extra: one clear error without it)
+except ImportError as _missing:
+    raise ImportError(
+        "xpnet.MLPClassifier and xpnet.MLPRegressor need scikit-learn, which is not "
+        "installed. Install it with: pip install 'xpnet[sklearn]'"
+    ) from _missing
+
 from sklearn import get_config
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
