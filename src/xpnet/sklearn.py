@@ -458,6 +458,7 @@ class _BaseMLP(BaseEstimator):
     _optimizer: Optimizer | None
     loss_curve_: list[float]
     validation_scores_: list[float] | None
+    validation_loss_curve_: list[float] | None
     best_loss_: float | None
     best_validation_score_: float | None
     class_weight: Any  # a parameter of MLPClassifier only (read where _is_classifier)
@@ -685,12 +686,14 @@ class _BaseMLP(BaseEstimator):
         return params
 
     # ------------------------------------------------------------------ training
-    def _fit(self, X: Any, y: Any, sample_weight: Any = None, incremental: bool = False) -> Any:
+    def _fit(self, X: Any, y: Any, sample_weight: Any = None, incremental: bool = False,
+             validation: tuple[Any, Any, Any] | None = None) -> Any:
         hidden = self._check_params(y, incremental)
+        dask_input = array_module(X) == "dask"
+        validation = self._check_validation_args(validation, dask_input)
         first_pass = getattr(self, "_fitted", None) is None or (
             not self.warm_start and not incremental
         )
-        dask_input = array_module(X) == "dask"
         if dask_input:
             from .distributed.estimators import check_supported
 
@@ -698,6 +701,8 @@ class _BaseMLP(BaseEstimator):
         X, library, device, dtype = self._validate_X(X, reset=first_pass)
         Y, sample_weight = self._targets_and_weights(y, sample_weight, X.shape[0], incremental,
                                                      dask_input)
+        if validation is not None:
+            validation = self._validation_data(validation, dask_input, Y.shape[1])
         spec = (self.backend, self.device, dtype) if library is None else (library, device, dtype)
         random_state = check_random_state(self.random_state)
         sizes = [X.shape[1], *hidden, Y.shape[1]]
@@ -715,10 +720,14 @@ class _BaseMLP(BaseEstimator):
             to_net = functools.partial(net.array_backend.asarray, dtype=net.array_dtype)
             data = (net.check_X(X), to_net(Y),
                     None if sample_weight is None else to_net(sample_weight))
+            if validation is not None:
+                X_val, Y_val, w_val = validation
+                validation = (net.check_X(X_val, "X_val"), to_net(Y_val),
+                              None if w_val is None else to_net(w_val))
         kind = None if library is None else (library, device)
         if self.solver == "lbfgs":
             return self._fit_lbfgs(net, data, spec, kind)
-        history = self._train(net, data, Y, random_state, incremental, dask_input)
+        history = self._train(net, data, Y, random_state, incremental, dask_input, validation)
         self._publish(net, spec, kind)
         if net.nonfinite_parameters():  # scikit-learn's last check of every fit
             raise ValueError(_NONFINITE_WEIGHTS)
@@ -743,6 +752,57 @@ class _BaseMLP(BaseEstimator):
             class_rows = self._class_weight_rows(Y)
             sample_weight = class_rows if sample_weight is None else sample_weight * class_rows
         return Y, sample_weight
+
+    def _check_validation_args(
+        self, validation: tuple[Any, Any, Any] | None, dask_input: bool
+    ) -> tuple[Any, Any, Any] | None:
+        """HistGradientBoosting's rules (and messages) for ``X_val``/``y_val``: both or
+        neither, and only with ``early_stopping=True``; checked before anything changes.
+        None when no validation data were passed."""
+        if validation is None:
+            return None
+        X_val, y_val, sample_weight_val = validation
+        if X_val is None and y_val is None:
+            if sample_weight_val is not None:
+                raise ValueError(
+                    "sample_weight_val is provided, but X_val and y_val were not provided."
+                )
+            return None
+        if y_val is None:
+            raise ValueError("X_val is provided, but y_val was not provided.")
+        if X_val is None:
+            raise ValueError("y_val is provided, but X_val was not provided.")
+        if not self.early_stopping:
+            raise ValueError(
+                "X_val and y_val are passed to fit while at the same time early_stopping is "
+                "False. When passing X_val and y_val to fit, early_stopping should be set "
+                "to True."
+            )
+        if self.solver == "lbfgs":
+            raise ValueError(
+                "X_val and y_val are passed to fit with solver='lbfgs', which does not use "
+                "early stopping; use solver='adam' or 'sgd'."
+            )
+        if array_module(X_val) == "dask" and not dask_input:
+            raise ValueError("X_val is a Dask array but X is not; pass both as Dask arrays")
+        return X_val, y_val, sample_weight_val
+
+    def _validation_data(
+        self, validation: tuple[Any, Any, Any], dask_input: bool, n_outputs: int
+    ) -> tuple[Any, Any, Any]:
+        """The user's validation rows checked as the training rows are (after them):
+        ``(X_val, Y_val, w_val)`` with ``Y_val`` encoded by the fitted encoder. As in
+        HistGradientBoosting, ``class_weight`` weights the training rows only (the
+        early-stopping split's held-out rows keep theirs: they are drawn after)."""
+        X_val, y_val, sample_weight_val = validation
+        X_val, library, _, _ = self._validate_X(X_val, reset=False)
+        n_val = X_val.shape[0]
+        Y_val = self._encode_validation_targets(_host(y_val), n_val, n_outputs)
+        if sample_weight_val is not None and not (dask_input and array_module(X_val) == "dask"):
+            sample_weight_val = _checked_sample_weight(_host(sample_weight_val), n_val)
+        if library is not None and dask_input:
+            X_val = to_numpy(X_val)
+        return X_val, Y_val, sample_weight_val
 
     def _start(
         self, sizes: list[int], spec: tuple[Any, ...], random_state: np.random.RandomState
@@ -818,15 +878,17 @@ class _BaseMLP(BaseEstimator):
 
     def _train(
         self, net: MLP, data: tuple[Any, ...], Y: Any, random_state: np.random.RandomState,
-        incremental: bool, dask_input: bool,
+        incremental: bool, dask_input: bool, validation: tuple[Any, ...] | None = None,
     ) -> History:
         """The stochastic solvers: one call of :func:`xpnet.train.fit` with scikit-learn's
-        split, batch size, stopping rules and shuffles; the fitted attributes from its
-        :class:`~xpnet.train.History`."""
-        validation_data = None
+        split (or the user's ``validation`` rows), batch size, stopping rules and
+        shuffles; the fitted attributes from its :class:`~xpnet.train.History`."""
+        validation_data = validation
         dask_split: dict[str, Any] = {}
         m = data[0].shape[0]
-        if self.early_stopping and dask_input:
+        if validation is not None:
+            pass  # all rows train; the user's rows are scored
+        elif self.early_stopping and dask_input:
             # drawn by row index in xpnet.distributed: train_test_split's unstratified
             # split from the same random_state (the rows stay where they are)
             m -= math.ceil(float(self.validation_fraction) * m)
@@ -882,6 +944,7 @@ class _BaseMLP(BaseEstimator):
         stopped_early = self.early_stopping
         self.best_loss_ = None if stopped_early else history.best_loss
         self.validation_scores_ = list(history.validation_scores) if stopped_early else None
+        self.validation_loss_curve_ = list(history.validation_loss) if stopped_early else None
         self.best_validation_score_ = history.best_validation_score if stopped_early else None
         return history
 
@@ -915,13 +978,24 @@ class _BaseMLP(BaseEstimator):
         return self
 
     @_on_input_device
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> Any:
+    def fit(
+        self, X: Any, y: Any, sample_weight: Any = None, *, X_val: Any = None,
+        y_val: Any = None, sample_weight_val: Any = None,
+    ) -> Any:
         """Fit the model to ``X`` ``(n_samples, n_features)`` and targets ``y``.
 
         ``sample_weight`` ``(n_samples,)``: non-negative row weights (optional).
+
+        ``X_val``, ``y_val`` (and optionally ``sample_weight_val``): the rows early
+        stopping scores after each epoch, instead of holding out
+        ``validation_fraction`` of ``X`` (every row of ``X`` then trains); both or
+        neither, and only with ``early_stopping=True`` (HistGradientBoosting's rules).
+        In a ``Pipeline``, ``Pipeline(..., transform_input=["X_val"])`` with
+        ``set_fit_request(X_val=True, y_val=True)`` transforms ``X_val`` as ``X``.
         Returns ``self``.
         """
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False,
+                         validation=(X_val, y_val, sample_weight_val))
 
     # ------------------------------------------------------------------ inference
     def _check_same_namespace(self, X: Any, method: str) -> None:
@@ -1015,6 +1089,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     n_outputs_, n_layers_, out_activation_
         As in scikit-learn; ``coefs_``/``intercepts_`` are arrays of the input's kind
         (NumPy for host input).
+    validation_loss_curve_ : list of float or None
+        With early stopping, the loss on the validation rows after each epoch, beside
+        ``validation_scores_``: the loss of ``loss_curve_`` (row weights and L2 term
+        included) with the validation rows taken as one batch; None otherwise.
     """
 
     _is_classifier = True
@@ -1118,6 +1196,34 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if dask_y:
             return binarize_blocks(y, self._label_binarizer)
         return np.asarray(self._label_binarizer.transform(y), dtype=np.float64)
+
+    def _encode_validation_targets(self, y: Any, n_samples: int, n_outputs: int) -> Any:
+        """``y_val`` encoded by the encoder the training labels fitted (labels it has not
+        seen are refused, as HistGradientBoosting's ``LabelEncoder`` refuses them)."""
+        if array_module(y) == "dask":
+            from .distributed.estimators import binarize_blocks, dask_labels
+
+            y, labels = dask_labels(y, n_samples)
+        else:
+            y = check_array(y, ensure_2d=False, dtype=None, input_name="y_val")
+            if y.ndim == 2 and y.shape[1] == 1:
+                y = column_or_1d(y, warn=True)
+            _check_n_samples(y, n_samples)
+            labels = y
+        binarizer = self._label_binarizer
+        if binarizer.y_type_ == "multilabel-indicator":
+            if labels.ndim != 2 or labels.shape[1] != len(self.classes_):
+                raise ValueError(
+                    f"y_val must be a multi-label indicator matrix of {len(self.classes_)} "
+                    f"columns, as y; got shape {tuple(labels.shape)}"
+                )
+        else:
+            unseen = np.setdiff1d(unique_labels(labels), self.classes_)
+            if len(unseen):
+                raise ValueError(f"y_val contains previously unseen labels: {unseen.tolist()}")
+        if array_module(y) == "dask":
+            return binarize_blocks(y, binarizer)
+        return np.asarray(binarizer.transform(y), dtype=np.float64)
 
     @available_if(_stochastic_only)
     @_on_input_device
@@ -1246,6 +1352,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                 "Some value(s) of y are negative which is not allowed for Poisson regression."
             )
         return y.reshape(n_samples, -1)
+
+    def _encode_validation_targets(self, y: Any, n_samples: int, n_outputs: int) -> Any:
+        """``y_val`` checked as ``y`` is, with as many outputs."""
+        Y = self._encode_targets(y, n_samples, incremental=True)
+        if Y.shape[1] != n_outputs:
+            raise ValueError(
+                f"y_val has {Y.shape[1]} outputs but y has {n_outputs}; they must match"
+            )
+        return Y
 
     @available_if(_stochastic_only)
     @_on_input_device

@@ -34,16 +34,17 @@ def epoch_mark(history: History, state: TrainState, opt: Any) -> tuple[Any, ...]
     return (len(history.loss), history.n_iter, history.samples_seen, history.best_loss,
             history.no_improvement_count, len(history.validation_scores),
             history.best_validation_score, history.best_params, state.steps,
-            opt.learning_rate)
+            opt.learning_rate, len(history.validation_loss))
 
 
 def unrecord(mark: tuple[Any, ...], history: History, state: TrainState, opt: Any) -> None:
     """Forget the epochs recorded since :func:`epoch_mark` returned ``mark``."""
     (losses, history.n_iter, history.samples_seen, history.best_loss,
      history.no_improvement_count, scores, history.best_validation_score,
-     history.best_params, state.steps, opt.learning_rate) = mark
+     history.best_params, state.steps, opt.learning_rate, validation_losses) = mark
     del history.loss[losses:]
     del history.validation_scores[scores:]
+    del history.validation_loss[validation_losses:]
     history.converged = False
 
 

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..backends import to_numpy
 from ..core import layer_ones, nonfinite_parameters, parameter_sum
 from .guard import EpochStart, Guard, epoch_mark, unrecord, warn_interrupted
 from .sources import BatchSource
@@ -127,13 +128,23 @@ class EagerRunner:
         return False
 
 
+def _validation(source: BatchSource, params: list[Array]) -> tuple[float, float]:
+    """``(score, loss)`` on the validation rows, read back together: one host sync."""
+    validate = getattr(source, "validate", None)
+    if validate is None:  # a source with the score only
+        return float(source.score(params)), math.nan
+    score, loss = to_numpy(validate(params))
+    return float(score), float(loss)
+
+
 def _record(plan: Plan, state: TrainState, epoch_loss: float) -> None:
     """Record one complete epoch: its loss, the counters, the step count, the
     validation score and the improvement rules, then the schedule's epoch end."""
     history = plan.history
     score = math.nan
     if plan.stopping.early_stopping:
-        score = float(plan.source.score(state.params))
+        score, validation_loss = _validation(plan.source, state.params)
+        history.validation_loss.append(validation_loss)
     history.loss.append(epoch_loss)
     history.n_iter += 1
     history.samples_seen += plan.m
