@@ -70,6 +70,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d,
 
 from ._dropout import check_dropout
 from ._lbfgs import minimize_lbfgs
+from ._sklearn_callbacks import HAVE_CALLBACKS, CallbackSupportMixin, EpochTasks, with_callbacks
 from ._sparse import _sparse_module, is_sparse, take_rows
 from ._validation import array_module
 from .backends import get_backend, to_numpy
@@ -80,6 +81,7 @@ from .optim import SGD, Adam, Optimizer
 from .threads import check_threads
 from .train import History
 from .train import fit as train_fit
+from .training.lbfgs import unpack
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -372,6 +374,17 @@ def _stochastic_only(est: Any) -> bool:
 
 
 # ---------------------------------------------------------------------- fitted weights
+def _weight_lists(params: list[tuple[Array, Array]], kind: Any) -> list[Any]:
+    """``[coefs, intercepts]`` of the ``(W, b)`` pairs as arrays of the fit input's kind:
+    NumPy arrays of their own for host input (``kind`` None), else ``kind``'s library."""
+    if kind is None:
+        return [[np.array(to_numpy(W)) for W, _ in params],
+                [np.array(to_numpy(b)) for _, b in params]]
+    backend = get_backend(*kind)
+    with backend.activate():
+        return [[backend.asarray(W) for W, _ in params], [backend.asarray(b) for _, b in params]]
+
+
 def _spec_key(spec: Any) -> Any:
     return spec if spec is None else (spec[0], str(spec[1]), spec[2])
 
@@ -398,17 +411,18 @@ class _FittedWeights:
     def lists(self) -> list[Any]:
         """``[coefs, intercepts]``: arrays of the fit input's kind."""
         if self.weights is None:
-            params = self.net.params  # copies, on the network's device
-            if self.kind is None:  # host input: NumPy arrays of their own
-                weights = [[np.array(to_numpy(W)) for W, _ in params],
-                           [np.array(to_numpy(b)) for _, b in params]]
-            else:
-                backend = get_backend(*self.kind)
-                with backend.activate():
-                    weights = [[backend.asarray(W) for W, _ in params],
-                               [backend.asarray(b) for _, b in params]]
+            weights = _weight_lists(self.net.params, self.kind)  # params: copies
             self.weights, self.seen = weights, _snapshot(weights)
         return self.weights
+
+    @classmethod
+    def of_params(cls, flat: list[Array], spec: tuple[Any, ...], kind: Any) -> _FittedWeights:
+        """Weights of their own copied from the flat parameters ``[W1, b1, ...]`` of a
+        fit in progress (a callback's ``fitted_estimator``)."""
+        fitted = cls(None, spec, kind)
+        copies = [array_namespace(p).asarray(p, copy=True) for p in flat]
+        fitted.weights = _weight_lists(list(zip(copies[0::2], copies[1::2])), kind)
+        return fitted
 
     def replace(self, which: int, value: list[Array]) -> None:
         """``coefs_`` (0) or ``intercepts_`` (1) set by the user: loaded by the next fit."""
@@ -449,7 +463,7 @@ class _FittedWeights:
 
 
 # ---------------------------------------------------------------------- base class
-class _BaseMLP(BaseEstimator):
+class _BaseMLP(CallbackSupportMixin, BaseEstimator):
     """Shared parameters, validation and the stochastic training driver."""
 
     _is_classifier = False
@@ -689,6 +703,8 @@ class _BaseMLP(BaseEstimator):
     def _fit(self, X: Any, y: Any, sample_weight: Any = None, incremental: bool = False,
              validation: tuple[Any, Any, Any] | None = None) -> Any:
         hidden = self._check_params(y, incremental)
+        given = {"X": X, "y": y,  # what the callbacks' hooks see
+                 "metadata": None if sample_weight is None else {"sample_weight": sample_weight}}
         dask_input = array_module(X) == "dask"
         validation = self._check_validation_args(validation, dask_input)
         first_pass = getattr(self, "_fitted", None) is None or (
@@ -725,9 +741,51 @@ class _BaseMLP(BaseEstimator):
                 validation = (net.check_X(X_val, "X_val"), to_net(Y_val),
                               None if w_val is None else to_net(w_val))
         kind = None if library is None else (library, device)
-        if self.solver == "lbfgs":
-            return self._fit_lbfgs(net, data, spec, kind)
-        history = self._train(net, data, Y, random_state, incremental, dask_input, validation)
+        root, tasks = self._callback_tasks(given, spec, kind, incremental)
+        if tasks is not None:
+            tasks.begin(net.flat_params)
+        try:
+            if self.solver == "lbfgs":
+                self._fit_lbfgs(net, data, spec, kind, tasks)
+            else:
+                self._fit_stochastic(net, data, (Y, random_state, validation, tasks), spec,
+                                     kind, incremental, dask_input)
+        finally:
+            if tasks is not None:
+                tasks.close()
+        if root is not None:
+            root.call_on_fit_task_end(estimator=self, **given, reconstruction_attributes={})
+        return self
+
+    def _callback_tasks(self, given: dict[str, Any], spec: tuple[Any, ...], kind: Any,
+                        incremental: bool) -> tuple[Any, EpochTasks | None]:
+        """The fit's root callback context (begun) and, when callbacks are set, its
+        epochs' (or L-BFGS iterations') sub-tasks; ``(None, None)`` without
+        ``sklearn.callback``. As in ``LogisticRegression``, L-BFGS has one sub-task more
+        (begun for an iteration that SciPy does not run, ended empty)."""
+        if not HAVE_CALLBACKS:
+            return None, None
+        lbfgs = self.solver == "lbfgs"
+        epochs = 1 if incremental else max(int(self.max_iter), 1)
+        root = self._init_callback_context(max_subtasks=epochs + lbfgs)
+        root.call_on_fit_task_begin(estimator=self, **given)
+        if not getattr(self, "_skl_callbacks", None):
+            return root, None  # nothing listens to the epochs: the loop runs as without
+
+        def attributes(flat: list[Array]) -> dict[str, Any]:
+            return {"_fitted": _FittedWeights.of_params(flat, spec, kind)}
+
+        name = "lbfgs-iter" if lbfgs else "epoch"
+        return root, EpochTasks(self, root, given, epochs + lbfgs, attributes, name)
+
+    def _fit_stochastic(
+        self, net: MLP, data: tuple[Any, ...], extra: tuple[Any, ...], spec: tuple[Any, ...],
+        kind: Any, incremental: bool, dask_input: bool,
+    ) -> None:
+        """sgd/adam: train, publish, scikit-learn's last checks and warning."""
+        Y, random_state, validation, tasks = extra
+        history = self._train(net, data, Y, random_state, incremental, dask_input, validation,
+                              None if tasks is None else tasks.end)
         self._publish(net, spec, kind)
         if net.nonfinite_parameters():  # scikit-learn's last check of every fit
             raise ValueError(_NONFINITE_WEIGHTS)
@@ -736,9 +794,8 @@ class _BaseMLP(BaseEstimator):
                 f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
                 "optimization hasn't converged yet.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
-        return self
 
     def _targets_and_weights(
         self, y: Any, sample_weight: Any, n_samples: int, incremental: bool, dask_input: bool
@@ -879,6 +936,7 @@ class _BaseMLP(BaseEstimator):
     def _train(
         self, net: MLP, data: tuple[Any, ...], Y: Any, random_state: np.random.RandomState,
         incremental: bool, dask_input: bool, validation: tuple[Any, ...] | None = None,
+        callback: Any = None,
     ) -> History:
         """The stochastic solvers: one call of :func:`xpnet.train.fit` with scikit-learn's
         split (or the user's ``validation`` rows), batch size, stopping rules and
@@ -921,7 +979,7 @@ class _BaseMLP(BaseEstimator):
                 # scikit-learn trains on through non-finite weights with early stopping
                 # (NaN scores never become the best; the best weights come back at the end)
                 on_divergence="continue" if self.early_stopping else "raise",
-                threads=self.threads, compile=self.compile,
+                threads=self.threads, compile=self.compile, callback=callback,
             )
         except FloatingPointError as exc:
             # Without early stopping scikit-learn runs on to max_iter and then raises
@@ -949,15 +1007,37 @@ class _BaseMLP(BaseEstimator):
         return history
 
     def _fit_lbfgs(
-        self, net: MLP, data: tuple[Any, ...], spec: tuple[Any, ...], kind: Any
+        self, net: MLP, data: tuple[Any, ...], spec: tuple[Any, ...], kind: Any,
+        tasks: EpochTasks | None = None,
     ) -> Any:
         """scikit-learn's ``_fit_lbfgs``: SciPy's L-BFGS-B on the flattened parameters
         with the same options, ``n_iter_`` and warnings; no loss curve. The loss and
-        gradient are computed on the network's device (see :mod:`xpnet._lbfgs`)."""
+        gradient are computed on the network's device (see :mod:`xpnet._lbfgs`).
+        ``tasks``: the callbacks' iterations (a hook's True or error ends SciPy's run
+        through ``StopIteration``, at the iteration just finished)."""
         initial = [net.xp.asarray(p, copy=True) for p in net.flat_params]
+        iterations: list[int] = []
+
+        def on_iteration(intermediate_result: Any) -> None:  # SciPy passes it by this name
+            assert tasks is not None
+            iterations.append(1)
+            params = unpack(intermediate_result.x, net.layer_sizes, net.array_backend,
+                            net.array_dtype)
+            try:
+                stop = tasks.end(len(iterations) - 1, float(intermediate_result.fun), params)
+            except KeyboardInterrupt as interrupt:
+                warnings.warn(
+                    f"training interrupted at iteration {len(iterations)} of {self.max_iter} "
+                    f"({interrupt}); the network keeps the weights after that iteration",
+                    UserWarning, stacklevel=2)
+                raise StopIteration from None
+            if stop:
+                raise StopIteration
+
         result = minimize_lbfgs(
             net, *data, max_iter=self.max_iter, max_fun=self.max_fun, tol=self.tol,
             options=_lbfgs_options(self.verbose),
+            callback=None if tasks is None else on_iteration,
         )
         if np.all(np.isfinite(result.x)) and not math.isfinite(float(result.fun)):
             # the loss at result.x, the model's: back to the weights before, as the
@@ -977,6 +1057,7 @@ class _BaseMLP(BaseEstimator):
         self._intercept_indptr = list(zip(starts, ends))[len(shapes):]
         return self
 
+    @with_callbacks
     @_on_input_device
     def fit(
         self, X: Any, y: Any, sample_weight: Any = None, *, X_val: Any = None,
@@ -1226,6 +1307,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return np.asarray(binarizer.transform(y), dtype=np.float64)
 
     @available_if(_stochastic_only)
+    @with_callbacks
     @_on_input_device
     def partial_fit(
         self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None
@@ -1363,6 +1445,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return Y
 
     @available_if(_stochastic_only)
+    @with_callbacks
     @_on_input_device
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
         """One epoch over ``(X, y)``."""

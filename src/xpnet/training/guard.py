@@ -172,9 +172,10 @@ class Guard:
 
 
 def warn_interrupted(history: History, running: int, epochs: int, done: int, cut: bool,
-                     early_stopping: bool, note: str, stacklevel: int) -> None:
+                     early_stopping: bool, note: str, stacklevel: int, reason: str = "") -> None:
     """The ``UserWarning`` of a Ctrl-C at epoch ``running`` (1-based) with ``done``
-    epochs of this call complete; ``cut``: an epoch was cut short and rolled back."""
+    epochs of this call complete; ``cut``: an epoch was cut short and rolled back;
+    ``reason``: what raised the interrupt when it was not the user (a callback)."""
     history.interrupted = True
     if early_stopping:
         kept = "the best weights so far are restored (early stopping)"
@@ -183,5 +184,6 @@ def warn_interrupted(history: History, running: int, epochs: int, done: int, cut
     else:
         kept = "the network keeps the weights it had before this fit"
     what = note or (", which was cut short and rolled back" if cut else "")
-    warnings.warn(f"training interrupted at epoch {running} of {epochs}{what}; {kept}",
+    why = f" ({reason})" if reason else ""
+    warnings.warn(f"training interrupted at epoch {running} of {epochs}{what}{why}; {kept}",
                   UserWarning, stacklevel=stacklevel + 1)

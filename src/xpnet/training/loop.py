@@ -54,9 +54,10 @@ class Plan:
     epochs: int
     m: int
     batch_size: int
-    callback: Callable[[int, float], Any] | None = None
+    callback: Callable[..., Any] | None = None
     verbose: bool = False
     stacklevel: int = 1
+    callback_params: bool = False  # callback(epoch, loss, params): see check_options
 
     @property
     def steps_per_epoch(self) -> int:
@@ -187,9 +188,13 @@ def run(plan: Plan, state: TrainState) -> None:
                 marks = [*marks[-1:], epoch_mark(history, state, opt)]
                 _record(plan, state, epoch_loss)
                 recorded += 1
+                requested = False
                 if plan.callback is not None:  # a Ctrl-C in here keeps the epoch
-                    plan.callback(done + recorded - 1, epoch_loss)
-                stop = plan.stopping.stop(history, opt)
+                    arguments: tuple[Any, ...] = (done + recorded - 1, epoch_loss)
+                    if plan.callback_params:
+                        arguments += (state.params,)
+                    requested = plan.callback(*arguments) is True  # True: stop here
+                stop = plan.stopping.stop(history, opt) or requested
                 if stop or runner.replan(recorded):
                     break
             attempted = recorded + (error is not None)
@@ -213,14 +218,16 @@ def run(plan: Plan, state: TrainState) -> None:
             done += recorded
             if stop:
                 break
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         # As scikit-learn's MLP: Ctrl-C ends training, not the program. Only
-        # KeyboardInterrupt: any other BaseException propagates untouched.
+        # KeyboardInterrupt: any other BaseException propagates untouched. (A callback
+        # may raise one with a reason: the warning says it.)
         cut = recorded < ran or ran == 0
         if cut:
             runner.rewind(state, recorded, None)
         done += recorded
         warn_interrupted(history, done + cut, plan.epochs, done, cut,
-                         plan.stopping.early_stopping, runner.note, plan.stacklevel + 1)
+                         plan.stopping.early_stopping, runner.note, plan.stacklevel + 1,
+                         reason=str(interrupt))
     if plan.stopping.early_stopping and history.best_params is not None:
         state.params = [plan.xp.asarray(p, copy=True) for p in history.best_params]
