@@ -61,3 +61,37 @@ def test_a_source_of_its_own_trains_as_the_arrays_do(options: dict) -> None:
     assert source.scores == len(history.validation_scores)
     for p, q in zip(net.flat_params, reference.flat_params):
         np.testing.assert_array_equal(p, q)
+
+
+class ValidatingSource(CountingSource):
+    """A source with the optional ``validate`` (score and loss in one array)."""
+
+    def __init__(self, inner: ArraySource) -> None:
+        super().__init__(inner)
+        self.validations = 0
+
+    def validate(self, params):  # type: ignore[no-untyped-def]
+        self.validations += 1
+        return self.inner.validate(params)
+
+
+def test_the_validation_loss_is_read_with_the_score_once_per_epoch() -> None:
+    """Issue 20: ``History.validation_loss`` costs no read of its own: each epoch makes
+    one ``validate`` call (one ``(2,)`` array read back), never a separate ``score``; a
+    source with only ``score`` records NaN losses."""
+    X, y = make_moons(120, noise=0.2, seed=0)
+    options = {"epochs": 5, "lr": 0.3, "batch_size": 25, "early_stopping": True,
+               "n_iter_no_change": 100}
+    sources = []
+    for kind in (ValidatingSource, CountingSource):
+        net = xpnet.MLP([2, 6, 1], seed=1, alpha=0.1)
+        Xc, Yc = net.check_XY(X, y)
+        sources.append(kind(ArraySource(net.architecture, net.array_backend, Xc, Yc)))
+        history = fit(net, None, None, source=sources[-1], **options)
+        assert len(history.validation_loss) == len(history.validation_scores) == 5
+    with_loss, score_only = sources
+    assert with_loss.validations == 5 and with_loss.scores == 0
+    assert score_only.scores == 5
+    assert np.isnan(history.validation_loss).all()
+    reference = xpnet.MLP([2, 6, 1], seed=1, alpha=0.1).fit(X, y, **options)
+    assert np.isfinite(reference.validation_loss).all()

@@ -645,7 +645,10 @@ class MLP:
         ``batch_size=None`` is full-batch gradient descent. With mini-batches the rows are
         reshuffled every epoch (``shuffle=True``) by a generator seeded from ``seed``.
         ``history.loss[e]`` is the mean loss over epoch ``e`` (each batch's loss before its
-        update, weighted by its size). ``callback(epoch, loss)`` is called after each epoch.
+        update, weighted by its size). ``callback(epoch, loss)`` is called after each epoch
+        (``callback(epoch, loss, params)`` when it takes three positional parameters:
+        the live parameters ``[W1, b1, ...]``, to copy if kept); returning ``True``
+        stops training after that epoch.
         ``options`` are the optimiser and training controls of :func:`xpnet.train.fit`
         (``optimizer``, ``sample_weight``, ``early_stopping``, ``tol``, ...). Dask arrays
         train data-parallel on the current Dask cluster (:func:`xpnet.distributed.fit`).

@@ -43,13 +43,20 @@ def _figure(n_panels: int) -> Any:
     return fig, fig.subplots(1, n_panels, squeeze=False)[0]
 
 
-def _loss_panel(ax: Any, losses: Sequence[float]) -> None:
+def _loss_panel(ax: Any, losses: Sequence[float],
+                validation: Sequence[float] | None = None) -> None:
     epochs = np.arange(1, len(losses) + 1)
-    ax.plot(epochs, losses, color="tab:blue", lw=1.5)
-    if len(losses) and min(losses) > 0:
+    ax.plot(epochs, losses, color="tab:blue", lw=1.5, label="training")
+    shown = list(losses)
+    if validation:  # early stopping: the held-out rows' loss on the same axis
+        ax.plot(np.arange(1, len(validation) + 1), validation, color="tab:orange", lw=1.5,
+                label="validation")
+        shown += [v for v in validation if np.isfinite(v)]
+        ax.legend()
+    if len(shown) and min(shown) > 0:
         ax.set_yscale("log")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("training loss")
+    ax.set_ylabel("loss" if validation else "training loss")
     ax.set_title(f"loss curve (final {losses[-1]:.4g})" if len(losses) else "loss curve")
     ax.grid(True, which="both", alpha=0.3)
 
@@ -153,17 +160,19 @@ def plot_training(
     classes: Sequence[Any] | None = None,
     feature_names: Sequence[str] = (),
     title: str = "",
+    validation_losses: Sequence[float] | None = None,
 ) -> None:
     """Save a PNG (or any format matplotlib knows from the suffix) of a training run.
 
-    Left: the training loss per epoch. Right: for 2-D inputs the decision boundary
+    Left: the training loss per epoch (and ``validation_losses``, the early-stopping
+    rows' loss, on the same axis). Right: for 2-D inputs the decision boundary
     (``predict`` maps raw feature rows to the network's outputs) with the training and
     test points; otherwise the confusion matrix (classification) or predicted against
     true values (regression) on the test rows (the training rows if there are none).
     ``y_*`` are class indices (classification) or values (regression).
     """
     fig, axes = _figure(2)
-    _loss_panel(axes[0], losses)
+    _loss_panel(axes[0], losses, validation_losses)
     if X_train.shape[1] == 2:
         _boundary_panel(axes[1], predict, task, classes, X_train, y_train, X_test, y_test,
                         feature_names)

@@ -43,6 +43,15 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace
 from array_api_compat import device as array_device
+
+try:
+    import sklearn  # noqa: F401  (the optional extra: one clear error without it)
+except ImportError as _missing:
+    raise ImportError(
+        "xpnet.MLPClassifier and xpnet.MLPRegressor need scikit-learn, which is not "
+        "installed. Install it with: pip install 'xpnet[sklearn]'"
+    ) from _missing
+
 from sklearn import get_config
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
@@ -61,6 +70,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d,
 
 from ._dropout import check_dropout
 from ._lbfgs import minimize_lbfgs
+from ._sklearn_callbacks import HAVE_CALLBACKS, CallbackSupportMixin, EpochTasks, with_callbacks
 from ._sparse import _sparse_module, is_sparse, take_rows
 from ._validation import array_module
 from .backends import get_backend, to_numpy
@@ -71,6 +81,7 @@ from .optim import SGD, Adam, Optimizer
 from .threads import check_threads
 from .train import History
 from .train import fit as train_fit
+from .training.lbfgs import unpack
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -363,6 +374,17 @@ def _stochastic_only(est: Any) -> bool:
 
 
 # ---------------------------------------------------------------------- fitted weights
+def _weight_lists(params: list[tuple[Array, Array]], kind: Any) -> list[Any]:
+    """``[coefs, intercepts]`` of the ``(W, b)`` pairs as arrays of the fit input's kind:
+    NumPy arrays of their own for host input (``kind`` None), else ``kind``'s library."""
+    if kind is None:
+        return [[np.array(to_numpy(W)) for W, _ in params],
+                [np.array(to_numpy(b)) for _, b in params]]
+    backend = get_backend(*kind)
+    with backend.activate():
+        return [[backend.asarray(W) for W, _ in params], [backend.asarray(b) for _, b in params]]
+
+
 def _spec_key(spec: Any) -> Any:
     return spec if spec is None else (spec[0], str(spec[1]), spec[2])
 
@@ -389,17 +411,18 @@ class _FittedWeights:
     def lists(self) -> list[Any]:
         """``[coefs, intercepts]``: arrays of the fit input's kind."""
         if self.weights is None:
-            params = self.net.params  # copies, on the network's device
-            if self.kind is None:  # host input: NumPy arrays of their own
-                weights = [[np.array(to_numpy(W)) for W, _ in params],
-                           [np.array(to_numpy(b)) for _, b in params]]
-            else:
-                backend = get_backend(*self.kind)
-                with backend.activate():
-                    weights = [[backend.asarray(W) for W, _ in params],
-                               [backend.asarray(b) for _, b in params]]
+            weights = _weight_lists(self.net.params, self.kind)  # params: copies
             self.weights, self.seen = weights, _snapshot(weights)
         return self.weights
+
+    @classmethod
+    def of_params(cls, flat: list[Array], spec: tuple[Any, ...], kind: Any) -> _FittedWeights:
+        """Weights of their own copied from the flat parameters ``[W1, b1, ...]`` of a
+        fit in progress (a callback's ``fitted_estimator``)."""
+        fitted = cls(None, spec, kind)
+        copies = [array_namespace(p).asarray(p, copy=True) for p in flat]
+        fitted.weights = _weight_lists(list(zip(copies[0::2], copies[1::2])), kind)
+        return fitted
 
     def replace(self, which: int, value: list[Array]) -> None:
         """``coefs_`` (0) or ``intercepts_`` (1) set by the user: loaded by the next fit."""
@@ -440,7 +463,7 @@ class _FittedWeights:
 
 
 # ---------------------------------------------------------------------- base class
-class _BaseMLP(BaseEstimator):
+class _BaseMLP(CallbackSupportMixin, BaseEstimator):
     """Shared parameters, validation and the stochastic training driver."""
 
     _is_classifier = False
@@ -449,6 +472,7 @@ class _BaseMLP(BaseEstimator):
     _optimizer: Optimizer | None
     loss_curve_: list[float]
     validation_scores_: list[float] | None
+    validation_loss_curve_: list[float] | None
     best_loss_: float | None
     best_validation_score_: float | None
     class_weight: Any  # a parameter of MLPClassifier only (read where _is_classifier)
@@ -676,12 +700,16 @@ class _BaseMLP(BaseEstimator):
         return params
 
     # ------------------------------------------------------------------ training
-    def _fit(self, X: Any, y: Any, sample_weight: Any = None, incremental: bool = False) -> Any:
+    def _fit(self, X: Any, y: Any, sample_weight: Any = None, incremental: bool = False,
+             validation: tuple[Any, Any, Any] | None = None) -> Any:
         hidden = self._check_params(y, incremental)
+        given = {"X": X, "y": y,  # what the callbacks' hooks see
+                 "metadata": None if sample_weight is None else {"sample_weight": sample_weight}}
+        dask_input = array_module(X) == "dask"
+        validation = self._check_validation_args(validation, dask_input)
         first_pass = getattr(self, "_fitted", None) is None or (
             not self.warm_start and not incremental
         )
-        dask_input = array_module(X) == "dask"
         if dask_input:
             from .distributed.estimators import check_supported
 
@@ -689,6 +717,8 @@ class _BaseMLP(BaseEstimator):
         X, library, device, dtype = self._validate_X(X, reset=first_pass)
         Y, sample_weight = self._targets_and_weights(y, sample_weight, X.shape[0], incremental,
                                                      dask_input)
+        if validation is not None:
+            validation = self._validation_data(validation, dask_input, Y.shape[1])
         spec = (self.backend, self.device, dtype) if library is None else (library, device, dtype)
         random_state = check_random_state(self.random_state)
         sizes = [X.shape[1], *hidden, Y.shape[1]]
@@ -706,10 +736,56 @@ class _BaseMLP(BaseEstimator):
             to_net = functools.partial(net.array_backend.asarray, dtype=net.array_dtype)
             data = (net.check_X(X), to_net(Y),
                     None if sample_weight is None else to_net(sample_weight))
+            if validation is not None:
+                X_val, Y_val, w_val = validation
+                validation = (net.check_X(X_val, "X_val"), to_net(Y_val),
+                              None if w_val is None else to_net(w_val))
         kind = None if library is None else (library, device)
-        if self.solver == "lbfgs":
-            return self._fit_lbfgs(net, data, spec, kind)
-        history = self._train(net, data, Y, random_state, incremental, dask_input)
+        root, tasks = self._callback_tasks(given, spec, kind, incremental)
+        if tasks is not None:
+            tasks.begin(net.flat_params)
+        try:
+            if self.solver == "lbfgs":
+                self._fit_lbfgs(net, data, spec, kind, tasks)
+            else:
+                self._fit_stochastic(net, data, (Y, random_state, validation, tasks), spec,
+                                     kind, incremental, dask_input)
+        finally:
+            if tasks is not None:
+                tasks.close()
+        if root is not None:
+            root.call_on_fit_task_end(estimator=self, **given, reconstruction_attributes={})
+        return self
+
+    def _callback_tasks(self, given: dict[str, Any], spec: tuple[Any, ...], kind: Any,
+                        incremental: bool) -> tuple[Any, EpochTasks | None]:
+        """The fit's root callback context (begun) and, when callbacks are set, its
+        epochs' (or L-BFGS iterations') sub-tasks; ``(None, None)`` without
+        ``sklearn.callback``. As in ``LogisticRegression``, L-BFGS has one sub-task more
+        (begun for an iteration that SciPy does not run, ended empty)."""
+        if not HAVE_CALLBACKS:
+            return None, None
+        lbfgs = self.solver == "lbfgs"
+        epochs = 1 if incremental else max(int(self.max_iter), 1)
+        root = self._init_callback_context(max_subtasks=epochs + lbfgs)
+        root.call_on_fit_task_begin(estimator=self, **given)
+        if not getattr(self, "_skl_callbacks", None):
+            return root, None  # nothing listens to the epochs: the loop runs as without
+
+        def attributes(flat: list[Array]) -> dict[str, Any]:
+            return {"_fitted": _FittedWeights.of_params(flat, spec, kind)}
+
+        name = "lbfgs-iter" if lbfgs else "epoch"
+        return root, EpochTasks(self, root, given, epochs + lbfgs, attributes, name)
+
+    def _fit_stochastic(
+        self, net: MLP, data: tuple[Any, ...], extra: tuple[Any, ...], spec: tuple[Any, ...],
+        kind: Any, incremental: bool, dask_input: bool,
+    ) -> None:
+        """sgd/adam: train, publish, scikit-learn's last checks and warning."""
+        Y, random_state, validation, tasks = extra
+        history = self._train(net, data, Y, random_state, incremental, dask_input, validation,
+                              None if tasks is None else tasks.end)
         self._publish(net, spec, kind)
         if net.nonfinite_parameters():  # scikit-learn's last check of every fit
             raise ValueError(_NONFINITE_WEIGHTS)
@@ -718,9 +794,8 @@ class _BaseMLP(BaseEstimator):
                 f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
                 "optimization hasn't converged yet.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
-        return self
 
     def _targets_and_weights(
         self, y: Any, sample_weight: Any, n_samples: int, incremental: bool, dask_input: bool
@@ -734,6 +809,57 @@ class _BaseMLP(BaseEstimator):
             class_rows = self._class_weight_rows(Y)
             sample_weight = class_rows if sample_weight is None else sample_weight * class_rows
         return Y, sample_weight
+
+    def _check_validation_args(
+        self, validation: tuple[Any, Any, Any] | None, dask_input: bool
+    ) -> tuple[Any, Any, Any] | None:
+        """HistGradientBoosting's rules (and messages) for ``X_val``/``y_val``: both or
+        neither, and only with ``early_stopping=True``; checked before anything changes.
+        None when no validation data were passed."""
+        if validation is None:
+            return None
+        X_val, y_val, sample_weight_val = validation
+        if X_val is None and y_val is None:
+            if sample_weight_val is not None:
+                raise ValueError(
+                    "sample_weight_val is provided, but X_val and y_val were not provided."
+                )
+            return None
+        if y_val is None:
+            raise ValueError("X_val is provided, but y_val was not provided.")
+        if X_val is None:
+            raise ValueError("y_val is provided, but X_val was not provided.")
+        if not self.early_stopping:
+            raise ValueError(
+                "X_val and y_val are passed to fit while at the same time early_stopping is "
+                "False. When passing X_val and y_val to fit, early_stopping should be set "
+                "to True."
+            )
+        if self.solver == "lbfgs":
+            raise ValueError(
+                "X_val and y_val are passed to fit with solver='lbfgs', which does not use "
+                "early stopping; use solver='adam' or 'sgd'."
+            )
+        if array_module(X_val) == "dask" and not dask_input:
+            raise ValueError("X_val is a Dask array but X is not; pass both as Dask arrays")
+        return X_val, y_val, sample_weight_val
+
+    def _validation_data(
+        self, validation: tuple[Any, Any, Any], dask_input: bool, n_outputs: int
+    ) -> tuple[Any, Any, Any]:
+        """The user's validation rows checked as the training rows are (after them):
+        ``(X_val, Y_val, w_val)`` with ``Y_val`` encoded by the fitted encoder. As in
+        HistGradientBoosting, ``class_weight`` weights the training rows only (the
+        early-stopping split's held-out rows keep theirs: they are drawn after)."""
+        X_val, y_val, sample_weight_val = validation
+        X_val, library, _, _ = self._validate_X(X_val, reset=False)
+        n_val = X_val.shape[0]
+        Y_val = self._encode_validation_targets(_host(y_val), n_val, n_outputs)
+        if sample_weight_val is not None and not (dask_input and array_module(X_val) == "dask"):
+            sample_weight_val = _checked_sample_weight(_host(sample_weight_val), n_val)
+        if library is not None and dask_input:
+            X_val = to_numpy(X_val)
+        return X_val, Y_val, sample_weight_val
 
     def _start(
         self, sizes: list[int], spec: tuple[Any, ...], random_state: np.random.RandomState
@@ -809,15 +935,18 @@ class _BaseMLP(BaseEstimator):
 
     def _train(
         self, net: MLP, data: tuple[Any, ...], Y: Any, random_state: np.random.RandomState,
-        incremental: bool, dask_input: bool,
+        incremental: bool, dask_input: bool, validation: tuple[Any, ...] | None = None,
+        callback: Any = None,
     ) -> History:
         """The stochastic solvers: one call of :func:`xpnet.train.fit` with scikit-learn's
-        split, batch size, stopping rules and shuffles; the fitted attributes from its
-        :class:`~xpnet.train.History`."""
-        validation_data = None
+        split (or the user's ``validation`` rows), batch size, stopping rules and
+        shuffles; the fitted attributes from its :class:`~xpnet.train.History`."""
+        validation_data = validation
         dask_split: dict[str, Any] = {}
         m = data[0].shape[0]
-        if self.early_stopping and dask_input:
+        if validation is not None:
+            pass  # all rows train; the user's rows are scored
+        elif self.early_stopping and dask_input:
             # drawn by row index in xpnet.distributed: train_test_split's unstratified
             # split from the same random_state (the rows stay where they are)
             m -= math.ceil(float(self.validation_fraction) * m)
@@ -850,7 +979,7 @@ class _BaseMLP(BaseEstimator):
                 # scikit-learn trains on through non-finite weights with early stopping
                 # (NaN scores never become the best; the best weights come back at the end)
                 on_divergence="continue" if self.early_stopping else "raise",
-                threads=self.threads, compile=self.compile,
+                threads=self.threads, compile=self.compile, callback=callback,
             )
         except FloatingPointError as exc:
             # Without early stopping scikit-learn runs on to max_iter and then raises
@@ -873,19 +1002,42 @@ class _BaseMLP(BaseEstimator):
         stopped_early = self.early_stopping
         self.best_loss_ = None if stopped_early else history.best_loss
         self.validation_scores_ = list(history.validation_scores) if stopped_early else None
+        self.validation_loss_curve_ = list(history.validation_loss) if stopped_early else None
         self.best_validation_score_ = history.best_validation_score if stopped_early else None
         return history
 
     def _fit_lbfgs(
-        self, net: MLP, data: tuple[Any, ...], spec: tuple[Any, ...], kind: Any
+        self, net: MLP, data: tuple[Any, ...], spec: tuple[Any, ...], kind: Any,
+        tasks: EpochTasks | None = None,
     ) -> Any:
         """scikit-learn's ``_fit_lbfgs``: SciPy's L-BFGS-B on the flattened parameters
         with the same options, ``n_iter_`` and warnings; no loss curve. The loss and
-        gradient are computed on the network's device (see :mod:`xpnet._lbfgs`)."""
+        gradient are computed on the network's device (see :mod:`xpnet._lbfgs`).
+        ``tasks``: the callbacks' iterations (a hook's True or error ends SciPy's run
+        through ``StopIteration``, at the iteration just finished)."""
         initial = [net.xp.asarray(p, copy=True) for p in net.flat_params]
+        iterations: list[int] = []
+
+        def on_iteration(intermediate_result: Any) -> None:  # SciPy passes it by this name
+            assert tasks is not None
+            iterations.append(1)
+            params = unpack(intermediate_result.x, net.layer_sizes, net.array_backend,
+                            net.array_dtype)
+            try:
+                stop = tasks.end(len(iterations) - 1, float(intermediate_result.fun), params)
+            except KeyboardInterrupt as interrupt:
+                warnings.warn(
+                    f"training interrupted at iteration {len(iterations)} of {self.max_iter} "
+                    f"({interrupt}); the network keeps the weights after that iteration",
+                    UserWarning, stacklevel=2)
+                raise StopIteration from None
+            if stop:
+                raise StopIteration
+
         result = minimize_lbfgs(
             net, *data, max_iter=self.max_iter, max_fun=self.max_fun, tol=self.tol,
             options=_lbfgs_options(self.verbose),
+            callback=None if tasks is None else on_iteration,
         )
         if np.all(np.isfinite(result.x)) and not math.isfinite(float(result.fun)):
             # the loss at result.x, the model's: back to the weights before, as the
@@ -905,14 +1057,26 @@ class _BaseMLP(BaseEstimator):
         self._intercept_indptr = list(zip(starts, ends))[len(shapes):]
         return self
 
+    @with_callbacks
     @_on_input_device
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> Any:
+    def fit(
+        self, X: Any, y: Any, sample_weight: Any = None, *, X_val: Any = None,
+        y_val: Any = None, sample_weight_val: Any = None,
+    ) -> Any:
         """Fit the model to ``X`` ``(n_samples, n_features)`` and targets ``y``.
 
         ``sample_weight`` ``(n_samples,)``: non-negative row weights (optional).
+
+        ``X_val``, ``y_val`` (and optionally ``sample_weight_val``): the rows early
+        stopping scores after each epoch, instead of holding out
+        ``validation_fraction`` of ``X`` (every row of ``X`` then trains); both or
+        neither, and only with ``early_stopping=True`` (HistGradientBoosting's rules).
+        In a ``Pipeline``, ``Pipeline(..., transform_input=["X_val"])`` with
+        ``set_fit_request(X_val=True, y_val=True)`` transforms ``X_val`` as ``X``.
         Returns ``self``.
         """
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False,
+                         validation=(X_val, y_val, sample_weight_val))
 
     # ------------------------------------------------------------------ inference
     def _check_same_namespace(self, X: Any, method: str) -> None:
@@ -1006,6 +1170,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     n_outputs_, n_layers_, out_activation_
         As in scikit-learn; ``coefs_``/``intercepts_`` are arrays of the input's kind
         (NumPy for host input).
+    validation_loss_curve_ : list of float or None
+        With early stopping, the loss on the validation rows after each epoch, beside
+        ``validation_scores_``: the loss of ``loss_curve_`` (row weights and L2 term
+        included) with the validation rows taken as one batch; None otherwise.
     """
 
     _is_classifier = True
@@ -1110,7 +1278,36 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return binarize_blocks(y, self._label_binarizer)
         return np.asarray(self._label_binarizer.transform(y), dtype=np.float64)
 
+    def _encode_validation_targets(self, y: Any, n_samples: int, n_outputs: int) -> Any:
+        """``y_val`` encoded by the encoder the training labels fitted (labels it has not
+        seen are refused, as HistGradientBoosting's ``LabelEncoder`` refuses them)."""
+        if array_module(y) == "dask":
+            from .distributed.estimators import binarize_blocks, dask_labels
+
+            y, labels = dask_labels(y, n_samples)
+        else:
+            y = check_array(y, ensure_2d=False, dtype=None, input_name="y_val")
+            if y.ndim == 2 and y.shape[1] == 1:
+                y = column_or_1d(y, warn=True)
+            _check_n_samples(y, n_samples)
+            labels = y
+        binarizer = self._label_binarizer
+        if binarizer.y_type_ == "multilabel-indicator":
+            if labels.ndim != 2 or labels.shape[1] != len(self.classes_):
+                raise ValueError(
+                    f"y_val must be a multi-label indicator matrix of {len(self.classes_)} "
+                    f"columns, as y; got shape {tuple(labels.shape)}"
+                )
+        else:
+            unseen = np.setdiff1d(unique_labels(labels), self.classes_)
+            if len(unseen):
+                raise ValueError(f"y_val contains previously unseen labels: {unseen.tolist()}")
+        if array_module(y) == "dask":
+            return binarize_blocks(y, binarizer)
+        return np.asarray(binarizer.transform(y), dtype=np.float64)
+
     @available_if(_stochastic_only)
+    @with_callbacks
     @_on_input_device
     def partial_fit(
         self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None
@@ -1238,7 +1435,17 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             )
         return y.reshape(n_samples, -1)
 
+    def _encode_validation_targets(self, y: Any, n_samples: int, n_outputs: int) -> Any:
+        """``y_val`` checked as ``y`` is, with as many outputs."""
+        Y = self._encode_targets(y, n_samples, incremental=True)
+        if Y.shape[1] != n_outputs:
+            raise ValueError(
+                f"y_val has {Y.shape[1]} outputs but y has {n_outputs}; they must match"
+            )
+        return Y
+
     @available_if(_stochastic_only)
+    @with_callbacks
     @_on_input_device
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
         """One epoch over ``(X, y)``."""

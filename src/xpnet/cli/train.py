@@ -366,7 +366,8 @@ def _plot(args: argparse.Namespace, net: Any, history: Any, raw: Any, sets: Trai
              f"({net.backend}, {net.dtype})")
     plot_training(args.plot, history.loss, task=task, predict=predict,
                   X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test,
-                  classes=classes, feature_names=data.feature_names, title=title)
+                  classes=classes, feature_names=data.feature_names, title=title,
+                  validation_losses=history.validation_loss or None)
 
 
 def _report(args: argparse.Namespace, where: Local | OnCluster, data: Any,
@@ -385,6 +386,9 @@ def _report(args: argparse.Namespace, where: Local | OnCluster, data: Any,
             "lr_schedule": args.lr_schedule, "early_stopping": args.early_stopping,
             "class_weight": class_weight, "seconds": history.seconds,
             "samples_per_second": speed, "loss_curve": history.loss, **where.training_json}
+        if args.early_stopping:  # the held-out rows, one value per epoch
+            training["validation_scores"] = history.validation_scores
+            training["validation_loss_curve"] = history.validation_loss
         return emit_json({
             "command": "train", "xpnet_version": __version__,
             "data": {"name": data.name, "rows": data.n_samples, "features": data.n_features,

@@ -123,26 +123,28 @@ def _correct(xp: Any, task: str, A: Any, Y: Any) -> Any:
 def score_sums(
     data: Data, params: Sequence[Any], rows: Any, arch: Architecture, mean: Any,
 ) -> tuple[Any, ...]:
-    """Partial sums of the validation score (``xpnet.train.validation_score``) over one
-    chunk's rows.
+    """Partial sums of the validation score (``xpnet.train.validation_score``) and loss
+    over one chunk's rows.
 
-    Regression: ``(Σ w (Y - A)², Σ w (Y - mean)², all A finite)``, per output column
-    (``mean`` given: second pass) or ``(Σ w Y, Σ w)`` (``mean`` None: first pass, no
-    network needed). Classification: ``(Σ w·correct, Σ w)``.
+    Regression: ``(Σ w (Y - A)², Σ w (Y - mean)², all A finite, Σ w ℓ)``, per output
+    column (``mean`` given: second pass) or ``(Σ w Y, Σ w)`` (``mean`` None: first pass,
+    no network needed). Classification: ``(Σ w·correct, Σ w, Σ w ℓ)``. ``ℓ`` is the
+    row's loss (the training loss, without the L2 term).
     """
     xp, X, Y, w = _rows(data, rows)
     weights = xp.ones((Y.shape[0],), dtype=Y.dtype) if w is None else w
     column = xp.reshape(weights, (-1, 1))
     if arch.output.task == "regression" and mean is None:
         return to_host(xp.sum(column * Y, axis=0)), float(xp.sum(weights))
-    _, A = outputs(xp, arch, params, X)
+    Z, A = outputs(xp, arch, params, X)
+    loss = float(arch.output.loss(xp, Z, A, Y, column))  # Σ w ℓ (the weights unnormalised)
     if arch.output.task == "regression":
         mean = xp.asarray(mean)
         num = xp.sum(column * (Y - A) ** 2, axis=0)
         den = xp.sum(column * (Y - mean) ** 2, axis=0)
-        return to_host(num), to_host(den), bool(xp.all(xp.isfinite(A)))
+        return to_host(num), to_host(den), bool(xp.all(xp.isfinite(A))), loss
     correct = xp.astype(_correct(xp, arch.output.task, A, Y), A.dtype)
-    return float(xp.sum(correct * weights)), float(xp.sum(weights))
+    return float(xp.sum(correct * weights)), float(xp.sum(weights)), loss
 
 
 def scores(

@@ -299,6 +299,7 @@ class DaskSource:
         self.val_data: Chunks | None = None
         self.val_rows: Any = None
         self.val_mean: Any = None
+        self.val_weight: Any = None  # Σ w of the held-out rows (regression: first pass)
         # per step: wall time on the driver, and the busiest worker process's seconds of
         # math (its tasks run one after the other): the difference is the overhead
         self.step_seconds: list[float] = []
@@ -334,7 +335,8 @@ class DaskSource:
             m = len(self.train_index)
         if self.val_data is not None and self.arch.output.task == "regression":
             sums = self._score_sums([], None)
-            self.val_mean = sum_in_order(s[0] for s in sums) / sum_in_order(s[1] for s in sums)
+            self.val_weight = sum_in_order(s[1] for s in sums)
+            self.val_mean = sum_in_order(s[0] for s in sums) / self.val_weight
         return m
 
     def loss_and_grads(
@@ -414,15 +416,33 @@ class DaskSource:
     def score(self, params: Sequence[Any]) -> float:
         """The validation score of ``params`` on the held-out rows, from chunk sums: the
         single-process score (``xpnet.train.validation_score``), to rounding."""
-        sums = self._score_sums(_host(self.backend, params), self.val_mean)
-        if self.arch.output.task != "regression":
+        return float(self.validate(params)[0])
+
+    def validate(self, params: Sequence[Any]) -> np.ndarray:
+        """``[score, loss]`` on the held-out rows from one pass of chunk sums: the
+        single-process :func:`xpnet.training.sources.validation`, to rounding."""
+        host = _host(self.backend, params)
+        sums = self._score_sums(host, self.val_mean)
+        regression = self.arch.output.task == "regression"
+        if regression:
+            assert self.val_data is not None
+            weight = self.val_weight
+        else:
             weight = sum_in_order(part[1] for part in sums)
-            return sum_in_order(part[0] for part in sums) / weight if weight else math.nan
-        if not all(part[2] for part in sums):
-            return math.nan
-        num, den = sum_in_order(p[0] for p in sums), sum_in_order(p[1] for p in sums)
-        safe = den + (den == 0)
-        return float(np.mean(np.where(den == 0, (num == 0).astype(den.dtype), 1.0 - num / safe)))
+        S = weight if weight != 0 else 1.0  # all-zero weights: as the single-process sum
+        loss = sum_in_order(part[-1] for part in sums) / S
+        if self.arch.alpha:
+            loss = loss + float(penalty(self.arch.alpha, host, S, np))
+        if not regression:
+            value = sum_in_order(part[0] for part in sums) / weight if weight else math.nan
+        elif not all(part[2] for part in sums):
+            value = math.nan
+        else:
+            num, den = sum_in_order(p[0] for p in sums), sum_in_order(p[1] for p in sums)
+            safe = den + (den == 0)
+            value = float(np.mean(np.where(den == 0, (num == 0).astype(den.dtype),
+                                           1.0 - num / safe)))
+        return np.asarray([value, loss], dtype=np.float64)
 
 
 # --------------------------------------------------------------------------- entry point

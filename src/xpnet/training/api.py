@@ -17,7 +17,7 @@ from .compiled import ChunkRunner, EpochProgramRunner, chunk_epochs, chunk_progr
 from .guard import Guard
 from .lbfgs import fit_lbfgs
 from .loop import EagerRunner, Plan, run
-from .options import Options, check_options
+from .options import Options, check_options, takes_params
 from .sources import ArraySource, BatchSource
 from .state import History, Model, TrainState
 from .stopping import Stopping
@@ -188,7 +188,8 @@ def _train(model: Model, source: BatchSource, options: Options, state: TrainStat
                   outputs)
     stopping = Stopping(options.tol, n_iter_no_change, early_stopping, options.verbose)
     plan = Plan(source, options.opt, None, guard, stopping, history, xp, options.epochs, m,
-                batch_size, options.callback, options.verbose, stacklevel=4)
+                batch_size, options.callback, options.verbose, stacklevel=4,
+                callback_params=options.callback is not None and takes_params(options.callback))
     plan.runner = _runner(plan, model, source, options)
     start = time.perf_counter()
     try:

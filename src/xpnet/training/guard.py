@@ -34,16 +34,17 @@ def epoch_mark(history: History, state: TrainState, opt: Any) -> tuple[Any, ...]
     return (len(history.loss), history.n_iter, history.samples_seen, history.best_loss,
             history.no_improvement_count, len(history.validation_scores),
             history.best_validation_score, history.best_params, state.steps,
-            opt.learning_rate)
+            opt.learning_rate, len(history.validation_loss))
 
 
 def unrecord(mark: tuple[Any, ...], history: History, state: TrainState, opt: Any) -> None:
     """Forget the epochs recorded since :func:`epoch_mark` returned ``mark``."""
     (losses, history.n_iter, history.samples_seen, history.best_loss,
      history.no_improvement_count, scores, history.best_validation_score,
-     history.best_params, state.steps, opt.learning_rate) = mark
+     history.best_params, state.steps, opt.learning_rate, validation_losses) = mark
     del history.loss[losses:]
     del history.validation_scores[scores:]
+    del history.validation_loss[validation_losses:]
     history.converged = False
 
 
@@ -171,9 +172,10 @@ class Guard:
 
 
 def warn_interrupted(history: History, running: int, epochs: int, done: int, cut: bool,
-                     early_stopping: bool, note: str, stacklevel: int) -> None:
+                     early_stopping: bool, note: str, stacklevel: int, reason: str = "") -> None:
     """The ``UserWarning`` of a Ctrl-C at epoch ``running`` (1-based) with ``done``
-    epochs of this call complete; ``cut``: an epoch was cut short and rolled back."""
+    epochs of this call complete; ``cut``: an epoch was cut short and rolled back;
+    ``reason``: what raised the interrupt when it was not the user (a callback)."""
     history.interrupted = True
     if early_stopping:
         kept = "the best weights so far are restored (early stopping)"
@@ -182,5 +184,6 @@ def warn_interrupted(history: History, running: int, epochs: int, done: int, cut
     else:
         kept = "the network keeps the weights it had before this fit"
     what = note or (", which was cut short and rolled back" if cut else "")
-    warnings.warn(f"training interrupted at epoch {running} of {epochs}{what}; {kept}",
+    why = f" ({reason})" if reason else ""
+    warnings.warn(f"training interrupted at epoch {running} of {epochs}{what}{why}; {kept}",
                   UserWarning, stacklevel=stacklevel + 1)

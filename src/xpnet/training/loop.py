@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..backends import to_numpy
 from ..core import layer_ones, nonfinite_parameters, parameter_sum
 from .guard import EpochStart, Guard, epoch_mark, unrecord, warn_interrupted
 from .sources import BatchSource
@@ -53,9 +54,10 @@ class Plan:
     epochs: int
     m: int
     batch_size: int
-    callback: Callable[[int, float], Any] | None = None
+    callback: Callable[..., Any] | None = None
     verbose: bool = False
     stacklevel: int = 1
+    callback_params: bool = False  # callback(epoch, loss, params): see check_options
 
     @property
     def steps_per_epoch(self) -> int:
@@ -127,13 +129,23 @@ class EagerRunner:
         return False
 
 
+def _validation(source: BatchSource, params: list[Array]) -> tuple[float, float]:
+    """``(score, loss)`` on the validation rows, read back together: one host sync."""
+    validate = getattr(source, "validate", None)
+    if validate is None:  # a source with the score only
+        return float(source.score(params)), math.nan
+    score, loss = to_numpy(validate(params))
+    return float(score), float(loss)
+
+
 def _record(plan: Plan, state: TrainState, epoch_loss: float) -> None:
     """Record one complete epoch: its loss, the counters, the step count, the
     validation score and the improvement rules, then the schedule's epoch end."""
     history = plan.history
     score = math.nan
     if plan.stopping.early_stopping:
-        score = float(plan.source.score(state.params))
+        score, validation_loss = _validation(plan.source, state.params)
+        history.validation_loss.append(validation_loss)
     history.loss.append(epoch_loss)
     history.n_iter += 1
     history.samples_seen += plan.m
@@ -176,9 +188,13 @@ def run(plan: Plan, state: TrainState) -> None:
                 marks = [*marks[-1:], epoch_mark(history, state, opt)]
                 _record(plan, state, epoch_loss)
                 recorded += 1
+                requested = False
                 if plan.callback is not None:  # a Ctrl-C in here keeps the epoch
-                    plan.callback(done + recorded - 1, epoch_loss)
-                stop = plan.stopping.stop(history, opt)
+                    arguments: tuple[Any, ...] = (done + recorded - 1, epoch_loss)
+                    if plan.callback_params:
+                        arguments += (state.params,)
+                    requested = plan.callback(*arguments) is True  # True: stop here
+                stop = plan.stopping.stop(history, opt) or requested
                 if stop or runner.replan(recorded):
                     break
             attempted = recorded + (error is not None)
@@ -202,14 +218,16 @@ def run(plan: Plan, state: TrainState) -> None:
             done += recorded
             if stop:
                 break
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         # As scikit-learn's MLP: Ctrl-C ends training, not the program. Only
-        # KeyboardInterrupt: any other BaseException propagates untouched.
+        # KeyboardInterrupt: any other BaseException propagates untouched. (A callback
+        # may raise one with a reason: the warning says it.)
         cut = recorded < ran or ran == 0
         if cut:
             runner.rewind(state, recorded, None)
         done += recorded
         warn_interrupted(history, done + cut, plan.epochs, done, cut,
-                         plan.stopping.early_stopping, runner.note, plan.stacklevel + 1)
+                         plan.stopping.early_stopping, runner.note, plan.stacklevel + 1,
+                         reason=str(interrupt))
     if plan.stopping.early_stopping and history.best_params is not None:
         state.params = [plan.xp.asarray(p, copy=True) for p in history.best_params]

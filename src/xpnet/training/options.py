@@ -3,6 +3,7 @@ must leave the network as it was, not fail after epoch 1."""
 
 from __future__ import annotations
 
+import inspect
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from ..optim import SGD, Optimizer, get_optimizer
 from .compiled import check_compile
 from .state import History
 
-__all__ = ["Options", "check_options"]
+__all__ = ["Options", "check_options", "takes_params"]
 
 
 @dataclass
@@ -74,6 +75,19 @@ def _check_validation(validation_fraction: Any, validation_data: Any) -> None:
             "validation_data must be (X_val, Y_val) or (X_val, Y_val, w_val); got "
             f"{len(validation_data)} items"
         )
+
+
+def takes_params(callback: Any) -> bool:
+    """Whether ``callback`` is called as ``callback(epoch, loss, params)``: it has exactly
+    three positional parameters without defaults (else ``callback(epoch, loss)``)."""
+    try:
+        parameters = inspect.signature(callback).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in parameters
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                  and p.default is p.empty]
+    return len(positional) == 3
 
 
 def _check_objects(callback: Any, history: Any, rng: Any, split: Any) -> None:

@@ -9,7 +9,10 @@ The protocol (:class:`BatchSource`) is three calls, made by :func:`xpnet.trainin
   parameters ``[W1, b1, ...]``; ``step`` is the batch's absolute optimiser step (the
   model's steps at the epoch's start plus ``first // batch_size``), which keys the
   dropout masks;
-- ``score(params)``: the validation score (0-d array or float; higher is better).
+- ``score(params)``: the validation score (0-d array or float; higher is better);
+- optionally ``validate(params)``: ``[score, loss]`` on the validation rows (a ``(2,)``
+  array or sequence, read back once per epoch by the loop instead of ``score``; see
+  :func:`validation`). Without it the validation loss is recorded as NaN.
 
 A source is built with the architecture, backend and dropout key, never with the
 network. :class:`ArraySource` serves arrays in memory (dense, or SciPy sparse ``X``);
@@ -30,7 +33,7 @@ from ..backends import Backend
 from ..core import Architecture, hidden_forward, loss_and_grads, penalty
 
 __all__ = ["LOSS_BLOCK_ROWS", "ArraySource", "BatchSource", "Split", "score",
-           "training_loss", "validation_rows"]
+           "training_loss", "validation", "validation_rows"]
 
 Array = Any
 #: ``split(m, fraction, rng) -> (training rows, held-out rows)``, host index arrays.
@@ -77,7 +80,11 @@ def score(arch: Architecture, xp: Any, params: list[Array], X: Array, Y: Array,
     otherwise) — scikit-learn's ``accuracy_score``/``r2_score``; NaN when a prediction
     is not finite, as scikit-learn's MLPs score it. ``sample_weight`` weights the rows.
     """
-    A = _outputs(arch, xp, params, X)[1]
+    return _score_of(arch, xp, _outputs(arch, xp, params, X)[1], Y, sample_weight)
+
+
+def _score_of(arch: Architecture, xp: Any, A: Array, Y: Array,
+              sample_weight: Array | None) -> Array:
     task = arch.output.task
     if task == "regression":
         if sample_weight is None:
@@ -101,6 +108,30 @@ def score(arch: Architecture, xp: Any, params: list[Array], X: Array, Y: Array,
     if sample_weight is None:
         return xp.mean(correct)
     return xp.sum(correct * sample_weight) / xp.sum(sample_weight)
+
+
+def validation(arch: Architecture, xp: Any, params: list[Array], X: Array, Y: Array,
+               sample_weight: Array | None = None) -> Array:
+    """``[score, loss]`` of ``params`` on the validation rows, one ``(2,)`` array from one
+    forward pass (read back once per epoch: no extra host sync for the loss).
+
+    The score is :func:`score`'s; the loss is the training batches' loss taken over
+    these rows as one batch: the (weighted) mean ``Σ w ℓ / Σ w`` plus the L2 term
+    ``alpha/(2S) Σ‖W‖²`` (``S`` the rows or ``Σ w``), without dropout — so it sits on the
+    scale of ``History.loss`` (scikit-learn's ``loss_curve_``)."""
+    Z_out, A_out = _outputs(arch, xp, params, X)
+    value = _score_of(arch, xp, A_out, Y, sample_weight)
+    if sample_weight is None:
+        total: Any = X.shape[0]
+        column = None
+    else:
+        total = xp.sum(sample_weight)
+        total = total + xp.astype(total == 0, total.dtype)
+        column = xp.reshape(sample_weight, (-1, 1)) / total
+    loss = arch.output.loss(xp, Z_out, A_out, Y, column)
+    if arch.alpha:
+        loss = loss + penalty(arch.alpha, params, total, xp)
+    return xp.stack([xp.astype(value, loss.dtype), loss])
 
 
 def training_loss(arch: Architecture, xp: Any, params: list[Array], X: Array, Y: Array,
@@ -193,6 +224,10 @@ class ArraySource:
     def score(self, params: list[Array]) -> Array:
         assert self.validation is not None
         return score(self.arch, self.xp, params, *self.validation)
+
+    def validate(self, params: list[Array]) -> Array:
+        assert self.validation is not None
+        return validation(self.arch, self.xp, params, *self.validation)
 
     def training_loss(self, params: list[Array], batch_size: int) -> Array:
         return training_loss(self.arch, self.xp, params, self.X, self.Y, batch_size)

@@ -105,6 +105,10 @@ class History:
         With early stopping: the validation score after each epoch (accuracy for
         sigmoid/softmax outputs, R² for identity outputs, weighted when the validation
         rows have weights). Empty otherwise.
+    validation_loss : list of float
+        With early stopping: the loss on the validation rows after each epoch, on the
+        scale of ``loss`` (the same loss, row weights and L2 term, the rows taken as one
+        batch; read back with the score: no extra host sync). Empty otherwise.
     best_loss : float
         Lowest epoch loss seen (``inf`` before the first epoch).
     best_validation_score : float
@@ -132,6 +136,7 @@ class History:
     loss: list[float] = field(default_factory=list)
     seconds: float = 0.0
     validation_scores: list[float] = field(default_factory=list)
+    validation_loss: list[float] = field(default_factory=list)
     best_loss: float = math.inf
     best_validation_score: float = -math.inf
     n_iter: int = 0
