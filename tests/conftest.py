@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -46,6 +49,14 @@ def pytest_configure(config: pytest.Config) -> None:
         "--backend choices (tests of one backend's own pitfalls that need not take the "
         "backend fixture, e.g. tests/test_jax.py)",
     )
+    # JAX's compiled programs go to a cache folder of this run, never the user's
+    # ~/.cache (the xdist workers and the CLI subprocesses inherit the variable, so they
+    # share it: a program compiled by one test is loaded by the next). Tests of the cache
+    # itself set their own folder.
+    if "XPNET_CACHE_DIR" not in os.environ and not hasattr(config, "workerinput"):
+        folder = tempfile.mkdtemp(prefix="xpnet-test-jax-cache-")
+        os.environ["XPNET_CACHE_DIR"] = folder
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 def _for_selected_backend(item: pytest.Item, config: pytest.Config) -> bool:

@@ -13,12 +13,17 @@ dozens of small programs of a few milliseconds each).
   ``~/.cache/xpnet/jax``. ``XPNET_CACHE_DIR=off`` turns it off, as do
   :func:`set_compile_cache` ``(False)`` and ``xpnet train --no-cache``; ``xpnet
   backends`` says where it is and how large.
-- **A cap**: JAX evicts the least recently used entries beyond :data:`MAX_BYTES`.
+- **A cap**: JAX evicts the least recently used entries beyond :data:`MAX_BYTES` (it
+  needs the ``filelock`` package for that, which the ``jax`` extra installs; without it
+  the cache has no cap).
 - **The user's own setting wins**: where ``jax_compilation_cache_dir`` is already set
   (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config.update``), xpnet changes nothing.
-- **Safety**: JAX writes each entry to a temporary file and renames it into place; an
-  entry it cannot read (truncated, corrupt, from another JAX) is reported by JAX with a
-  warning and compiled afresh: a recompile, never a wrong result. The switch is
+- **Safety**: the key of an entry covers the program, the JAX and XLA versions, the
+  device and the compiler flags, so an entry is only ever used for the program that
+  made it. JAX writes entries under a file lock (not by renaming), so a crash mid-write
+  can leave a truncated entry; an entry it cannot read (truncated, corrupt) is reported
+  by JAX with a warning and compiled afresh on every use: a recompile, never a wrong
+  result (removing the folder clears it). The switch is
   process-wide: JAX programs of other code compiled later in the process are cached
   there too (a program that closes over an array keeps that array in its entry).
 """
@@ -104,7 +109,12 @@ def configure_jax(jax: Any) -> None:
         return
     config.update("jax_compilation_cache_dir", str(directory))
     config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    config.update("jax_compilation_cache_max_size", MAX_BYTES)
+    try:
+        import filelock  # noqa: F401  # JAX's eviction needs it
+    except ImportError:
+        pass
+    else:
+        config.update("jax_compilation_cache_max_size", MAX_BYTES)
     config.update("jax_enable_compilation_cache", True)
     _choice["configured"] = str(directory)
 
