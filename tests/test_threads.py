@@ -17,7 +17,7 @@ import pytest
 from test_cli import assert_error, run
 
 import xpnet
-from xpnet.threads import SMALL_WORK, resolve_threads
+from xpnet.threads import SMALL_WORK, choose_threads, resolve_threads
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
@@ -58,14 +58,16 @@ def test_threads_caps_blas_during_fit_and_restores_it(two_threads):
     assert set(_blas_threads()) == {2}  # restored
 
 
-def test_default_is_one_thread_for_small_networks_only(two_threads):
+def test_default_is_one_thread_for_small_networks_only(two_threads, monkeypatch):
     if not _blas_threads():
         pytest.skip("threadpoolctl finds no BLAS library in this process")
     X, y = _xor()
     seen: list[list[int]] = []
     xpnet.MLP([2, 4, 1]).fit(X, y, epochs=1, callback=lambda *_: seen.append(_blas_threads()))
     assert set(seen[-1]) == {1}
-    # a layer whose batch x fan-in x fan-out reaches SMALL_WORK keeps the libraries' pools
+    # a layer whose batch x fan-in x fan-out reaches SMALL_WORK gets the cores free (the
+    # machine's load is what it is: fixed at 2 here, as on an idle 2-core machine)
+    monkeypatch.setattr(xpnet.threads, "free_cores", lambda: 2)
     rng = np.random.default_rng(0)
     X_big = rng.normal(size=(64, 256))
     big = xpnet.MLP([256, 64, 1])
@@ -75,7 +77,27 @@ def test_default_is_one_thread_for_small_networks_only(two_threads):
     assert set(seen[-1]) == {2}
     assert resolve_threads(None, (2, 4, 1), 4) == 1
     assert resolve_threads(3, (2, 4, 1), 4) == 3
-    assert resolve_threads(None, (256, 64, 1), 64) is None
+    assert resolve_threads(None, (256, 64, 1), 64) == 2
+
+
+def test_auto_rule_torch_threshold_free_cores_and_history(monkeypatch):
+    # torch's OpenMP workers spin: the digits example's full batch (1347 x 64 x 64 = 5.5
+    # million multiply-adds) runs on one thread there, on the free cores elsewhere
+    monkeypatch.setattr(xpnet.threads, "free_cores", lambda: 3)
+    digits = (64, 64, 10)
+    assert choose_threads(None, digits, 1347, "torch") == (1, True)
+    assert choose_threads(None, digits, 1347, "numpy") == (3, True)
+    assert choose_threads(None, (784, 256, 10), 128, "torch") == (3, True)
+    assert choose_threads(2, (2, 4, 1), 4, "torch") == (2, False)
+    monkeypatch.undo()
+    cores = len(os.sched_getaffinity(0))
+    assert 1 <= xpnet.threads.free_cores() <= cores
+    X, y = _xor()
+    net = xpnet.MLP([2, 4, 1])
+    history = net.fit(X, y, epochs=1)
+    assert (history.threads, history.threads_auto) == (1, True)
+    history = net.fit(X, y, epochs=1, threads=2)
+    assert (history.threads, history.threads_auto) == (2, False)
 
 
 @pytest.mark.skipif(not HAVE_TORCH, reason="torch is not installed")
@@ -157,3 +179,24 @@ def test_xla_flag_only_before_jax_starts():
         "True --xla_cpu_multi_thread_eigen=false",
         "False",
     ]
+
+
+def test_train_reports_the_thread_count_it_chose(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    def train(*extra):
+        proc = subprocess.run([sys.executable, "-m", "xpnet", "train", "--epochs", "3",
+                               *extra], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    report = json.loads(train("--json"))["training"]
+    assert (report["threads"], report["threads_auto"]) == (1, True)  # 2-8-1: small
+    backend = [line for line in train().splitlines() if line.startswith("backend")]
+    assert backend == ["backend   numpy on cpu, float64, threads 1 (auto)"]
+    given = [line for line in train("--threads", "2").splitlines()
+             if line.startswith("backend")]
+    assert given == ["backend   numpy on cpu, float64, threads 2"]

@@ -16,10 +16,22 @@ small 64-32-10, torch    30.1      420
 medium 784-256-10, NumPy 423       6,768
 =======================  ========  =========
 
-So the default (``threads=None``, "auto") runs a *small* network with one thread per
-pool and leaves the pools as they are for larger ones, where a quiet machine gains from
-parallel matrix products. A network is small when its largest per-step matrix product
-(``batch rows x fan-in x fan-out``) is below :data:`SMALL_WORK` multiply-adds.
+So the default (``threads=None``, "auto", :func:`choose_threads`) decides from what is
+measurable when ``fit`` starts:
+
+- the per-step work, the largest per-step matrix product (``batch rows x fan-in x
+  fan-out``): below :data:`SMALL_WORK` multiply-adds (below :data:`TORCH_SMALL_WORK` on
+  torch, whose OpenMP workers spin while they wait: 2 threads were 7x slower than 1 on
+  tiny and 10-119x on small under load, and the digits example's full batch of 5.5
+  million multiply-adds took 0.92-18.9 s with 2 threads against 0.97-1.05 s with 1) a
+  product is too short to split: 1 thread;
+- else the cores this process may run on (``os.sched_getaffinity``) less those the
+  machine is already busy with (the 1-minute load average, rounded down; one other
+  CPU-bound process per core leaves 1): threads that would only queue behind other
+  work are not started.
+
+The count chosen is recorded in ``History.threads`` (``History.threads_auto`` says it
+was the automatic choice) and shown by ``xpnet train`` (``threads 1 (auto)``).
 
 The limits hold only for the duration of the call (the previous settings are restored
 afterwards): threadpoolctl caps the BLAS and OpenMP pools, ``torch.set_num_threads``
@@ -38,9 +50,11 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["SMALL_WORK", "check_threads", "resolve_threads", "thread_limits", "xla_flags"]
+__all__ = ["SMALL_WORK", "TORCH_SMALL_WORK", "check_threads", "choose_threads", "free_cores",
+           "resolve_threads", "thread_limits", "xla_flags"]
 
 SMALL_WORK = 1 << 20  # multiply-adds of the largest per-step matrix product
+TORCH_SMALL_WORK = 1 << 23  # the same on torch, whose idle OpenMP workers spin
 
 _controller: tuple[frozenset[str], Any] | None = None
 _WATCHED = ("numpy", "scipy", "torch", "jaxlib", "cupy", "sklearn")
@@ -58,14 +72,32 @@ def check_threads(value: Any) -> int | None:
     return int(value)
 
 
-def resolve_threads(threads: int | None, layer_sizes: tuple[int, ...], batch: int) -> int | None:
-    """The thread count to impose: ``threads`` if given, else 1 for a small network
-    (largest ``batch x fan_in x fan_out`` below :data:`SMALL_WORK`), else None (leave
-    the pools as they are)."""
+def free_cores() -> int:
+    """The cores this process may use (``sched_getaffinity``) less those the machine is
+    busy with (1-minute load average, rounded down); at least 1."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    cores = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+    try:
+        busy = int(os.getloadavg()[0])
+    except (AttributeError, OSError):  # no load average (Windows)
+        busy = 0
+    return max(1, min(cores, cores - busy))
+
+
+def choose_threads(threads: int | None, layer_sizes: tuple[int, ...] | list[int], batch: int,
+                   backend: str = "numpy") -> tuple[int, bool]:
+    """``(count, auto)``: ``threads`` when given, else the automatic rule (module docs)."""
     if threads is not None:
-        return threads
-    work = max(batch * a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
-    return 1 if work < SMALL_WORK else None
+        return threads, False
+    work = max((batch * a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:])), default=0)
+    small = TORCH_SMALL_WORK if backend == "torch" else SMALL_WORK
+    return (1 if work < small else free_cores()), True
+
+
+def resolve_threads(threads: int | None, layer_sizes: tuple[int, ...], batch: int,
+                    backend: str = "numpy") -> int:
+    """The thread count to impose (:func:`choose_threads` without the flag)."""
+    return choose_threads(threads, layer_sizes, batch, backend)[0]
 
 
 def _threadpool_controller() -> Any:

@@ -240,7 +240,9 @@ class OnCluster(Where):
     """Where ``xpnet train`` runs with ``--dask-workers``/``--scheduler`` (see above)."""
 
     split_note = " (by row index, unstratified)"
-    omitted = ("momentum", "nesterov", "lr_schedule", "class_weight")
+    # threads: the workers' own (the cluster line says how many)
+    omitted = ("momentum", "nesterov", "lr_schedule", "class_weight", "threads",
+               "threads_auto")
 
     def check(self) -> None:
         args = self.args

@@ -384,7 +384,8 @@ def _report(args: argparse.Namespace, where: Local | OnCluster, data: Any,
             "alpha": args.alpha, "dropout": list(net.dropout), "seed": args.seed,
             "solver": args.solver, "momentum": args.momentum, "nesterov": args.nesterov,
             "lr_schedule": args.lr_schedule, "early_stopping": args.early_stopping,
-            "class_weight": class_weight, "seconds": history.seconds,
+            "class_weight": class_weight, "threads": history.threads,
+            "threads_auto": history.threads_auto, "seconds": history.seconds,
             "samples_per_second": speed, "loss_curve": history.loss, **where.training_json}
         if args.early_stopping:  # the held-out rows, one value per epoch
             training["validation_scores"] = history.validation_scores
@@ -416,7 +417,9 @@ def _report(args: argparse.Namespace, where: Local | OnCluster, data: Any,
         + ("standardised (training-split statistics)" if sets.scaler else "as given"),
         *where.data_lines,
         f"network   {describe_net(net)}",
-        f"backend   {backend_text}",
+        f"backend   {backend_text}"
+        + ("" if "threads" in where.omitted else
+           f", threads {history.threads}{' (auto)' if history.threads_auto else ''}"),
         f"training  {history.epochs} epochs"
         + (f" (interrupted at epoch {history.epochs} of {args.epochs})" if stopped else "")
         + f", {batch}, {_solver_text(args)}, alpha {args.alpha:g}{dropout_text(net)}, "

@@ -12,7 +12,7 @@ from typing import Any
 
 from .._class_weight import check_class_weight, class_weight_rows
 from .._validation import all_finite, to_backend
-from ..threads import check_threads, resolve_threads, thread_limits
+from ..threads import check_threads, choose_threads, thread_limits
 from .compiled import ChunkRunner, EpochProgramRunner, chunk_epochs, chunk_program, epoch_program
 from .guard import Guard
 from .lbfgs import fit_lbfgs
@@ -51,10 +51,12 @@ def _thread_limited(func: Callable[..., History]) -> Callable[..., History]:
         batch_size = bound.arguments.get("batch_size")
         m = _rows(bound.arguments["X"])
         batch = m if not isinstance(batch_size, int) else max(1, min(batch_size, m))
-        with model.array_backend.activate(), thread_limits(
-            resolve_threads(threads, model.layer_sizes, batch)
-        ):
-            return func(*args, **kwargs)
+        count, auto = choose_threads(threads, model.layer_sizes, batch,
+                                     model.array_backend.name)
+        with model.array_backend.activate(), thread_limits(count):
+            history = func(*args, **kwargs)
+        history.threads, history.threads_auto = count, auto
+        return history
 
     return wrapper
 

@@ -122,6 +122,11 @@ class History:
         after ``epochs``.
     no_improvement_count : int
         Epochs in a row without improvement at the end of the latest call.
+    threads : int
+        Threads the latest call allowed each library's pool (BLAS, OpenMP, torch; 0
+        before any call; XLA's pool is fixed when JAX starts: see :mod:`xpnet.threads`).
+    threads_auto : bool
+        Whether ``threads`` was the automatic choice (``fit(threads=None)``).
     interrupted : bool
         Whether the latest call was stopped by ``KeyboardInterrupt`` (Ctrl-C). The
         network then holds the weights of the last complete epoch (an epoch cut short is
@@ -144,6 +149,8 @@ class History:
     converged: bool = False
     no_improvement_count: int = 0
     interrupted: bool = False
+    threads: int = 0
+    threads_auto: bool = False
     best_params: list[Array] | None = field(default=None, repr=False, compare=False)
 
     @property
