@@ -101,6 +101,15 @@ class Prepared:
     checks and their host synchronisations. Rows of checked data are checked data, so
     ``prepared[first:last]`` and ``prepared.take(indices)`` give mini-batches without new
     checks. Do not modify ``X``/``Y`` in place.
+
+    Parameters
+    ----------
+    X : array ``(m, n_features)``
+        The checked features.
+    Y : array ``(m, n_outputs)``
+        The checked, encoded targets.
+    spec : tuple
+        What the checks were made against (the network's layout, dtype and device).
     """
 
     X: Array
