@@ -15,12 +15,26 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
+import importlib
+
 from docutils import nodes
+from sphinx import addnodes
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 from sphinx.application import Sphinx
 from sphinx.util import logging
+
+# The API reference: one section per module, one page per name in its __all__.
+API_MODULES = {
+    "xpnet": "The package: networks, backends, model files, the estimators",
+    "xpnet.core": "The pure forward and backward step",
+    "xpnet.optim": "Optimisers and learning-rate schedules",
+    "xpnet.data": "Data sets, data files, splits and standardisation",
+    "xpnet.io": "Model files",
+    "xpnet.sklearn": "scikit-learn estimators",
+    "xpnet.distributed": "Training and prediction on Dask arrays",
+}
 
 SOURCE = Path(__file__).resolve().parents[2] / "src" / "xpnet"
 PAGES = "_source/xpnet"
@@ -75,8 +89,32 @@ def merge_sources(app: Sphinx, env: Any, docnames: Any, other: Any) -> None:
         getattr(other, "xpnet_sources", set())
 
 
+def alias_ids(app: Sphinx, doctree: Any) -> None:
+    """Give each API signature the ids of every public name of its object.
+
+    ``xpnet.save`` is ``xpnet.io.save``: viewcode's links back from the source listing
+    use one of the names (the first module it read) with the page of another, so each
+    page answers to all of them.
+    """
+    aliases: dict[int, set[str]] = {}
+    for module_name in app.config.xpnet_api_modules:
+        module = importlib.import_module(module_name)
+        for item in module.__all__:
+            aliases.setdefault(id(getattr(module, item)), set()).add(f"{module_name}.{item}")
+    for signature in doctree.findall(addnodes.desc_signature):
+        module, fullname = signature.get("module"), signature.get("fullname")
+        if not module or not fullname or "." in fullname:
+            continue
+        obj = getattr(importlib.import_module(module), fullname, None)
+        for name in sorted(aliases.get(id(obj), ())):
+            if name not in signature["ids"]:
+                signature["ids"].append(name)
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
+    app.add_config_value("xpnet_api_modules", [], "env")
     app.add_role("src", src_role)
+    app.connect("doctree-read", alias_ids)
     app.connect("html-collect-pages", source_pages)
     app.connect("env-merge-info", merge_sources)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "env_version": 1}

@@ -174,6 +174,20 @@ def loss_and_grads(
         indices ``(m,)`` on the device): the masks are a function of it, so the same
         stream gives the same masks on every backend, eager or compiled, whole or in
         chunks. ``None`` (default): no dropout, as at predict time.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xpnet
+    >>> from xpnet.core import loss_and_grads
+    >>> net = xpnet.MLP([3, 4, 1], activation="tanh", seed=0)
+    >>> batch = net.prepare(np.ones((5, 3)), np.array([0, 1, 1, 0, 1]))
+    >>> params = [p for pair in net.params for p in pair]
+    >>> arch = net.architecture
+    >>> loss, grads = loss_and_grads(params, batch.X, batch.Y,
+    ...                              hidden=arch.hidden, output=arch.output)
+    >>> [g.shape for g in grads]
+    [(3, 4), (4,), (4, 1), (1,)]
     """
     xp = _namespace(X) if xp is None else xp
     masks: list[Any] = []

@@ -142,7 +142,17 @@ def save(net: MLP, path: str | os.PathLike[str], **metadata: Any) -> None:
     path : str or path
         The ``.npz`` file to write.
     **metadata
-        See below.
+        The keywords described above.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import xpnet
+    >>> net = xpnet.MLP([2, 3, 1], seed=0)
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
+    >>> xpnet.save(net, path, classes=["no", "yes"])
+    >>> xpnet.load(path).metadata["classes"]
+    ['no', 'yes']
     """
     if not isinstance(net, MLP):
         raise TypeError(f"save() needs an xpnet.MLP; got {type(net).__name__}")

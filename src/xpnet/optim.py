@@ -551,7 +551,7 @@ def get_optimizer(
     lr : float
         The learning rate.
     **options
-        See below.
+        The keyword arguments of :class:`SGD` or :class:`Adam`.
     """
     if isinstance(name, Optimizer):
         if options:
