@@ -68,7 +68,7 @@ def tests_distributed(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py", "docs", "examples")
 
 
 @nox.session

@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "_ext"))
 from xpnet_docs import API_MODULES  # noqa: E402  (the modules the API reference documents)
+
 SKIP_FOLDERS = {"_static", "_sources", "_images", "_downloads"}  # theme and copies
 
 

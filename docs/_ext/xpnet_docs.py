@@ -11,17 +11,16 @@ moves, and a line that no longer exists is a build warning (an error with ``-W``
 from __future__ import annotations
 
 import html
+import importlib
 import posixpath
 from pathlib import Path
 from typing import Any
 
-import importlib
-
 from docutils import nodes
-from sphinx import addnodes
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
+from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.util import logging
 
