@@ -115,6 +115,9 @@ html_theme_options = {
     "footer_end": ["sphinx-version"],
     "secondary_sidebar_items": ["page-toc", "sourcelink"],
 }
+html_favicon = "_static/xpnet-icon.svg"  # browsers ask for one: no 404 in the console
+html_logo = "_static/xpnet-icon.svg"
+html_context = {"default_mode": "light"}  # an explicit mode (the theme warns without)
 html_sidebars = {"index": [], "getting-started": []}
 html_show_sourcelink = False
 html_copy_source = False
