@@ -5,6 +5,8 @@
     nox -s bench -- --quick             # benchmarks (not part of the default sessions)
     nox -s mutation                     # mutation score of the core (not a default session)
     nox -s fuzz                         # long fuzz run of the file readers (not default)
+    nox -s docs                         # the documentation site, warnings as errors
+    nox -s docs_browser                 # the built site checked in headless Chromium
 
 Each tests session installs only its backend's extra (plus the test tools) and runs
 pytest with ``--backend`` for it; the cross-backend tests always compare against NumPy.
@@ -66,7 +68,7 @@ def tests_distributed(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py", "docs", "examples")
 
 
 @nox.session
@@ -113,3 +115,40 @@ def mutation(session: nox.Session) -> None:
     # Not editable: the mutated copies on PYTHONPATH must shadow the installed package.
     session.install("-c", "constraints.txt", ".[test,sklearn]")
     session.run("python", "tests/mutation/run_mutants.py", *session.posargs)
+
+
+# What the documentation build imports: the API pages document xpnet.sklearn,
+# xpnet.distributed and export_onnx, and the gallery compares NumPy, torch and JAX.
+DOCS_EXTRAS = "docs,sklearn,torch,jax,dask,onnx"
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (docs/) with every warning an error, then run the
+    doctests of the guide and the docstrings and check every internal link of the HTML.
+
+    ``docs/_build/html/index.html`` is the site. Intersphinx links to NumPy, SciPy,
+    scikit-learn, PyTorch, JAX and Dask need their inventories from the network: set
+    ``XPNET_DOCS_INTERSPHINX=1`` to use them (off by default: CI reaches no docs site).
+    """
+    session.install("-c", "constraints.txt", "-e", f".[{DOCS_EXTRAS}]")
+    doctrees = "docs/_build/doctrees"
+    common = ["-W", "--keep-going", "-q", "-d", doctrees, "-j", "1"]
+    env = {"OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    session.run("sphinx-build", *common, "-b", "html", "docs", "docs/_build/html", env=env)
+    session.run("sphinx-build", *common, "-b", "doctest", "docs", "docs/_build/doctest",
+                env=env)
+    session.run("python", "docs/check_links.py", "docs/_build/html")
+
+
+@nox.session
+def docs_browser(session: nox.Session) -> None:
+    """Serve the built site on localhost and check it in headless Chromium (Playwright
+    driving Debian's ``chromium``; no browser is downloaded). Run ``nox -s docs`` first.
+
+    Screenshots go to ``docs/_build/screenshots/``. ``XPNET_CHROMIUM`` names another
+    Chromium executable (default ``/usr/bin/chromium``).
+    """
+    session.install("playwright>=1.40")
+    session.run("python", "docs/browser_check.py", "docs/_build/html",
+                "docs/_build/screenshots")

@@ -1,7 +1,11 @@
-"""Every console example of README.md, run for real and compared by shape.
+"""Every console example of README.md and of the documentation's pages, run for real and
+compared by shape.
 
-A console example is a line ``$ COMMAND`` in a ```` ```console ```` block; the lines after
-it, up to the next ``$``, are its output. The commands run in order, in one temporary
+The pages are README.md, then ``docs/guide/cli/train.md`` (its examples write the model
+files that later pages read), then every other Markdown or reST page under ``docs/`` in
+path order (built and generated folders left out). A console example is a line
+``$ COMMAND`` in a ```` ```console ```` block; the lines after it, up to the next ``$``,
+are its output. The commands run in order, in one temporary
 folder (a later example reads the files an earlier one wrote), through the shell (pipes
 such as ``| head -3`` and ``echo $?`` work), with the ``xpnet`` of this interpreter's
 environment first on ``PATH``. stdout and stderr are read together, as on a terminal.
@@ -34,7 +38,11 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+# after README, the page whose examples write the model files that other pages read
+FIRST_DOCS = ["docs/guide/cli/train.md"]
+NOT_PAGES = {"_build", "_templates", "_static", "auto_examples", "generated"}
 NUMBER = re.compile(r"[-+]?(?:\d[\d,]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 OUTPUT_OPTIONS = {"--save", "--out", "--plot"}
 FILE_SUFFIXES = (".npz", ".npy", ".csv", ".png", ".pdf", ".svg", ".json")
@@ -45,14 +53,34 @@ NOT_TESTED = "<!-- not tested -->"  # on the line before a ```console block: ski
 
 @dataclass
 class Example:
-    line: int  # where the command stands in README.md (1-based)
+    line: int  # where the command stands in its page (1-based)
     command: str
     output: list[str] = field(default_factory=list)
     marked_not_tested: bool = False
+    page: str = "README.md"
 
     @property
     def id(self) -> str:
-        return f"README.md:{self.line}: {self.command}"
+        return f"{self.page}:{self.line}: {self.command}"
+
+
+def pages() -> list[Path]:
+    """README.md and the documentation's pages, in the order their examples run."""
+    docs = sorted(p for p in (ROOT / "docs").rglob("*")
+                  if p.suffix in (".md", ".rst")
+                  and not NOT_PAGES & set(p.relative_to(ROOT / "docs").parts))
+    first = [ROOT / name for name in FIRST_DOCS]
+    return [README, *first, *(p for p in docs if p not in first)]
+
+
+def all_examples() -> list[Example]:
+    examples = []
+    for path in pages():
+        page = path.relative_to(ROOT).as_posix()
+        for example in console_examples(path.read_text(encoding="utf-8")):
+            example.page = page
+            examples.append(example)
+    return examples
 
 
 def console_examples(text: str) -> list[Example]:
@@ -81,7 +109,7 @@ def console_examples(text: str) -> list[Example]:
     return examples
 
 
-EXAMPLES = console_examples(README.read_text(encoding="utf-8"))
+EXAMPLES = all_examples()
 
 
 # --------------------------------------------------------------------------- shapes
@@ -151,7 +179,7 @@ def missing_piece(example: Example, folder: Path, skipped_outputs: set[str]) -> 
     from xpnet.data import DATASETS
 
     if example.marked_not_tested:
-        return f"marked {NOT_TESTED} in README.md"
+        return f"marked {NOT_TESTED} in {example.page}"
     words = shlex.split(example.command)
     shows_error = any(line.startswith("xpnet: error:") for line in example.output)
     for backend in _option_values(words, "--backend"):
@@ -194,7 +222,7 @@ class Result:
 
 
 class Session:
-    """Runs the examples in README order, each once, in one folder, in one shell state
+    """Runs the examples in page order, each once, in one folder, in one shell state
     (only ``$?`` carries from one command to the next)."""
 
     def __init__(self, folder: Path) -> None:
@@ -238,7 +266,24 @@ def session(tmp_path_factory):
 
 def test_the_readme_has_console_examples():
     assert len(EXAMPLES) >= 5, [e.id for e in EXAMPLES]
-    assert any(e.command.startswith("xpnet train") and e.output for e in EXAMPLES)
+    readme = [e for e in EXAMPLES if e.page == "README.md"]
+    assert any(e.command.startswith("xpnet train") and e.output for e in readme)
+
+
+def test_the_docs_pages_are_read():
+    """The guide's command pages are among the pages, and each of them shows a run."""
+    read = {e.page for e in EXAMPLES}
+    for command in ("train", "evaluate", "predict", "backends", "gradcheck", "explain"):
+        assert f"docs/guide/cli/{command}.md" in read, sorted(read)
+    assert all((ROOT / name).exists() for name in FIRST_DOCS)
+
+
+def test_the_readme_is_a_landing_page():
+    """Under 150 lines, with the test command between its markers (.ci/run reads it)."""
+    text = README.read_text(encoding="utf-8")
+    assert len(text.splitlines()) < 150
+    block = text.split("<!-- test-command -->\n", 1)[1].split("<!-- /test-command -->", 1)[0]
+    assert block.startswith("```bash\n") and "pytest" in block, block
 
 
 @pytest.mark.parametrize("index", range(len(EXAMPLES)), ids=[e.id for e in EXAMPLES])

@@ -24,7 +24,15 @@ class DataError(ValueError):
 
 
 class MissingColumnsError(DataError):
-    """A data file lacks feature columns asked for by name; ``missing`` lists them."""
+    """A data file lacks feature columns asked for by name; ``missing`` lists them.
+
+    Parameters
+    ----------
+    message : str
+        The error message.
+    missing : sequence of str
+        The names of the missing columns.
+    """
 
     def __init__(self, message: str, missing: Sequence[str]) -> None:
         super().__init__(message)
@@ -76,7 +84,17 @@ def check_npz_members(archive: NpzReader, path: str,
 
 def check_file(text: str, what: str, error: type[Exception]) -> None:
     """Raise ``error`` naming ``what`` ("data file", "model file") unless ``text`` is an
-    existing, non-empty regular file."""
+    existing, non-empty regular file.
+
+    Parameters
+    ----------
+    text : str
+        The path.
+    what : str
+        What the file is, for the message (``"data file"``, ``"model file"``).
+    error : type of Exception
+        The exception raised.
+    """
     if not os.path.exists(text):
         raise error(f"{what} {text!r} does not exist")
     if os.path.isdir(text):
@@ -86,7 +104,13 @@ def check_file(text: str, what: str, error: type[Exception]) -> None:
 
 
 def check_path(path: str | os.PathLike[str]) -> str:
-    """``path`` as text, or :class:`DataError` unless it is a non-empty file."""
+    """``path`` as text, or :class:`DataError` unless it is a non-empty file.
+
+    Parameters
+    ----------
+    path : str or path
+        The file.
+    """
     text = os.fspath(path)
     check_file(text, "data file", DataError)
     return text

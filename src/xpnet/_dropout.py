@@ -77,7 +77,7 @@ C_ROW = 0xD3A2646D
 class DropoutStream(NamedTuple):
     """Where a batch sits in the dropout stream: what the step needs besides the rates.
 
-    Attributes
+    Parameters
     ----------
     key : (int, int)
         The network's 64-bit dropout key (:func:`dropout_key` of its seed), as two

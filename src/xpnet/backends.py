@@ -486,6 +486,14 @@ _FACTORIES: dict[str, Callable[[Any], Backend]] = {
 def get_backend(name: str | Backend = "numpy", device: Any = None) -> Backend:
     """Load backend ``name`` on ``device`` (``None``: the backend's default device).
 
+    Parameters
+    ----------
+    name : str or Backend, default "numpy"
+        A name of :data:`BACKEND_NAMES` (a Backend is returned as it is).
+    device : optional
+        A device of that backend (a string such as ``"cuda:0"`` or the backend's own
+        device object).
+
     Raises
     ------
     ValueError
@@ -542,7 +550,13 @@ def backend_info(name: str) -> dict[str, Any]:
 
 
 def to_numpy(array: Any) -> np.ndarray:
-    """Copy an array of any supported backend (or a list/scalar) to a NumPy array."""
+    """Copy an array of any supported backend (or a list/scalar) to a NumPy array.
+
+    Parameters
+    ----------
+    array : array, list or scalar
+        What to copy.
+    """
     if isinstance(array, np.ndarray):
         return array
     module = type(array).__module__.split(".")[0]

@@ -53,7 +53,19 @@ def hidden_forward(
     hidden: Sequence[Activation], params: Sequence[Array], X: Array, xp: Any = None
 ) -> tuple[list[Array], Array]:
     """``([A_0=X, A_1, ..., A_{L-1}], Z_L)``: the hidden activations and the output
-    pre-activation, for ``params = [W_1, b_1, ..., W_L, b_L]``."""
+    pre-activation, for ``params = [W_1, b_1, ..., W_L, b_L]``.
+
+    Parameters
+    ----------
+    hidden : sequence of Activation
+        The hidden layers' activations.
+    params : sequence of arrays
+        ``[W_1, b_1, ..., W_L, b_L]``.
+    X : array ``(m, n_in)``
+        The batch.
+    xp : namespace, optional
+        The arrays' Array API namespace (default: found from ``X``).
+    """
     xp = _namespace(X) if xp is None else xp
     cache = [X]
     A = X
@@ -92,7 +104,19 @@ def _dropout_forward(
 
 
 def penalty(alpha: float, params: Sequence[Array], total_weight: Any, xp: Any) -> Array:
-    """``alpha / (2 S) * Σ‖W‖²`` (biases not penalised), ``S`` the rows or weight sum."""
+    """``alpha / (2 S) * Σ‖W‖²`` (biases not penalised), ``S`` the rows or weight sum.
+
+    Parameters
+    ----------
+    alpha : float
+        The L2 strength.
+    params : sequence of arrays
+        ``[W_1, b_1, ..., W_L, b_L]`` (only the weights are penalised).
+    total_weight : int or 0-d array
+        ``S``: the row count, or the sum of the row weights.
+    xp : namespace
+        The arrays' Array API namespace.
+    """
     return (alpha / (2 * total_weight)) * sum(xp.sum(W * W) for W in params[0::2])
 
 
@@ -150,6 +174,20 @@ def loss_and_grads(
         indices ``(m,)`` on the device): the masks are a function of it, so the same
         stream gives the same masks on every backend, eager or compiled, whole or in
         chunks. ``None`` (default): no dropout, as at predict time.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xpnet
+    >>> from xpnet.core import loss_and_grads
+    >>> net = xpnet.MLP([3, 4, 1], activation="tanh", seed=0)
+    >>> batch = net.prepare(np.ones((5, 3)), np.array([0, 1, 1, 0, 1]))
+    >>> params = [p for pair in net.params for p in pair]
+    >>> arch = net.architecture
+    >>> loss, grads = loss_and_grads(params, batch.X, batch.Y,
+    ...                              hidden=arch.hidden, output=arch.output)
+    >>> [g.shape for g in grads]
+    [(3, 4), (4,), (4, 1), (1,)]
     """
     xp = _namespace(X) if xp is None else xp
     masks: list[Any] = []
@@ -204,12 +242,26 @@ def loss_and_grads(
 
 
 def parameter_names(n_layers: int) -> list[str]:
-    """``["W1", "b1", ..., "WL", "bL"]``: the names of a flat parameter list."""
+    """``["W1", "b1", ..., "WL", "bL"]``: the names of a flat parameter list.
+
+    Parameters
+    ----------
+    n_layers : int
+        The number of weight layers ``L``.
+    """
     return [f"{kind}{layer + 1}" for layer in range(n_layers) for kind in "Wb"]
 
 
 def layer_ones(params: Sequence[Array], xp: Any) -> list[Array]:
-    """One ones vector per layer width (inputs first), for :func:`parameter_sum`."""
+    """One ones vector per layer width (inputs first), for :func:`parameter_sum`.
+
+    Parameters
+    ----------
+    params : sequence of arrays
+        ``[W_1, b_1, ..., W_L, b_L]``.
+    xp : namespace
+        The arrays' Array API namespace.
+    """
     sizes = [params[0].shape[0]] + [W.shape[1] for W in params[0::2]]
     return [xp.ones((n,), dtype=params[0].dtype, device=_device(params[0])) for n in sizes]
 
@@ -219,7 +271,15 @@ def parameter_sum(params: Sequence[Array], ones: Sequence[Array]) -> Array:
     when every entry is, unless finite values overflow (confirm a non-finite sum with
     :func:`nonfinite_parameters`). Per layer ``(1ᵀ W + b) · 1``: two matrix-vector
     products with the :func:`layer_ones` vectors and plain operators, the cheapest form
-    on small networks."""
+    on small networks.
+
+    Parameters
+    ----------
+    params : sequence of arrays
+        ``[W_1, b_1, ..., W_L, b_L]``.
+    ones : sequence of arrays
+        :func:`layer_ones` of ``params``.
+    """
     total = None
     for layer in range(len(params) // 2):
         layer_sum = (ones[layer] @ params[2 * layer] + params[2 * layer + 1]) @ ones[layer + 1]
@@ -229,14 +289,32 @@ def parameter_sum(params: Sequence[Array], ones: Sequence[Array]) -> Array:
 
 def nonfinite_parameters(params: Sequence[Array], xp: Any) -> list[str]:
     """Names (:func:`parameter_names`) of the parameters holding NaN or infinity; one host
-    read per array (for error paths)."""
+    read per array (for error paths).
+
+    Parameters
+    ----------
+    params : sequence of arrays
+        ``[W_1, b_1, ..., W_L, b_L]``.
+    xp : namespace
+        The arrays' Array API namespace.
+    """
     names = parameter_names(len(params) // 2)
     return [name for name, p in zip(names, params) if not bool(xp.all(xp.isfinite(p)))]
 
 
 def check_batch(params: Sequence[Array], X: Array, Y: Array) -> None:
     """Refuse ``X``/``Y`` whose shape or dtype does not fit ``params`` (``[W_1, b_1, ...]``),
-    with a ``ValueError`` that says what is expected."""
+    with a ``ValueError`` that says what is expected.
+
+    Parameters
+    ----------
+    params : sequence of arrays
+        ``[W_1, b_1, ..., W_L, b_L]``.
+    X : array ``(m, n_in)``
+        Features, in the parameters' dtype.
+    Y : array ``(m, n_out)``
+        Targets encoded for the output, in ``X``'s dtype.
+    """
     n_in, n_out = params[0].shape[0], params[-1].shape[0]
     shape_x, shape_y = tuple(getattr(X, "shape", ())), tuple(getattr(Y, "shape", ()))
     if len(shape_x) != 2 or shape_x[1] != n_in:
@@ -269,6 +347,17 @@ class Architecture:
     ``jax.jit``.
 
     ``MLP.architecture`` returns the network's.
+
+    Parameters
+    ----------
+    hidden : tuple of Activation
+        The hidden layers' activations, first layer first.
+    output : OutputLoss
+        The output activation and its matched loss.
+    alpha : float, default 0.0
+        L2 strength (``alpha / (2 S) Σ‖W‖²``).
+    dropout : tuple of float, default ()
+        Dropout rate of each hidden layer; empty for none.
     """
 
     hidden: tuple[Activation, ...]

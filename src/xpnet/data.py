@@ -76,6 +76,15 @@ def make_moons(
 
     The first ``ceil(n/2)`` rows form the upper moon (class 0), the rest the lower one
     (class 1); Gaussian noise of standard deviation ``noise`` is added to every coordinate.
+
+    Parameters
+    ----------
+    n_samples : int, default 400
+        Rows to generate.
+    noise : float, default 0.1
+        Standard deviation of the Gaussian noise.
+    seed : int or None, default 0
+        Seed of ``numpy.random.default_rng``.
     """
     n_samples, noise = _check_seed_noise(n_samples, noise)
     rng = np.random.default_rng(seed)
@@ -94,7 +103,19 @@ def train_test_split(
     X: np.ndarray, y: np.ndarray, test_fraction: float = 0.25, seed: int | None = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Shuffle rows with ``seed`` and hold out ``test_fraction`` of them (at least one row
-    on each side). ``test_fraction=0`` returns empty test arrays."""
+    on each side). ``test_fraction=0`` returns empty test arrays.
+
+    Parameters
+    ----------
+    X : ndarray ``(m, n_features)``
+        Features.
+    y : ndarray ``(m,)``
+        Targets.
+    test_fraction : float, default 0.25
+        The share of rows held out.
+    seed : int or None, default 0
+        Seed of the shuffle.
+    """
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError(f"test_fraction must lie in [0, 1); got {test_fraction!r}")
     m = X.shape[0]
@@ -125,6 +146,15 @@ def make_xor(
 
     Returns ``X (n_samples, 2)`` float64 and ``y (n_samples,)`` 0/1. ``noise`` is the
     standard deviation of each blob.
+
+    Parameters
+    ----------
+    n_samples : int, default 400
+        Rows to generate.
+    noise : float, default 0.25
+        Standard deviation of the Gaussian noise.
+    seed : int or None, default 0
+        Seed of ``numpy.random.default_rng``.
     """
     n_samples, noise = _check_seed_noise(n_samples, noise)
     rng = np.random.default_rng(seed)
@@ -138,7 +168,19 @@ def make_xor(
 def make_circles(
     n_samples: int = 400, noise: float = 0.1, factor: float = 0.5, seed: int | None = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A circle of radius 1 (class 0) around a circle of radius ``factor`` (class 1)."""
+    """A circle of radius 1 (class 0) around a circle of radius ``factor`` (class 1).
+
+    Parameters
+    ----------
+    n_samples : int, default 400
+        Rows to generate.
+    noise : float, default 0.1
+        Standard deviation of the Gaussian noise.
+    factor : float, default 0.5
+        Radius of the inner circle.
+    seed : int or None, default 0
+        Seed of ``numpy.random.default_rng``.
+    """
     n_samples, noise = _check_seed_noise(n_samples, noise)
     if not 0.0 < factor < 1.0:
         raise ValueError(f"factor must lie in (0, 1); got {factor!r}")
@@ -165,6 +207,19 @@ def make_spirals(
 
     Arm ``j`` at parameter ``t`` in ``(0, 1]`` lies at radius ``t`` and angle
     ``2π·turns·t + 2πj/n_classes``; ``noise`` is added to every coordinate.
+
+    Parameters
+    ----------
+    n_samples : int, default 400
+        Rows to generate.
+    noise : float, default 0.05
+        Standard deviation of the Gaussian noise.
+    n_classes : int, default 2
+        Spiral arms, one per class.
+    turns : float, default 1.5
+        Turns of each arm.
+    seed : int or None, default 0
+        Seed of ``numpy.random.default_rng``.
     """
     n_samples, noise = _check_seed_noise(n_samples, noise)
     n_classes = check_positive_int("n_classes", n_classes)
@@ -192,6 +247,17 @@ def make_flower(
     ``noise``), and the radius is jittered by ``noise`` too, so each petal is shared by
     the two classes on either side of it, the pattern that a linear classifier cannot
     separate but one hidden layer can.
+
+    Parameters
+    ----------
+    n_samples : int, default 400
+        Rows to generate.
+    noise : float, default 0.2
+        Standard deviation of the Gaussian noise.
+    petals : int, default 4
+        Petals of the rose.
+    seed : int or None, default 0
+        Seed of ``numpy.random.default_rng``.
     """
     n_samples, noise = _check_seed_noise(n_samples, noise)
     petals = check_positive_int("petals", petals)
@@ -214,6 +280,27 @@ class Dataset:
 
     ``X`` is ``(m, n_features)`` float64 and finite; ``y`` is ``(m,)`` (numbers, or
     strings for labelled classes) or ``None`` when the file holds features only.
+
+    Parameters
+    ----------
+    X : ndarray ``(m, n_features)``
+        Features, float64, finite.
+    y : ndarray ``(m,)`` or None
+        Targets (numbers or class labels), or ``None`` for features only.
+    name : str
+        The data set's or file's name.
+    feature_names : list of str
+        One name per feature column.
+    target_name : str or None
+        The target column's name.
+    named_columns : bool, default True
+        Whether the columns came with names (CSV) rather than positions (``.npz``, ``.npy``).
+    ignored_columns : list of str
+        Columns of the file left unread (not among the features asked for).
+    y_text : ndarray or None
+        The target's cells as the file spells them (``load_file(keep_target_text=True)``).
+    notes : list of str
+        What was decided while reading (a dropped row index, say), for the user.
     """
 
     X: np.ndarray
@@ -275,6 +362,17 @@ def load_dataset(
 
     ``n_samples``, ``noise`` and ``seed`` apply to the generated 2-D sets. The
     scikit-learn sets need the optional extra: ``pip install 'xpnet[sklearn]'``.
+
+    Parameters
+    ----------
+    name : str
+        A name of :data:`DATASETS`.
+    n_samples : int, optional
+        Rows to generate (generated sets only).
+    noise : float, optional
+        Noise of the generated sets.
+    seed : int or None, default 0
+        Seed of the generated sets.
     """
     if name in GENERATORS:
         make = GENERATORS[name][0]
@@ -432,6 +530,23 @@ def load_file(
 
     Raises :class:`DataError` (one line: what is wrong, where, what to do) for a missing
     or empty file, ragged rows, non-numeric cells, a missing target column, NaN or inf.
+
+    Parameters
+    ----------
+    path : str or path
+        The CSV, ``.npz`` or ``.npy`` file.
+    target : str or int, optional
+        The target column's name or index (default: the last column).
+    n_features : int, optional
+        For prediction: the model's feature count (see below).
+    features : sequence of str, optional
+        A model's feature names (see below).
+    delimiter : str, optional
+        A CSV's delimiter (one character; default ``,``, tab for ``.tsv``).
+    header : bool, default True
+        Whether a CSV starts with a header row.
+    keep_target_text : bool, default False
+        Also keep the target's cells as the file spells them (``y_text``).
     """
     text = check_path(path)
     suffix, compression = split_suffix(text)
@@ -453,7 +568,19 @@ def load_file(
 # --------------------------------------------------------------------------- targets
 @dataclass
 class Target:
-    """A target encoded for the network: ``y`` (indices or values), task and classes."""
+    """A target encoded for the network: ``y`` (indices or values), task and classes.
+
+    Parameters
+    ----------
+    y : ndarray ``(m,)``
+        Class indices or values.
+    task : str
+        ``"binary"``, ``"multiclass"`` or ``"regression"``.
+    output : str
+        The output activation for the task (``sigmoid``, ``softmax``, ``identity``, ...).
+    classes : list or None
+        The class labels by index (``None`` for regression).
+    """
 
     y: np.ndarray
     task: str  # "binary", "multiclass" or "regression"
@@ -485,6 +612,13 @@ def encode_target(y: np.ndarray, output: str | None = None) -> Target:
     ``output=None`` picks: class labels (strings, or few distinct integers) give
     ``sigmoid`` for two classes and ``softmax`` for more; other numbers give ``identity``
     (regression). Classes are the sorted distinct labels; ``y`` becomes their index.
+
+    Parameters
+    ----------
+    y : ndarray ``(m,)``
+        The target column (numbers or labels).
+    output : str, optional
+        The output activation to encode for (default: chosen from ``y``).
     """
     if output not in (None, "sigmoid", "softmax", "identity", "exp"):
         raise DataError(f"output must be sigmoid, softmax, identity or exp; got {output!r}")
@@ -516,7 +650,15 @@ def encode_target(y: np.ndarray, output: str | None = None) -> Target:
 
 def encode_labels(y: np.ndarray, classes: Sequence[Any]) -> np.ndarray:
     """Class indices of the labels ``y`` in a model's ``classes`` (``DataError`` if one is
-    unknown). Numbers compare by value, so ``1.0`` in a file matches class ``1``."""
+    unknown). Numbers compare by value, so ``1.0`` in a file matches class ``1``.
+
+    Parameters
+    ----------
+    y : ndarray ``(m,)``
+        Labels, as read from a file.
+    classes : sequence
+        The model's class labels, by index.
+    """
     lookup = {label_key(c): i for i, c in enumerate(classes)}
     out = np.empty(len(y), dtype=np.int64)
     for row, value in enumerate(y):
@@ -549,6 +691,19 @@ def split_indices(
     With ``stratify`` (class indices), each class is split in the same proportion and
     must have at least two rows (one on each side); ``labels`` name the classes in the
     error message.
+
+    Parameters
+    ----------
+    m : int
+        The number of rows.
+    test_fraction : float, default 0.25
+        The share of rows held out.
+    seed : int or None, default 0
+        Seed of the shuffle.
+    stratify : ndarray ``(m,)``, optional
+        Class indices to split in proportion.
+    labels : sequence, optional
+        The classes' labels, for error messages.
     """
     if not 0.0 <= test_fraction < 1.0:
         raise DataError(f"test fraction must lie in [0, 1); got {test_fraction!r}")
@@ -591,7 +746,19 @@ def split_indices(
 def stratified_split(
     X: np.ndarray, y: np.ndarray, test_fraction: float = 0.25, seed: int | None = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Like :func:`train_test_split`, keeping each class's share on both sides."""
+    """Like :func:`train_test_split`, keeping each class's share on both sides.
+
+    Parameters
+    ----------
+    X : ndarray ``(m, n_features)``
+        Features.
+    y : ndarray ``(m,)``
+        Targets.
+    test_fraction : float, default 0.25
+        The share of rows held out.
+    seed : int or None, default 0
+        Seed of the shuffle.
+    """
     _, index = np.unique(y, return_inverse=True)
     train, test = split_indices(X.shape[0], test_fraction, seed, stratify=index)
     return X[train], X[test], y[train], y[test]
@@ -608,6 +775,13 @@ class Standardizer:
     Constant features get ``scale = 1`` (they are centred, never divided by zero); a
     feature is constant when its standard deviation is at most ``n * eps * |mean|``
     (rounding), whatever its magnitude.
+
+    Parameters
+    ----------
+    mean : ndarray ``(n_features,)``
+        Per-feature mean of the training rows.
+    scale : ndarray ``(n_features,)``
+        Per-feature standard deviation (1 for constant features).
     """
 
     mean: np.ndarray

@@ -134,6 +134,25 @@ def save(net: MLP, path: str | os.PathLike[str], **metadata: Any) -> None:
 
     Any other keyword (JSON-serialisable) is stored under ``metadata["extra"]``. The file
     is written to a temporary name and renamed, so a crash never leaves half a model.
+
+    Parameters
+    ----------
+    net : MLP
+        The network.
+    path : str or path
+        The ``.npz`` file to write.
+    **metadata
+        The keywords described above.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import xpnet
+    >>> net = xpnet.MLP([2, 3, 1], seed=0)
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
+    >>> xpnet.save(net, path, classes=["no", "yes"])
+    >>> xpnet.load(path).metadata["classes"]
+    ['no', 'yes']
     """
     if not isinstance(net, MLP):
         raise TypeError(f"save() needs an xpnet.MLP; got {type(net).__name__}")
@@ -563,6 +582,11 @@ def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The validated JSON header of a model file (architecture and metadata).
 
     Only the header member is decompressed, after its size is checked.
+
+    Parameters
+    ----------
+    path : str or path
+        The model file.
     """
     with _Archive(path) as archive:
         return archive.header()[0]
@@ -587,6 +611,17 @@ def load(
 
     Raises :class:`ModelFileError` for a missing, truncated, corrupt, crafted or tampered
     file; :class:`xpnet.BackendUnavailableError` when the backend cannot be used here.
+
+    Parameters
+    ----------
+    path : str or path
+        The model file.
+    backend : str, default "numpy"
+        The backend to load onto.
+    device : optional
+        The device of that backend.
+    dtype : {None, "float32", "float64"}, optional
+        The network's dtype (default: the one it was saved with).
     """
     with _Archive(path) as archive:
         header, header_bytes = archive.header()

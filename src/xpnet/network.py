@@ -101,6 +101,15 @@ class Prepared:
     checks and their host synchronisations. Rows of checked data are checked data, so
     ``prepared[first:last]`` and ``prepared.take(indices)`` give mini-batches without new
     checks. Do not modify ``X``/``Y`` in place.
+
+    Parameters
+    ----------
+    X : array ``(m, n_features)``
+        The checked features.
+    Y : array ``(m, n_outputs)``
+        The checked, encoded targets.
+    spec : tuple
+        What the checks were made against (the network's layout, dtype and device).
     """
 
     X: Array
@@ -166,6 +175,16 @@ class MLP:
         operations: the same masks on every backend, eager or compiled (see
         :mod:`xpnet._dropout`). The step counts every optimiser step of the network's
         life, so a second ``fit`` continues the stream rather than repeating it.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> from xpnet.data import make_moons
+    >>> X, y = make_moons(200, noise=0.1)
+    >>> net = xpnet.MLP([2, 8, 1], activation="tanh", seed=0)
+    >>> history = net.fit(X, y, epochs=500, lr=1.0)
+    >>> bool(history.loss[-1] < 0.1), net.predict(X[:3]).shape
+    (True, (3,))
     """
 
     def __init__(

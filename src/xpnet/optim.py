@@ -61,6 +61,11 @@ class Optimizer:
 
     Subclasses implement :meth:`update`. ``learning_rate_init`` is the rate given at
     construction; ``learning_rate`` is the current one (changed by the schedules).
+
+    Parameters
+    ----------
+    lr : float
+        The initial learning rate.
     """
 
     def __init__(self, lr: float) -> None:
@@ -538,6 +543,15 @@ def get_optimizer(
     """Build an optimiser by name (``"sgd"`` or ``"adam"``); an instance is returned as is.
 
     ``options`` are the keyword arguments of :class:`SGD` or :class:`Adam`.
+
+    Parameters
+    ----------
+    name : str or Optimizer
+        ``"sgd"``, ``"adam"``, or an optimiser (returned as it is).
+    lr : float
+        The learning rate.
+    **options
+        The keyword arguments of :class:`SGD` or :class:`Adam`.
     """
     if isinstance(name, Optimizer):
         if options:

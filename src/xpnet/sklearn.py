@@ -1126,12 +1126,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     Parameters
     ----------
-    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
-    learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose,
-    warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
-    beta_1, beta_2, epsilon, n_iter_no_change
+    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate
         As in scikit-learn (``activation`` in identity/logistic/tanh/relu, ``solver``
-        in sgd/adam, ``learning_rate`` in constant/invscaling/adaptive).
+        in lbfgs/sgd/adam, ``learning_rate`` in constant/invscaling/adaptive).
+    learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose
+        As in scikit-learn.
+    warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction
+        As in scikit-learn.
+    beta_1, beta_2, epsilon, n_iter_no_change, max_fun
+        As in scikit-learn.
     backend : str, default "numpy"
         Where NumPy input trains (``numpy``, ``torch``, ``cupy``, ``array_api_strict``,
         ``jax``). Device arrays (torch, CuPy, JAX, array-api-strict) always train where
@@ -1383,6 +1386,21 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     ``loss="squared_error"`` or ``"poisson"``, the latter with an exponential output); see
     :class:`MLPClassifier` for the parameters and attributes (less ``classes_`` and
     ``class_weight``).
+
+    Parameters
+    ----------
+    loss : {"squared_error", "poisson"}, default "squared_error"
+        As in scikit-learn; ``"poisson"`` trains an exponential output.
+    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate
+        As in scikit-learn.
+    learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose
+        As in scikit-learn.
+    warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction
+        As in scikit-learn.
+    beta_1, beta_2, epsilon, n_iter_no_change, max_fun
+        As in scikit-learn.
+    backend, device, dtype, threads, compile, dropout
+        As in :class:`MLPClassifier`.
     """
 
     _parameter_constraints: dict = {**_SkMLPRegressor._parameter_constraints, **_EXTRA_CONSTRAINTS}

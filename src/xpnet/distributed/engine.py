@@ -62,7 +62,13 @@ def check_features(X: Any, n_in: int, name: str = "X") -> Any:
 
 
 def is_dask_array(obj: Any) -> bool:
-    """Whether ``obj`` is a Dask collection (checked by its class's module: no import)."""
+    """Whether ``obj`` is a Dask collection (checked by its class's module: no import).
+
+    Parameters
+    ----------
+    obj : object
+        Anything.
+    """
     return type(obj).__module__.split(".")[0] == "dask" and hasattr(obj, "__dask_graph__")
 
 
@@ -243,7 +249,13 @@ def _host(backend: Any, params: Sequence[Any]) -> list[np.ndarray]:
 
 # --------------------------------------------------------------------------- the source
 def network_options(net: Any) -> dict[str, Any]:
-    """The keywords of :class:`DaskSource` that describe ``net`` (its public surface)."""
+    """The keywords of :class:`DaskSource` that describe ``net`` (its public surface).
+
+    Parameters
+    ----------
+    net : MLP
+        The network.
+    """
     return {"architecture": net.architecture, "layer_sizes": tuple(net.layer_sizes),
             "dtype": net.dtype, "backend": net.array_backend, "dropout_key": net.dropout_key}
 

@@ -35,7 +35,15 @@ def _blockwise(net: Any, X: Any, what: str) -> Any:
 
 
 def forward(net: Any, X: Any) -> Any:
-    """Lazy output activations ``(m, n_outputs)`` of ``net`` on dask array ``X``."""
+    """Lazy output activations ``(m, n_outputs)`` of ``net`` on dask array ``X``.
+
+    Parameters
+    ----------
+    net : MLP
+        The network.
+    X : dask array ``(m, n_features)``
+        The inputs, chunked along rows.
+    """
     return _blockwise(net, X, "proba")
 
 
@@ -43,5 +51,13 @@ predict_proba = forward
 
 
 def predict(net: Any, X: Any) -> Any:
-    """Lazy :meth:`xpnet.MLP.predict` of ``net`` on dask array ``X`` (int64 classes)."""
+    """Lazy :meth:`xpnet.MLP.predict` of ``net`` on dask array ``X`` (int64 classes).
+
+    Parameters
+    ----------
+    net : MLP
+        The network.
+    X : dask array ``(m, n_features)``
+        The inputs, chunked along rows.
+    """
     return _blockwise(net, X, "predict")

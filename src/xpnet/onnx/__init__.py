@@ -103,6 +103,11 @@ def export_onnx(model: Any, path: str | os.PathLike[str], *, batch: int | None =
                 opset: int | None = None) -> Any:
     """Write ``model`` to ``path`` as an ONNX file; returns the ``onnx.ModelProto``.
 
+    The graph has one input ``X`` and outputs ``label`` and ``probabilities`` (classifiers)
+    or ``prediction`` (regression). Raises ``NotFittedError`` for an unfitted estimator,
+    :class:`xpnet.io.ModelFileError` for an unreadable model file, ``ValueError`` for a
+    bad opset or batch, :class:`OnnxUnavailableError` without the ``onnx`` extra.
+
     Parameters
     ----------
     model : MLP, fitted MLPClassifier/MLPRegressor, or str/path of a model file
@@ -118,10 +123,6 @@ def export_onnx(model: Any, path: str | os.PathLike[str], *, batch: int | None =
         ONNX opset to write, :data:`MIN_OPSET` to the newest the installed onnx knows
         (default :data:`DEFAULT_OPSET`).
 
-    The graph has one input ``X`` and outputs ``label`` and ``probabilities`` (classifiers)
-    or ``prediction`` (regression). Raises ``NotFittedError`` for an unfitted estimator,
-    :class:`xpnet.io.ModelFileError` for an unreadable model file, ``ValueError`` for a
-    bad opset or batch, :class:`OnnxUnavailableError` without the ``onnx`` extra.
     """
     from .._files import atomic_write
 

@@ -95,7 +95,11 @@ class DivergenceError(FloatingPointError):
 class History:
     """What calls to ``fit`` measured.
 
-    Attributes
+    Pass a History back as ``fit(..., history=h)`` to continue training where it left
+    off (the counters, best values and best weights carry over, as with scikit-learn's
+    ``warm_start``/``partial_fit``).
+
+    Parameters
     ----------
     loss : list of float
         Mean training loss of each epoch.
@@ -132,10 +136,9 @@ class History:
         network then holds the weights of the last complete epoch (an epoch cut short is
         rolled back, optimiser state included), or the best weights with early stopping,
         and ``n_iter``/``loss`` count only complete epochs.
-
-    Pass a History back as ``fit(..., history=h)`` to continue training where it left
-    off (the counters, best values and best weights carry over, as with scikit-learn's
-    ``warm_start``/``partial_fit``).
+    best_params : list of arrays or None
+        With early stopping: the flat parameters ``[W_1, b_1, ...]`` of the best epoch
+        so far (restored at the end of the fit).
     """
 
     loss: list[float] = field(default_factory=list)
