@@ -14,6 +14,11 @@ implementation lets us choose) and returns the last epoch's mean loss. The harne
 - ``torch-<device>``: PyTorch eager: ``nn.Sequential``, autograd, ``optim.SGD``.
 - ``floor-<backend>``: a hand-written plain NumPy (or CuPy) step with no checks and no
   abstraction: the cheapest Python a person could write for the same math.
+- ``jax-handwritten-fori`` / ``jax-handwritten-scan``: what a JAX user writes in twenty
+  lines: ``jax.value_and_grad`` of the loss, SGD in ``lax.scan`` over the batches of a
+  ``jax.random.permutation``; all epochs in one ``lax.fori_loop`` (one call per fit), or
+  one jitted scan epoch per call (the loss read back once per epoch). The same network,
+  starting weights, batches (sizes and order kind) and learning rate as xpnet's.
 - ``gemm-<backend>``: only the matrix products of the same steps, into preallocated
   buffers: the hardware floor for the dense cases. ``gemm-jax``: the same products in
   one XLA program per fit (XLA's own floor, for the compiled JAX targets).
@@ -95,7 +100,7 @@ class XpnetImpl(Impl):
         return history.loss[-1]
 
     def sync(self) -> None:
-        self.backend.synchronize(self.net._params)  # JAX: no device barrier
+        self.backend.synchronize(*self.net.flat_params)  # JAX: no device barrier
 
     def compiled_programs(self) -> int | None:
         """Traces (so compilations) held by xpnet's compiled-program cache: the harness
@@ -104,9 +109,9 @@ class XpnetImpl(Impl):
         timing). None where nothing is compiled."""
         if not self.compile:
             return None
-        from xpnet import compiled
+        from xpnet.training.compiled import PROGRAMS
 
-        return sum(program._cache_size() for program in compiled._programs.values())
+        return sum(program._cache_size() for program in PROGRAMS.values())
 
     def reset_device_peak(self) -> None:
         _reset_device_peak(self.backend.name, self.platform)
@@ -221,6 +226,84 @@ class JaxGemmImpl(Impl):
             import jax
 
             jax.block_until_ready(self.result)
+
+
+class JaxHandwrittenImpl(Impl):
+    """SGD as a JAX user writes it (see the module docs): autodiff, ``lax.scan``."""
+
+    group = "jax-handwritten"
+    gemm_key = "jax-cpu"
+
+    def __init__(self, case: Case, X: np.ndarray, labels: np.ndarray,
+                 initial: list[np.ndarray], mode: str) -> None:
+        super().__init__(case, X, labels)
+        import jax
+        import jax.numpy as jnp
+        from jax import lax
+
+        if case.dtype == "float64":
+            jax.config.update("jax_enable_x64", True)
+        self.name = f"jax-handwritten-{mode}"
+        self.mode = mode
+        self.jax = jax
+        X_all = jnp.asarray(X.astype(case.dtype))
+        if case.output == "softmax":
+            Y_all = jax.nn.one_hot(jnp.asarray(labels), case.n_classes, dtype=case.dtype)
+        else:
+            Y_all = jnp.asarray(labels.reshape(-1, 1).astype(case.dtype))
+        self.initial = [jnp.asarray(p.astype(case.dtype)) for p in initial]
+        act = {"sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu, "tanh": jnp.tanh}[case.activation]
+        m, rows, lr = case.n_samples, case.batch, case.lr
+        n_full = m // rows  # a shuffled epoch's last, smaller batch is dropped (as users do)
+        softmax = case.output == "softmax"
+
+        def loss(params: list[Any], xb: Any, yb: Any) -> Any:
+            a = xb
+            for i in range(0, len(params) - 2, 2):
+                a = act(a @ params[i] + params[i + 1])
+            z = a @ params[-2] + params[-1]
+            if softmax:
+                return -jnp.mean(jnp.sum(yb * jax.nn.log_softmax(z), axis=1))
+            return jnp.mean(jnp.logaddexp(0.0, z) - yb * z)  # BCE on logits
+
+        grad = jax.value_and_grad(loss)
+
+        def epoch(params: list[Any], key: Any) -> tuple[list[Any], Any]:
+            order = (jax.random.permutation(key, m)[: n_full * rows].reshape(n_full, rows)
+                     if rows < m else jnp.arange(m).reshape(1, m))
+
+            def step(params: list[Any], index: Any) -> tuple[list[Any], Any]:
+                value, g = grad(params, X_all[index], Y_all[index])
+                return [p - lr * d for p, d in zip(params, g, strict=True)], value
+
+            params, losses = lax.scan(step, params, order)
+            return params, jnp.mean(losses)
+
+        def fit(params: list[Any], key: Any, epochs: Any) -> tuple[list[Any], Any]:
+            def body(e: Any, carry: Any) -> Any:
+                return epoch(carry[0], jax.random.fold_in(key, e))
+
+            return lax.fori_loop(0, epochs, body, (params, jnp.zeros((), X_all.dtype)))
+
+        self.epoch_program = jax.jit(epoch)
+        self.fit_program = jax.jit(fit)
+        self.result: Any = None
+
+    def run(self, epochs: int) -> float:
+        key = self.jax.random.key(0)
+        if self.mode == "fori":
+            self.result = self.fit_program(self.initial, key, epochs)
+            return float(self.result[1])  # one read-back per fit
+        params, last = self.initial, float("nan")
+        for e in range(epochs):
+            params, value = self.epoch_program(params, self.jax.random.fold_in(key, e))
+            last = float(value)  # one read-back per epoch, as xpnet's
+        self.result = params
+        return last
+
+    def sync(self) -> None:
+        if self.result is not None:
+            self.jax.block_until_ready(self.result)
 
 
 # --------------------------------------------------------------------------- scikit-learn
@@ -591,6 +674,8 @@ def impl_specs(case: Case, strict: bool) -> list[tuple[str, str | None]]:
         specs.append(("gemm-numpy", None))
         specs.append(("gemm-torch", torch_reason))
         specs.append(("gemm-jax", jax_reason))
+        specs.append(("jax-handwritten-fori", jax_reason))
+        specs.append(("jax-handwritten-scan", jax_reason))
     cupy_reason, cuda_reason = gpu["cupy"], gpu["torch-cuda"]
     specs.append(("xpnet-cupy", cupy_reason))
     specs.append(("xpnet-torch-cuda", cuda_reason))
@@ -620,6 +705,8 @@ def make_impl(name: str, case: Case, X: np.ndarray, labels: np.ndarray) -> Impl:
         "gemm-numpy": lambda: GemmImpl(case, X, labels, "numpy"),
         "gemm-torch": lambda: GemmImpl(case, X, labels, "torch"),
         "gemm-jax": lambda: JaxGemmImpl(case, X, labels),
+        "jax-handwritten-fori": lambda: JaxHandwrittenImpl(case, X, labels, initial, "fori"),
+        "jax-handwritten-scan": lambda: JaxHandwrittenImpl(case, X, labels, initial, "scan"),
         "xpnet-cupy": lambda: XpnetImpl(case, X, labels, "cupy"),
         "xpnet-torch-cuda": lambda: XpnetImpl(case, X, labels, "torch", "cuda"),
         "torch-cuda": lambda: TorchImpl(case, X, labels, "cuda", initial),
