@@ -240,12 +240,11 @@ class OnCluster(Where):
     """Where ``xpnet train`` runs with ``--dask-workers``/``--scheduler`` (see above)."""
 
     split_note = " (by row index, unstratified)"
-    omitted = ("momentum", "nesterov", "lr_schedule", "class_weight")
+    omitted = ("momentum", "nesterov", "lr_schedule")
 
     def check(self) -> None:
         args = self.args
-        for flag, given in (("--compile", args.compile), ("--plot", args.plot),
-                            ("--class-weight", args.class_weight is not None)):
+        for flag, given in (("--compile", args.compile), ("--plot", args.plot)):
             if given:
                 fail(f"{flag} does not apply with --dask-workers/--scheduler")
         if args.backend != "numpy":
