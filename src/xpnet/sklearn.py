@@ -32,9 +32,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import importlib
 import itertools
 import math
 import numbers
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -126,6 +128,36 @@ _NONFINITE_LOSS = (
     "weights are finite but its outputs overflow. Lower learning_rate_init, or "
     "preprocess the input data (they may contain large values)."
 )
+
+
+# scikit-learn checks the variable when dispatch is turned on, but SciPy reads it once, at
+# its import: set later, scikit-learn goes ahead with a SciPy that is not in array API mode
+_SCIPY_ARRAY_API_HINT = (
+    "scikit-learn's array_api_dispatch is on but SciPy was imported without its array API "
+    "support, so scikit-learn may convert device arrays to NumPy or fail: set "
+    "SCIPY_ARRAY_API=1 in the environment before SciPy (or scikit-learn) is imported, "
+    "e.g. SCIPY_ARRAY_API=1 python script.py"
+)
+
+
+def _scipy_in_array_api_mode() -> bool:
+    """Whether SciPy runs with its array API support: its own flag, read from
+    ``SCIPY_ARRAY_API`` when SciPy was first imported (the variable as scikit-learn reads
+    it while SciPy is not imported yet)."""
+    if "scipy" not in sys.modules:
+        return os.environ.get("SCIPY_ARRAY_API") == "1"
+    try:
+        flags = importlib.import_module("scipy._lib._array_api")
+    except ImportError:  # a SciPy without the module: nothing xpnet can tell
+        return True
+    return bool(getattr(flags, "SCIPY_ARRAY_API", True))
+
+
+def _check_array_api_setup() -> None:
+    """Under ``array_api_dispatch``, one warning line saying what to set when SciPy is
+    not in array API mode (see :data:`_SCIPY_ARRAY_API_HINT`)."""
+    if get_config()["array_api_dispatch"] and not _scipy_in_array_api_mode():
+        warnings.warn(_SCIPY_ARRAY_API_HINT, UserWarning, stacklevel=4)
 
 
 # ---------------------------------------------------------------------- array kinds
@@ -704,6 +736,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
     def _fit(self, X: Any, y: Any, sample_weight: Any = None, incremental: bool = False,
              validation: tuple[Any, Any, Any] | None = None) -> Any:
         hidden = self._check_params(y, incremental)
+        _check_array_api_setup()
         given = {"X": X, "y": y,  # what the callbacks' hooks see
                  "metadata": None if sample_weight is None else {"sample_weight": sample_weight}}
         dask_input = array_module(X) == "dask"
