@@ -558,3 +558,22 @@ def test_saved_statistics_come_from_the_training_split_only(model, blobs_csv):
     assert header["metadata"]["classes"] == ["blue", "green", "red"]
     assert header["metadata"]["feature_names"] == ["a", "b", "c"]
     assert header["metadata"]["split"] == {"test_fraction": 0.25, "seed": 0}
+
+
+def test_lbfgs_solver_refuses_what_full_batch_lbfgs_cannot_do():
+    for flags, named in ((["--batch-size", "10"], "--batch-size"),
+                         (["--early-stopping"], "--early-stopping"),
+                         (["--dropout", "0.2"], "--dropout"),
+                         (["--momentum", "0.9"], "--momentum")):
+        assert_error(run("train", "--solver", "lbfgs", *flags), named)
+
+
+def test_lbfgs_solver_trains_and_reports(tmp_path):
+    proc = run("train", "--dataset", "iris", "--solver", "lbfgs", "--epochs", "15", "--json",
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["training"]["solver"] == "lbfgs"
+    assert 1 <= report["training"]["epochs"] <= 15
+    assert report["training"]["loss_curve"][-1] < report["training"]["loss_curve"][0]
+    assert report["train"]["accuracy"] > 0.9

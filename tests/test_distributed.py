@@ -108,6 +108,13 @@ CASES = {
                                   "batch_size": 25, "epochs": 6},
     "regression-weights-es": {"task": "regression", "early_stopping": True, "weights": True,
                               "batch_size": 25, "epochs": 6},
+    # class weights applied on the workers ("balanced": counts summed over the chunks)
+    "class-weight-balanced": {"batch_size": 16, "class_weight": "balanced"},
+    "class-weight-dict-weights": {"batch_size": 16, "class_weight": {0: 2.0, 2: 0.5},
+                                  "weights": True},
+    "class-weight-early-stopping": {"batch_size": 20, "class_weight": "balanced",
+                                    "early_stopping": True, "epochs": 8},
+    "class-weight-binary-full": {"task": "binary", "class_weight": {1: 3.0}},
 }
 
 
@@ -137,6 +144,79 @@ def test_validation_data_as_dask_arrays(client):
     np.testing.assert_allclose(h2.validation_scores, h1.validation_scores, rtol=1e-12)
     for p, q in zip(local.flat_params, remote.flat_params):
         np.testing.assert_allclose(q, p, rtol=1e-12, atol=1e-12)
+
+
+# L-BFGS: each evaluation is the chunks' loss and gradient sums added in chunk order, so
+# only the order of the additions differs from single-process. In float64 that rounding
+# (1e-16 per evaluation) grows through SciPy's line searches and curvature pairs to about
+# 5e-13 after 20 iterations (measured): 1e-10 leaves room. In float32 the same growth
+# starts from 6e-8 and reaches 1e-4 in the loss: the trajectories are not comparable
+# point by point, only the losses they reach (5e-3).
+LBFGS_TOL = {"float64": 1e-10}
+
+
+@pytest.mark.parametrize("case", [
+    {},
+    {"alpha": 0.1, "weights": True},
+    {"class_weight": "balanced"},
+    {"task": "binary", "alpha": 0.01},
+    {"task": "regression", "weights": True, "chunks": (50, 7, 90, 10)},
+], ids=["plain", "alpha-weights", "class-weight", "binary", "regression-uneven"])
+def test_lbfgs_equals_single_process_lbfgs(client, case):
+    """SciPy's L-BFGS on the driver, each evaluation one distributed pass: 20 iterations
+    as single-process L-BFGS's to 1e-10 (float64)."""
+    case = dict(case)
+    task, alpha = case.pop("task", "multiclass"), case.pop("alpha", 0.0)
+    chunks, weights = case.pop("chunks", 40), case.pop("weights", False)
+    X, y = _data(157, task=task)
+    sw = np.random.default_rng(1).uniform(0.0, 2.0, size=157) if weights else None
+    local, remote = _net(task, alpha=alpha), _net(task, alpha=alpha)
+    report: dict = {}
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        h1 = local.fit(X, y, epochs=20, optimizer="lbfgs", sample_weight=sw, **case)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        h2 = xd.fit(remote, da.from_array(X, chunks=(chunks, 6)), da.from_array(y, chunks=chunks),
+                    client=client, epochs=20, optimizer="lbfgs", report=report,
+                    sample_weight=None if sw is None else da.from_array(sw, chunks=chunks),
+                    **case)
+    assert h1.n_iter == h2.n_iter == 20
+    tol = LBFGS_TOL["float64"]
+    np.testing.assert_allclose(h2.loss, h1.loss, rtol=tol)
+    for p, q in zip(local.flat_params, remote.flat_params):
+        np.testing.assert_allclose(q, p, rtol=tol, atol=tol)
+    # each evaluation was one pass over the chunks (at least one per iteration)
+    assert report["overhead"]["steps"] >= 20
+
+
+def test_lbfgs_float32_reaches_the_single_process_loss(client):
+    X, y = _data(157)
+    local, remote = _net(dtype="float32"), _net(dtype="float32")
+    with pytest.warns(RuntimeWarning):
+        h1 = local.fit(X, y, epochs=20, optimizer="lbfgs")
+    with pytest.warns(RuntimeWarning):
+        h2 = xd.fit(remote, da.from_array(X, chunks=(40, 6)), da.from_array(y, chunks=40),
+                    client=client, epochs=20, optimizer="lbfgs")
+    assert h1.n_iter == h2.n_iter
+    assert h2.loss[-1] == pytest.approx(h1.loss[-1], rel=5e-3)  # see LBFGS_TOL
+
+
+def test_lbfgs_honours_max_fun_and_tol(client):
+    """``max_fun`` bounds the distributed passes (SciPy stops after that many
+    evaluations, as in-process); a loose ``tol`` converges early, at the same iteration."""
+    X, y = _data(157)
+    dX, dy = da.from_array(X, chunks=(40, 6)), da.from_array(y, chunks=40)
+    report: dict = {}
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        h_local = _net().fit(X, y, epochs=100, optimizer="lbfgs", max_fun=6)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        h = xd.fit(_net(), dX, dy, client=client, epochs=100, optimizer="lbfgs", max_fun=6,
+                   report=report)
+    assert h.n_iter == h_local.n_iter < 100
+    assert 6 <= report["overhead"]["steps"] <= 6 + 20  # SciPy may end its line search
+    loose, tight = _net(), _net()
+    h_loose = xd.fit(loose, dX, dy, client=client, epochs=200, optimizer="lbfgs", tol=1e-2)
+    h_host = tight.fit(X, y, epochs=200, optimizer="lbfgs", tol=1e-2)
+    assert h_loose.converged and h_loose.n_iter == h_host.n_iter < 200
 
 
 def test_number_of_workers_changes_no_bit(client):
@@ -182,22 +262,25 @@ def test_lost_worker_changes_no_bit(client):
         time.sleep(0.2)
 
 
-@pytest.mark.parametrize("how", ["parameters-task", "streamed"])
+@pytest.mark.parametrize("how", ["parameters-task", "streamed", "streamed-class-weight"])
 def test_other_paths_equal_single_process_fit(client, monkeypatch, how):
     """The parameters shipped as one task (large networks), and chunks read again in
-    every step instead of persisted (data larger than the cluster's memory)."""
+    every step instead of persisted (data larger than the cluster's memory), with class
+    weights applied in every step's tasks too."""
     from xpnet.distributed import engine
 
     options: dict = {}
+    weighted = {"class_weight": "balanced"} if how == "streamed-class-weight" else {}
     if how == "parameters-task":
         monkeypatch.setattr(engine, "ARGUMENT_BYTES", 0)
     else:
         options["persist"] = False
     X, y = _data(157)
     local, remote = _net(), _net()
-    h1 = local.fit(X, y, epochs=3, lr=0.2, batch_size=32, optimizer="adam")
+    h1 = local.fit(X, y, epochs=3, lr=0.2, batch_size=32, optimizer="adam", **weighted)
     h2 = xd.fit(remote, da.from_array(X, chunks=(40, 6)), da.from_array(y, chunks=40),
-                client=client, epochs=3, lr=0.2, batch_size=32, optimizer="adam", **options)
+                client=client, epochs=3, lr=0.2, batch_size=32, optimizer="adam", **options,
+                **weighted)
     np.testing.assert_allclose(h2.loss, h1.loss, rtol=1e-12)
     for p, q in zip(local.flat_params, remote.flat_params):
         np.testing.assert_allclose(q, p, rtol=1e-12, atol=1e-12)
@@ -236,21 +319,22 @@ def test_estimators_never_materialise_dask_input_on_the_driver(client):
             reg.fit(dX, _guarded(X[:, 0].copy(), 50))
         net = _net()
         net.fit(dX, _guarded(y, 50), epochs=2)
-        lazy = [predicted, proba, score, reg.predict(dX), net.predict(dX), net.forward(dX)]
+        lazy = [predicted, proba, reg.predict(dX), net.predict(dX), net.forward(dX)]
     assert all(isinstance(a, da.Array) for a in lazy)
+    assert type(score) is float  # scikit-learn's type, summed on the cluster
     assert sorted(clf.classes_) == ["maybe", "no", "yes"]
     # computed on the cluster, the lazy results equal the host estimator's
     host = xpnet.MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0)
     with pytest.warns(Warning):
         host.fit(X, labels)
     host.partial_fit(X, labels)
-    p, pr, s = client.compute([predicted, proba, score], sync=True)
+    p, pr = client.compute([predicted, proba], sync=True)
     assert np.array_equal(p, host.predict(X))
     np.testing.assert_allclose(pr, host.predict_proba(X), rtol=1e-12, atol=1e-12)
-    assert float(s) == pytest.approx(host.score(X, labels), abs=1e-12)
+    assert score == pytest.approx(host.score(X, labels), abs=1e-12)
 
 
-def test_regressor_score_is_lazy_r2(client):
+def test_regressor_score_is_a_float_r2_summed_on_the_cluster(client):
     X, _ = _data(120)
     y = X[:, 0] - X[:, 1]
     w = np.random.default_rng(3).uniform(0, 1, 120)
@@ -262,8 +346,9 @@ def test_regressor_score_is_lazy_r2(client):
         remote.fit(da.from_array(X, chunks=(35, 6)), da.from_array(y, chunks=35),
                    sample_weight=da.from_array(w, chunks=35))
     score = remote.score(da.from_array(X, chunks=(35, 6)), y, sample_weight=w)
-    assert isinstance(score, da.Array)
-    assert float(score) == pytest.approx(host.score(X, y, sample_weight=w), abs=1e-12)
+    assert type(score) is float
+    # float64 sums in another order (block-wise): rounding only
+    assert score == pytest.approx(host.score(X, y, sample_weight=w), abs=1e-12)
 
 
 def test_workers_exchange_no_data_per_step(client):
@@ -306,8 +391,8 @@ def test_dask_error_no_longer_suggests_a_dask_backend(client):
 def test_refusals_name_the_argument(client):
     X, y = _data(40)
     dX, dy = da.from_array(X, chunks=20), da.from_array(y, chunks=20)
-    with pytest.raises(ValueError, match="lbfgs"):
-        xd.fit(_net(), dX, dy, client=client, optimizer="lbfgs")
+    with pytest.raises(ValueError, match="batch_size must be None"):
+        xd.fit(_net(), dX, dy, client=client, optimizer="lbfgs", batch_size=10)
     with pytest.raises(ValueError, match="features"):
         xd.fit(_net(n_in=5), dX, dy, client=client)
     with pytest.raises(ValueError, match="rows"):

@@ -133,6 +133,29 @@ def test_text_report_names_the_cluster_and_the_overhead(tmp_path):
     assert "overhead" in proc.stdout and "workers' compute" in proc.stdout
 
 
+# Full batch on all rows (--test-fraction 0: no split, so both runs train on the same
+# rows): the cluster's sums differ from this process's in their order only. sgd: 1e-12
+# (float64 rounding); lbfgs: 1e-10 (that rounding grown through 20 line searches).
+@pytest.mark.parametrize("flags,rtol", [
+    (["--class-weight", "balanced", "--epochs", "30"], 1e-12),
+    (["--solver", "lbfgs", "--epochs", "20", "--alpha", "0.1",
+      "--class-weight", "class_0=2,class_2=0.5"], 1e-10),
+    (["--solver", "lbfgs", "--epochs", "20", "--class-weight", "balanced"], 1e-10),
+], ids=["class-weight", "lbfgs-class-weights", "lbfgs-balanced"])
+def test_class_weight_and_lbfgs_on_a_cluster_equal_this_process(tmp_path, flags, rtol):
+    common = ["train", "--dataset", "wine", "--layers", "5", "--test-fraction", "0",
+              "--json", *flags]
+    local = _json(run(*common, cwd=tmp_path, timeout=300))
+    remote = _json(run(*common, "--dask-workers", "1", "--chunk-rows", "50", cwd=tmp_path,
+                       timeout=300))
+    assert remote["cluster"]["kind"] == "LocalCluster" and remote["training"]["chunks"] == 4
+    for key in ("solver", "class_weight", "epochs"):
+        assert remote["training"][key] == local["training"][key]
+    np.testing.assert_allclose(remote["training"]["loss_curve"], local["training"]["loss_curve"],
+                               rtol=rtol)
+    assert remote["train"]["accuracy"] == local["train"]["accuracy"]
+
+
 def test_cluster_option_errors(tmp_path):
     assert_error(run("train", "--chunk-rows", "10"), "--chunk-rows", "--dask-workers")
     store = tmp_path / "store"

@@ -587,6 +587,8 @@ else:
         monkeypatch.setenv("SCIPY_ARRAY_API", "1")  # as tests/test_estimators.py
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.filterwarnings("ignore", "scikit-learn's array_api_dispatch is on",
+                                    UserWarning)  # (set after SciPy's import, as there)
             check(estimator)
 
 

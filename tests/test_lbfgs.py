@@ -65,3 +65,24 @@ def test_lbfgs_divergence_rolls_back_and_raises() -> None:
     after = [xpnet.to_numpy(p) for pair in net.params for p in pair]
     for a, b in zip(after, before, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_lbfgs_ctrl_c_in_the_callback_keeps_the_iteration_just_finished() -> None:
+    """As the other optimisers' loop: a KeyboardInterrupt from the callback (the CLI's
+    Ctrl-C) ends the run after that iteration, marked interrupted, with a warning."""
+    X, Y = make_problem("softmax", m=30, n_in=3, n_out=3, seed=5)
+
+    def stop_at_fourth(epoch, loss):
+        if epoch == 3:
+            raise KeyboardInterrupt
+
+    net = xpnet.MLP([3, 5, 3], activation="tanh", output="softmax", seed=2)
+    with pytest.warns(UserWarning, match="training interrupted at iteration 4 of 50"):
+        history = net.fit(X, Y, epochs=50, optimizer="lbfgs", callback=stop_at_fourth)
+    assert history.interrupted and not history.converged
+    assert history.n_iter == len(history.loss) == 4
+    reference = xpnet.MLP([3, 5, 3], activation="tanh", output="softmax", seed=2)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        reference.fit(X, Y, epochs=4, optimizer="lbfgs")
+    for p, q in zip(net.flat_params, reference.flat_params, strict=True):
+        np.testing.assert_array_equal(xpnet.to_numpy(p), xpnet.to_numpy(q))

@@ -80,25 +80,37 @@ def _n_classes(net: Any) -> int:
     )
 
 
+def class_onehot(xp: Any, Y: Array, task: str) -> Array:
+    """Checked targets ``Y`` ``(m, k)`` as one column per class: one-hot (softmax) rows
+    as they are, a single sigmoid output's 0/1 as ``[1 - y, y]``."""
+    if Y.shape[1] == 1 and task == "binary":
+        return xp.concat([1.0 - Y, Y], axis=1)  # columns: class 0, class 1
+    return Y
+
+
+def balanced_per_class(xp: Any, counts: Array, m: float) -> Array:
+    """``"balanced"``'s per-class weights from the class counts ``(k,)`` (sums of
+    :func:`class_onehot`'s columns) over ``m`` rows: ``compute_class_weight``'s
+    ``n_samples / (n_classes * bincount)`` in its order, classes without rows 0."""
+    present = counts > 0
+    n_present = xp.sum(xp.astype(present, counts.dtype))
+    return xp.where(present, m / (n_present * xp.where(present, counts, 1.0)), 0.0)
+
+
+def dict_per_class(class_weight: dict[int, float], n_classes: int) -> list[float]:
+    """A checked ``{class index: weight}`` as one weight per class (missing ones 1)."""
+    return [class_weight.get(c, 1.0) for c in range(n_classes)]
+
+
 def class_weight_rows(net: Any, Y: Array, class_weight: Any) -> Array:
     """Row weights ``(m,)`` on ``net``'s device for checked targets ``Y`` ``(m, k)``
     (one-hot rows, or ``(m, 1)`` 0/1 for one sigmoid output). A soft softmax row (a
     probability vector) weighs the mean of the class weights under it."""
     xp = net.xp
-    dtype = net.array_dtype
-    if Y.shape[1] == 1 and net.output_loss.task == "binary":
-        onehot = xp.concat([1.0 - Y, Y], axis=1)  # columns: class 0, class 1
-    else:
-        onehot = Y
-    n_classes = onehot.shape[1]
+    onehot = class_onehot(xp, Y, net.output_loss.task)
     if class_weight == "balanced":
-        counts = xp.sum(onehot, axis=0)
-        present = counts > 0
-        n_present = xp.sum(xp.astype(present, dtype))
-        m = float(Y.shape[0])
-        # compute_class_weight's n_samples / (n_classes * bincount), in its order
-        per_class = xp.where(present, m / (n_present * xp.where(present, counts, 1.0)), 0.0)
+        per_class = balanced_per_class(xp, xp.sum(onehot, axis=0), float(Y.shape[0]))
     else:
-        values = [class_weight.get(c, 1.0) for c in range(n_classes)]
-        per_class = net.array_backend.asarray(values, dtype=dtype)
+        per_class = net.array_backend.asarray(dict_per_class(class_weight, onehot.shape[1]),
+                                              dtype=net.array_dtype)
     return onehot @ per_class

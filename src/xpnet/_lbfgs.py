@@ -30,9 +30,13 @@ def flat_objective(net: Any, X: Any, Y: Any, sample_weight: Any = None,
                                 net.array_dtype)
 
 
-def minimize_lbfgs(net: Any, X: Any, Y: Any, sample_weight: Any = None, **options: Any) -> Any:
+def minimize_lbfgs(net: Any, X: Any, Y: Any, sample_weight: Any = None, *,
+                   source: lbfgs.FullBatch | None = None, **options: Any) -> Any:
     """SciPy's L-BFGS-B on the network's loss (options of
-    :func:`xpnet.training.lbfgs.minimize_lbfgs`); the network is left at ``result.x``."""
-    result, net.flat_params = lbfgs.minimize_lbfgs(
-        _source(net, X, Y, sample_weight), net.flat_params, **options)
+    :func:`xpnet.training.lbfgs.minimize_lbfgs`); the network is left at ``result.x``.
+    ``source``: a prepared batch source to use instead of ``(X, Y, sample_weight)`` (the
+    Dask one, :func:`xpnet.distributed.estimators.full_batch`)."""
+    if source is None:
+        source = _source(net, X, Y, sample_weight)
+    result, net.flat_params = lbfgs.minimize_lbfgs(source, net.flat_params, **options)
     return result

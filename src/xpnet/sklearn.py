@@ -32,9 +32,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import importlib
 import itertools
 import math
 import numbers
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -128,6 +130,36 @@ _NONFINITE_LOSS = (
 )
 
 
+# scikit-learn checks the variable when dispatch is turned on, but SciPy reads it once, at
+# its import: set later, scikit-learn goes ahead with a SciPy that is not in array API mode
+_SCIPY_ARRAY_API_HINT = (
+    "scikit-learn's array_api_dispatch is on but SciPy was imported without its array API "
+    "support, so scikit-learn may convert device arrays to NumPy or fail: set "
+    "SCIPY_ARRAY_API=1 in the environment before SciPy (or scikit-learn) is imported, "
+    "e.g. SCIPY_ARRAY_API=1 python script.py"
+)
+
+
+def _scipy_in_array_api_mode() -> bool:
+    """Whether SciPy runs with its array API support: its own flag, read from
+    ``SCIPY_ARRAY_API`` when SciPy was first imported (the variable as scikit-learn reads
+    it while SciPy is not imported yet)."""
+    if "scipy" not in sys.modules:
+        return os.environ.get("SCIPY_ARRAY_API") == "1"
+    try:
+        flags = importlib.import_module("scipy._lib._array_api")
+    except ImportError:  # a SciPy without the module: nothing xpnet can tell
+        return True
+    return bool(getattr(flags, "SCIPY_ARRAY_API", True))
+
+
+def _check_array_api_setup() -> None:
+    """Under ``array_api_dispatch``, one warning line saying what to set when SciPy is
+    not in array API mode (see :data:`_SCIPY_ARRAY_API_HINT`)."""
+    if get_config()["array_api_dispatch"] and not _scipy_in_array_api_mode():
+        warnings.warn(_SCIPY_ARRAY_API_HINT, UserWarning, stacklevel=4)
+
+
 # ---------------------------------------------------------------------- array kinds
 def _dense_part(obj: Any) -> Any:
     """A CuPy sparse matrix's ``data`` array (what its library and device are read
@@ -189,18 +221,19 @@ def _on_input_device(method: Any) -> Any:
 
 def _blockwise_on_dask(method: Any) -> Any:
     """A prediction method (or ``score``) run by :func:`_on_input_device`; on a Dask
-    ``X``, the lazy version of :mod:`xpnet.distributed.estimators` (a Dask array whose
-    blocks the same method computes on the workers; ``score``: a lazy 0-d array)."""
+    ``X``, the version of :mod:`xpnet.distributed.estimators`: a lazy Dask array whose
+    blocks the same method computes on the workers (``score``: a float, as
+    scikit-learn's, summed block-wise on the cluster)."""
     on_device = _on_input_device(method)
 
     @functools.wraps(method)
     def wrapper(self: Any, X: Any, *args: Any, **kwargs: Any) -> Any:
         if array_module(X) != "dask":
             return on_device(self, X, *args, **kwargs)
-        from .distributed.estimators import lazy_method, lazy_score
+        from .distributed.estimators import lazy_method, score
 
         if method.__name__ == "score":
-            return lazy_score(self, X, *args, **kwargs)
+            return score(self, X, *args, **kwargs)
         return lazy_method(self, X, method.__name__)
 
     return wrapper
@@ -703,6 +736,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
     def _fit(self, X: Any, y: Any, sample_weight: Any = None, incremental: bool = False,
              validation: tuple[Any, Any, Any] | None = None) -> Any:
         hidden = self._check_params(y, incremental)
+        _check_array_api_setup()
         given = {"X": X, "y": y,  # what the callbacks' hooks see
                  "metadata": None if sample_weight is None else {"sample_weight": sample_weight}}
         dask_input = array_module(X) == "dask"
@@ -806,7 +840,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         if sample_weight is not None and not dask_input:  # (dask: checked on the workers)
             sample_weight = _checked_sample_weight(_host(sample_weight), n_samples)
         if self._is_classifier and self.class_weight is not None:
-            class_rows = self._class_weight_rows(Y)
+            class_rows = self._class_weight_rows(Y, dask_input)
             sample_weight = class_rows if sample_weight is None else sample_weight * class_rows
         return Y, sample_weight
 
@@ -1034,11 +1068,17 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
             if stop:
                 raise StopIteration
 
-        result = minimize_lbfgs(
-            net, *data, max_iter=self.max_iter, max_fun=self.max_fun, tol=self.tol,
-            options=_lbfgs_options(self.verbose),
-            callback=None if tasks is None else on_iteration,
-        )
+        on_cluster: Any = contextlib.nullcontext()
+        if array_module(data[0]) == "dask":  # each evaluation one pass over the chunks
+            from .distributed.estimators import full_batch
+
+            on_cluster = full_batch(net, *data)
+        with on_cluster as source:
+            result = minimize_lbfgs(
+                net, *data, source=source, max_iter=self.max_iter, max_fun=self.max_fun,
+                tol=self.tol, options=_lbfgs_options(self.verbose),
+                callback=None if tasks is None else on_iteration,
+            )
         if np.all(np.isfinite(result.x)) and not math.isfinite(float(result.fun)):
             # the loss at result.x, the model's: back to the weights before, as the
             # other solvers roll back, the fitted attributes untouched
@@ -1216,26 +1256,34 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         )
         self.class_weight = class_weight
 
-    def _class_weight_rows(self, Y: np.ndarray) -> np.ndarray:
+    def _class_weight_rows(self, Y: Any, dask_input: bool = False) -> Any:
         """One weight per row from ``class_weight``, by scikit-learn's own functions:
         ``compute_class_weight`` indexed by each row's class (as ``LogisticRegression``),
         or for multi-label targets ``compute_sample_weight`` on the 0/1 indicator
-        columns, the product of the per-output weights (as ``RandomForestClassifier``)."""
+        columns, the product of the per-output weights (as ``RandomForestClassifier``).
+        Dask ``Y``: the same weights, lazily, the classes counted block-wise
+        (:func:`xpnet.distributed.estimators.class_weight_rows`)."""
         class_weight = self.class_weight
-        if self._label_binarizer.y_type_ == "multilabel-indicator":
+        multilabel = self._label_binarizer.y_type_ == "multilabel-indicator"
+        if multilabel:
             if isinstance(class_weight, dict):
                 raise ValueError(
                     "class_weight for multi-label targets must be 'balanced' or a list of "
                     f"one dict per output ({Y.shape[1]} outputs), as in "
                     f"RandomForestClassifier; got a dict: {class_weight!r}"
                 )
-            return np.asarray(compute_sample_weight(class_weight, Y.astype(np.int64)))
-        if isinstance(class_weight, list):
+        elif isinstance(class_weight, list):
             raise ValueError(
                 "class_weight as a list of dicts is for multi-label targets (one dict per "
                 "output); for single-output targets pass a dict {label: weight} or "
                 f"'balanced'; got {class_weight!r}"
             )
+        if dask_input:
+            from .distributed.estimators import class_weight_rows
+
+            return class_weight_rows(Y, class_weight, self.classes_, multilabel)
+        if multilabel:
+            return np.asarray(compute_sample_weight(class_weight, Y.astype(np.int64)))
         index = Y.argmax(axis=1) if Y.shape[1] > 1 else Y[:, 0].astype(np.intp)
         labels = self.classes_[index]
         per_class = compute_class_weight(class_weight, classes=self.classes_, y=labels)
@@ -1264,7 +1312,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             self._label_binarizer.fit(labels)
             self.classes_ = self._label_binarizer.classes_
         else:
-            classes = labels if dask_y else unique_labels(labels)  # (dask: distinct already)
+            # (dask: a column's labels are distinct already; a matrix's stand-in is not)
+            classes = labels if dask_y and labels.ndim == 1 else unique_labels(labels)
             if self.warm_start:
                 if set(classes) != set(self.classes_):
                     raise ValueError(
@@ -1318,8 +1367,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """One epoch over ``(X, y)``; ``classes`` (all labels) is required on the first call."""
         if _first_partial_fit(self, _host(classes) if classes is not None else None):
             self._label_binarizer = LabelBinarizer()
-            if array_module(y) != "dask" and type_of_target(_host(y)).startswith("multilabel"):
-                self._label_binarizer.fit(_host(y))
+            labels = _host(y)
+            if array_module(y) == "dask":  # a matrix's stand-in: the same target type
+                from .distributed.estimators import dask_labels
+
+                labels = dask_labels(y, y.shape[0])[1] if y.ndim == 2 and y.shape[1] > 1 else None
+            if labels is not None and type_of_target(labels).startswith("multilabel"):
+                self._label_binarizer.fit(labels)
             else:
                 self._label_binarizer.fit(self.classes_)
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
@@ -1365,7 +1419,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     @_blockwise_on_dask
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Mean accuracy (subset accuracy for multi-label), computed on the host (on a
-        Dask ``X``: a lazy 0-d Dask array computed on the workers)."""
+        Dask ``X``: summed block-wise on the workers; still a float)."""
         y_pred = to_numpy(self.predict(X)) if _library(X) else self.predict(X)
         return float(
             accuracy_score(_host(y), y_pred, sample_weight=_host(sample_weight))
@@ -1479,7 +1533,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     @_blockwise_on_dask
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
-        """R² (averaged over outputs), computed on the host (on a Dask ``X``: a lazy 0-d
-        Dask array computed on the workers)."""
+        """R² (averaged over outputs), computed on the host (on a Dask ``X``: summed
+        block-wise on the workers; still a float)."""
         y_pred = to_numpy(self.predict(X))
         return float(r2_score(_host(y), y_pred, sample_weight=_host(sample_weight)))

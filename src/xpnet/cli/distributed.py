@@ -241,13 +241,11 @@ class OnCluster(Where):
 
     split_note = " (by row index, unstratified)"
     # threads: the workers' own (the cluster line says how many)
-    omitted = ("momentum", "nesterov", "lr_schedule", "class_weight", "threads",
-               "threads_auto")
+    omitted = ("momentum", "nesterov", "lr_schedule", "threads", "threads_auto")
 
     def check(self) -> None:
         args = self.args
-        for flag, given in (("--compile", args.compile), ("--plot", args.plot),
-                            ("--class-weight", args.class_weight is not None)):
+        for flag, given in (("--compile", args.compile), ("--plot", args.plot)):
             if given:
                 fail(f"{flag} does not apply with --dask-workers/--scheduler")
         if args.backend != "numpy":

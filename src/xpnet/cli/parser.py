@@ -321,8 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inverted dropout rate of the hidden units while training, one for "
                    "every hidden layer or one per hidden layer like 0.2,0.1; same masks on "
                    "every backend (default: 0, off)")
-    p.add_argument("--solver", choices=("sgd", "adam"), default="sgd",
-                   help="update rule (default: sgd, plain gradient descent)")
+    p.add_argument("--solver", choices=("sgd", "adam", "lbfgs"), default="sgd",
+                   help="update rule (default: sgd, plain gradient descent); lbfgs: SciPy's "
+                   "L-BFGS-B on the full batch, --epochs its iterations (also with "
+                   "--dask-workers: each evaluation one pass over the chunks)")
     p.add_argument("--momentum", type=nonnegative_float, default=0.0,
                    help="sgd momentum in [0, 1] (default: 0)")
     p.add_argument("--nesterov", action="store_true",

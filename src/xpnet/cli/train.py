@@ -54,10 +54,19 @@ def _optimizer(args: argparse.Namespace) -> Any:
     """The optimiser named by --solver, with its options."""
     from ..optim import get_optimizer
 
+    if args.solver != "sgd" and (args.momentum or args.nesterov
+                                 or args.lr_schedule != "constant"):
+        fail("--momentum, --nesterov and --lr-schedule apply to --solver sgd only")
     if args.solver == "adam":
-        if args.momentum or args.nesterov or args.lr_schedule != "constant":
-            fail("--momentum, --nesterov and --lr-schedule apply to --solver sgd only")
         return get_optimizer("adam", args.lr)
+    if args.solver == "lbfgs":  # SciPy's L-BFGS-B on the full batch (here or on a cluster)
+        for flag, given in (("--batch-size", args.batch_size is not None),
+                            ("--early-stopping", args.early_stopping),
+                            ("--dropout", any(np.atleast_1d(args.dropout)))):
+            if given:
+                fail(f"{flag} does not apply with --solver lbfgs (full-batch L-BFGS: one "
+                     "fixed loss over all training rows)")
+        return "lbfgs"
     if args.momentum > 1:
         fail(f"--momentum must lie in [0, 1]; got {args.momentum:g}")
     if args.nesterov and not args.momentum:
@@ -134,6 +143,8 @@ def _class_weight_text(shown: Any) -> str:
 
 
 def _solver_text(args: argparse.Namespace) -> str:
+    if args.solver == "lbfgs":
+        return "lbfgs (full batch)"
     text = f"lr {args.lr:g}"
     if args.solver == "adam":
         return f"adam, {text}"

@@ -17,12 +17,14 @@ from typing import Any
 import numpy as np
 
 from .. import core
+from .._class_weight import class_onehot
 from .._validation import all_finite, array_module, check_X, check_Y, to_backend
 from ..backends import Backend, get_backend
 from ..core import Architecture, DropoutStream, hidden_forward
 
-__all__ = ["identity", "loss_and_grads", "outputs", "predict_block", "prepare_chunk",
-           "score_sums", "scores", "to_host", "worker_backend"]
+__all__ = ["class_counts", "identity", "loss_and_grads", "outputs", "predict_block",
+           "prepare_chunk", "score_sums", "scores", "to_host", "with_class_weight",
+           "worker_backend"]
 
 Data = tuple[Any, Any, Any]  # a chunk's checked (X, Y, w); w None without row weights
 
@@ -62,6 +64,23 @@ def prepare_chunk(X: Any, y: Any, w: Any, spec: tuple[Any, ...]) -> Data:
         if bool(xp.any(wc < 0)):
             raise ValueError("sample_weight must be non-negative")
     return Xc, Yc, wc
+
+
+def class_counts(data: Data, task: str) -> np.ndarray:
+    """The chunk's rows per class (sums of its one-hot targets' columns; see
+    :func:`xpnet._class_weight.class_onehot`), on the host."""
+    xp = worker_backend(data[0]).xp
+    return to_host(xp.sum(class_onehot(xp, data[1], task), axis=0))
+
+
+def with_class_weight(data: Data, per_class: np.ndarray, task: str) -> Data:
+    """The chunk with its rows weighed by their classes' weights ``per_class`` ``(k,)``
+    (times its row weights, if any), as single-process ``fit(class_weight=...)``
+    weighs them (:func:`xpnet._class_weight.class_weight_rows`)."""
+    X, Y, w = data
+    xp = worker_backend(X).xp
+    rows = class_onehot(xp, Y, task) @ xp.asarray(per_class, dtype=Y.dtype)
+    return X, Y, rows if w is None else w * rows
 
 
 def _rows(data: Data, rows: Any) -> tuple[Any, Any, Any, Any]:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .._class_weight import balanced_per_class, check_class_weight, dict_per_class
 from ..backends import get_backend
 from ..core import Architecture, penalty
 from . import chunks
@@ -286,6 +287,11 @@ class DaskSource:
         ``split(m, fraction, rng) -> (training rows, held-out rows)``: the early-stopping
         split of single-process training (needed with early stopping and no
         ``validation_data``).
+    class_weight : None, "balanced" or dict {class index: weight}, optional
+        As checked by :func:`xpnet._class_weight.check_class_weight`: the training rows
+        (and the early-stopping split's held-out rows) weighed by their class, on top of
+        ``sample_weight``, as single-process ``fit(class_weight=...)``; ``"balanced"``'s
+        class counts come from one pass of per-chunk sums (added in chunk order).
     """
 
     def __init__(
@@ -294,6 +300,7 @@ class DaskSource:
         timeout: float | None = None, *, architecture: Architecture,
         layer_sizes: Sequence[int], dtype: str = "float64", backend: Any = "numpy",
         dropout_key: Any = None, split: Callable[..., tuple[Any, Any]] | None = None,
+        class_weight: Any = None,
     ) -> None:
         self.client = client
         self.floor = timeout_floor(timeout)
@@ -303,6 +310,8 @@ class DaskSource:
         self.arch = architecture
         self.spec = _spec(layer_sizes, dtype, architecture)
         self.backend = get_backend(backend)
+        self.xp = self.backend.xp  # (full-batch L-BFGS reads it, as ArraySource's)
+        self.class_weight = class_weight
         self.dropout_key = dropout_key
         self.split = split
         self.epoch = 0  # the epoch in progress (1-based; 0 while the data are placed)
@@ -329,6 +338,8 @@ class DaskSource:
     def prepare(self, rng: Any, early_stopping: bool, validation_fraction: float) -> int:
         """Check and place the data, draw the early-stopping split; the training rows."""
         self.data = self._place(self.X, self.y, self.w, ("X", "y", "sample_weight"))
+        if self.class_weight is not None:
+            self.data = self._weigh_classes(self.data)
         m = self.data.rows
         if self.validation_data is not None:
             X_val, y_val, *w_val = self.validation_data
@@ -351,6 +362,36 @@ class DaskSource:
             self.val_mean = sum_in_order(s[0] for s in sums) / self.val_weight
         return m
 
+    def _weigh_classes(self, data: Chunks) -> Chunks:
+        """``data`` with each row weighed by its class (see ``class_weight``): the
+        per-class weights on the driver (from the chunks' class counts for
+        ``"balanced"``), then one task per chunk multiplies them in where it lives."""
+        task, n_out, dtype = self.arch.output.task, self.spec[1], np.dtype(self.spec[3])
+        if self.class_weight == "balanced":
+            counts = self._run(data, chunks.class_counts,
+                               [(c, None) for c in range(len(data.parts))], lambda c, r: (task,))
+            # integer-valued sums: exact in any order, so the single-process counts
+            total = np.asarray(sum_in_order(np.asarray(n, dtype=dtype) for n in counts))
+            per_class = np.asarray(balanced_per_class(np, total, float(data.rows)), dtype=dtype)
+        else:
+            n_classes = 2 if n_out == 1 else n_out
+            per_class = np.asarray(dict_per_class(self.class_weight, n_classes), dtype=dtype)
+        if not data.persisted:
+            import dask
+
+            weigh = dask.delayed(chunks.with_class_weight, pure=True)
+            return Chunks([weigh(part, per_class, task) for part in data.parts],
+                          np.diff(data.bounds).tolist(), persisted=False)
+        holders = data.holders(self.client)
+        parts = [self.client.submit(chunks.with_class_weight, part, per_class, task,
+                                    pure=False, workers=holders.get(c), allow_other_workers=True)
+                 for c, part in enumerate(data.parts)]
+        settle(self.client, parts, self.floor, "while the class weights were applied", self.floor)
+        for future in parts:
+            if future.status == "error":
+                future.result()
+        return Chunks(parts, np.diff(data.bounds).tolist(), persisted=True)
+
     def loss_and_grads(
         self, params: Sequence[Any], order: Any, first: int, last: int, step: int
     ) -> tuple[Any, list[Any]]:
@@ -371,7 +412,7 @@ class DaskSource:
             rows = positions if self.train_index is None else self.train_index[positions]
         self.epoch += first == 0
         host = _host(backend, params)
-        weighted = self.w is not None
+        weighted = self.w is not None or self.class_weight is not None
         total = 1.0 if weighted else float(last - first)
         pieces = data.split(rows)
         streams: dict[int, Any] = {c: None for c, _ in pieces}
@@ -477,8 +518,10 @@ def fit(net: Any, X: Any, y: Any, client: Any = None, **options: Any) -> Any:
         for this call and closed after it.
     **options
         The options of :func:`xpnet.train.fit`. ``sample_weight`` and ``validation_data``
-        may be Dask arrays. Not supported here: ``optimizer="lbfgs"``, ``compile=True``,
-        ``class_weight`` (pass the class weights as ``sample_weight``). Extra:
+        may be Dask arrays; ``class_weight`` weighs the rows on the workers (``"balanced"``
+        from per-chunk class counts); ``optimizer="lbfgs"`` runs SciPy's L-BFGS-B on the
+        driver, each evaluation one pass of chunk tasks over all rows, summed in chunk
+        order (:mod:`xpnet.training.lbfgs`). Not supported here: ``compile=True``. Extra:
         ``persist`` and ``timeout`` (see :class:`DaskSource`), and ``report``: a dict that receives
         ``chunks`` and ``overhead`` (:meth:`DaskSource.overhead`: per-step medians).
     """
@@ -487,17 +530,9 @@ def fit(net: Any, X: Any, y: Any, client: Any = None, **options: Any) -> Any:
     from ..training.api import fit as train_fit
     from ..training.sources import validation_rows
 
-    if isinstance(options.get("optimizer"), str) and options["optimizer"] == "lbfgs":
-        raise ValueError(
-            "optimizer='lbfgs' is not supported on Dask arrays; use 'sgd' or 'adam'"
-        )
     if options.get("compile"):
         raise ValueError("compile=True is not supported on Dask arrays (the chunks run NumPy)")
-    if options.pop("class_weight", None) is not None:
-        raise ValueError(
-            "class_weight is not supported on Dask arrays; pass the class weights per row "
-            "as sample_weight"
-        )
+    class_weight = check_class_weight(net, options.pop("class_weight", None))
     sample_weight = options.pop("sample_weight", None)
     validation_data = options.pop("validation_data", None)
     persist, timeout = options.pop("persist", None), options.pop("timeout", None)
@@ -511,7 +546,8 @@ def fit(net: Any, X: Any, y: Any, client: Any = None, **options: Any) -> Any:
     options.pop("source", None)
     with client_for(client) as active:
         source = DaskSource(active, X, y, sample_weight, validation_data, persist, timeout,
-                            split=validation_rows, **network_options(net))
+                            split=validation_rows, class_weight=class_weight,
+                            **network_options(net))
         try:
             return train_fit(net, X, y, source=source, **options)
         finally:

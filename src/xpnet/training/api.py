@@ -154,8 +154,11 @@ def fit(
     class_weight = check_class_weight(model, class_weight)
     history = checked.history
     state = TrainState(model.flat_params, model.steps)
-    if checked.lbfgs:  # full batch through SciPy: its own loop
-        data = _array_source(model, X, Y, sample_weight, class_weight, checked)
+    if checked.lbfgs:  # full batch through SciPy: its own loop (over any source's rows)
+        data: Any = source
+        if data is None:
+            data = _array_source(model, X, Y, sample_weight, class_weight, checked)
+        data.prepare(checked.rng, False, checked.validation_fraction)
         fit_lbfgs(data, state, history, max_iter=checked.epochs, max_fun=checked.max_fun,
                   tol=checked.tol, callback=checked.callback, verbose=checked.verbose)
         model.flat_params = state.params

@@ -12,6 +12,11 @@ the loss and gradients there with the explicit backward pass of an
 db_L]`` into one device vector and copies that back once: one transfer each way per
 evaluation, whatever the number of layers.
 
+The source is any :class:`FullBatch`: on a Dask cluster
+(:class:`xpnet.distributed.DaskSource`) each evaluation is one pass of chunk tasks over
+all rows, their sums added in chunk order on the driver, so the optimiser runs on the
+driver and follows the single-process trajectory to rounding.
+
 SciPy is imported only when ``lbfgs`` is asked for: it is not a dependency of the core
 (``pip install scipy``, or the ``sklearn`` extra, which brings it).
 """
@@ -22,18 +27,31 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..backends import Backend, to_numpy
 from ..core import nonfinite_parameters
-from .sources import ArraySource
 from .state import DivergenceError, History, TrainState
 
-__all__ = ["fit_lbfgs", "flat_objective", "minimize_lbfgs", "pack", "unpack"]
+__all__ = ["FullBatch", "fit_lbfgs", "flat_objective", "minimize_lbfgs", "pack", "unpack"]
 
 Array = Any
+
+
+class FullBatch(Protocol):
+    """What L-BFGS needs of a batch source (prepared): its backend and namespace, ``X``
+    (for the row count) and the loss and gradients of rows ``first:last``. An
+    :class:`~xpnet.training.sources.ArraySource` (arrays in memory) or
+    :class:`xpnet.distributed.DaskSource` (each call one pass of chunk tasks)."""
+
+    backend: Backend
+    xp: Any
+    X: Any
+
+    def loss_and_grads(self, params: list[Array], order: Any, first: int, last: int,
+                       step: int) -> tuple[Array, list[Array]]: ...
 
 
 def _import_minimize() -> Any:
@@ -76,7 +94,7 @@ def unpack(flat: np.ndarray, sizes: Sequence[int], backend: Backend, dtype: Any)
     return params
 
 
-def flat_objective(source: ArraySource, sizes: Sequence[int], dtype: Any,
+def flat_objective(source: FullBatch, sizes: Sequence[int], dtype: Any,
                    ) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
     """``f(flat) -> (loss, flat gradient)`` for SciPy on all rows of ``source``,
     computed on its device (one copy there, one back)."""
@@ -95,7 +113,7 @@ def flat_objective(source: ArraySource, sizes: Sequence[int], dtype: Any,
 
 
 def minimize_lbfgs(
-    source: ArraySource, params: Sequence[Array], *, max_iter: int, max_fun: int,
+    source: FullBatch, params: Sequence[Array], *, max_iter: int, max_fun: int,
     tol: float, options: dict[str, Any] | None = None,
     callback: Callable[[Any], Any] | None = None,
 ) -> tuple[Any, list[Array]]:
@@ -114,12 +132,14 @@ def minimize_lbfgs(
 
 
 def fit_lbfgs(
-    source: ArraySource, state: TrainState, history: History, *, max_iter: int,
+    source: FullBatch, state: TrainState, history: History, *, max_iter: int,
     max_fun: int, tol: float, callback: Callable[[int, float], Any] | None, verbose: bool,
 ) -> History:
     """``fit(optimizer="lbfgs")``: full-batch L-BFGS, one History entry per L-BFGS
     iteration (its loss), ``n_iter`` as scikit-learn counts it (``min(nit, max_iter)``),
-    and a ``RuntimeWarning`` when SciPy stops without converging. A non-finite result
+    and a ``RuntimeWarning`` when SciPy stops without converging. A ``KeyboardInterrupt``
+    from ``callback`` (Ctrl-C) ends the run after that iteration, ``history.interrupted``
+    set, with a ``UserWarning``, as the other optimisers' loop does. A non-finite result
     leaves ``state`` as it was and raises :class:`DivergenceError`."""
     start = time.perf_counter()
     history.n_iter = 0
@@ -133,8 +153,13 @@ def fit_lbfgs(
         if verbose:
             print(f"Iteration {len(losses)}, loss = {loss:.8f}")
         if callback is not None:
-            callback(len(losses) - 1, loss)
+            try:
+                callback(len(losses) - 1, loss)
+            except KeyboardInterrupt:  # Ctrl-C (or a callback's stop): keep this iteration
+                history.interrupted = True
+                raise StopIteration from None
 
+    history.interrupted = False
     result, params = minimize_lbfgs(source, state.params, max_iter=max_iter,
                                     max_fun=max_fun, tol=tol, callback=on_iteration)
     loss = float(result.fun)
@@ -154,7 +179,11 @@ def fit_lbfgs(
     history.samples_seen += int(source.X.shape[0]) * history.n_iter
     history.best_loss = min(history.best_loss, loss)
     history.converged = result.status == 0
-    if result.status != 0:
+    if history.interrupted:
+        warnings.warn(
+            f"training interrupted at iteration {len(losses)} of {max_iter}; the network "
+            "keeps the weights after that iteration", UserWarning, stacklevel=4)
+    elif result.status != 0:
         message = result.message.decode() if isinstance(result.message, bytes) else result.message
         warnings.warn(
             f"L-BFGS did not converge ({message}); raise epochs (max_iter) or max_fun",
