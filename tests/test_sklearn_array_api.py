@@ -1,7 +1,6 @@
 """Pipelines and searches on device arrays (issue 20, item 4): the recipe of
-docs/guide/sklearn.md, run
-as written in a fresh interpreter with ``SCIPY_ARRAY_API=1``, and xpnet's one-line
-warning when scikit-learn's dispatch is on but SciPy is not in array API mode.
+docs/guide/sklearn.md, run as written in a fresh interpreter with ``SCIPY_ARRAY_API=1``,
+and xpnet's one-line warning when scikit-learn's dispatch is on but SciPy is not in array API mode.
 
 Each case runs in a subprocess: SciPy reads ``SCIPY_ARRAY_API`` once, when it is first
 imported, so the variable can only be tested in a new process.
