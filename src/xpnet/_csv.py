@@ -80,9 +80,13 @@ _HEAD_BYTES = 1 << 16
 # ``read_csv`` in blocks of a quarter of it: memory holds the result plus one piece's
 # text and parse. Pieces of 4 MiB were as fast as one whole-file read (1.31x against
 # 1.31x pandas' time, paired, same run); 16 MiB ones slower (1.69x: caches), 1 MiB ones
-# too (1.39x: per-call costs). A piece holds at least BLOCK_ROWS lines.
+# too (1.39x: per-call costs). Wide lines need more: each call costs per column, and 4 MiB
+# of 785 numbers per line (260 lines) read 2 x 10^4 such lines in 2.74 s, 16 MiB pieces in
+# 1.47 s (pandas 1.26 s): a piece holds at least PIECE_ROWS lines, and a block BLOCK_ROWS.
+# A whole-file read caps a piece at 1/32 of the result, so memory stays under twice it.
 BLOCK_BYTES = 1 << 16
 PIECE_BYTES = 1 << 22
+PIECE_ROWS = 1024
 BLOCK_ROWS = 128
 # Delimiters suggested when a file does not split on the one in use.
 _OTHER_DELIMITERS = (",", ";", "\t", "|", " ")
@@ -682,7 +686,8 @@ class CsvReader:
         # pieces of PIECE_BYTES; for a smaller result, of 1/32 of it: the heap keeps
         # about 15 pieces' worth once freed (2·10^5 x 21 numbers in 2 MiB pieces grew by
         # 35 MiB beyond the 32 MiB result, in 64 KiB ones by 8), under the result
-        size = max(self.layout.block_bytes, min(PIECE_BYTES, result // 32))
+        wide = int(PIECE_ROWS * (self.layout.bytes_per_line or 0))
+        size = max(self.layout.block_bytes, min(max(PIECE_BYTES, wide), result // 32))
         for block in self.blocks(size, target_text):
             n = block.X.shape[0]
             if out is None:
