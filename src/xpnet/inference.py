@@ -1,0 +1,143 @@
+"""Prediction in blocks of rows: bounded memory whatever the row count, same bits.
+
+:meth:`xpnet.MLP.forward`/``predict_proba``/``predict``, the scikit-learn estimators'
+``predict``/``predict_proba``/``predict_log_proba``/``score`` and ``xpnet predict`` /
+``xpnet evaluate`` push their input through the network a block of rows at a time and
+write each block's result into the output, so the temporaries (each layer's
+pre-activation and activation, the input block when it must be cast to the network's
+dtype) are those of one block, a few MiB, and the memory a prediction needs above its
+input and output does not grow with the row count.
+
+**The rule.** A block has ``block_rows_for(layer_sizes, itemsize)`` rows:
+``BLOCK_BYTES`` (4 MiB) divided by the bytes of one row of the widest layer (input
+included, ``itemsize`` bytes per value: 4 for float32, 8 for float64), rounded down to a
+multiple of 64, and at least 64. For 784-256-10 in float32 that is 1280 rows (an input
+block of 3.8 MiB, a hidden one of 1.25 MiB); for 2-4-1 in float64, 65536 rows. Every row
+is computed by the very same operations as in one unblocked pass (rows do not interact
+in a forward pass), so the result is bit for bit the unblocked one.
+
+**The knobs.** ``block_rows=`` on the :class:`~xpnet.MLP` methods; for every entry point
+at once (the estimators, the command line) the context manager
+:func:`prediction_block_rows` or the environment variable ``XPNET_BLOCK_ROWS`` (a
+positive integer: rows per block; ``0`` or unset: the rule above).
+
+**The checks** run once per call, not per block: the shape when the call starts; the
+values (NaN, infinity, a float64 value too large for a float32 network) through one
+sum of every (cast) block, accumulated on the device and read back once at the end.
+A non-finite sum means a non-finite input value or an overflowing sum of finite ones:
+only then is the input checked entry by entry (the error names the problem as
+:func:`xpnet.MLP.check_X` does). Inputs the caller has checked already (scikit-learn's
+``validate_data`` on host arrays) are not checked again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _inplace as inplace
+from ._validation import cast_finite, check_positive_int, check_X_shape
+from .core import hidden_forward
+
+__all__ = ["BLOCK_BYTES", "block_rows_for", "predict_blocks", "prediction_block_rows"]
+
+Array = Any
+
+#: Bytes of one row-block of the widest layer (the largest temporary of a block).
+BLOCK_BYTES = 4 * 2**20
+_ROW_MULTIPLE = 64
+
+_BLOCK_ROWS: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "xpnet_block_rows", default=None
+)
+
+
+def block_rows_for(layer_sizes: Sequence[int], itemsize: int) -> int:
+    """Rows per prediction block for a network of ``layer_sizes`` computing with
+    ``itemsize``-byte floats (the rule in the module docstring)."""
+    rows = BLOCK_BYTES // (int(itemsize) * max(int(n) for n in layer_sizes))
+    return max(_ROW_MULTIPLE, rows // _ROW_MULTIPLE * _ROW_MULTIPLE)
+
+
+@contextlib.contextmanager
+def prediction_block_rows(rows: int | None) -> Iterator[None]:
+    """Within the block, every prediction uses blocks of ``rows`` rows (``None``: the
+    rule), unless a call passes its own ``block_rows``; e.g. to bound memory further,
+    or to test that small blocks give the same result."""
+    token = _BLOCK_ROWS.set(None if rows is None else check_positive_int("rows", rows))
+    try:
+        yield
+    finally:
+        _BLOCK_ROWS.reset(token)
+
+
+def _configured_rows() -> int | None:
+    rows = _BLOCK_ROWS.get()
+    if rows is not None:
+        return rows
+    text = os.environ.get("XPNET_BLOCK_ROWS", "").strip()
+    if not text or text == "0":
+        return None
+    try:
+        return check_positive_int("XPNET_BLOCK_ROWS", int(text))
+    except ValueError:
+        raise ValueError(
+            f"XPNET_BLOCK_ROWS must be a positive integer (rows per prediction block) or 0; "
+            f"got {text!r}"
+        ) from None
+
+
+def resolve_block_rows(block_rows: int | None, layer_sizes: Sequence[int], itemsize: int) -> int:
+    """``block_rows`` if given (checked), else the configured knob, else the rule."""
+    if block_rows is not None:
+        return check_positive_int("block_rows", block_rows)
+    configured = _configured_rows()
+    return configured if configured is not None else block_rows_for(layer_sizes, itemsize)
+
+
+def predict_blocks(
+    net: Any,
+    X: Any,
+    finish: Callable[[Array], Array],
+    *,
+    block_rows: int | None = None,
+    checked: bool = False,
+    name: str = "X",
+) -> Array:
+    """``finish(Z_L)`` of every row of ``X``, computed block by block on ``net`` (an
+    :class:`xpnet.MLP`): ``Z_L`` is the output pre-activation of a block, and ``finish``
+    turns it into that block's rows of the result (the output activation, class
+    indices, log-probabilities...), row by row.
+
+    ``X`` is checked here (shape at once, values once for the whole call) unless
+    ``checked`` says its values were checked already; it is cast to the network's dtype
+    one block at a time. ``block_rows``: rows per block (default: the knobs, then the
+    rule, see the module docstring).
+    """
+    backend, xp, dtype = net.array_backend, net.xp, net.array_dtype
+    X = check_X_shape(backend, X, net.layer_sizes[0], name)
+    rows = resolve_block_rows(block_rows, net.layer_sizes, np.dtype(net.dtype).itemsize)
+    cast = X.dtype != dtype
+    witness = not checked and xp.isdtype(X.dtype, "real floating")
+    hidden, params = net.hidden_activations, net.flat_params
+    m = int(X.shape[0])
+    out: Any = None
+    total = None
+    for start in range(0, m, rows):
+        block = X[start:min(start + rows, m), ...]  # in bounds (array-api-strict)
+        if cast:
+            with np.errstate(over="ignore"):  # a value too large becomes inf: said below
+                block = xp.astype(block, dtype)
+        if witness:  # NaN and inf survive a sum: one number witnesses the whole block
+            part = xp.sum(block)
+            total = part if total is None else total + part
+        _, Z = hidden_forward(hidden, params, block, xp)
+        out = inplace.set_rows(xp, out, start, finish(Z), m)
+    if total is not None and not bool(xp.isfinite(total)):
+        cast_finite(xp, X, dtype, name)  # entry by entry: raises, unless the sum overflowed
+    return inplace.finish_rows(xp, out)
