@@ -42,9 +42,10 @@ import numpy as np
 
 from . import _inplace as inplace
 from ._validation import cast_finite, check_positive_int, check_X_shape
-from .core import hidden_forward
+from .core import hidden_forward, penalty
 
-__all__ = ["BLOCK_BYTES", "block_rows_for", "predict_blocks", "prediction_block_rows"]
+__all__ = ["BLOCK_BYTES", "block_rows_for", "outputs_and_loss", "predict_blocks",
+           "prediction_block_rows", "resolve_block_rows"]
 
 Array = Any
 
@@ -119,6 +120,42 @@ def predict_blocks(
     one block at a time. ``block_rows``: rows per block (default: the knobs, then the
     rule, see the module docstring).
     """
+    xp = net.xp
+    out: Any = None
+    for start, _, m, Z in _blocks(net, X, block_rows, checked, name):
+        out = inplace.set_rows(xp, out, start, finish(Z), m)
+    return inplace.finish_rows(xp, out)
+
+
+def outputs_and_loss(
+    net: Any, X: Any, Y: Any, *, block_rows: int | None = None
+) -> tuple[Array, float]:
+    """``(A_L, loss)`` of ``net`` on ``(X, Y)`` in one block-wise pass (what ``xpnet
+    evaluate`` reports): the output activations (bit for bit those of
+    :func:`predict_blocks`) and the mean loss plus the L2 penalty, as
+    :meth:`xpnet.MLP.loss` computes it up to rounding (the mean is summed block by block:
+    ``Σ_b m_b·mean_b / m``). ``Y`` is checked and encoded once, as ``MLP.loss`` does."""
+    X = check_X_shape(net.array_backend, X, net.layer_sizes[0])
+    Y = net.check_targets(Y, int(X.shape[0]))
+    xp, output = net.xp, net.output_loss
+    out: Any = None
+    total: Any = 0.0
+    m = int(X.shape[0])
+    for start, stop, _, Z in _blocks(net, X, block_rows, False, "X"):
+        A, loss = output.forward_and_loss(xp, Z, Y[start:stop, ...])
+        total = total + loss * float(stop - start)
+        out = inplace.set_rows(xp, out, start, A, m)
+    loss_value = total / m
+    if net.alpha:
+        loss_value = loss_value + penalty(net.alpha, net.flat_params, m, xp)
+    return inplace.finish_rows(xp, out), float(loss_value)
+
+
+def _blocks(
+    net: Any, X: Any, block_rows: int | None, checked: bool, name: str
+) -> Iterator[tuple[int, int, int, Array]]:
+    """``(start, stop, rows of X, Z_L)`` of each block of rows of ``X``; the values' check (one
+    witness sum, see the module docstring) raises after the last block."""
     backend, xp, dtype = net.array_backend, net.xp, net.array_dtype
     X = check_X_shape(backend, X, net.layer_sizes[0], name)
     rows = resolve_block_rows(block_rows, net.layer_sizes, np.dtype(net.dtype).itemsize)
@@ -126,18 +163,16 @@ def predict_blocks(
     witness = not checked and xp.isdtype(X.dtype, "real floating")
     hidden, params = net.hidden_activations, net.flat_params
     m = int(X.shape[0])
-    out: Any = None
     total = None
     for start in range(0, m, rows):
-        block = X[start:min(start + rows, m), ...]  # in bounds (array-api-strict)
+        stop = min(start + rows, m)  # in bounds (array-api-strict refuses a stop past m)
+        block = X[start:stop, ...]
         if cast:
             with np.errstate(over="ignore"):  # a value too large becomes inf: said below
                 block = xp.astype(block, dtype)
         if witness:  # NaN and inf survive a sum: one number witnesses the whole block
             part = xp.sum(block)
             total = part if total is None else total + part
-        _, Z = hidden_forward(hidden, params, block, xp)
-        out = inplace.set_rows(xp, out, start, finish(Z), m)
+        yield start, stop, m, hidden_forward(hidden, params, block, xp)[1]
     if total is not None and not bool(xp.isfinite(total)):
         cast_finite(xp, X, dtype, name)  # entry by entry: raises, unless the sum overflowed
-    return inplace.finish_rows(xp, out)

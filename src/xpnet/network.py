@@ -422,15 +422,18 @@ class MLP:
 
     def check_XY(self, X: Any, Y: Any) -> tuple[Array, Array]:
         X = self.check_X(X)
+        return X, self.check_targets(Y, X.shape[0])
+
+    def check_targets(self, Y: Any, m: int) -> Array:
+        """``Y`` for ``m`` rows, checked and encoded for the output (as in :meth:`loss`)."""
         Y = check_Y(
-            self.array_backend, Y, X.shape[0], self._output.task, self.layer_sizes[-1],
-            self._dtype,
+            self.array_backend, Y, m, self._output.task, self.layer_sizes[-1], self._dtype,
         )
         if self._output.name == "exp" and bool(self.xp.any(Y < 0)):
             raise ValueError(
                 "Y for the exp output (Poisson: counts or rates) must be >= 0; got negative values"
             )
-        return X, Y
+        return Y
 
     def _input_spec(self) -> tuple[Any, ...]:
         """What checked inputs depend on: backend, device, dtype, input and output kind."""
