@@ -11,10 +11,23 @@ input and output does not grow with the row count.
 **The rule.** A block has ``block_rows_for(layer_sizes, itemsize)`` rows:
 ``BLOCK_BYTES`` (4 MiB) divided by the bytes of one row of the widest layer (input
 included, ``itemsize`` bytes per value: 4 for float32, 8 for float64), rounded down to a
-multiple of 64, and at least 64. For 784-256-10 in float32 that is 1280 rows (an input
-block of 3.8 MiB, a hidden one of 1.25 MiB); for 2-4-1 in float64, 65536 rows. Every row
-is computed by the very same operations as in one unblocked pass (rows do not interact
-in a forward pass), so the result is bit for bit the unblocked one.
+multiple of 192 rows, and at least 1152; the last block also takes the rows left over
+(so it has up to twice as many, and no block is a handful of rows). For 784-256-10 in
+float32 that is 1152 rows (an input block of 3.4 MiB, a hidden one of 1.1 MiB); for
+2-4-1 in float64, 130,944 rows.
+
+**Bit for bit.** Rows do not interact in a forward pass, so a block's rows get the very
+operations of one unblocked pass, and the result is the unblocked one bit for bit
+wherever the library computes a row of a product or a row sum the same way whatever
+the other rows of the call. The block sizes are chosen for that (measured, see
+``tests/test_inference.py``): BLAS kernels handle rows in panels (up to 24 rows:
+multiples of 192 keep every block's panels where one unblocked call has them), OpenBLAS
+XLA and PyTorch take other code paths for small products and row sums (under about
+1000 rows, or 4096 entries: hence the minimum), and a 1-row product is a matrix-vector product
+(hence no tiny last block). What no block size can control: a multi-threaded BLAS that
+splits one large product among its threads can round some rows differently from the
+same rows in a smaller product, by the last bit, exactly as two thread counts do
+(seen with OpenBLAS's Haswell kernels on a 784-256 float32 product).
 
 **The knobs.** ``block_rows=`` on the :class:`~xpnet.MLP` methods; for every entry point
 at once (the estimators, the command line) the context manager
@@ -51,7 +64,8 @@ Array = Any
 
 #: Bytes of one row-block of the widest layer (the largest temporary of a block).
 BLOCK_BYTES = 4 * 2**20
-_ROW_MULTIPLE = 64
+_ROW_MULTIPLE = 192
+_MIN_ROWS = 1152
 
 _BLOCK_ROWS: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "xpnet_block_rows", default=None
@@ -62,7 +76,7 @@ def block_rows_for(layer_sizes: Sequence[int], itemsize: int) -> int:
     """Rows per prediction block for a network of ``layer_sizes`` computing with
     ``itemsize``-byte floats (the rule in the module docstring)."""
     rows = BLOCK_BYTES // (int(itemsize) * max(int(n) for n in layer_sizes))
-    return max(_ROW_MULTIPLE, rows // _ROW_MULTIPLE * _ROW_MULTIPLE)
+    return max(_MIN_ROWS, rows // _ROW_MULTIPLE * _ROW_MULTIPLE)
 
 
 @contextlib.contextmanager
@@ -164,15 +178,20 @@ def _blocks(
     hidden, params = net.hidden_activations, net.flat_params
     m = int(X.shape[0])
     total = None
-    for start in range(0, m, rows):
-        stop = min(start + rows, m)  # in bounds (array-api-strict refuses a stop past m)
+    start = 0
+    while start < m:
+        # the last block takes the remaining rows too (rows to 2 * rows - 1 of them): no
+        # block of a handful of rows, which BLAS would compute another way (a 1-row
+        # product is a matrix-vector product), and stop stays in bounds (array-api-strict)
+        stop = m if m - start < 2 * rows else start + rows
         block = X[start:stop, ...]
-        if cast:
-            with np.errstate(over="ignore"):  # a value too large becomes inf: said below
+        with np.errstate(over="ignore"):  # a value too large for the cast, or a witness
+            if cast:  # sum that overflows, becomes inf: sorted out after the last block
                 block = xp.astype(block, dtype)
-        if witness:  # NaN and inf survive a sum: one number witnesses the whole block
-            part = xp.sum(block)
-            total = part if total is None else total + part
+            if witness:  # NaN and inf survive a sum: one number witnesses the whole block
+                part = xp.sum(block)
+                total = part if total is None else total + part
         yield start, stop, m, hidden_forward(hidden, params, block, xp)[1]
+        start = stop
     if total is not None and not bool(xp.isfinite(total)):
         cast_finite(xp, X, dtype, name)  # entry by entry: raises, unless the sum overflowed
