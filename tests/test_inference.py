@@ -94,7 +94,7 @@ def test_an_overflowing_sum_of_finite_values_is_not_an_error():
     """The witness sum of finite float32 values near the top of the range overflows; the
     entry-by-entry check then finds every value finite and the prediction stands."""
     net = _network("numpy", "float32", "sigmoid")
-    X = np.full((300, 6), 3e38, dtype=np.float32)
+    X = np.full((300, 6), 1e37, dtype=np.float32)  # products stay finite, the sum does not
     with np.errstate(over="ignore"):
         assert not np.isfinite(X.sum())
     A = net.predict_proba(X, block_rows=64)
