@@ -36,8 +36,11 @@ positive integer: rows per block; ``0`` or unset: the rule above).
 
 **The checks** run once per call, not per block: the shape when the call starts; the
 values (NaN, infinity, a float64 value too large for a float32 network) through one
-sum of every (cast) block, accumulated on the device and read back once at the end.
-A non-finite sum means a non-finite input value or an overflowing sum of finite ones:
+sum of every block's first-layer pre-activation ``X W_1 + b_1`` (a non-finite input
+value makes its whole row non-finite), accumulated on the device and read back once at
+the end (on NumPy and array-api-strict, where that read is free, after each block). A
+non-finite sum means a non-finite input value or an overflowing sum of
+finite ones:
 only then is the input checked entry by entry (the error names the problem as
 :func:`xpnet.MLP.check_X` does). Inputs the caller has checked already (scikit-learn's
 ``validate_data`` on host arrays) are not checked again.
@@ -176,6 +179,7 @@ def _blocks(
     cast = X.dtype != dtype
     witness = not checked and xp.isdtype(X.dtype, "real floating")
     hidden, params = net.hidden_activations, net.flat_params
+    on_host = net.backend in ("numpy", "array_api_strict")  # reading the witness costs nothing
     m = int(X.shape[0])
     total = None
     start = 0
@@ -185,13 +189,24 @@ def _blocks(
         # product is a matrix-vector product), and stop stays in bounds (array-api-strict)
         stop = m if m - start < 2 * rows else start + rows
         block = X[start:stop, ...]
-        with np.errstate(over="ignore"):  # a value too large for the cast, or a witness
-            if cast:  # sum that overflows, becomes inf: sorted out after the last block
+        with np.errstate(over="ignore", invalid="ignore"):  # a value too large for the cast
+            if cast:
                 block = xp.astype(block, dtype)
-            if witness:  # NaN and inf survive a sum: one number witnesses the whole block
-                part = xp.sum(block)
+            # the first layer as in core.hidden_forward, kept for the witness (a cast value
+            # too large, or the witness sum, becomes inf: sorted out after the last block)
+            Z = inplace.add(xp, block @ params[0], params[1])
+            if witness:
+                # A NaN or infinite input value makes its row of Z_1 = X W_1 + b_1 all NaN
+                # or infinite (finite weights), and NaN and inf survive a sum: one number
+                # witnesses the block, from an array a third of X's width on 784-256-10.
+                part = xp.sum(Z)
                 total = part if total is None else total + part
-        yield start, stop, m, hidden_forward(hidden, params, block, xp)[1]
+                if on_host and not bool(xp.isfinite(part)):  # free on the host: stop now,
+                    cast_finite(xp, X, dtype, name)  # before NumPy warns about NaN below
+                    witness, total = False, None  # (the sum overflowed: X is finite)
+        if hidden:
+            Z = hidden_forward(hidden[1:], params[2:], hidden[0].forward(xp, Z), xp)[1]
+        yield start, stop, m, Z
         start = stop
     if total is not None and not bool(xp.isfinite(total)):
         cast_finite(xp, X, dtype, name)  # entry by entry: raises, unless the sum overflowed
