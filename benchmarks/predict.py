@@ -21,8 +21,10 @@ Figures: the median time over the repeats, rows/s from it, and ratios *paired wi
 repeat* (median and min-max over the repeats) of xpnet-numpy to scikit-learn and to the
 products. Memory: the peak resident size (Linux ``VmHWM``, reset through
 ``/proc/self/clear_refs`` before each run) minus the resident size just before the run
-and minus the result's bytes: the memory above the input and the output (RSS
-sampling by the kernel, not tracemalloc, so every library is measured alike).
+and minus the result's bytes: the memory above the input and the output, every library
+measured alike; it misses temporaries that reuse memory already resident (the heap
+NumPy's blocks recycle), so for the NumPy-based columns one more untimed call is traced
+with tracemalloc (NumPy's own allocations, exact).
 
 The thread settings (``--threads``, default 2) are put into ``OPENBLAS_NUM_THREADS``,
 ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` before NumPy, PyTorch or JAX load, and
@@ -227,8 +229,29 @@ def measure(rows: int, impls: dict[str, Any], repeats: int, settle: float) -> di
             times[name].append(seconds)
             if above is not None:
                 memory[name].append(above)
+    traced = {name: traced_peak(impls[name][1], data[name]) for name in impls
+              if name in NUMPY_IMPLS}
     del data, X
-    return {"rows": rows, "times": times, "memory": memory}
+    return {"rows": rows, "times": times, "memory": memory, "tracemalloc": traced}
+
+
+NUMPY_IMPLS = ("xpnet-numpy", "sklearn", "products")
+
+
+def traced_peak(run: Any, data: Any) -> int:
+    """Bytes NumPy allocated at the peak of one (untimed) call above its result's, by
+    tracemalloc (exact for NumPy, blind to other libraries' allocators)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        result = run(data)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    return max(0, peak - nbytes(result))
 
 
 def paired(a: list[float], b: list[float]) -> dict[str, float]:
@@ -243,7 +266,10 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
         median = statistics.median(values)
         table[name] = {"median_s": median, "rows_per_s": rows / median,
                        "peak_above_io_mib": (max(memory[name]) / 2**20 if memory[name]
-                                             else None)}
+                                             else None),
+                       "tracemalloc_above_io_mib": (result["tracemalloc"][name] / 2**20
+                                                    if name in result["tracemalloc"]
+                                                    else None)}
     ratios = {}
     for other in ("sklearn", "products", "torch-no-grad"):
         if "xpnet-numpy" in times and other in times:
@@ -253,10 +279,15 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
 
 def print_summary(summary: dict[str, Any]) -> None:
     print(f"\n{summary['rows']:,} rows")
-    print(f"{'implementation':16} {'median s':>10} {'rows/s':>12} {'peak above in+out MiB':>22}")
+    print("| implementation | median s | rows/s | RSS peak above in+out MiB | "
+          "tracemalloc peak above in+out MiB |")
+    print("|---|---|---|---|---|")
     for name, row in summary["table"].items():
         mib = "-" if row["peak_above_io_mib"] is None else f"{row['peak_above_io_mib']:.1f}"
-        print(f"{name:16} {row['median_s']:10.4f} {row['rows_per_s']:12.3g} {mib:>22}")
+        traced = row["tracemalloc_above_io_mib"]
+        traced_text = "-" if traced is None else f"{traced:.1f}"
+        print(f"| {name} | {row['median_s']:.4f} | {row['rows_per_s']:.3g} | {mib} | "
+              f"{traced_text} |")
     for name, r in summary["ratios"].items():
         print(f"  {name}: {r['median']:.3f} [{r['min']:.3f}-{r['max']:.3f}] (paired)")
 

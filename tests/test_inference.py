@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet import activations, core
 from xpnet import _inplace as inplace
+from xpnet import activations, core
 from xpnet.backends import to_numpy
 from xpnet.inference import block_rows_for, prediction_block_rows
 

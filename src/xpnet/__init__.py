@@ -1,6 +1,6 @@
 """xpnet: multilayer perceptrons with explicit backpropagation on any Array API backend."""
 
-from . import train
+from . import inference, train
 from ._version import __version__
 from .backends import (
     BACKEND_NAMES,
@@ -39,6 +39,7 @@ __all__ = [
     "__version__",
     "available_backends",
     "get_backend",
+    "inference",
     "load",
     "save",
     "to_numpy",

@@ -17,6 +17,7 @@ parameter): the functions return the updated array, which may or may not be ``a`
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 __all__ = ["add", "apply", "divide", "finish_rows", "inplace_ok", "multiply", "set_rows",
@@ -89,13 +90,8 @@ def apply(xp: Any, name: str, a: Array) -> Array:
     ``a``, written into ``a`` where :func:`inplace_ok` (NumPy's and CuPy's ``out=``,
     PyTorch's ``out=``): the same values as ``xp.<name>(a)``, one array fewer."""
     kind = _kind(xp) if inplace_ok(xp, a) else ""
-    if kind:
-        if kind == "numpy":
-            import numpy as library
-        elif kind == "cupy":
-            import cupy as library
-        else:
-            import torch as library
+    if kind:  # the library itself (numpy, cupy, torch): its functions take out=
+        library = sys.modules[kind]  # imported: it made ``a``
         getattr(library, name)(a, out=a)
         return a
     if name == "reciprocal":  # only in the 2024.12 standard; a division rounds the same

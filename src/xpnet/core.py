@@ -195,7 +195,8 @@ def loss_and_grads(
         if layer:
             dZ = dZ @ W.T  # (BP2): the weights W_l carry the error back ...
             if masks and masks[layer - 1] is not None:
-                dZ = inplace.multiply(xp, dZ, masks[layer - 1])  # (BP2') dA_{l-1} = dÃ_{l-1} ⊙ M_{l-1} / (1 - p)
+                # (BP2') dA_{l-1} = dÃ_{l-1} ⊙ M_{l-1} / (1 - p)
+                dZ = inplace.multiply(xp, dZ, masks[layer - 1])
             derivative = hidden[layer - 1].derivative
             if derivative is not None:  # ... times g'_{l-1}, written with A_{l-1}
                 dZ = inplace.multiply(xp, dZ, derivative(xp, undropped[layer]))  # (pre-dropout)
