@@ -141,8 +141,10 @@ def test_memory_above_input_and_output_is_bounded():
 
 def test_block_rule():
     assert block_rows_for([64, 256, 10], 4) == 4032  # 4 MiB / (4 B * 256), to a multiple of 192
+    assert block_rows_for([784, 256, 10], 4) == 4032  # (the input's quarter, 196, is less)
+    assert block_rows_for([784, 256, 10], 8) == 1920
     assert block_rows_for([2, 4, 1], 8) == 130944
-    assert block_rows_for([784, 256, 10], 4) == 1152  # 1337: never below 1152 rows
+    assert block_rows_for([4096, 16, 1], 4) == 1152  # 4 MiB / (4 B * 1024) = 1024: at least 1152
     assert block_rows_for([10**6, 1], 8) == 1152
     with pytest.raises(ValueError, match="block_rows must be a positive integer"):
         xpnet.MLP([2, 3, 1]).predict(np.ones((4, 2)), block_rows=0)
@@ -156,15 +158,16 @@ def test_estimators_predict_the_same_in_small_blocks():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(301, 4))
     y = np.digitize(X[:, 0] + X[:, 1], [-0.5, 0.5])
-    clf = MLPClassifier(hidden_layer_sizes=(7,), max_iter=30, random_state=0).fit(X, y)
-    binary = MLPClassifier(hidden_layer_sizes=(5,), max_iter=30, random_state=0).fit(X, y > 0)
-    reg = MLPRegressor(hidden_layer_sizes=(6,), max_iter=30, random_state=0).fit(X, X[:, 0])
     import warnings
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # 30 iterations do not converge: not the point
+        clf = MLPClassifier(hidden_layer_sizes=(7,), max_iter=30, random_state=0).fit(X, y)
+        binary = MLPClassifier(hidden_layer_sizes=(5,), max_iter=30, random_state=0).fit(X,
+                                                                                          y > 0)
+        reg = MLPRegressor(hidden_layer_sizes=(6,), max_iter=30, random_state=0).fit(X, X[:, 0])
         results = []
-        for rows in (None, 10):
+        for rows in (None, 1152):
             with prediction_block_rows(rows):
                 results.append([clf.predict(X), clf.predict_proba(X), clf.predict_log_proba(X),
                                 clf.score(X, y), binary.predict_proba(X),
@@ -196,13 +199,13 @@ def test_cli_predict_and_evaluate_in_small_blocks(tmp_path):
                 "--quiet", "--dtype", "float32")
     assert proc.returncode == 0, proc.stderr
     outputs = {}
-    for rows in (None, 7):
+    for rows in (None, 64):  # 150 rows: blocks of 64 and 86
         predicted = _cli("predict", model, "--data", path, "--json", env_rows=rows)
         evaluated = _cli("evaluate", model, "--data", path, "--json", env_rows=rows)
         assert predicted.returncode == 0 and evaluated.returncode == 0, (predicted.stderr,
                                                                           evaluated.stderr)
         outputs[rows] = json.loads(predicted.stdout), json.loads(evaluated.stdout)
-    (p_whole, e_whole), (p_blocked, e_blocked) = outputs[None], outputs[7]
+    (p_whole, e_whole), (p_blocked, e_blocked) = outputs[None], outputs[64]
     assert p_whole == p_blocked  # labels and probabilities, every digit
     assert e_whole["accuracy"] == e_blocked["accuracy"]
     # the loss is a mean summed block by block: equal up to float32 rounding of the sum
