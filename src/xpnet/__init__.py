@@ -1,6 +1,6 @@
 """xpnet: multilayer perceptrons with explicit backpropagation on any Array API backend."""
 
-from . import train
+from . import inference, train
 from ._jit_cache import set_compile_cache
 from ._version import __version__
 from .backends import (
@@ -45,6 +45,7 @@ __all__ = [
     "available_backends",
     "export_onnx",
     "get_backend",
+    "inference",
     "load",
     "save",
     "set_compile_cache",

@@ -119,7 +119,13 @@ def all_finite(xp: Any, array: Array) -> bool:
 
 def check_X(backend: Backend, X: Any, n_features: int, dtype: Any, name: str = "X") -> Array:
     """``X`` as a finite ``(m, n_features)`` array of ``dtype`` on ``backend``."""
-    xp = backend.xp
+    return cast_finite(backend.xp, check_X_shape(backend, X, n_features, name), dtype, name)
+
+
+def check_X_shape(backend: Backend, X: Any, n_features: int, name: str = "X") -> Array:
+    """``X`` as a ``(m, n_features)`` array (``m >= 1``) of real numbers on ``backend``,
+    in its own dtype and with its values unchecked: :func:`check_X` without the
+    finiteness check and the cast (block-wise prediction does those per block)."""
     X = to_backend(backend, X, name)
     if X.ndim != 2:
         hint = " (use X.reshape(-1, 1) for a single feature)" if X.ndim == 1 else ""
@@ -133,7 +139,7 @@ def check_X(backend: Backend, X: Any, n_features: int, dtype: Any, name: str = "
             f"{name} has {X.shape[1]} features (columns) but the network expects "
             f"{n_features}; got shape {tuple(X.shape)}"
         )
-    return cast_finite(xp, X, dtype, name)
+    return X
 
 
 def cast_finite(xp: Any, array: Array, dtype: Any, name: str) -> Array:

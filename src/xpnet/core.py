@@ -1,7 +1,9 @@
 """The pure training step: loss and gradients as a function of parameters and data.
 
 Nothing here holds state or touches what it is given: every array it updates in place it
-created itself (``Z += b`` on a fresh product, ``dZ /= S`` on a fresh difference), there
+created itself (``Z += b`` on a fresh product, ``dZ /= S`` on a fresh difference, both
+through :mod:`xpnet._inplace`, which does them in place only where the namespace does
+that correctly and falls back to the functional form elsewhere), there
 are no caches, and the sizes of the sum are arguments, so the same function runs eagerly
 on any backend, under ``jax.jit`` (no tracer can leak into a cache), and per chunk of a
 data set whose gradients are summed afterwards (pass the global row count or weight sum
@@ -32,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import _inplace as inplace
 from ._dropout import DropoutStream, scaled_masks
 from .activations import Activation
 from .losses import OutputLoss
@@ -70,13 +73,12 @@ def hidden_forward(
     cache = [X]
     A = X
     for layer, act in enumerate(hidden):
-        Z = A @ params[2 * layer]
-        Z += params[2 * layer + 1]  # Z_l = A_{l-1} W_l + b_l (Z is a fresh array: add in place)
+        # Z_l = A_{l-1} W_l + b_l (Z is a fresh array: the bias is added in place where
+        # the namespace allows, see xpnet._inplace; a plain Add node on ndonnx)
+        Z = inplace.add(xp, A @ params[2 * layer], params[2 * layer + 1])
         A = act.forward(xp, Z)  # A_l = g_l(Z_l)
         cache.append(A)
-    Z_out = A @ params[-2]
-    Z_out += params[-1]
-    return cache, Z_out
+    return cache, inplace.add(xp, A @ params[-2], params[-1])
 
 
 def _dropout_forward(
@@ -91,16 +93,13 @@ def _dropout_forward(
     undropped = [X]
     A = X
     for layer, act in enumerate(hidden):
-        Z = A @ params[2 * layer]
-        Z += params[2 * layer + 1]
+        Z = inplace.add(xp, A @ params[2 * layer], params[2 * layer + 1])
         A = act.forward(xp, Z)  # A_l = g_l(Z_l)
         undropped.append(A)
         if masks[layer] is not None:
             A = A * masks[layer]  # Ã_l = A_l ⊙ M_l / (1 - p_l): a new array, A_l is kept
         cache.append(A)
-    Z_out = A @ params[-2]
-    Z_out += params[-1]
-    return cache, undropped, Z_out
+    return cache, undropped, inplace.add(xp, A @ params[-2], params[-1])
 
 
 def penalty(alpha: float, params: Sequence[Array], total_weight: Any, xp: Any) -> Array:
@@ -219,9 +218,9 @@ def loss_and_grads(
     grads: list[Array] = [None] * len(params)
     dZ = A_out - Y  # (BP1) matched output/loss pair: dZ_L = (A_L - Y) / m ...
     if weight_column is None:
-        dZ /= total_weight
+        dZ = inplace.divide(xp, dZ, total_weight)
     else:
-        dZ *= weight_column  # ... or w ⊙ (A_L - Y) / S with row weights
+        dZ = inplace.multiply(xp, dZ, weight_column)  # ... or w ⊙ (A_L - Y) / S with row weights
     summed = row_sum if row_sum is not None else (lambda dZ: _row_sum(dZ, xp))
     for layer in range(len(hidden), -1, -1):
         A_prev = cache[layer]  # Ã_{l-1} with dropout: what layer l saw
@@ -234,10 +233,11 @@ def loss_and_grads(
         if layer:
             dZ = dZ @ W.T  # (BP2): the weights W_l carry the error back ...
             if masks and masks[layer - 1] is not None:
-                dZ *= masks[layer - 1]  # (BP2') dA_{l-1} = dÃ_{l-1} ⊙ M_{l-1} / (1 - p)
+                # (BP2') dA_{l-1} = dÃ_{l-1} ⊙ M_{l-1} / (1 - p)
+                dZ = inplace.multiply(xp, dZ, masks[layer - 1])
             derivative = hidden[layer - 1].derivative
             if derivative is not None:  # ... times g'_{l-1}, written with A_{l-1}
-                dZ *= derivative(xp, undropped[layer])  # (pre-dropout A_{l-1})
+                dZ = inplace.multiply(xp, dZ, derivative(xp, undropped[layer]))  # (pre-dropout)
     return loss, grads
 
 

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import _inplace as inplace
 from .activations import identity, sigmoid, softmax
 
 __all__ = ["OUTPUTS", "OutputLoss", "get_output"]
@@ -80,10 +81,10 @@ def sigmoid_and_binary_cross_entropy(
 ) -> tuple[Array, Array]:
     """``(sigmoid(z), binary_cross_entropy(z, ., y))`` with ``|z|`` and ``exp(-|z|)`` shared."""
     abs_z = xp.abs(z)
-    e = xp.exp(-abs_z)
+    e = inplace.apply(xp, "exp", -abs_z)
     loss = _mean(xp, (z + abs_z) * 0.5 + xp.log1p(e) - y * z, weight)  # softplus(z) - y·z
-    r = 1.0 / (1.0 + e)
-    e *= r  # e is ours and no longer needed: sigmoid(-|z|) in place
+    r = inplace.apply(xp, "reciprocal", e + 1.0)
+    e = inplace.multiply(xp, e, r)  # e is ours and no longer needed: sigmoid(-|z|)
     return xp.where(z >= 0, r, e), loss  # as in activations.sigmoid
 
 
@@ -92,10 +93,10 @@ def softmax_and_categorical_cross_entropy(
 ) -> tuple[Array, Array]:
     """``(softmax(z), categorical_cross_entropy(z, ., y))`` sharing max, exp and row sums."""
     z_max = xp.max(z, axis=1, keepdims=True)
-    e = xp.exp(z - z_max)
+    e = inplace.apply(xp, "exp", z - z_max)
     row_sum = xp.sum(e, axis=1, keepdims=True)
     lse = z_max + xp.log(row_sum)
-    e /= row_sum  # softmax, as in activations.softmax (in place: e is ours)
+    e = inplace.divide(xp, e, row_sum)  # softmax, as in activations.softmax (e is ours)
     return e, _mean(xp, y * (lse - z), weight)
 
 

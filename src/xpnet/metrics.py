@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .backends import to_numpy
+from .inference import outputs_and_loss
 from .network import MLP
 
 __all__ = ["NonFiniteOutputError", "accuracy", "check_finite_outputs", "predicted_classes",
@@ -92,8 +93,10 @@ def score(
     """
     # NumPy's overflow warnings would only precede the error below (or an inf loss)
     with np.errstate(over="ignore", invalid="ignore"):
-        loss = float(net.loss(X, y))  # (checks y: class indices outside 0..k-1 refused)
-        outputs = to_numpy(net.predict_proba(X)).astype(np.float64)
+        # one block-wise pass for outputs and loss (bounded memory; checks y: class
+        # indices outside 0..k-1 refused, X's values checked once)
+        A, loss = outputs_and_loss(net, X, y)
+        outputs = to_numpy(A).astype(np.float64)
     check_finite_outputs(outputs)
     result: dict[str, Any] = {"rows": int(X.shape[0]), "loss": loss}
     if task == "regression":

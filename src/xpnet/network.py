@@ -41,6 +41,7 @@ from ._validation import (
 from .activations import Activation, get_activation
 from .backends import DTYPE_NAMES, Backend, get_backend, on_device
 from .core import Architecture
+from .inference import predict_blocks
 from .losses import OutputLoss, get_output
 from .optim import SGD
 from .training import fit as training_fit
@@ -440,15 +441,18 @@ class MLP:
 
     def check_XY(self, X: Any, Y: Any) -> tuple[Array, Array]:
         X = self.check_X(X)
+        return X, self.check_targets(Y, X.shape[0])
+
+    def check_targets(self, Y: Any, m: int) -> Array:
+        """``Y`` for ``m`` rows, checked and encoded for the output (as in :meth:`loss`)."""
         Y = check_Y(
-            self.array_backend, Y, X.shape[0], self._output.task, self.layer_sizes[-1],
-            self._dtype,
+            self.array_backend, Y, m, self._output.task, self.layer_sizes[-1], self._dtype,
         )
         if self._output.name == "exp" and bool(self.xp.any(Y < 0)):
             raise ValueError(
                 "Y for the exp output (Poisson: counts or rates) must be >= 0; got negative values"
             )
-        return X, Y
+        return Y
 
     def _input_spec(self) -> tuple[Any, ...]:
         """What checked inputs depend on: backend, device, dtype, input and output kind."""
@@ -562,15 +566,29 @@ class MLP:
 
     # ------------------------------------------------------------------ public API
     @on_device
-    def forward(self, X: Any) -> Array:
+    def forward(self, X: Any, *, block_rows: int | None = None) -> Array:
         """Output activations ``A_L`` of shape ``(m, n_outputs)`` (same as predict_proba).
+
+        Computed in blocks of rows (:mod:`xpnet.inference`): the memory needed above ``X``
+        and the result stays a few MiB whatever the row count, and the result is bit for
+        bit that of one unblocked pass. ``block_rows``: rows per block (default: the
+        ``XPNET_BLOCK_ROWS`` / :func:`xpnet.inference.prediction_block_rows` knob, else
+        4 MiB for a block of the widest layer). ``X`` is checked once per call.
 
         On a Dask array: a lazy Dask array computed block-wise on the workers."""
         if array_module(X) == "dask":
             from .distributed import forward
 
             return forward(self, X)
-        return self._forward(self.check_X(X))[2]
+        if is_sparse(X):  # one pass: the sparse product does not allocate per row
+            return self._forward(self.check_X(X))[2]
+        return predict_blocks(self, X, self._output_block, block_rows=block_rows)
+
+    def _output_block(self, Z_out: Array) -> Array:
+        return self._output.activation(self.xp, Z_out)
+
+    def _class_block(self, Z_out: Array) -> Array:
+        return self.class_indices(self._output.activation(self.xp, Z_out))
 
     @on_device
     def loss(self, X: Any, Y: Any = None) -> Array:
@@ -684,27 +702,32 @@ class MLP:
             callback=callback, **options,
         )
 
-    def predict_proba(self, X: Any) -> Array:
-        """Output activations, shape ``(m, n_outputs)``: probabilities for sigmoid/softmax."""
-        return self.forward(X)
+    def predict_proba(self, X: Any, *, block_rows: int | None = None) -> Array:
+        """Output activations, shape ``(m, n_outputs)``: probabilities for sigmoid/softmax
+        (computed in blocks of rows, see :meth:`forward`)."""
+        return self.forward(X, block_rows=block_rows)
 
     @on_device
-    def predict(self, X: Any) -> Array:
+    def predict(self, X: Any, *, block_rows: int | None = None) -> Array:
         """Predictions: class index ``(m,)`` for softmax; 0/1 for sigmoid (``(m,)`` with one
         output, ``(m, k)`` multi-label); raw outputs for identity (``(m,)`` with one output).
 
         Class predictions are int64 on every backend (int32 on JAX while it runs in
         32-bit mode: no float64 JAX network built yet). A sigmoid output is class 1 when
         strictly above 0.5, scikit-learn's rule (an output of exactly 0.5 is class 0).
+        Computed in blocks of rows (``block_rows``: see :meth:`forward`).
         On a Dask array: a lazy Dask array computed block-wise on the workers.
         """
         if array_module(X) == "dask":
             from .distributed import predict
 
             return predict(self, X)
-        A = self.forward(X)
-        if self._output.task != "regression":
-            A = self.class_indices(A)
+        if self._output.task == "regression":
+            A = self.forward(X, block_rows=block_rows)
+        elif is_sparse(X):
+            A = self.class_indices(self.forward(X))
+        else:
+            A = predict_blocks(self, X, self._class_block, block_rows=block_rows)
         return A[:, 0] if A.ndim == 2 and A.shape[1] == 1 else A
 
     def class_indices(self, A: Array) -> Array:

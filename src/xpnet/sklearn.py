@@ -39,7 +39,7 @@ import numbers
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -77,6 +77,7 @@ from ._sparse import _sparse_module, is_sparse, take_rows
 from ._validation import array_module
 from .backends import get_backend, to_numpy
 from .core import hidden_forward
+from .inference import predict_blocks
 from .losses import OutputLoss, softplus
 from .network import MLP
 from .optim import SGD, Adam, Optimizer
@@ -275,6 +276,22 @@ def _check_n_samples(y: Any, n_samples: int) -> None:
             f"Found input variables with inconsistent numbers of samples: "
             f"[{n_samples}, {y.shape[0]}]"
         )
+
+
+def _output_activations(net: MLP, Z: Array) -> Array:
+    """A prediction block's output activations ``A_L`` from its logits ``Z``."""
+    return net.output_loss.activation(net.xp, Z)
+
+
+def _class_indices(net: MLP, Z: Array) -> Array:
+    """A prediction block's class indices (arg-max, or LabelBinarizer's ``> 0.5``)."""
+    return net.class_indices(_output_activations(net, Z))
+
+
+def _class_probabilities(net: MLP, Z: Array) -> Array:
+    """A prediction block's class probabilities (``[1 - p, p]`` for one sigmoid)."""
+    A = _output_activations(net, Z)
+    return net.xp.concat([1.0 - A, A], axis=1) if A.shape[1] == 1 else A
 
 
 def _averaged_over_outputs(output: OutputLoss, n_outputs: int) -> OutputLoss:
@@ -1137,16 +1154,25 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
             f"{_library(fitted) or 'numpy'}, got {library or 'numpy'})."
         )
 
-    def _forward(self, X: Any, method: str) -> tuple[MLP, Array, Array]:
-        """``(net, Z_out, A_out)`` for ``X`` on the network's backend."""
+    def _predicted(
+        self, X: Any, method: str, finish: Callable[[MLP, Array], Array]
+    ) -> tuple[MLP, Array]:
+        """``(net, result)``: ``finish(net, Z_out)`` of every row of ``X`` on the network's
+        backend, computed in blocks of rows (:mod:`xpnet.inference`: bounded memory, the
+        bits of one unblocked pass). Host input was checked by scikit-learn's
+        ``validate_data`` and is not checked again; device arrays are checked once."""
         check_is_fitted(self)
         self._check_same_namespace(X, method)
         X, library, device, _ = self._validate_X(X, reset=False)
         net = self._predict_net(library, device)
         if library is not None and library != net.backend:
             X = X.get() if is_sparse(X) else to_numpy(X)  # CuPy sparse: to SciPy
-        _, Z_out = hidden_forward(net.hidden_activations, net.flat_params, net.check_X(X), net.xp)
-        return net, Z_out, net.output_loss.activation(net.xp, Z_out)
+        if is_sparse(X):  # one pass: the sparse product allocates nothing per row
+            _, Z_out = hidden_forward(
+                net.hidden_activations, net.flat_params, net.check_X(X), net.xp
+            )
+            return net, finish(net, Z_out)
+        return net, predict_blocks(net, X, lambda Z: finish(net, Z), checked=library is None)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -1381,9 +1407,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     @_blockwise_on_dask
     def predict(self, X: Any) -> Array:
         """Class labels ``(n_samples,)`` (indicator matrix for multi-label)."""
-        net, _, A = self._forward(X, "predict")
+        net, idx = self._predicted(X, "predict", _class_indices)  # arg-max, or "> 0.5"
         xp = net.xp
-        idx = net.class_indices(A)  # arg-max, or LabelBinarizer's "> 0.5"
         if self._label_binarizer.y_type_ == "multilabel-indicator":
             return _like(idx, X)
         if idx.ndim == 2:
@@ -1397,23 +1422,22 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     @_blockwise_on_dask
     def predict_proba(self, X: Any) -> Array:
         """Probabilities ``(n_samples, n_classes)`` in the order of ``classes_``."""
-        net, _, A = self._forward(X, "predict_proba")
-        if A.shape[1] == 1:
-            A = net.xp.concat([1.0 - A, A], axis=1)
+        _, A = self._predicted(X, "predict_proba", _class_probabilities)
         return _like(A, X)
 
     @_blockwise_on_dask
     def predict_log_proba(self, X: Any) -> Array:
         """Log-probabilities, computed from the logits (finite where probabilities round to 0)."""
-        net, Z, _ = self._forward(X, "predict_log_proba")
-        xp = net.xp
-        if self._label_binarizer.y_type_ == "multiclass":
-            z_max = xp.max(Z, axis=1, keepdims=True)
-            out = Z - (z_max + xp.log(xp.sum(xp.exp(Z - z_max), axis=1, keepdims=True)))
-        elif Z.shape[1] == 1:  # log sigmoid(z) = -softplus(-z)
-            out = xp.concat([-softplus(xp, Z), -softplus(xp, -Z)], axis=1)
-        else:
-            out = -softplus(xp, -Z)
+        def log_proba(net: MLP, Z: Array) -> Array:
+            xp = net.xp
+            if self._label_binarizer.y_type_ == "multiclass":  # (fitted: checked first)
+                z_max = xp.max(Z, axis=1, keepdims=True)
+                return Z - (z_max + xp.log(xp.sum(xp.exp(Z - z_max), axis=1, keepdims=True)))
+            if Z.shape[1] == 1:  # log sigmoid(z) = -softplus(-z)
+                return xp.concat([-softplus(xp, Z), -softplus(xp, -Z)], axis=1)
+            return -softplus(xp, -Z)
+
+        _, out = self._predicted(X, "predict_log_proba", log_proba)
         return _like(out, X)
 
     @_blockwise_on_dask
@@ -1526,7 +1550,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     @_blockwise_on_dask
     def predict(self, X: Any) -> Array:
         """Predicted values ``(n_samples,)`` for one output, else ``(n_samples, n_outputs)``."""
-        _, _, A = self._forward(X, "predict")
+        _, A = self._predicted(X, "predict", _output_activations)
         if A.shape[1] == 1:
             A = A[:, 0]
         return _like(A, X)
