@@ -38,3 +38,14 @@ def assert_close(actual, expected, rtol: float, what: str = "") -> None:
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
     scale = float(np.max(np.abs(expected))) if expected.size else 0.0
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale, err_msg=what)
+
+
+def one_line_error(proc, *fragments):
+    """``xpnet`` exited 2 with one ``xpnet: error: ...`` line holding every fragment;
+    returns that line."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xpnet: error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from crafting import peak_rss_of_load
+from helpers import one_line_error
 
 from xpnet.data import DataError, load_file
 
@@ -29,15 +30,6 @@ def xpnet(*args, cwd=None, env=None):
     return subprocess.run([sys.executable, "-m", "xpnet", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, **(env or {})})
-
-
-def one_line_error(proc, *fragments):
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("xpnet: error: "), proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import one_line_error
 
 pytest.importorskip("ndonnx", reason="the onnx extra (pip install 'xpnet[onnx]') is missing")
 pytest.importorskip("onnx", reason="the onnx extra (pip install 'xpnet[onnx]') is missing")
@@ -284,14 +285,6 @@ def test_model_file_export_is_xpnet_predict(tmp_path, kind):
     assert meta["model_sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
     if kind == "classes":
         assert meta["classes"] == '["cat", "dog", "emu"]'
-
-
-def one_line_error(proc, *fragments):
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("xpnet: error: "), proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 def test_cli_refusals(tmp_path):
