@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -81,7 +82,9 @@ class StopAfterEpoch:
     handler, in the main thread only) and as its epoch callback: the handler only sets a
     flag, and the callback, which runs once the epoch is complete, raises the
     KeyboardInterrupt that makes ``fit`` return the history marked ``interrupted``. So
-    the weights kept are exactly those after a complete epoch.
+    the weights kept are exactly those after a complete epoch. Inside the ``with``,
+    ``fit``'s "training interrupted" warning is silenced: ``xpnet train``'s report says
+    it was interrupted.
     """
 
     def __init__(self, progress: Callable[[int, float], Any], newline: bool,
@@ -94,8 +97,11 @@ class StopAfterEpoch:
         self.epochs_done = 0
         self._previous: Any = None
         self._installed = False
+        self._warnings = warnings.catch_warnings()
 
     def __enter__(self) -> StopAfterEpoch:
+        self._warnings.__enter__()
+        warnings.filterwarnings("ignore", "training interrupted", UserWarning)
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._on_sigint)
             self._installed = True
@@ -105,6 +111,7 @@ class StopAfterEpoch:
         if self._installed:
             signal.signal(signal.SIGINT, self._previous)
             self._installed = False
+        self._warnings.__exit__(*exc)
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:

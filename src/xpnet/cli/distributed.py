@@ -19,7 +19,6 @@ import contextlib
 import inspect
 import logging
 import os
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -323,10 +322,7 @@ class OnCluster(Where):
 
         args, report = self.args, dict[str, Any]()
         with StopAfterEpoch(lambda epoch, loss: None, newline=False,
-                            log_every=args.log_every, epochs=args.epochs) as stop, \
-                warnings.catch_warnings():
-            # the summary says it was interrupted: no need for fit's warning too
-            warnings.filterwarnings("ignore", "training interrupted", UserWarning)
+                            log_every=args.log_every, epochs=args.epochs) as stop:
             history = fit(net, X, y, client=self.client, report=report, callback=stop,
                           **options)
         steps = report["overhead"]

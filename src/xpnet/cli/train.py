@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import warnings
 from typing import Any
 
 import numpy as np
@@ -289,10 +288,7 @@ class Local(Where):
         with EpochProgress(args.epochs, enabled=show_progress) as progress, \
                 StopAfterEpoch(progress, newline=show_progress, log_every=args.log_every,
                                 epochs=args.epochs) as stop_after_epoch, \
-                np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
-                warnings.catch_warnings():
-            # the summary says it was interrupted: no need for fit's warning too
-            warnings.filterwarnings("ignore", "training interrupted", UserWarning)
+                np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             history = net.fit(X, y, callback=stop_after_epoch, compile=args.compile,
                               **options)
         return history, history.interrupted or stop_after_epoch.requested
