@@ -552,11 +552,12 @@ class CsvReader:
                                        quoted_strings_can_be_null=True)
         piece = block_bytes or self.layout.block_bytes
         rows = 0
+        threaded = _threads() > 1  # the cores this process may use: once per read
         try:
             for text, skip in _pieces(_arrow_source(self.path), piece, self.layout.skip_rows):
                 read = pacsv.ReadOptions(skip_rows=skip, column_names=names,
                                          block_size=max(BLOCK_BYTES, piece // 4),
-                                         use_threads=_threads() > 1)
+                                         use_threads=threaded)
                 # the system allocator: it hands freed blocks back (pyarrow's default
                 # pool held 2x more memory on 10^5 x 20 numbers)
                 table = pacsv.read_csv(pa.BufferReader(text), read_options=read,
