@@ -18,7 +18,7 @@ import xpnet
 from xpnet import _inplace as inplace
 from xpnet import activations, core
 from xpnet.backends import to_numpy
-from xpnet.inference import block_rows_for, prediction_block_rows
+from xpnet.inference import block_rows_for, folded, prediction_block_rows
 
 # Every hidden activation once, each output, several widths: 5000 rows in blocks of
 # 1152 (the smallest the rule gives: 3 blocks and a ragged last one of 1544 rows) and of
@@ -51,8 +51,10 @@ def test_blocked_prediction_is_bit_identical_to_unblocked(backend, dtype, output
         pytest.importorskip("jax")
     net = _network(backend, dtype, output)
     X = _inputs(backend, dtype)
-    # the reference: the forward code on all rows at once, no blocking involved
-    _, Z = core.hidden_forward(net.hidden_activations, net.flat_params, X, net.xp)
+    # the reference: the forward code on all rows at once, no blocking involved, with
+    # the hidden sigmoid's halves folded into the weights as prediction does (>= 1152 rows)
+    _, Z = core.hidden_forward(*folded(net.xp, net.hidden_activations, net.flat_params), X,
+                               net.xp)
     reference = to_numpy(net.output_loss.activation(net.xp, Z))
     whole = to_numpy(net.predict_proba(X, block_rows=ROWS))
     assert np.array_equal(whole, reference)
@@ -64,6 +66,34 @@ def test_blocked_prediction_is_bit_identical_to_unblocked(backend, dtype, output
         assert np.array_equal(to_numpy(net.predict(X, block_rows=rows)), labels)
     with prediction_block_rows(1152):  # the knob for every entry point
         assert np.array_equal(to_numpy(net.forward(X)), reference)
+
+
+# The fold moves sigmoid's ``0.5 t + 0.5`` into the next product, so the next layer's sum
+# rounds differently: a few units of the dtype's epsilon relative to the scale of the
+# terms (sum of |terms| over <= 9 inputs here, each term's rounding <= eps); outputs
+# are O(1) probabilities or values, so 50 eps absolute covers it with room, and would
+# not cover a wrong fold (an error of order 0.1).
+FOLD_TOLERANCE = {"float32": 50 * 2.0**-23, "float64": 50 * 2.0**-52}
+
+
+@pytest.mark.parametrize("output", list(OUTPUTS))
+def test_folded_sigmoid_agrees_with_the_unfolded_forward(dtype, output):
+    net = _network("numpy", dtype, output)
+    net_2 = xpnet.MLP([6, 9, 8, OUTPUTS[output]], activation=["sigmoid", "sigmoid"],
+                      output=output, dtype=dtype, seed=4)  # two folds in a row
+    for model in (net, net_2):
+        X = _inputs("numpy", dtype)
+        _, Z = core.hidden_forward(model.hidden_activations, model.flat_params, X, model.xp)
+        plain = model.output_loss.activation(model.xp, Z)
+        predicted = model.predict_proba(X)
+        scale = np.maximum(1.0, np.abs(plain))
+        assert np.max(np.abs(predicted - plain) / scale) <= FOLD_TOLERANCE[dtype]
+        # under 1152 rows the fold does not pay: the plain forward, bit for bit
+        few = X[:1151]
+        _, Z_few = core.hidden_forward(model.hidden_activations, model.flat_params, few,
+                                       model.xp)
+        assert np.array_equal(model.predict_proba(few),
+                              model.output_loss.activation(model.xp, Z_few))
 
 
 def test_cast_per_block_equals_cast_of_all_rows():

@@ -32,6 +32,15 @@ splits one large product among its threads can round some rows differently from 
 same rows in a smaller product, by the last bit, exactly as two thread counts do
 (seen with OpenBLAS's Haswell kernels on a 784-256 float32 product).
 
+**The hidden sigmoid, folded.** A call of at least 1152 rows computes a hidden sigmoid
+``0.5 tanh(z/2) + 0.5`` as ``tanh`` of the layer with its weights halved, and moves the
+``0.5 t + 0.5`` into the next layer's weights and bias (:func:`folded`): three passes
+over each hidden block fewer (on medium 784-256-10 float32 at 10^5 rows: 1.25x the bare
+products' time before, 1.16x after). The hidden values are exactly those of training's
+forward pass; the next layer's sums round differently in the last bits (agreement per
+dtype in ``tests/test_inference.py``). Blocked and unblocked calls both fold, so they
+stay bit-identical; a call under 1152 rows is training's forward pass exactly.
+
 **The knobs.** ``block_rows=`` on the :class:`~xpnet.MLP` methods; for every entry point
 at once (the estimators, the command line) the context manager
 :func:`prediction_block_rows` or the environment variable ``XPNET_BLOCK_ROWS`` (a
@@ -61,9 +70,10 @@ import numpy as np
 
 from . import _inplace as inplace
 from ._validation import cast_finite, check_positive_int, check_X_shape
+from .activations import Activation
 from .core import hidden_forward, penalty
 
-__all__ = ["BLOCK_BYTES", "block_rows_for", "outputs_and_loss", "predict_blocks",
+__all__ = ["BLOCK_BYTES", "block_rows_for", "folded", "outputs_and_loss", "predict_blocks",
            "prediction_block_rows", "resolve_block_rows"]
 
 Array = Any
@@ -121,6 +131,41 @@ def resolve_block_rows(block_rows: int | None, layer_sizes: Sequence[int], items
         return check_positive_int("block_rows", block_rows)
     configured = _configured_rows()
     return configured if configured is not None else block_rows_for(layer_sizes, itemsize)
+
+
+def _tanh_in_place(xp: Any, z: Array) -> Array:
+    return inplace.apply(xp, "tanh", z)  # z is hidden_forward's own fresh array
+
+
+#: A hidden sigmoid with its two halves folded into the weights (see :func:`folded`).
+_FOLDED_SIGMOID = Activation("sigmoid (folded)", _tanh_in_place, None, "glorot")
+
+
+def folded(
+    xp: Any, hidden: Sequence[Activation], params: Sequence[Array]
+) -> tuple[list[Activation], list[Array]]:
+    """The hidden activations and parameters prediction runs: a hidden sigmoid
+    ``0.5 tanh(z/2) + 0.5`` becomes ``tanh`` of the layer with its weights and bias
+    halved (exact: a power of two), and its ``0.5 t + 0.5`` moves into the next layer,
+    ``(0.5 t + 0.5) W + b = t (0.5 W) + (b + 0.5 Σ_rows W)``: three passes over every
+    hidden block fewer, for one pass over the weights per call (hence only for calls of
+    at least 1152 rows). The next layer's pre-activation rounds differently from the
+    unfolded one in the last bits (tested against it per dtype in
+    ``tests/test_inference.py``); the hidden layer's own values are exactly
+    ``tanh(z/2)``. Other activations are kept as they are."""
+    hidden, params = list(hidden), list(params)
+    previous_folded = False
+    for layer in range(len(params) // 2):
+        W, b = params[2 * layer], params[2 * layer + 1]
+        if previous_folded:
+            b = b + 0.5 * xp.sum(W, axis=0)
+            W = W * 0.5
+        previous_folded = layer < len(hidden) and hidden[layer].name == "sigmoid"
+        if previous_folded:
+            W, b = W * 0.5, b * 0.5
+            hidden[layer] = _FOLDED_SIGMOID
+        params[2 * layer], params[2 * layer + 1] = W, b
+    return hidden, params
 
 
 def predict_blocks(
@@ -184,6 +229,8 @@ def _blocks(
     cast = X.dtype != dtype
     witness = not checked and xp.isdtype(X.dtype, "real floating")
     hidden, params = net.hidden_activations, net.flat_params
+    if int(X.shape[0]) >= _MIN_ROWS:  # the fold's cost (a pass over the weights) pays
+        hidden, params = folded(xp, hidden, params)
     on_host = net.backend in ("numpy", "array_api_strict")  # reading the witness costs nothing
     m = int(X.shape[0])
     total = None
