@@ -80,15 +80,16 @@ def test_default_is_one_thread_for_small_networks_only(two_threads, monkeypatch)
     assert resolve_threads(None, (256, 64, 1), 64) == 2
 
 
-def test_auto_rule_torch_threshold_free_cores_and_history(monkeypatch):
-    # torch's OpenMP workers spin: the digits example's full batch (1347 x 64 x 64 = 5.5
-    # million multiply-adds) runs on one thread there, on the free cores elsewhere
+def test_auto_rule_same_on_every_backend_free_cores_and_history(monkeypatch):
+    # the digits example's full batch (1347 x 64 x 64 = 5.5 million multiply-adds) gets
+    # the free cores on every backend (torch included: its spinning workers are kept off
+    # busy cores by free_cores, not by a second threshold)
     monkeypatch.setattr(xpnet.threads, "free_cores", lambda: 3)
     digits = (64, 64, 10)
-    assert choose_threads(None, digits, 1347, "torch") == (1, True)
-    assert choose_threads(None, digits, 1347, "numpy") == (3, True)
-    assert choose_threads(None, (784, 256, 10), 128, "torch") == (3, True)
-    assert choose_threads(2, (2, 4, 1), 4, "torch") == (2, False)
+    assert choose_threads(None, digits, 1347) == (3, True)
+    assert choose_threads(None, (784, 256, 10), 128) == (3, True)
+    assert choose_threads(None, (64, 32, 10), 32) == (1, True)  # small: 65,536 < SMALL_WORK
+    assert choose_threads(2, (2, 4, 1), 4) == (2, False)
     monkeypatch.undo()
     cores = len(os.sched_getaffinity(0))
     assert 1 <= xpnet.threads.free_cores() <= cores
@@ -98,6 +99,37 @@ def test_auto_rule_torch_threshold_free_cores_and_history(monkeypatch):
     assert (history.threads, history.threads_auto) == (1, True)
     history = net.fit(X, y, epochs=1, threads=2)
     assert (history.threads, history.threads_auto) == (2, False)
+
+
+def test_busy_cores_counts_what_runs_elsewhere_capped_by_the_load_average():
+    from xpnet.threads import busy_cores
+
+    assert busy_cores(3.2, 2) == 2  # two other processes, long enough to show in the average
+    assert busy_cores(0.3, 2) == 1  # only just started (or passing): not yet all counted
+    assert busy_cores(1.0, 0) == 0  # this process's own past work raised the average: free
+    assert busy_cores(2.7, None) == 2  # off Linux: the load average rounded down
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/loadavg"), reason="needs Linux /proc/loadavg")
+def test_cpu_bound_processes_take_cores_from_the_automatic_count(monkeypatch):
+    """Real CPU-bound processes, one per core, are seen runnable elsewhere; with the load
+    average showing them (held at its steady value: it takes a minute to climb), the
+    automatic count is 1."""
+    cores = len(os.sched_getaffinity(0))
+    spin = "print('running', flush=True)\nwhile True:\n    pass\n"
+    hogs = [subprocess.Popen([sys.executable, "-c", spin], stdout=subprocess.PIPE)
+            for _ in range(cores)]
+    try:
+        for hog in hogs:
+            assert hog.stdout is not None and hog.stdout.readline().strip() == b"running"
+        assert xpnet.threads._runnable_elsewhere() >= cores
+        monkeypatch.setattr(os, "getloadavg", lambda: (cores + 1.0, cores + 1.0, cores))
+        assert xpnet.threads.free_cores() == 1
+        assert choose_threads(None, (784, 256, 10), 128) == (1, True)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
 
 
 @pytest.mark.skipif(not HAVE_TORCH, reason="torch is not installed")

@@ -20,15 +20,25 @@ So the default (``threads=None``, "auto", :func:`choose_threads`) decides from w
 measurable when ``fit`` starts:
 
 - the per-step work, the largest per-step matrix product (``batch rows x fan-in x
-  fan-out``): below :data:`SMALL_WORK` multiply-adds (below :data:`TORCH_SMALL_WORK` on
-  torch, whose OpenMP workers spin while they wait: 2 threads were 7x slower than 1 on
-  tiny and 10-119x on small under load, and the digits example's full batch of 5.5
-  million multiply-adds took 0.92-18.9 s with 2 threads against 0.97-1.05 s with 1) a
-  product is too short to split: 1 thread;
-- else the cores this process may run on (``os.sched_getaffinity``) less those the
-  machine is already busy with (the 1-minute load average, rounded down; one other
-  CPU-bound process per core leaves 1): threads that would only queue behind other
-  work are not started.
+  fan-out``): below :data:`SMALL_WORK` multiply-adds a product is too short to split:
+  1 thread;
+- else the cores this process may run on (``os.sched_getaffinity``) less those other work
+  holds (:func:`busy_cores`): the threads runnable elsewhere on the machine at that moment
+  (Linux ``/proc/loadavg``, less this process's own threads: a script that trains one
+  model after another keeps its cores), at most the 1-minute load average rounded up (so
+  a passing process is not counted); one other CPU-bound process per core leaves 1:
+  threads that would only queue behind other work are not started. Off Linux, the load
+  average rounded down.
+
+The second part matters most on torch, whose idle OpenMP workers spin: with 2 threads on
+the 2-core machine while other work ran, tiny epochs were 7x slower than with 1 and small
+ones 10-119x, and the README's digits example took 0.92-18.9 s against 0.97-1.05 s with
+1 thread. A first rule counted busy cores from the load average alone (this process's
+own past work included) and, to stay safe, kept torch on 1 thread below 2^23
+multiply-adds; measured on an idle machine that cost the digits example 1.39x (1 thread
+0.67 s, 2 threads 0.49 s). Counting the threads runnable elsewhere *now* sees the load
+without that margin; ``benchmarks/threads.py`` measures the rule, idle and with one
+CPU-bound process per core (``--background-load``).
 
 The count chosen is recorded in ``History.threads`` (``History.threads_auto`` says it
 was the automatic choice) and shown by ``xpnet train`` (``threads 1 (auto)``).
@@ -44,17 +54,18 @@ does so when JAX is not started yet.
 from __future__ import annotations
 
 import contextlib
+import math
 import numbers
 import os
 import sys
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["SMALL_WORK", "TORCH_SMALL_WORK", "check_threads", "choose_threads", "free_cores",
+__all__ = ["SMALL_WORK", "busy_cores", "check_threads", "choose_threads",
+           "free_cores",
            "resolve_threads", "thread_limits", "xla_flags"]
 
 SMALL_WORK = 1 << 20  # multiply-adds of the largest per-step matrix product
-TORCH_SMALL_WORK = 1 << 23  # the same on torch, whose idle OpenMP workers spin
 
 _controller: tuple[frozenset[str], Any] | None = None
 _WATCHED = ("numpy", "scipy", "torch", "jaxlib", "cupy", "sklearn")
@@ -72,32 +83,65 @@ def check_threads(value: Any) -> int | None:
     return int(value)
 
 
+def _own_runnable() -> int:
+    """This process's threads that are runnable now (state ``R`` in ``/proc/self/task``)."""
+    own = 0
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/stat") as stat:
+            text = stat.read()
+        own += text[text.rindex(")") + 2] == "R"  # the state follows the command name
+    return own
+
+
+def _runnable_elsewhere() -> int | None:
+    """Threads runnable on the machine right now (``/proc/loadavg``'s fourth field) less
+    this process's own runnable threads; ``None`` off Linux. The own threads are read
+    before and after the machine's count, the larger kept: a pool worker of this process
+    that stops spinning in between is not taken for another process."""
+    try:
+        before = _own_runnable()
+        with open("/proc/loadavg") as loadavg:
+            runnable = int(loadavg.read().split()[3].split("/")[0])
+        own = max(before, _own_runnable(), 1)  # the reading thread itself runs
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0, runnable - own)
+
+
+def busy_cores(load1: float, elsewhere: int | None) -> int:
+    """Cores other work holds: the threads runnable elsewhere now, at most the 1-minute
+    load average rounded up (a process that only just started is not yet counted: a
+    passing one, such as a shell command, must not halve the pool); the load average
+    rounded down where the count is unknown (off Linux)."""
+    if elsewhere is None:
+        return int(load1)
+    return min(elsewhere, math.ceil(load1))
+
+
 def free_cores() -> int:
-    """The cores this process may use (``sched_getaffinity``) less those the machine is
-    busy with (1-minute load average, rounded down); at least 1."""
+    """The cores this process may use (``sched_getaffinity``) less those other work is
+    busy with (:func:`busy_cores`; this process's own threads are not counted); at least 1."""
     affinity = getattr(os, "sched_getaffinity", None)
     cores = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
     try:
-        busy = int(os.getloadavg()[0])
+        load1 = os.getloadavg()[0]
     except (AttributeError, OSError):  # no load average (Windows)
-        busy = 0
-    return max(1, min(cores, cores - busy))
+        load1 = 0.0
+    return max(1, min(cores, cores - busy_cores(load1, _runnable_elsewhere())))
 
 
-def choose_threads(threads: int | None, layer_sizes: tuple[int, ...] | list[int], batch: int,
-                   backend: str = "numpy") -> tuple[int, bool]:
+def choose_threads(threads: int | None, layer_sizes: tuple[int, ...] | list[int],
+                   batch: int) -> tuple[int, bool]:
     """``(count, auto)``: ``threads`` when given, else the automatic rule (module docs)."""
     if threads is not None:
         return threads, False
     work = max((batch * a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:])), default=0)
-    small = TORCH_SMALL_WORK if backend == "torch" else SMALL_WORK
-    return (1 if work < small else free_cores()), True
+    return (1 if work < SMALL_WORK else free_cores()), True
 
 
-def resolve_threads(threads: int | None, layer_sizes: tuple[int, ...], batch: int,
-                    backend: str = "numpy") -> int:
+def resolve_threads(threads: int | None, layer_sizes: tuple[int, ...], batch: int) -> int:
     """The thread count to impose (:func:`choose_threads` without the flag)."""
-    return choose_threads(threads, layer_sizes, batch, backend)[0]
+    return choose_threads(threads, layer_sizes, batch)[0]
 
 
 def _threadpool_controller() -> Any:

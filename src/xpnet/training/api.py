@@ -51,8 +51,7 @@ def _thread_limited(func: Callable[..., History]) -> Callable[..., History]:
         batch_size = bound.arguments.get("batch_size")
         m = _rows(bound.arguments["X"])
         batch = m if not isinstance(batch_size, int) else max(1, min(batch_size, m))
-        count, auto = choose_threads(threads, model.layer_sizes, batch,
-                                     model.array_backend.name)
+        count, auto = choose_threads(threads, model.layer_sizes, batch)
         with model.array_backend.activate(), thread_limits(count):
             history = func(*args, **kwargs)
         history.threads, history.threads_auto = count, auto
