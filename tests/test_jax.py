@@ -137,6 +137,31 @@ def test_float64_switch_rule_in_a_fresh_process():
     }
 
 
+def test_float32_fits_in_32_bit_jax_warn_nothing():
+    """In JAX's default 32-bit mode (a fresh process) a float32 fit, eager or compiled,
+    SGD or Adam, warns nothing: the optimiser's step count was an int64 that JAX
+    truncated to int32 with a UserWarning on every fit."""
+    code = textwrap.dedent(
+        """
+        import warnings
+        warnings.simplefilter("error")
+        import numpy as np
+        import jax
+        import xpnet
+        X = np.random.default_rng(0).normal(size=(32, 2)); y = (X[:, 0] > 0).astype(int)
+        for optimizer in ("sgd", "adam"):
+            for compile in (False, True):
+                net = xpnet.MLP([2, 4, 1], backend="jax", dtype="float32", seed=0)
+                net.fit(X, y, epochs=2, optimizer=optimizer, compile=compile)
+        print(jax.config.jax_enable_x64)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False"]  # still 32-bit: the case the warning came from
+
+
 def test_float64_network_computes_in_float64():
     """Not silently float32: float64 JAX matches NumPy to float64 rounding."""
     X, Y = make_problem("softmax", m=32, n_in=3, n_out=3, seed=5)

@@ -102,8 +102,7 @@ class Optimizer:
         xp = _namespace(params[0])
         return {
             "lr": xp.asarray(self.learning_rate, dtype=params[0].dtype, device=_device(params[0])),
-            # 64 bits: Adam's step count passes 2**31 in long fits (batch size 1)
-            "step": xp.asarray(0, dtype=xp.int64, device=_device(params[0])),
+            "step": xp.asarray(0, dtype=_step_dtype(xp), device=_device(params[0])),
             **self._init_slots(params),
         }
 
@@ -408,7 +407,7 @@ class Adam(Optimizer):
         state["lr"] = xp.asarray(
             self.learning_rate_init, dtype=params[0].dtype, device=_device(params[0])
         )
-        state["step"] = xp.asarray(self.t, dtype=xp.int64, device=_device(params[0]))
+        state["step"] = xp.asarray(self.t, dtype=_step_dtype(xp), device=_device(params[0]))
         if self.ms is not None and self.vs is not None:
             state["ms"], state["vs"] = list(self.ms), list(self.vs)
         return state
@@ -445,6 +444,16 @@ class Adam(Optimizer):
 
 
 _NAMESPACES: dict[type, Any] = {}
+
+
+def _step_dtype(xp: Any) -> Any:
+    """The step count's dtype: int64 (Adam's count passes 2**31 in long fits with batch
+    size 1), or int32 where the namespace has no int64 (JAX in its default 32-bit mode,
+    which would otherwise warn and truncate on every fit)."""
+    info = getattr(xp, "__array_namespace_info__", None)
+    if info is not None and "int64" not in info().dtypes(kind="signed integer"):
+        return xp.int32
+    return xp.int64
 
 
 def _device(array: Array) -> Any:
