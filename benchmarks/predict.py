@@ -319,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     import json
 
     report = {"meta": meta, "skipped": skipped, "results": summaries}
-    atomic_write(args.out, json.dumps(report, indent=1, default=str) + "\n")
+    with atomic_write(args.out, "w") as out:  # a context manager: the file on exit
+        out.write(json.dumps(report, indent=1, default=str) + "\n")
     return 0
 
 

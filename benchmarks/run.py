@@ -41,6 +41,7 @@ if (HERE.parent / "src" / "xpnet").is_dir():  # run from a checkout without inst
 import numpy as np  # noqa: E402
 from cases import CASES, Case  # noqa: E402
 from impls import Impl, gpu_available, impl_specs, make_impl  # noqa: E402
+from load import background_load  # noqa: E402
 
 from xpnet._files import atomic_write  # noqa: E402
 
@@ -540,6 +541,12 @@ CEILINGS = [
     ("tiny", "xpnet-numpy", "floor-numpy", 1.3, "xpnet-numpy within 1.3× of the plain-NumPy floor"),
     ("medium", "xpnet-numpy", "gemm-numpy", 1.25, "xpnet-numpy within 1.25× of its GEMM floor"),
     ("large", "xpnet-cupy", "gemm-cupy", 1.3, "xpnet-cupy within 1.3× of its GEMM floor"),
+    # issue 19: the compiled fit against what a JAX user writes (each hand-written program;
+    # the issue's bar is the faster of the two)
+    *[(case, "xpnet-jax-compiled", f"jax-handwritten-{mode}", most,
+       f"xpnet-jax-compiled within {most}× of jax-handwritten-{mode}")
+      for case, most in (("tiny", 1.15), ("small", 1.15), ("medium", 1.05))
+      for mode in ("fori", "scan")],
 ]
 # issue 9: the same, only in runs with the named thread setting (None: libraries' default,
 # 1: `--threads 1`, which also gives XLA one thread)
@@ -700,6 +707,11 @@ def write_markdown(report: dict[str, Any], path: Path, plot: str | None) -> None
                      f"{meta['other_processes_cores']:.2f} of its {meta['cpu_count']} cores busy "
                      f"during the run ({meta['total_seconds']:.0f} s): timings of multi-threaded "
                      "libraries suffer most from such contention")
+    load = meta.get("background_load") or {}
+    if load.get("processes"):
+        lines.append(f"- Background load (`--background-load`): {load['processes']} CPU-bound "
+                     f"processes for the whole run; timing began {load.get('settled_s')} s "
+                     f"after they started, at load average {load.get('loadavg_settled')}")
     lines += ["", "## Targets", "", markdown_table(targets_table(report["targets"])), ""]
     for name, res in report["cases"].items():
         c = res["case"]
@@ -764,8 +776,26 @@ def write_markdown(report: dict[str, Any], path: Path, plot: str | None) -> None
         "is timed with a warm allocator (its pool is never emptied between fits).",
         "",
     ]
+    lines += separate_runs(path)
     with atomic_write(path, "w") as handle:
         handle.write("\n".join(lines))
+
+
+def separate_runs(path: Path) -> list[str]:
+    """The sections of an existing ``path`` whose heading ends in ``(separate runs)``
+    (tables of other scripts' runs, written by hand): kept when the file is rewritten."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return []
+    kept: list[str] = []
+    keep = False
+    for line in text.splitlines():
+        if line.startswith("## "):
+            keep = line.rstrip().endswith("(separate runs)")
+        if keep:
+            kept.append(line)
+    return kept + [""] if kept else []
 
 
 # --------------------------------------------------------------------------- main
@@ -795,6 +825,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=0.25,
                         help="seconds to wait between timed runs so that the previous "
                              "implementation's thread pools stop spinning (default 0.25)")
+    parser.add_argument("--background-load", type=int, default=0, metavar="N",
+                        help="run N CPU-bound processes during the whole run (load.py: the "
+                             "timing starts once the load average shows them; default 0)")
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
     args.strict_cases = set(filter(None, args.strict_cases.split(",")))
@@ -814,26 +847,31 @@ def main(argv: list[str] | None = None) -> int:
     skipped: list[str] = []
     results: dict[str, Any] = {}
     started = time.perf_counter()
-    busy_start, own_start = machine_busy_seconds(), own_cpu_seconds()
     for name in args.cases.split(","):
         if name not in CASES:
             parser.error(f"unknown case {name!r}; choose from {', '.join(CASES)}")
-        case = CASES[name]
-        if case.gpu_only and all(reason is not None for reason in gpu.values()):
-            reasons = "; ".join(r for r in gpu.values() if r)
-            skipped.append(f"{name}: GPU-only case, no GPU here ({reasons})")
-            print(f"\n== {name}: skipped, GPU only ({reasons})")
-            continue
-        result = run_case(case, args, skipped)
-        if result is not None:
-            results[name] = result
+    with background_load(args.background_load) as load:
+        busy_start, own_start = machine_busy_seconds(), own_cpu_seconds()
+        window = time.perf_counter()  # the timed window: after the load (if any) settled
+        for name in args.cases.split(","):
+            case = CASES[name]
+            if case.gpu_only and all(reason is not None for reason in gpu.values()):
+                reasons = "; ".join(r for r in gpu.values() if r)
+                skipped.append(f"{name}: GPU-only case, no GPU here ({reasons})")
+                print(f"\n== {name}: skipped, GPU only ({reasons})")
+                continue
+            result = run_case(case, args, skipped)
+            if result is not None:
+                results[name] = result
+        busy_end, own_end = machine_busy_seconds(), own_cpu_seconds()
+        window = time.perf_counter() - window
+    meta["background_load"] = load
     meta["loadavg_end"] = os.getloadavg()
     meta["total_seconds"] = time.perf_counter() - started
-    busy_end = machine_busy_seconds()
     if busy_start is not None and busy_end is not None:
-        others = (busy_end - busy_start) - (own_cpu_seconds() - own_start)
-        # average number of cores other processes kept busy while this run was going on
-        meta["other_processes_cores"] = max(0.0, others) / meta["total_seconds"]
+        others = (busy_end - busy_start) - (own_end - own_start)
+        # average number of cores other processes (the background load included) kept busy
+        meta["other_processes_cores"] = max(0.0, others) / window
     else:
         meta["other_processes_cores"] = None
     report = {"meta": meta, "quick": args.quick, "cases": results, "skipped": skipped}

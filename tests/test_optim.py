@@ -95,6 +95,18 @@ def test_optimizer_state_lives_on_the_parameters_backend(backend: str) -> None:
         assert state.dtype == params[0].dtype
 
 
+def test_step_count_is_64_bit_where_the_namespace_has_int64() -> None:
+    """The explicit state's step count: int64 (Adam's bias correction counts steps, which
+    pass 2**31 in long fits with batch size 1) on NumPy; int32 only where a namespace has
+    no int64 (JAX's 32-bit mode, tests/test_jax.py)."""
+    params = [np.ones((3, 2)), np.zeros(2)]
+    for optimizer in (SGD(0.1), Adam(0.1)):
+        assert optimizer.init(params)["step"].dtype == np.int64
+    adam = Adam(0.1)
+    adam.t = 2**31 + 5  # as after that many steps: the exported count keeps it
+    assert int(adam.export_state(params)["step"]) == 2**31 + 5
+
+
 def test_plain_sgd_is_unchanged_gradient_descent() -> None:
     p = [np.array([1.0, 2.0]), np.array([[0.5]])]
     SGD(0.25).update(p, [np.array([4.0, -8.0]), np.array([[2.0]])])

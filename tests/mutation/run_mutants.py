@@ -59,10 +59,12 @@ class Mutant:
     file: str  # relative to src/xpnet
     edits: tuple[tuple[str, str], ...]  # (snippet, replacement) alternatives; first found wins
     what: str
+    tests: tuple[str, ...] = ()  # test files for this mutant instead of FAST_TESTS
 
 
-def m(id: str, file: str, what: str, *edits: tuple[str, str]) -> Mutant:
-    return Mutant(id, file, tuple(edits), what)
+def m(id: str, file: str, what: str, *edits: tuple[str, str],
+      tests: tuple[str, ...] = ()) -> Mutant:
+    return Mutant(id, file, tuple(edits), what, tests)
 
 
 MUTANTS = [
@@ -222,6 +224,22 @@ MUTANTS = [
     m("cli-features-all-rows", "cli/train.py", "features standardised with all rows",
       ("scaler = Standardizer.fit(X_train_raw) if args.standardize else None",
        "scaler = Standardizer.fit(data.X) if args.standardize else None")),
+    # ------------------------------------------------------------------ serving, threads
+    # (their own test files: the fast suite does not predict in blocks or count threads)
+    m("folded-sigmoid-half", "inference.py", "the folded sigmoid's 0.5 t + 0.5 moved into "
+      "the next layer as 0.25 t",
+      ("0.5 * xp.sum(W, axis=0)", "0.25 * xp.sum(W, axis=0)"), tests=("test_inference.py",)),
+    m("threads-busy-max", "threads.py", "busy cores: the larger of the runnable count and "
+      "the load average, not the smaller",
+      ("return min(elsewhere, math.ceil(load1))", "return max(elsewhere, math.ceil(load1))"),
+      tests=("test_threads.py",)),
+    m("threads-own-counted", "threads.py", "this process's own runnable threads taken for "
+      "other work", ("return max(0, runnable - own)", "return max(0, runnable - 1)"),
+      tests=("test_threads.py",)),
+    m("optim-step-int32", "optim.py", "the step count always int32 (overflows past 2**31)",
+      ("        return xp.int32\n    return xp.int64",
+       "        return xp.int32\n    return xp.int32"),
+      tests=("test_optim.py",)),
 ]
 
 
@@ -300,7 +318,9 @@ def main(argv: list[str] | None = None) -> int:
         baseline_src = copy("baseline", args.src)
         check_import_path(baseline_src)
         print(f"tests: {', '.join(t.name for t in tests)} (in {args.tests})")
-        status, seconds, tail = run_tests(baseline_src, tests, args.timeout)
+        targeted = sorted({name for mu in mutants for name in mu.tests} - set(FAST_TESTS))
+        status, seconds, tail = run_tests(
+            baseline_src, tests + [args.tests / name for name in targeted], args.timeout)
         print(f"unmutated source: {status} in {seconds:.0f} s ({tail})", flush=True)
         if status != "passed":
             print("run_mutants: the unmutated source fails these tests; fix that first",
@@ -315,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
                 return mutant, "stale", 0.0, "snippet not found exactly once"
             src = copy(f"m{index}", baseline_src)
             (src / "xpnet" / mutant.file).write_text(mutated, encoding="utf-8")
-            status, seconds, tail = run_tests(src, tests, args.timeout)
+            own = [args.tests / name for name in mutant.tests]
+            status, seconds, tail = run_tests(src, own or tests, args.timeout)
             shutil.rmtree(src, ignore_errors=True)
             verdict = {"failed": "killed", "timeout": "killed (timeout)"}.get(status, "SURVIVED")
             print(f"{verdict:16} {mutant.id:30} {seconds:5.0f} s  {mutant.what}", flush=True)
