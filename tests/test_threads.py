@@ -110,6 +110,14 @@ def test_busy_cores_counts_what_runs_elsewhere_capped_by_the_load_average():
     assert busy_cores(2.7, None) == 2  # off Linux: the load average rounded down
 
 
+def test_this_process_own_threads_are_not_other_work():
+    from xpnet.threads import runnable_elsewhere
+
+    assert runnable_elsewhere(5, 3, 2) == 2  # 3 of the 5 are ours (the larger reading)
+    assert runnable_elsewhere(5, 0, 0) == 4  # the reading thread runs, even if unseen
+    assert runnable_elsewhere(2, 4, 1) == 0  # a worker that started in between
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/loadavg"), reason="needs Linux /proc/loadavg")
 def test_cpu_bound_processes_take_cores_from_the_automatic_count(monkeypatch):
     """Real CPU-bound processes, one per core, are seen runnable elsewhere; with the load

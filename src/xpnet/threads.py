@@ -63,7 +63,7 @@ from typing import Any
 
 __all__ = ["SMALL_WORK", "busy_cores", "check_threads", "choose_threads",
            "free_cores",
-           "resolve_threads", "thread_limits", "xla_flags"]
+           "resolve_threads", "runnable_elsewhere", "thread_limits", "xla_flags"]
 
 SMALL_WORK = 1 << 20  # multiply-adds of the largest per-step matrix product
 
@@ -102,10 +102,15 @@ def _runnable_elsewhere() -> int | None:
         before = _own_runnable()
         with open("/proc/loadavg") as loadavg:
             runnable = int(loadavg.read().split()[3].split("/")[0])
-        own = max(before, _own_runnable(), 1)  # the reading thread itself runs
+        return runnable_elsewhere(runnable, before, _own_runnable())
     except (OSError, ValueError, IndexError):
         return None
-    return max(0, runnable - own)
+
+
+def runnable_elsewhere(runnable: int, own_before: int, own_after: int) -> int:
+    """Of ``runnable`` threads on the machine, those not this process's: its own counted
+    as the larger of two readings, and at least 1 (the reading thread itself runs)."""
+    return max(0, runnable - max(own_before, own_after, 1))
 
 
 def busy_cores(load1: float, elsewhere: int | None) -> int:

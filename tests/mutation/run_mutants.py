@@ -234,7 +234,8 @@ MUTANTS = [
       ("return min(elsewhere, math.ceil(load1))", "return max(elsewhere, math.ceil(load1))"),
       tests=("test_threads.py",)),
     m("threads-own-counted", "threads.py", "this process's own runnable threads taken for "
-      "other work", ("return max(0, runnable - own)", "return max(0, runnable - 1)"),
+      "other work", ("return max(0, runnable - max(own_before, own_after, 1))",
+                     "return max(0, runnable - 1)"),
       tests=("test_threads.py",)),
     m("optim-step-int32", "optim.py", "the step count always int32 (overflows past 2**31)",
       ("        return xp.int32\n    return xp.int64",
