@@ -348,3 +348,33 @@ def test_pieces_of_whole_lines_read_every_row_once_in_order(tmp_path, piece, fin
                                   np.arange(300) % 3)
     if piece == 7:
         assert len(blocks) == 300  # one line per piece: every cut was a line's end
+
+
+def test_the_text_pyarrow_parses_is_memory_pyarrow_owns(tmp_path, monkeypatch):
+    """pyarrow's threaded reader can drop its last hold on its input on a worker thread
+    after ``read_csv`` returned. A Python ``bytes`` there needs the GIL, and a process
+    exiting meanwhile aborted: "terminate called without an active exception", exit -6,
+    after ``xpnet predict`` had written its output (3 runs in 180 on two busy cores; CI
+    failed on it). So the text is handed over in pyarrow's own memory: at the call, the
+    pool pyarrow parses with already holds the whole piece."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from xpnet._csv import CsvReader
+
+    data = write_numbers(tmp_path / "m.csv", 200, 3)  # one piece
+    pool = pa.system_memory_pool()
+    real, seen = pacsv.read_csv, []
+
+    def read_csv(source, *args, **kwargs):
+        seen.append((pool.bytes_allocated() - before, source.size()))
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(pacsv, "read_csv", read_csv)
+    reader = CsvReader(str(tmp_path / "m.csv"))
+    before = pool.bytes_allocated()
+    blocks = list(reader.blocks(target_text=False))
+    np.testing.assert_array_equal(blocks[0].X, data[:, :-1])
+    assert len(seen) == 1
+    held, size = seen[0]
+    assert size > 200 * 3 * 17 and held >= size, seen

@@ -241,6 +241,9 @@ MUTANTS = [
       ("        return xp.int32\n    return xp.int64",
        "        return xp.int32\n    return xp.int32"),
       tests=("test_optim.py",)),
+    m("csv-python-bytes", "_csv.py", "pyarrow parses a Python bytes (aborts exiting processes)",
+      ("pa.BufferReader(_arrow_copy(text))", "pa.BufferReader(text)"),
+      tests=("test_csv.py",)),
 ]
 
 
