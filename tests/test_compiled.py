@@ -300,14 +300,16 @@ def test_chunk_divergence_rolls_back_to_the_diverged_epoch(lr, epoch):
 @jax_only
 def test_chunk_program_is_reused_without_recompiling():
     """A second fit of the same shape, even of another length (the chunk's epoch count
-    is an input), compiles nothing: same cached program, one trace."""
+    is an input), compiles nothing: same cached programs (the chunk and the guard's
+    loss), one trace."""
     X, Y = make_problem("softmax", m=40, n_in=3, n_out=3, seed=2)
     net, other = _pair()
     compiled._programs.clear()  # (only costs other tests a compile)
     net.fit(X, Y, epochs=40, batch_size=8, compile=True)
     held = compiled.cached_programs()
     keys = _chunk_keys()
-    assert held == len(keys) == 1 and keys[0][-1] == 256
+    assert len(keys) == 1 and keys[0][-1] == 256
+    assert held == 2 and [key[0] for key in compiled._programs].count("loss") == 1
     program = compiled._programs[keys[0]]
     traces = program._cache_size()
     other.fit(X, Y, epochs=300, batch_size=8, compile=True)  # chunks of 256 and 44

@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -94,6 +95,50 @@ def test_fit_leaves_parameters_computed():
 
 
 # ---------------------------------------------------------------------- float64
+def test_host_arrays_move_to_jax_without_a_device_program():
+    """``Backend.asarray`` of a NumPy array casts on the host and transfers once:
+    JAX's own ``asarray`` compiles a cast and a copy per new shape and dtype, each paid
+    (compiled, or read from the persistent cache) once per process. Same values as
+    JAX's cast (NumPy's, on the host), a copy (later writes to the host array do not
+    show). Fresh shapes, so nothing is already compiled in this process."""
+    import logging
+
+    be = get_backend("jax")
+    dtype = be.dtype("float64")
+    rng = np.random.default_rng(0)
+    host64 = rng.normal(size=(37, 3)) * np.array([1.0, 1e30, 1e-3])
+    host_int = rng.integers(-5, 5, size=(41, 2))
+    compiled: list[str] = []
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "Compiling" in record.getMessage():
+                compiled.append(record.getMessage())
+
+    handler = Seen()
+    logger = logging.getLogger("jax")
+    logger.addHandler(handler)
+    try:
+        with jax.log_compiles(True), warnings.catch_warnings():
+            warnings.simplefilter("error")
+            a64 = be.asarray(host64, dtype=dtype)
+            a32 = be.asarray(host64, dtype=be.xp.float32)
+            ai = be.asarray(host_int, dtype=dtype)
+            assert compiled == []
+            reference = jnp.asarray(host64, dtype=jnp.float32)  # the detector works
+            assert compiled
+    finally:
+        logger.removeHandler(handler)
+    assert a64.dtype == jnp.float64 and a32.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(a64), host64)
+    np.testing.assert_array_equal(np.asarray(a32), host64.astype(np.float32))
+    np.testing.assert_array_equal(np.asarray(a32), np.asarray(reference))
+    np.testing.assert_array_equal(np.asarray(ai), host_int.astype(np.float64))
+    assert a64.devices() == {be.device}
+    host64[0, 0] = 123.0  # the device array is a copy
+    assert float(a64[0, 0]) != 123.0
+
+
 def test_float64_switch_rule_in_a_fresh_process():
     """xpnet's rule: JAX stays 32-bit until a float64 JAX network is built, which turns
     ``jax_enable_x64`` on (warning-free); float32 networks are float32 either way, and

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import inspect
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -115,6 +116,9 @@ class Backend:
         repr=False, compare=False, default=None
     )
     _enable_dtype: Callable[[str], None] | None = field(repr=False, compare=False, default=None)
+    #: Places a NumPy array (already in its final dtype) on the device without running a
+    #: device program, or returns None where it cannot (see :meth:`asarray`).
+    _put: Callable[[Any], Any] | None = field(repr=False, compare=False, default=None)
 
     def dtype(self, name: str) -> Any:
         """The backend's dtype object for ``"float32"`` or ``"float64"``.
@@ -169,6 +173,15 @@ class Backend:
                     obj = obj.copy()
             elif copy is None:
                 copy = True
+        if (self._put is not None and dtype is not None and isinstance(obj, np.ndarray)
+                and obj.dtype.kind in "biuf"):
+            # cast on the host, then one transfer: JAX's asarray compiles two small
+            # programs per new shape and dtype (a cast and a copy), each compiled or read
+            # from the persistent cache once per process (JAX casts host arrays with
+            # NumPy too, warnings included)
+            placed = self._put(np.asarray(obj, dtype=dtype))
+            if placed is not None:
+                return placed
         with self.activate():
             return self.xp.asarray(obj, dtype=dtype, device=self.device, copy=copy)
 
@@ -469,8 +482,15 @@ def _make_jax(device: Any) -> Backend:
         stack.enter_context(jax.default_matmul_precision("highest"))
         return stack
 
+    def put(host: Any) -> Any:
+        if jax.dtypes.canonicalize_dtype(host.dtype) != host.dtype:  # 32-bit mode: JAX's way
+            return None
+        return jax.device_put(host, dev, may_alias=False)  # a copy: later host writes stay
+
+    can_put = "may_alias" in inspect.signature(jax.device_put).parameters  # JAX >= 0.4.31
     return Backend(
-        "jax", xp, dev, _activate=activate, _block=block, _enable_dtype=_enable_jax_float64
+        "jax", xp, dev, _activate=activate, _block=block, _enable_dtype=_enable_jax_float64,
+        _put=put if can_put else None,
     )
 
 

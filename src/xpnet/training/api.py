@@ -13,7 +13,14 @@ from typing import Any
 from .._class_weight import check_class_weight, class_weight_rows
 from .._validation import all_finite, to_backend
 from ..threads import check_threads, choose_threads, thread_limits
-from .compiled import ChunkRunner, EpochProgramRunner, chunk_epochs, chunk_program, epoch_program
+from .compiled import (
+    ChunkRunner,
+    EpochProgramRunner,
+    chunk_epochs,
+    chunk_program,
+    epoch_program,
+    loss_program,
+)
 from .guard import Guard
 from .lbfgs import fit_lbfgs
 from .loop import EagerRunner, Plan, run
@@ -168,6 +175,21 @@ def fit(
     return _train(model, source, checked, state, m)
 
 
+def _training_loss(model: Model, source: BatchSource, compiled: bool,
+                   batch_size: int) -> Callable[[list[Array]], float] | None:
+    """The guard's check of a network's outputs: its loss on the training rows (array
+    sources only), as one compiled program when the epochs are compiled."""
+    if not isinstance(source, ArraySource):
+        return None
+    data = source
+    if not compiled:
+        return lambda params: float(data.training_loss(params, batch_size))
+    program = loss_program(model.architecture, model.xp, data.X.shape[0],
+                           (data.X.shape[1], data.Y.shape[1]), model.array_dtype,
+                           model.array_backend.device)
+    return lambda params: float(program(params, data.X, data.Y))
+
+
 def _train(model: Model, source: BatchSource, options: Options, state: TrainState,
            m: int) -> History:
     xp, history, early_stopping = model.xp, options.history, options.early_stopping
@@ -181,12 +203,7 @@ def _train(model: Model, source: BatchSource, options: Options, state: TrainStat
         # scikit-learn starts from the initial weights as the "best" ones, so a run whose
         # every validation score is NaN ends on them rather than on diverged weights
         history.best_params = [xp.asarray(p, copy=True) for p in state.params]
-    outputs = None
-    if isinstance(source, ArraySource):
-        data = source
-
-        def outputs(params: list[Array]) -> float:
-            return float(data.training_loss(params, batch_size))
+    outputs = _training_loss(model, source, options.compiled, batch_size)
 
     guard = Guard(xp, options.on_divergence, early_stopping, options.opt.learning_rate_init,
                   outputs)

@@ -52,11 +52,12 @@ from .._dropout import DropoutStream
 from ..core import Architecture, parameter_names
 from ..optim import Optimizer
 from .loop import EagerRunner, Plan
+from .sources import training_loss
 from .state import TrainState
 
 __all__ = ["CACHE_SIZE", "COMPILE_BACKENDS", "PROGRAMS", "ChunkRunner", "EpochProgramRunner",
            "cached_programs", "check_compile", "chunk_epochs", "chunk_program",
-           "epoch_program"]
+           "epoch_program", "loss_program"]
 
 Array = Any
 
@@ -168,6 +169,26 @@ def chunk_program(
     key = ("chunk", arch, m, batch_size, shapes, str(dtype), str(device), weighted,
            shuffled, _optimizer_key(opt), dropout_key, chunk)  # K last
     return _cached(key, lambda: _build_chunk(arch, opt, m, batch_size, chunk, dropout_key))
+
+
+def loss_program(arch: Architecture, xp: Any, m: int, shapes: tuple[int, int], dtype: Any,
+                 device: Any) -> Callable[[list[Array], Array, Array], Array]:
+    """:func:`~xpnet.training.sources.training_loss` as one compiled program ``(params, X,
+    Y) -> 0-d loss`` (the guard's check of the finished network's outputs). Run eagerly
+    it is a dozen JAX operations, each compiled, or read from the persistent cache, on
+    its first use in a process: on the tiny case that was about half of a fresh
+    process's first compiled fit. The data are inputs, never constants of the program.
+    Its blocks are those of a full batch (:data:`~xpnet.training.sources.LOSS_BLOCK_ROWS`
+    rows), whatever the training's batch size: the block loop is unrolled into the
+    program, and blocks of a small batch would make it as long as the data."""
+    key = ("loss", arch, m, shapes, str(dtype), str(device))
+
+    def build() -> Callable[..., Any]:
+        import jax
+
+        return jax.jit(lambda params, X, Y: training_loss(arch, xp, params, X, Y, m))
+
+    return _cached(key, build)
 
 
 def cached_programs() -> int:
