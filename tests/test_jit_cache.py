@@ -52,10 +52,12 @@ def test_a_second_process_compiles_nothing_and_gets_the_same_weights(tmp_path):
     env = {"XPNET_CACHE_DIR": str(tmp_path / "cache")}
     first = _fit(0, env)
     assert first["misses"] > 0 and first["hits"] == 0
-    # few programs per fit, each a cost of every fresh process: the network and the data
-    # move to JAX without device programs, the finished model's check is one program
-    # (48 before, 19 now: ~30 were one-operation casts, copies and the check's steps)
-    assert first["misses"] <= 25, first["misses"]
+    # few programs per fit, each a cost of every fresh process: the data are checked on
+    # the host and moved without device programs, as are the network and the optimiser's
+    # scalars; what is left is the training (one chunk program) and the finished model's
+    # check (one program): 48 programs before, 2 now, ~46 one-operation casts, copies,
+    # checks and array-api-compat's namespace probe
+    assert first["misses"] <= 3, first["misses"]
     assert _entries(tmp_path / "cache")
     # other data of the same shape: the programs take the data as arguments, so every
     # one is found (none depends on, or holds, the values)

@@ -211,3 +211,49 @@ def test_set_params_rejects_bad_shapes_atomically():
     for (W0, b0), (W1, b1) in zip(good, net.params):
         np.testing.assert_array_equal(W0, W1)
         np.testing.assert_array_equal(b0, b1)
+
+
+# ---------------------------------------------------------------- host-side checks
+@pytest.mark.parametrize("task, n_out, Y", [
+    ("binary", 1, Y_BINARY),
+    ("multiclass", 3, LABELS),
+    ("multiclass", 3, np.eye(3)[LABELS]),
+    ("regression", 2, rng.normal(size=(6, 2))),
+    ("regression", 1, np.arange(6)),
+])
+def test_host_data_are_checked_on_the_host_the_same_as_on_the_device(backend, task, n_out, Y):
+    """NumPy input to another backend is checked with NumPy, then moved once (JAX would
+    compile every check's operation per process): the arrays are those the backend's own
+    checks make of the same data, bit for bit, in the network's dtype."""
+    from xpnet._validation import check_X, check_Y
+    from xpnet.backends import get_backend
+
+    be = get_backend(backend)
+    for name in ("float64", "float32"):
+        dtype = be.dtype(name)
+        on_device = [check_X(be, be.asarray(X), 3, dtype),
+                     check_Y(be, be.asarray(Y), 6, task, n_out, dtype)]
+        from_host = [check_X(be, X, 3, dtype), check_Y(be, Y, 6, task, n_out, dtype)]
+        for got, expected in zip(from_host, on_device):
+            assert got.dtype == expected.dtype == dtype
+            assert xpnet.to_numpy(got).tobytes() == xpnet.to_numpy(expected).tobytes()
+
+
+@pytest.mark.parametrize("task, n_out, Y, match", [
+    ("binary", 1, np.array([0, 1, 2, 0, 1, 0]), "must be binary"),
+    ("multiclass", 3, np.array([0, 3, 1, 2, 0, 1]), "class label 3"),
+    ("multiclass", 3, np.array([0, 1.5, 1, 2, 0, 1]), "non-integer"),
+    ("regression", 1, np.array([0, np.nan, 1, 2, 0, 1]), "NaN or infinite"),
+    ("regression", 1, np.ones(5), "has 5 rows"),
+])
+def test_host_checked_errors_are_the_backends_own(backend, task, n_out, Y, match):
+    from xpnet._validation import check_Y
+    from xpnet.backends import get_backend
+
+    be = get_backend(backend)
+    messages = []
+    for data in (Y, be.asarray(Y)):
+        with pytest.raises(ValueError, match=match) as info:
+            check_Y(be, data, 6, task, n_out, be.dtype("float64"))
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
-import inspect
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ __all__ = [
     "DTYPE_NAMES",
     "available_backends",
     "backend_info",
+    "scalar",
     "device_name",
     "get_backend",
     "on_device",
@@ -173,13 +173,18 @@ class Backend:
                     obj = obj.copy()
             elif copy is None:
                 copy = True
-        if (self._put is not None and dtype is not None and isinstance(obj, np.ndarray)
+        if (self._put is not None and copy is not False and isinstance(obj, np.ndarray)
                 and obj.dtype.kind in "biuf"):
             # cast on the host, then one transfer: JAX's asarray compiles two small
             # programs per new shape and dtype (a cast and a copy), each compiled or read
             # from the persistent cache once per process (JAX casts host arrays with
-            # NumPy too, warnings included)
-            placed = self._put(np.asarray(obj, dtype=dtype))
+            # NumPy too, warnings included). JAX on the CPU may keep an aligned host
+            # array as the device buffer itself, so the caller's array is copied first:
+            # later writes to it must not show
+            host = np.asarray(obj, dtype=dtype)
+            if np.may_share_memory(host, obj):
+                host = host.copy()
+            placed = self._put(host)
             if placed is not None:
                 return placed
         with self.activate():
@@ -485,12 +490,11 @@ def _make_jax(device: Any) -> Backend:
     def put(host: Any) -> Any:
         if jax.dtypes.canonicalize_dtype(host.dtype) != host.dtype:  # 32-bit mode: JAX's way
             return None
-        return jax.device_put(host, dev, may_alias=False)  # a copy: later host writes stay
+        return jax.device_put(host, dev)  # a host array of its own (see asarray)
 
-    can_put = "may_alias" in inspect.signature(jax.device_put).parameters  # JAX >= 0.4.31
     return Backend(
         "jax", xp, dev, _activate=activate, _block=block, _enable_dtype=_enable_jax_float64,
-        _put=put if can_put else None,
+        _put=put,
     )
 
 
@@ -567,6 +571,22 @@ def backend_info(name: str) -> dict[str, Any]:
     else:
         info["usable"] = True
     return info
+
+
+def scalar(xp: Any, value: float, dtype: Any, device: Any) -> Any:
+    """A 0-d array of the Python number ``value`` in ``dtype`` on ``device``. On JAX the
+    value is put on the device from the host: ``jnp.asarray`` runs a cast and a copy
+    program per dtype, each compiled (or read from the persistent cache) once per
+    process, six of them for an optimiser's learning rate and step count."""
+    from array_api_compat import is_jax_namespace
+
+    if is_jax_namespace(xp):
+        import jax
+
+        host = np.asarray(value, dtype=np.dtype(dtype))
+        if jax.dtypes.canonicalize_dtype(host.dtype) == host.dtype:  # else 32-bit mode
+            return jax.device_put(host, device)
+    return xp.asarray(value, dtype=dtype, device=device)
 
 
 def to_numpy(array: Any) -> np.ndarray:

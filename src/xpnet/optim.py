@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from ._validation import check_nonnegative_float, check_positive_float
+from .backends import scalar
 
 __all__ = ["SCHEDULES", "Adam", "Optimizer", "SGD", "get_optimizer"]
 
@@ -101,8 +102,8 @@ class Optimizer:
         parameters' device (the learning rate in their dtype)."""
         xp = _namespace(params[0])
         return {
-            "lr": xp.asarray(self.learning_rate, dtype=params[0].dtype, device=_device(params[0])),
-            "step": xp.asarray(0, dtype=_step_dtype(xp), device=_device(params[0])),
+            "lr": scalar(xp, self.learning_rate, params[0].dtype, _device(params[0])),
+            "step": scalar(xp, 0, _step_dtype(xp), _device(params[0])),
             **self._init_slots(params),
         }
 
@@ -136,7 +137,7 @@ class Optimizer:
         lr = state["lr"]
         xp = _namespace(lr)
         value = self.state_learning_rate
-        return {**state, "lr": xp.asarray(value, dtype=lr.dtype, device=_device(lr))}
+        return {**state, "lr": scalar(xp, value, lr.dtype, _device(lr))}
 
     def iteration_ends(self, time_step: int) -> None:
         """Called by the training loop after each epoch; ``time_step``: samples seen."""
@@ -404,10 +405,8 @@ class Adam(Optimizer):
         state = self.init(params)
         xp = _namespace(params[0])
         # the state's lr is η₀ (apply applies the bias correction); t is the step count
-        state["lr"] = xp.asarray(
-            self.learning_rate_init, dtype=params[0].dtype, device=_device(params[0])
-        )
-        state["step"] = xp.asarray(self.t, dtype=_step_dtype(xp), device=_device(params[0]))
+        state["lr"] = scalar(xp, self.learning_rate_init, params[0].dtype, _device(params[0]))
+        state["step"] = scalar(xp, self.t, _step_dtype(xp), _device(params[0]))
         if self.ms is not None and self.vs is not None:
             state["ms"], state["vs"] = list(self.ms), list(self.vs)
         return state
@@ -465,12 +464,16 @@ def _device(array: Array) -> Any:
 def _namespace(array: Array) -> Any:
     """The array's Array API namespace, looked up once per array type: the lookup costs
     more than an update of a small network's parameters, and the per-epoch snapshot
-    needs it too."""
+    needs it too. A JAX array names its own (array-api-compat's lookup builds an empty
+    JAX array to find it: two device programs, each compiled or read from the cache once
+    per process)."""
     namespace = _NAMESPACES.get(type(array))
     if namespace is None:
-        from array_api_compat import array_namespace
+        from array_api_compat import array_namespace, is_jax_array
 
-        namespace = _NAMESPACES[type(array)] = array_namespace(array)
+        namespace = (array.__array_namespace__() if is_jax_array(array)
+                     else array_namespace(array))
+        _NAMESPACES[type(array)] = namespace
     return namespace
 
 

@@ -244,6 +244,17 @@ MUTANTS = [
     m("csv-python-bytes", "_csv.py", "pyarrow parses a Python bytes (aborts exiting processes)",
       ("pa.BufferReader(_arrow_copy(text))", "pa.BufferReader(text)"),
       tests=("test_csv.py",)),
+    m("validation-on-device", "_validation.py", "host data checked on the device (JAX programs)",
+      ('return backend.name != "numpy" and array_module(obj) in (None, "numpy")',
+       "return False"),
+      tests=("test_jit_cache.py",)),
+    m("optim-scalar-jnp", "backends.py", "optimiser scalars through jnp.asarray",
+      ("        if jax.dtypes.canonicalize_dtype(host.dtype) == host.dtype:  # else 32-bit mode",
+       "        if False:"),
+      tests=("test_jit_cache.py",)),
+    m("jax-put-aliases", "backends.py", "the caller's host array kept as the JAX buffer",
+      ("            if np.may_share_memory(host, obj):", "            if False:"),
+      tests=("test_jax.py",)),
 ]
 
 
