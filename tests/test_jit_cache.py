@@ -26,7 +26,11 @@ X, y = make_moons(300, noise=0.1, seed=int(sys.argv[1]))
 with warnings.catch_warnings(record=True) as seen:
     warnings.simplefilter("always")
     net = xpnet.MLP([2, 4, 1], backend="jax", dtype="float64", seed=0)
-    net.fit(X, y, epochs=20, lr=1.0, compile=True)
+    if len(sys.argv) > 2:  # one compiled epoch per call, shuffled mini-batches
+        net.fit(X, y, epochs=3, lr=1.0, batch_size=32, compile=True,
+                callback=lambda epoch, loss: None)
+    else:
+        net.fit(X, y, epochs=20, lr=1.0, compile=True)
 weights = b"".join(np.asarray(xpnet.to_numpy(p)).tobytes() for p in net.flat_params)
 print(json.dumps({"hits": events["/jax/compilation_cache/cache_hits"],
                   "misses": events["/jax/compilation_cache/cache_misses"],
@@ -35,10 +39,10 @@ print(json.dumps({"hits": events["/jax/compilation_cache/cache_hits"],
 """
 
 
-def _fit(seed: int, env: dict[str, str]) -> dict:
+def _fit(seed: int, env: dict[str, str], *mode: str) -> dict:
     base = {k: v for k, v in os.environ.items()
             if k not in ("XPNET_CACHE_DIR", "JAX_COMPILATION_CACHE_DIR")}
-    proc = subprocess.run([sys.executable, "-c", FIT, str(seed)], env={**base, **env},
+    proc = subprocess.run([sys.executable, "-c", FIT, str(seed), *mode], env={**base, **env},
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.splitlines()[-1])
@@ -59,6 +63,11 @@ def test_a_second_process_compiles_nothing_and_gets_the_same_weights(tmp_path):
     # checks and array-api-compat's namespace probe
     assert first["misses"] <= 3, first["misses"]
     assert _entries(tmp_path / "cache")
+    # one epoch per call (a callback), shuffled: the epoch program, the finished model's
+    # check, and nothing else (the epoch's rollback start and permutations need no
+    # device program: 10 programs before)
+    per_epoch = _fit(0, {"XPNET_CACHE_DIR": str(tmp_path / "other")}, "per-epoch")
+    assert per_epoch["misses"] <= 3, per_epoch["misses"]
     # other data of the same shape: the programs take the data as arguments, so every
     # one is found (none depends on, or holds, the values)
     second = _fit(1, env)

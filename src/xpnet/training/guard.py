@@ -21,6 +21,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from array_api_compat import is_jax_namespace
+
 from .state import DivergenceError, History, TrainState
 
 __all__ = ["EpochStart", "Guard", "epoch_mark", "unrecord", "warn_interrupted"]
@@ -48,6 +50,17 @@ def unrecord(mark: tuple[Any, ...], history: History, state: TrainState, opt: An
     history.converged = False
 
 
+def _buffers(xp: Any, params: list[Array]) -> list[Array] | None:
+    """Copies of ``params`` to write each epoch's start into; None for immutable arrays."""
+    try:
+        buffers = [xp.empty_like(p) for p in params]
+        for buffer, p in zip(buffers, params):
+            buffer[...] = p
+    except (TypeError, ValueError, NotImplementedError):
+        return None
+    return buffers
+
+
 class EpochStart:
     """The parameters and optimiser snapshot at the start of the current epoch and of
     the one before, for the one-epoch runners' rollback.
@@ -63,13 +76,8 @@ class EpochStart:
         self.xp = xp
         self.current: list[Array] = list(params)
         self.spare: list[Array] | None = None
-        self.buffers: list[Array] | None
-        try:
-            self.buffers = [xp.empty_like(p) for p in params]
-            for buffer, p in zip(self.buffers, params):
-                buffer[...] = p
-        except (TypeError, ValueError, NotImplementedError):  # immutable arrays
-            self.buffers = None
+        # JAX's arrays are known immutable without trying (a try runs device programs)
+        self.buffers = None if is_jax_namespace(xp) else _buffers(xp, params)
         self.opt_state: dict[str, Any] = {}
         self.before: tuple[list[Array], dict[str, Any]] | None = None
         self.taken = False

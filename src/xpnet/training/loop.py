@@ -84,13 +84,13 @@ class EagerRunner:
         plan = self.plan
         if self.start is None:
             self.start = EpochStart(plan.xp, state.params)
-            self.ones = layer_ones(state.params, plan.xp)
         self.fresh = self.start.take(state.params, plan.opt)
         # Full-batch gradients do not depend on row order, so only mini-batches shuffle:
         # one permutation per epoch, each batch gathers its rows through it.
         order = None
         if self.shuffled:
-            order = self.backend.asarray(self.rng.permutation(plan.m))
+            order = self.backend.asarray(self.rng.permutation(plan.m),
+                                         dtype=self.backend.index_dtype)
         total, checked = self.epoch(state, order)
         epoch_loss = float(checked) / plan.m
         bad: list[str] = []
@@ -117,7 +117,8 @@ class EagerRunner:
             total = weighted if total is None else total + weighted
         # (NumPy may warn "invalid value" here when a parameter is infinite: it has
         # already warned of the overflow that made it so.)
-        assert self.ones is not None
+        if self.ones is None:  # (a compiled epoch checks its parameters itself)
+            self.ones = layer_ones(params, plan.xp)
         return total, total + 0 * parameter_sum(params, self.ones)
 
     def rewind(self, state: TrainState, k: int, attempted: int | None) -> bool:
