@@ -122,7 +122,7 @@ def _checked_on_host(backend: Backend, obj: Any) -> bool:
     """Whether ``obj`` (NumPy, a list...) is checked on the host before it moves to
     ``backend``: the checks are the same NumPy operations there, with no device work
     (JAX compiles each eager operation per shape, or reads it from the persistent cache,
-    once per process: 11 of a tiny compiled fit's 19 programs), and the data move once,
+    once per process: 11 programs of a tiny compiled fit), and the data move once,
     in their final dtype."""
     return backend.name != "numpy" and array_module(obj) in (None, "numpy")
 

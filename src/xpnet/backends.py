@@ -24,10 +24,10 @@ __all__ = [
     "DTYPE_NAMES",
     "available_backends",
     "backend_info",
-    "scalar",
     "device_name",
     "get_backend",
     "on_device",
+    "scalar",
     "to_numpy",
 ]
 
@@ -487,15 +487,19 @@ def _make_jax(device: Any) -> Backend:
         stack.enter_context(jax.default_matmul_precision("highest"))
         return stack
 
-    def put(host: Any) -> Any:
-        if jax.dtypes.canonicalize_dtype(host.dtype) != host.dtype:  # 32-bit mode: JAX's way
-            return None
-        return jax.device_put(host, dev)  # a host array of its own (see asarray)
-
     return Backend(
         "jax", xp, dev, _activate=activate, _block=block, _enable_dtype=_enable_jax_float64,
-        _put=put,
+        _put=functools.partial(_jax_put, jax, device=dev),
     )
+
+
+def _jax_put(jax: Any, host: np.ndarray, device: Any) -> Any:
+    """``host`` on JAX's ``device`` without a device program (a transfer), or None in
+    JAX's 32-bit mode for a 64-bit dtype (``jnp.asarray`` then narrows it, JAX's way).
+    ``host`` must be an array of its own: JAX's CPU client may keep it as the buffer."""
+    if jax.dtypes.canonicalize_dtype(host.dtype) != host.dtype:
+        return None
+    return jax.device_put(host, device)
 
 
 _FACTORIES: dict[str, Callable[[Any], Backend]] = {
@@ -583,9 +587,9 @@ def scalar(xp: Any, value: float, dtype: Any, device: Any) -> Any:
     if is_jax_namespace(xp):
         import jax
 
-        host = np.asarray(value, dtype=np.dtype(dtype))
-        if jax.dtypes.canonicalize_dtype(host.dtype) == host.dtype:  # else 32-bit mode
-            return jax.device_put(host, device)
+        placed = _jax_put(jax, np.asarray(value, dtype=np.dtype(dtype)), device)
+        if placed is not None:
+            return placed
     return xp.asarray(value, dtype=dtype, device=device)
 
 
