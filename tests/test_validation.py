@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -231,8 +233,9 @@ def test_host_data_are_checked_on_the_host_the_same_as_on_the_device(backend, ta
     be = get_backend(backend)
     for name in ("float64", "float32"):
         dtype = be.dtype(name)
-        on_device = [check_X(be, be.asarray(X), 3, dtype),
-                     check_Y(be, be.asarray(Y), 6, task, n_out, dtype)]
+        with _checked_on_the_device():
+            on_device = [check_X(be, be.asarray(X), 3, dtype),
+                         check_Y(be, be.asarray(Y), 6, task, n_out, dtype)]
         from_host = [check_X(be, X, 3, dtype), check_Y(be, Y, 6, task, n_out, dtype)]
         for got, expected in zip(from_host, on_device):
             assert got.dtype == expected.dtype == dtype
@@ -252,8 +255,78 @@ def test_host_checked_errors_are_the_backends_own(backend, task, n_out, Y, match
 
     be = get_backend(backend)
     messages = []
-    for data in (Y, be.asarray(Y)):
-        with pytest.raises(ValueError, match=match) as info:
+    for data, where in ((Y, contextlib.nullcontext()), (be.asarray(Y), _checked_on_the_device()),
+                        (be.asarray(Y), contextlib.nullcontext())):
+        with where, pytest.raises(ValueError, match=match) as info:
             check_Y(be, data, 6, task, n_out, be.dtype("float64"))
         messages.append(str(info.value))
-    assert messages[0] == messages[1]
+    assert messages[0] == messages[1] == messages[2]
+
+
+@contextlib.contextmanager
+def _checked_on_the_device():
+    """Backend arrays checked by the backend itself, even a JAX array on the CPU (which
+    is otherwise checked through its NumPy view): the oracle of the host checks."""
+    from xpnet import _validation
+
+    saved = _validation.host_view
+    _validation.host_view = lambda backend, obj: None
+    try:
+        yield
+    finally:
+        _validation.host_view = saved
+
+
+def test_a_jax_array_on_the_cpu_is_checked_through_its_numpy_view():
+    """No copy and no device program: the view shares the array's memory, and a JAX
+    array the checks pass unchanged comes back as itself; tracers, bfloat16 and other
+    libraries' arrays are left to the backend."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    from xpnet._validation import check_X, check_Y, host_view
+    from xpnet.backends import get_backend
+
+    be = get_backend("jax")
+    X_dev = jnp.asarray(X.astype(np.float32))
+    view = host_view(be, X_dev)
+    assert isinstance(view, np.ndarray) and not view.flags.writeable
+    assert view.__array_interface__["data"][0] == X_dev.unsafe_buffer_pointer()
+    assert check_X(be, X_dev, 3, jnp.float32) is X_dev
+    Y_dev = jnp.asarray(rng.normal(size=(6, 2)).astype(np.float32))
+    assert check_Y(be, Y_dev, 6, "regression", 2, jnp.float32) is Y_dev
+    # what the checks make of it (a cast, an encoding) is moved, in the network's dtype
+    X_int = jnp.asarray(np.arange(18).reshape(6, 3), dtype=jnp.int32)
+    got = check_X(be, X_int, 3, jnp.float32)
+    assert got.dtype == jnp.float32 and np.array_equal(np.asarray(got), np.arange(18).reshape(6, 3))
+    one_hot = check_Y(be, jnp.asarray(LABELS, dtype=jnp.int32), 6, "multiclass", 3, jnp.float32)
+    assert one_hot.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(one_hot), np.eye(3)[LABELS])
+    assert host_view(be, X) is None  # NumPy data have their own host route
+    assert host_view(be, jnp.asarray(X, dtype=jnp.bfloat16)) is None
+    assert host_view(get_backend("numpy"), X_dev) is None
+    seen = []
+    jax.jit(lambda t: seen.append(host_view(be, t)) or t)(X_dev)
+    assert seen == [None]
+
+
+def test_set_params_keeps_a_jax_array_and_copies_host_data():
+    """A JAX array of the network's dtype is immutable: the network holds it as it is;
+    NumPy input is copied (a later write to it must not show), other dtypes cast."""
+    pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    net = xpnet.MLP([3, 4, 1], backend="jax", dtype="float32", seed=0)
+    W, b = (np.asarray(p) for p in net.params[0])
+    W_dev = jnp.asarray(W)
+    net.set_params([(W_dev, b.astype(np.float64)), net.params[1]])
+    assert net.flat_params[0] is W_dev
+    assert net.flat_params[1].dtype == jnp.float32
+    host = W.copy()
+    net.set_params([(host, b), net.params[1]])
+    host[:] = 7.0
+    np.testing.assert_array_equal(np.asarray(net.flat_params[0]), W)
+    with pytest.raises(ValueError, match=r"params\[0\]\[0\] \(W\) contains NaN"):
+        net.set_params([(W_dev * jnp.nan, b), net.params[1]])
+    with pytest.raises(ValueError, match=r"must have shape \(3, 4\); got \(4, 3\)"):
+        net.set_params([(W_dev.T, b), net.params[1]])

@@ -127,6 +127,43 @@ def _checked_on_host(backend: Backend, obj: Any) -> bool:
     return backend.name != "numpy" and array_module(obj) in (None, "numpy")
 
 
+def host_view(backend: Backend, obj: Any) -> np.ndarray | None:
+    """A JAX array of ``backend`` held on its CPU device, as NumPy sees it: a read-only
+    view of the same memory (no copy, no device program), so its checks are the host's;
+    None for anything else (another backend, an array on a GPU or spread over devices, a
+    tracer, a dtype NumPy has no number kind for, such as bfloat16)."""
+    if backend.name != "jax" or array_module(obj) != "jax":
+        return None
+    try:
+        devices = obj.devices()
+    except Exception:  # a tracer (inside jax.jit): checked by the backend
+        return None
+    if len(devices) != 1:
+        return None
+    (device,) = devices
+    if device.platform != "cpu" or (backend.device is not None and device != backend.device):
+        return None
+    if np.dtype(obj.dtype).kind not in "biuf":
+        return None
+    return np.asarray(obj)
+
+
+def _on_host(backend: Backend, obj: Any) -> Any:
+    """What to check on the host instead of on ``backend`` (see :func:`_checked_on_host`
+    and :func:`host_view`), or None."""
+    if _checked_on_host(backend, obj):
+        return obj
+    return host_view(backend, obj)
+
+
+def _placed(backend: Backend, obj: Any, host: Any, checked: np.ndarray, dtype: Any) -> Array:
+    """The host-checked ``checked`` on ``backend``: ``obj`` itself when it is a
+    backend array the checks passed unchanged (``checked`` is its view), else moved."""
+    if checked is host and host is not obj:
+        return obj
+    return backend.asarray(checked, dtype=dtype)
+
+
 @functools.cache
 def _host() -> Backend:
     """The host's checks: NumPy itself where it is an Array API namespace (NumPy 2), else
@@ -143,9 +180,10 @@ def _host_dtype(dtype: Any) -> np.dtype:
 
 def check_X(backend: Backend, X: Any, n_features: int, dtype: Any, name: str = "X") -> Array:
     """``X`` as a finite ``(m, n_features)`` array of ``dtype`` on ``backend``."""
-    if _checked_on_host(backend, X):
-        host = check_X(_host(), X, n_features, _host_dtype(dtype), name)
-        return backend.asarray(host, dtype=dtype)
+    host = _on_host(backend, X)
+    if host is not None:
+        checked = check_X(_host(), host, n_features, _host_dtype(dtype), name)
+        return _placed(backend, X, host, checked, dtype)
     return cast_finite(backend.xp, check_X_shape(backend, X, n_features, name), dtype, name)
 
 
@@ -193,6 +231,27 @@ def cast_finite(xp: Any, array: Array, dtype: Any, name: str) -> Array:
     return xp.astype(array, dtype)
 
 
+def check_parameter(backend: Backend, value: Any, shape: tuple[int, ...], dtype: Any,
+                    name: str) -> Array:
+    """``value`` as a finite array of ``shape`` and ``dtype`` on ``backend``, never the
+    caller's mutable array: a copy, except a JAX array of the right dtype (immutable),
+    which is used as it is. Host data and JAX arrays on the CPU are checked on the host
+    (one transfer, no device program)."""
+    host = _on_host(backend, value)
+    if host is not None:
+        checked = check_parameter(_host(), host, shape, _host_dtype(dtype), name)
+        if host is not value and np.dtype(value.dtype) == checked.dtype:
+            return value  # a JAX array on the CPU (its view was checked)
+        return backend.asarray(checked, dtype=dtype)
+    array = to_backend(backend, value, name)
+    if tuple(array.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape}; got {tuple(array.shape)}")
+    array = backend.xp.astype(array, dtype, copy=True)
+    if not all_finite(backend.xp, array):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return array
+
+
 def _dtype_name(dtype: Any) -> str:
     text = str(dtype)
     return text.rsplit(".", 1)[-1].strip("'>")
@@ -208,9 +267,10 @@ def check_Y(
     A 1-D target is accepted only where it is unambiguous and is reshaped explicitly,
     never broadcast.
     """
-    if _checked_on_host(backend, Y):
-        host = check_Y(_host(), Y, m, task, n_out, _host_dtype(dtype), name)
-        return backend.asarray(host, dtype=dtype)
+    host = _on_host(backend, Y)
+    if host is not None:
+        checked = check_Y(_host(), host, m, task, n_out, _host_dtype(dtype), name)
+        return _placed(backend, Y, host, checked, dtype)
     xp = backend.xp
     Y = to_backend(backend, Y, name)
     if Y.ndim == 0 or Y.ndim > 2:

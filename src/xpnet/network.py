@@ -31,12 +31,11 @@ from ._memory import n_parameters, network_bytes
 from ._memory import too_large as memory_refusal
 from ._sparse import check_sparse_X, is_sparse
 from ._validation import (
-    all_finite,
     array_module,
     check_nonnegative_float,
+    check_parameter,
     check_X,
     check_Y,
-    to_backend,
 )
 from .activations import Activation, get_activation
 from .backends import DTYPE_NAMES, Backend, get_backend, on_device
@@ -332,7 +331,8 @@ class MLP:
 
     @on_device
     def set_params(self, params: Sequence[tuple[Any, Any]]) -> None:
-        """Replace all parameters with copies of ``params`` (NumPy or backend arrays).
+        """Replace all parameters with copies of ``params`` (NumPy or backend arrays; a
+        JAX array of the network's dtype is immutable and is kept as it is).
 
         Shapes must match the network exactly; nothing changes if any entry is invalid.
         """
@@ -352,15 +352,8 @@ class MLP:
                 (f"params[{index}][0] (W)", W, (fan_in, fan_out)),
                 (f"params[{index}][1] (b)", b, (fan_out,)),
             ):
-                array = to_backend(self.array_backend, value, name)
-                if tuple(array.shape) != shape:
-                    raise ValueError(
-                        f"{name} must have shape {shape}; got {tuple(array.shape)}"
-                    )
-                array = self.xp.astype(array, self._dtype, copy=True)
-                if not all_finite(self.xp, array):
-                    raise ValueError(f"{name} contains NaN or infinite values")
-                new.append(array)
+                new.append(check_parameter(self.array_backend, value, shape, self._dtype,
+                                           name))
         self._params = new
 
     def parameter_sum(self, params: Sequence[Array] | None = None) -> Array:
