@@ -229,13 +229,16 @@ class JaxGemmImpl(Impl):
 
 
 class JaxHandwrittenImpl(Impl):
-    """SGD as a JAX user writes it (see the module docs): autodiff, ``lax.scan``."""
+    """SGD as a JAX user writes it (see the module docs): autodiff, ``lax.scan``; with
+    ``explicit`` the same program with xpnet's hand-written backprop
+    (:meth:`xpnet.core.Architecture.loss_and_grads`) in place of ``jax.value_and_grad``,
+    which separates the cost of the math from the cost of xpnet's loop."""
 
     group = "jax-handwritten"
     gemm_key = "jax-cpu"
 
     def __init__(self, case: Case, X: np.ndarray, labels: np.ndarray,
-                 initial: list[np.ndarray], mode: str) -> None:
+                 initial: list[np.ndarray], mode: str, explicit: bool = False) -> None:
         super().__init__(case, X, labels)
         import jax
         import jax.numpy as jnp
@@ -243,7 +246,7 @@ class JaxHandwrittenImpl(Impl):
 
         if case.dtype == "float64":
             jax.config.update("jax_enable_x64", True)
-        self.name = f"jax-handwritten-{mode}"
+        self.name = f"jax-{'explicit' if explicit else 'handwritten'}-{mode}"
         self.mode = mode
         self.jax = jax
         X_all = jnp.asarray(X.astype(case.dtype))
@@ -267,6 +270,14 @@ class JaxHandwrittenImpl(Impl):
             return jnp.mean(jnp.logaddexp(0.0, z) - yb * z)  # BCE on logits
 
         grad = jax.value_and_grad(loss)
+        if explicit:
+            import xpnet
+
+            arch = xpnet.MLP(case.layer_sizes, activation=case.activation,
+                             output=case.output, dtype=case.dtype, seed=0).architecture
+
+            def grad(params: list[Any], xb: Any, yb: Any) -> tuple[Any, list[Any]]:
+                return arch.loss_and_grads(params, xb, yb, None)
 
         def epoch(params: list[Any], key: Any) -> tuple[list[Any], Any]:
             order = (jax.random.permutation(key, m)[: n_full * rows].reshape(n_full, rows)
@@ -676,6 +687,8 @@ def impl_specs(case: Case, strict: bool) -> list[tuple[str, str | None]]:
         specs.append(("gemm-jax", jax_reason))
         specs.append(("jax-handwritten-fori", jax_reason))
         specs.append(("jax-handwritten-scan", jax_reason))
+        specs.append(("jax-explicit-fori", jax_reason))
+        specs.append(("jax-explicit-scan", jax_reason))
     cupy_reason, cuda_reason = gpu["cupy"], gpu["torch-cuda"]
     specs.append(("xpnet-cupy", cupy_reason))
     specs.append(("xpnet-torch-cuda", cuda_reason))
@@ -707,6 +720,8 @@ def make_impl(name: str, case: Case, X: np.ndarray, labels: np.ndarray) -> Impl:
         "gemm-jax": lambda: JaxGemmImpl(case, X, labels),
         "jax-handwritten-fori": lambda: JaxHandwrittenImpl(case, X, labels, initial, "fori"),
         "jax-handwritten-scan": lambda: JaxHandwrittenImpl(case, X, labels, initial, "scan"),
+        "jax-explicit-fori": lambda: JaxHandwrittenImpl(case, X, labels, initial, "fori", True),
+        "jax-explicit-scan": lambda: JaxHandwrittenImpl(case, X, labels, initial, "scan", True),
         "xpnet-cupy": lambda: XpnetImpl(case, X, labels, "cupy"),
         "xpnet-torch-cuda": lambda: XpnetImpl(case, X, labels, "torch", "cuda"),
         "torch-cuda": lambda: TorchImpl(case, X, labels, "cuda", initial),

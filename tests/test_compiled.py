@@ -298,6 +298,61 @@ def test_chunk_divergence_rolls_back_to_the_diverged_epoch(lr, epoch):
 
 
 @jax_only
+@pytest.mark.parametrize("name", list(SCHEDULES))
+@pytest.mark.parametrize("batch_size", [None, 16], ids=["full-batch", "unshuffled-16"])
+@pytest.mark.parametrize("stopping", [None, 2], ids=["all-epochs", "n_iter_no_change=2"])
+def test_chunks_started_ahead_equal_one_epoch_per_call_and_eager(name, batch_size, stopping,
+                                                                 monkeypatch):
+    """Unshuffled chunks of a small network start the next chunk before the host has
+    recorded the last one (chunks of 4 epochs here, 40 epochs): every chunk started ahead
+    is used when nothing changes, and dropped when training stops, a schedule cuts the
+    rate, or the prediction of the rate fails; the numbers are those of one epoch per
+    call, bit for bit, and of eager JAX to float64 rounding (1e-12)."""
+    from xpnet.training import compiled as engine
+
+    monkeypatch.setattr(engine, "MAX_CHUNK_EPOCHS", 4)
+    starts, runs = [], []
+    for method, seen in (("_start", starts), ("run", runs)):
+        original = getattr(engine.ChunkRunner, method)
+
+        def counted(self, *args, _original=original, _seen=seen):
+            _seen.append(args[-1])
+            return _original(self, *args)
+
+        monkeypatch.setattr(engine.ChunkRunner, method, counted)
+    X, Y = make_problem("softmax", m=50, n_in=3, n_out=3, seed=1)
+    (h_eager, p_eager, _, o_eager), (h_epoch, p_epoch, _, o_epoch), \
+        (h_chunk, p_chunk, _, o_chunk) = _fit_three_ways(
+            SCHEDULES[name], X, Y, epochs=40, batch_size=batch_size, shuffle=False,
+            n_iter_no_change=stopping, tol=0.01,
+        )
+    assert runs and sum(runs) >= h_chunk.n_iter  # the chunk path ran
+    if stopping is None and name != "adaptive":
+        assert runs == [4] * 10 and starts == [4]  # every later chunk was started ahead
+    assert h_chunk.loss == h_epoch.loss  # bit for bit
+    for field in ("n_iter", "samples_seen", "converged", "no_improvement_count"):
+        assert getattr(h_chunk, field) == getattr(h_epoch, field) == getattr(h_eager, field), field
+    for p, q, r in zip(p_chunk, p_epoch, p_eager):
+        np.testing.assert_array_equal(p, q)
+        assert_close(p, r, 1e-12, "parameters")
+    assert o_chunk.learning_rate == o_epoch.learning_rate
+
+
+def test_only_small_unshuffled_chunks_run_ahead():
+    """A chunk started ahead is lost work when training stops: only chunks of at most
+    MAX_AHEAD_WORK multiply-adds, and never shuffled ones (their permutations would have
+    been drawn from the generator)."""
+    from xpnet.training.compiled import MAX_AHEAD_WORK, epoch_work, runs_ahead
+
+    assert runs_ahead([2, 4, 1], 400, 256, False)  # the tiny benchmark case
+    assert not runs_ahead([2, 4, 1], 400, 256, True)
+    assert not runs_ahead([64, 32, 10], 1797, 64, False)  # ~1e9 per chunk
+    work = epoch_work([3, 8, 3], 50)
+    assert runs_ahead([3, 8, 3], 50, MAX_AHEAD_WORK // work, False)
+    assert not runs_ahead([3, 8, 3], 50, MAX_AHEAD_WORK // work + 1, False)
+
+
+@jax_only
 def test_chunk_program_is_reused_without_recompiling():
     """A second fit of the same shape, even of another length (the chunk's epoch count
     is an input), compiles nothing: same cached programs (the chunk and the guard's

@@ -329,3 +329,92 @@ def test_compiled_adam_step_count_passes_two_to_the_31() -> None:
     (eager_loss, eager_t), (loss, t) = results
     assert t == eager_t == 2**31 - 3 + 18
     np.testing.assert_allclose(loss, eager_loss, rtol=1e-9)
+
+
+# ------------------------------------------------------------------ the bound that skips it
+def _tight_network(activation: str, output: str, scale: float, rng) -> tuple:
+    """Weights and data of one sign, so the products reach their bounds (the identity
+    and relu layers make |Z| equal to the bound but for the +1 of each hidden layer)."""
+    sizes = [3, 4, 2]
+    params = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        params += [scale * rng.uniform(0.5, 1.0, (n_in, n_out)), scale * np.full(n_out, 0.25)]
+    X_data = np.abs(rng.normal(size=(50, 3)))
+    net = xpnet.MLP(sizes, activation=activation, output=output, seed=0)
+    return net, params, X_data
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "softmax", "identity", "exp"])
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "identity"])
+@pytest.mark.parametrize("scale", [1e-6, 0.3, 2.0])
+def test_layer_and_loss_bounds_hold(activation, output, scale) -> None:
+    """Every layer's |Z| is within its bound (tiny weights: a sigmoid layer's outputs are
+    1/2 whatever its Z, which the +1 covers), and the loss within the loss bound, for
+    every hidden activation and output (float64: rounding is ~1e-16 relative)."""
+    from xpnet.core import hidden_forward
+    from xpnet.training.sources import layer_bounds, loss_bound, training_loss
+
+    rng = np.random.default_rng(0)
+    net, params, X_data = _tight_network(activation, output, scale, rng)
+    arch = net.architecture
+    Y_data = rng.uniform(0, 3, (50, 2)) if output in ("identity", "exp") else np.eye(2)[
+        rng.integers(0, 2, 50)]
+    cache, Z_out = hidden_forward(arch.hidden, params, X_data, np)
+    Zs = [Z for Z in _pre_activations(arch, params, X_data)]
+    bounds = layer_bounds(params, np.max(np.abs(X_data)), np)
+    assert len(bounds) == len(Zs) == 2
+    for Z, bound in zip(Zs, bounds):
+        assert np.max(np.abs(Z)) <= bound * (1 + 1e-12)
+    np.testing.assert_allclose(Zs[-1], Z_out, rtol=1e-15)
+    loss = float(training_loss(arch, np, params, X_data, Y_data, 50))
+    assert np.isfinite(loss) and loss <= float(loss_bound(arch, np, params, X_data, Y_data))
+
+
+def _pre_activations(arch, params, X_data) -> list[np.ndarray]:
+    """Z_1, ..., Z_L of the forward pass, written out with NumPy."""
+    A, Zs = X_data, []
+    for layer in range(len(params) // 2):
+        Z = A @ params[2 * layer] + params[2 * layer + 1]
+        Zs.append(Z)
+        if layer < len(arch.hidden):
+            A = arch.hidden[layer].forward(np, Z.copy())
+    return Zs
+
+
+def test_the_poisson_bound_covers_the_exponential() -> None:
+    """exp output with outputs near 20: e^Z dominates the loss, and the bound holds it."""
+    from xpnet.training.sources import loss_bound, training_loss
+
+    rng = np.random.default_rng(1)
+    net, params, X_data = _tight_network("identity", "exp", 1.0, rng)
+    params = [p * (20.0 / 8) for p in params[:2]] + params[2:]
+    Y_data = rng.uniform(0, 3, (50, 2))
+    loss = float(training_loss(net.architecture, np, params, X_data, Y_data, 50))
+    assert loss > 1e8
+    assert loss <= float(loss_bound(net.architecture, np, params, X_data, Y_data))
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_the_finished_check_is_the_bound_when_finite_and_the_loss_otherwise(compiled) -> None:
+    """A sane network's check is its (finite) loss bound, no forward pass; weights whose
+    bound overflows get the loss itself, NaN here, as before the bound existed."""
+    backend = "jax" if compiled else "numpy"
+    if compiled and not _jax_available():
+        pytest.skip("JAX is not installed")
+    from xpnet.training.api import _training_loss
+    from xpnet.training.sources import ArraySource, loss_bound, training_loss
+
+    net = xpnet.MLP([2, 8, 1], activation="relu", backend=backend, seed=0)
+    Xc, Yc = net.check_XY(X, Y)
+    source = ArraySource(net.architecture, net.array_backend, Xc, Yc)
+    check = _training_loss(net, source, compiled, 300)
+    params = net.flat_params
+    bound = float(loss_bound(net.architecture, net.xp, params, Xc, Yc))
+    assert np.isfinite(bound) and check(params) == pytest.approx(bound, rel=1e-6)
+    assert bound >= float(training_loss(net.architecture, net.xp, params, Xc, Yc, 300))
+    huge = [p * 1e300 if i % 2 == 0 else p for i, p in enumerate(params)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflowing bound says "unknown", silently
+        assert not np.isfinite(float(loss_bound(net.architecture, net.xp, huge, Xc, Yc)))
+        warnings.simplefilter("ignore", RuntimeWarning)  # (the forward pass overflows)
+        assert np.isnan(check(huge))

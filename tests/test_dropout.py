@@ -373,17 +373,25 @@ def test_training_with_dropout_agrees_across_backends(backend):
 
 @pytest.mark.parametrize("shuffle", [True, False])
 @pytest.mark.parametrize("optimizer", [None, "adam"])
-@pytest.mark.parametrize("calls", ["epoch-per-call", "chunks"])
-def test_compiled_epochs_draw_the_eager_masks(shuffle, optimizer, calls):
+@pytest.mark.parametrize("calls", ["epoch-per-call", "chunks", "chunks-of-2"])
+def test_compiled_epochs_draw_the_eager_masks(shuffle, optimizer, calls, monkeypatch):
     """compile=True on JAX (batches in lax.fori_loop, the last smaller batch after it)
     gives the eager loop's numbers to float rounding, over two fits (step counter):
     with one epoch per call (a callback asks for per-epoch work) and with several epochs
     per call (the chunk program: epoch ``e`` of a chunk starts at step
-    ``start + e · steps per epoch``)."""
+    ``start + e · steps per epoch``; in chunks of 2, unshuffled chunks are started
+    ahead of the host's records, at the step their epochs will have)."""
     jax = pytest.importorskip("jax")
     jax.config.update("jax_enable_x64", True)
     from xpnet import compiled as compiled_module
+    from xpnet.training import compiled as engine
 
+    starts = []
+    if calls == "chunks-of-2":
+        monkeypatch.setattr(engine, "MAX_CHUNK_EPOCHS", 2)
+        start = engine.ChunkRunner._start
+        monkeypatch.setattr(engine.ChunkRunner, "_start",
+                            lambda self, state, n: starts.append(n) or start(self, state, n))
     options = {"shuffle": shuffle, "optimizer": optimizer}
     if calls == "epoch-per-call":
         options["callback"] = lambda epoch, loss: None
@@ -395,8 +403,10 @@ def test_compiled_epochs_draw_the_eager_masks(shuffle, optimizer, calls):
                          batch_size=16, compile=compile, **options)
         results.append((net, history.loss + second.loss))
         chunked = [key for key in compiled_module._programs if key[0] == "chunk"]
-        assert bool(chunked) == (compile and calls == "chunks")
+        assert bool(chunked) == (compile and calls != "epoch-per-call")
     (eager, eager_loss), (compiled, compiled_loss) = results
+    if calls == "chunks-of-2":  # 3 epochs (chunks of 2 and 1), then 2: the 1 ran ahead
+        assert starts == ([2, 1, 2] if shuffle else [2, 2])
     assert compiled._steps == eager._steps == 5 * 5
     np.testing.assert_allclose(compiled_loss, eager_loss, rtol=1e-12)
     for (W, b), (W0, b0) in zip(compiled.params, eager.params):

@@ -255,6 +255,36 @@ MUTANTS = [
     m("jax-put-aliases", "backends.py", "the caller's host array kept as the JAX buffer",
       ("            if np.may_share_memory(host, obj):", "            if False:"),
       tests=("test_jax.py",)),
+    m("host-view-cast-kept", "_validation.py", "a JAX array the host checks cast is kept "
+      "uncast", ("    if checked is host and host is not obj:", "    if host is not obj:"),
+      tests=("test_validation.py",)),
+    m("set-params-host-uncopied", "_validation.py", "set_params keeps the caller's NumPy "
+      "array", ("        if host is not value and np.dtype(value.dtype) == checked.dtype:",
+                "        if np.dtype(value.dtype) == checked.dtype:"),
+      tests=("test_validation.py",)),
+    m("bound-hidden-plus-one", "training/sources.py", "a hidden layer's output bound without "
+      "the +1 (a sigmoid's 1/2 at Z = 0)", ("        a = bound + 1", "        a = bound"),
+      tests=("test_divergence_outputs.py",)),
+    m("bound-no-exp", "training/sources.py", "the exp output's loss bound without e^E",
+      ("        P = P + xp.exp(E)", "        P = P"), tests=("test_divergence_outputs.py",)),
+    m("bound-taken-when-infinite", "training/sources.py", "the finished check takes an "
+      "overflowed bound for the loss",
+      ("            if math.isfinite(bound):\n                return bound",
+       "            if True:\n                return bound"),
+      tests=("test_divergence_outputs.py",)),
+    m("ahead-step0", "training/compiled.py", "a chunk started ahead draws its dropout masks "
+      "from the running chunk's first step",
+      ("        step0 = state.steps + n * plan.steps_per_epoch if self.dropout else None",
+       "        step0 = state.steps if self.dropout else None"), tests=("test_dropout.py",)),
+    m("ahead-always-used", "training/compiled.py", "a chunk started ahead used whatever "
+      "the loop asks for",
+      ("        return (n == ahead.n and self.carried is ahead.carried",
+       "        return True or (n == ahead.n and self.carried is ahead.carried"),
+      tests=("test_compiled.py",)),
+    m("ahead-rates-unshifted", "training/compiled.py", "a chunk started ahead takes the "
+      "running chunk's rates", ("                                 n + following)[n:]",
+                                "                                 n + following)[:following]"),
+      tests=("test_compiled.py",)),
 ]
 
 

@@ -20,6 +20,7 @@ from .compiled import (
     chunk_program,
     epoch_program,
     loss_program,
+    runs_ahead,
 )
 from .guard import Guard
 from .lbfgs import fit_lbfgs
@@ -133,7 +134,8 @@ def _runner(plan: Plan, model: Model, source: BatchSource, options: Options) -> 
     span = chunk_epochs(model.layer_sizes, m, shuffled)
     if not per_epoch and span >= 2 and ChunkRunner.supported(shuffled, options.rng):
         program = chunk_program(*key, span, dropout_key)
-        return ChunkRunner(plan, program, span, data, shuffled, options.rng, dropout)
+        return ChunkRunner(plan, program, span, data, shuffled, options.rng, dropout,
+                           ahead=runs_ahead(model.layer_sizes, m, span, shuffled))
     program = epoch_program(*key, dropout_key)
     return EpochProgramRunner(plan, backend, options.shuffle, options.rng, program, data,
                               dropout)
@@ -183,7 +185,7 @@ def _training_loss(model: Model, source: BatchSource, compiled: bool,
         return None
     data = source
     if not compiled:
-        return lambda params: float(data.training_loss(params, batch_size))
+        return lambda params: data.outputs_check(params, batch_size)
     program = loss_program(model.architecture, model.xp, data.X.shape[0],
                            (data.X.shape[1], data.Y.shape[1]), model.array_dtype,
                            model.array_backend.device)

@@ -10,7 +10,8 @@ Two programs, built from one traced epoch (:func:`_epoch_function`):
   parameter finiteness, read back once per call. :class:`ChunkRunner` uses it when no
   per-epoch work is asked for (no callback, no early stopping, no verbose output): on
   a small network the per-call cost (dispatch, read-back, the loop's Python) is most
-  of an epoch's time.
+  of an epoch's time. On a small unshuffled one the next chunk is queued before the
+  last one is read back, so recording epochs on the host overlaps training them.
 
 Both are runners of :func:`xpnet.training.loop.run` (:class:`EpochProgramRunner`,
 :class:`ChunkRunner`), which records their epochs as it records eager ones.
@@ -52,12 +53,12 @@ from .._dropout import DropoutStream
 from ..core import Architecture, parameter_names
 from ..optim import Optimizer
 from .loop import EagerRunner, Plan
-from .sources import training_loss
+from .sources import loss_bound, training_loss
 from .state import TrainState
 
 __all__ = ["CACHE_SIZE", "COMPILE_BACKENDS", "PROGRAMS", "ChunkRunner", "EpochProgramRunner",
            "cached_programs", "check_compile", "chunk_epochs", "chunk_program",
-           "epoch_program", "loss_program"]
+           "epoch_program", "epoch_work", "loss_program", "runs_ahead"]
 
 Array = Any
 
@@ -80,6 +81,12 @@ MAX_PERMUTATION_BYTES = 4 << 20
 #: a larger network's epoch is long enough that one call per epoch costs nothing
 #: measurable, and Ctrl-C then loses at most an epoch, as in eager training.
 MAX_CHUNK_WORK = 1 << 30
+#: Most multiply-adds of a chunk that :class:`ChunkRunner` starts ahead, while the host
+#: records the one before (a few ms of a CPU core): where an epoch takes microseconds,
+#: recording it (history, stopping rules) costs a third of it, and the device would wait
+#: for that. A chunk started ahead that is not needed (training stopped) is that work
+#: lost, so larger chunks are never started ahead.
+MAX_AHEAD_WORK = 1 << 23
 
 
 def check_compile(compile: Any, backend: str) -> bool:
@@ -173,8 +180,11 @@ def chunk_program(
 
 def loss_program(arch: Architecture, xp: Any, m: int, shapes: tuple[int, int], dtype: Any,
                  device: Any) -> Callable[[list[Array], Array, Array], Array]:
-    """:func:`~xpnet.training.sources.training_loss` as one compiled program ``(params, X,
-    Y) -> 0-d loss`` (the guard's check of the finished network's outputs). Run eagerly
+    """The guard's check of the finished network's outputs as one compiled program
+    ``(params, X, Y) -> 0-d``, finite exactly when the training loss is: the
+    :func:`~xpnet.training.sources.loss_bound` when that is finite, else (``lax.cond``:
+    only then) :func:`~xpnet.training.sources.training_loss`, a forward pass over the
+    data that costs about half an epoch of a dense network. Run eagerly
     it is a dozen JAX operations, each compiled, or read from the persistent cache, on
     its first use in a process: on the tiny case that was about half of a fresh
     process's first compiled fit. The data are inputs, never constants of the program.
@@ -186,7 +196,12 @@ def loss_program(arch: Architecture, xp: Any, m: int, shapes: tuple[int, int], d
     def build() -> Callable[..., Any]:
         import jax
 
-        return jax.jit(lambda params, X, Y: training_loss(arch, xp, params, X, Y, m))
+        def check(params: list[Array], X: Array, Y: Array) -> Array:
+            bound = loss_bound(arch, xp, params, X, Y)
+            return jax.lax.cond(xp.isfinite(bound), lambda: bound,
+                                lambda: training_loss(arch, xp, params, X, Y, m))
+
+        return jax.jit(check)
 
     return _cached(key, build)
 
@@ -270,7 +285,9 @@ def _epoch_function(
                                        stream(batch, batch_size, step0, i))
             return params, state, total + loss * batch_size
 
-        if n_full:
+        if n_full == 1:  # (a loop of one trip costs an XLA while loop per epoch)
+            params, state, total = body(0, (params, state, total))
+        elif n_full:
             params, state, total = lax.fori_loop(0, n_full, body, (params, state, total))
         if rest:  # the last, smaller batch: a static slice, in this same program
             batch = batch_at(X, Y, w, order, n_full * batch_size, rest)
@@ -339,11 +356,36 @@ def chunk_epochs(layer_sizes: tuple[int, ...] | list[int], m: int, shuffled: boo
     epoch per call. It does not depend on the number of epochs of a fit (a fit runs
     ``ceil(epochs / K)`` calls, the last one shorter), so fits of any length share one
     program."""
-    work = 3 * m * sum(a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
+    work = epoch_work(layer_sizes, m)
     limit = min(MAX_CHUNK_EPOCHS, MAX_CHUNK_WORK // max(work, 1))
     if shuffled:
         limit = min(limit, MAX_PERMUTATION_BYTES // (4 * m))
     return 1 << (limit.bit_length() - 1) if limit >= 1 else 1
+
+
+def epoch_work(layer_sizes: tuple[int, ...] | list[int], m: int) -> int:
+    """Multiply-adds of the matrix products of one epoch on ``m`` rows (forward and
+    backward, about three products per layer)."""
+    return 3 * m * sum(a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
+
+
+def runs_ahead(layer_sizes: tuple[int, ...] | list[int], m: int, span: int,
+               shuffled: bool) -> bool:
+    """Whether a :class:`ChunkRunner` starts each next chunk ahead: chunks of at most
+    :data:`MAX_AHEAD_WORK`, not shuffled (a chunk started ahead draws no permutation
+    from the generator, so one that is not used leaves nothing to rewind)."""
+    return not shuffled and span * epoch_work(layer_sizes, m) <= MAX_AHEAD_WORK
+
+
+class _Ahead(NamedTuple):
+    """A chunk call started before the loop asked for it: its inputs and its outputs."""
+
+    params: list[Any]
+    carried: dict[str, Any]
+    n: int
+    rates: list[float]
+    call: tuple[Any, ...]
+    outputs: tuple[Any, ...]
 
 
 class _RngRewind:
@@ -420,13 +462,22 @@ class ChunkRunner:
     prediction, an epoch diverged, Ctrl-C), :meth:`rewind` runs the program again from
     the call's start for ``k`` epochs (same uploaded permutations and rates, no compile,
     so the same numbers) and rewinds the generator to the epochs eager training drew.
+
+    With ``ahead`` (:func:`runs_ahead`: small, unshuffled chunks), each call also queues
+    the next one, from its outputs, before reading them back: the device trains the next
+    chunk while the host records this one's epochs (on the tiny 2-4-1 network a third
+    of an epoch's time). The loop's next call uses it only if it asks for exactly that
+    chunk (these very parameters and optimiser state, as many epochs, the rate and
+    dropout step predicted); otherwise it is dropped, at most :data:`MAX_AHEAD_WORK`
+    multiply-adds of work lost.
     """
 
     note = (" (compiled, several epochs per call: the epochs of the running call were "
             "cut short and rolled back)")
 
     def __init__(self, plan: Plan, program: Callable[..., Any], span: int,
-                 data: tuple[Any, Any, Any], shuffled: bool, rng: Any, dropout: bool) -> None:
+                 data: tuple[Any, Any, Any], shuffled: bool, rng: Any, dropout: bool,
+                 ahead: bool = False) -> None:
         self.plan, self.program, self.span, self.data = plan, program, span, data
         self.shuffled, self.rng, self.dropout = shuffled, rng, dropout
         self.rewinder = _RngRewind(rng)
@@ -435,6 +486,9 @@ class ChunkRunner:
         self.result: tuple[list[Any], dict[str, Any]] | None = None
         self.n = self.imported = 0
         self.call: tuple[Any, ...] = ()
+        self.rates: list[float] = []
+        self.runs_ahead = ahead and not shuffled  # see runs_ahead()
+        self.ahead: _Ahead | None = None
 
     @staticmethod
     def supported(shuffled: bool, rng: Any) -> bool:
@@ -446,6 +500,28 @@ class ChunkRunner:
             self.carried = plan.opt.export_state(state.params)
         self.start, self.result, self.n, self.imported = (
             (list(state.params), self.carried), None, n, 0)
+        ahead, self.ahead = self.ahead, None
+        if ahead is not None and self._matches(ahead, state, n):
+            self.rates, self.call, outputs = ahead.rates, ahead.call, ahead.outputs
+        else:
+            outputs = self._start(state, n)
+        following = min(self.span, plan.epochs - plan.history.n_iter - n)
+        if self.runs_ahead and following > 0:
+            # the next chunk queued behind this one, from its outputs: the device runs
+            # it while the host reads this one back and records its epochs
+            self.ahead = self._run_ahead(outputs, state, n, following)
+        params, carried, totals, finite = outputs
+        self.result = (list(params), carried)
+        state.params = list(params)
+        totals_host, finite_host = (np.asarray(a) for a in _read_back(totals, finite))
+        names = parameter_names(len(state.params) // 2)
+        return [(float(totals_host[e]) / m,
+                 [name for name, ok in zip(names, finite_host[e]) if not ok])
+                for e in range(n)]
+
+    def _start(self, state: TrainState, n: int) -> tuple[Any, ...]:
+        """Draw the call's permutations, predict its rates, run it."""
+        plan, m = self.plan, self.plan.m
         # Host arrays go to the program as they are: the call moves them with its other
         # inputs (~10 µs) where an upload of their own costs ~0.3 ms. A fresh orders
         # array per call: the call may read it after returning, and a replay uses it.
@@ -456,17 +532,37 @@ class ChunkRunner:
             for e in range(n):
                 orders[e] = self.rng.permutation(m)
         self.rates = _predicted_rates(plan.opt, plan.history.samples_seen, m, n, self.span)
-        rates = np.asarray(self.rates, dtype=np.dtype(str(self.carried["lr"].dtype)))
         # the dropout stream's step at the call's start, the same for a replay
-        self.call = (orders, rates, state.steps if self.dropout else None)
-        params, carried, totals, finite = self._program(n)
-        self.result = (list(params), carried)
-        state.params = list(params)
-        totals_host, finite_host = (np.asarray(a) for a in _read_back(totals, finite))
-        names = parameter_names(len(state.params) // 2)
-        return [(float(totals_host[e]) / m,
-                 [name for name, ok in zip(names, finite_host[e]) if not ok])
-                for e in range(n)]
+        self.call = (orders, self._rates_array(self.rates), state.steps if self.dropout else None)
+        return self._program(n)
+
+    def _rates_array(self, rates: list[float]) -> np.ndarray:
+        assert self.carried is not None
+        return np.asarray(rates, dtype=np.dtype(str(self.carried["lr"].dtype)))
+
+    def _run_ahead(self, outputs: tuple[Any, ...], state: TrainState, n: int,
+                   following: int) -> _Ahead:
+        """The call that follows this one if all its ``n`` epochs are kept (not shuffled:
+        no permutations to draw); its rates predicted past this call's."""
+        plan = self.plan
+        rates = _predicted_rates(plan.opt, plan.history.samples_seen, plan.m, n + following,
+                                 n + following)[n:]
+        rates += [rates[-1]] * (self.span - following)
+        step0 = state.steps + n * plan.steps_per_epoch if self.dropout else None
+        call = (None, self._rates_array(rates), step0)
+        params, carried = list(outputs[0]), outputs[1]
+        started = self.program(params, carried, *self.data, *call[:2], following, step0)
+        return _Ahead(params, carried, following, rates, call, started)
+
+    def _matches(self, ahead: _Ahead, state: TrainState, n: int) -> bool:
+        """Whether the call started ahead is the one asked for: from these very
+        parameters and optimiser state, as many epochs, the rate and step predicted."""
+        step0 = ahead.call[2]
+        return (n == ahead.n and self.carried is ahead.carried
+                and len(state.params) == len(ahead.params)
+                and all(p is q for p, q in zip(state.params, ahead.params))
+                and self.plan.opt.state_learning_rate == ahead.rates[0]
+                and (step0 is None or step0 == state.steps))
 
     def _program(self, n: int) -> tuple[Any, ...]:
         orders, rates, step0 = self.call

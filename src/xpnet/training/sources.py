@@ -27,13 +27,15 @@ import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import numpy as np
+
 from .._dropout import DropoutStream
-from .._sparse import row_slice, take_rows
+from .._sparse import is_sparse, row_slice, take_rows
 from ..backends import Backend
 from ..core import Architecture, hidden_forward, loss_and_grads, penalty
 
-__all__ = ["LOSS_BLOCK_ROWS", "ArraySource", "BatchSource", "Split", "score",
-           "training_loss", "validation", "validation_rows"]
+__all__ = ["LOSS_BLOCK_ROWS", "ArraySource", "BatchSource", "Split", "layer_bounds",
+           "loss_bound", "score", "training_loss", "validation", "validation_rows"]
 
 Array = Any
 #: ``split(m, fraction, rng) -> (training rows, held-out rows)``, host index arrays.
@@ -153,6 +155,48 @@ def training_loss(arch: Architecture, xp: Any, params: list[Array], X: Array, Y:
     return loss + penalty(arch.alpha, params, m, xp) if arch.alpha else loss
 
 
+def layer_bounds(params: list[Array], x_max: Array, xp: Any) -> list[Array]:
+    """Bounds on ``|Z_l|`` (0-d arrays, layer by layer) for any input row whose entries
+    are at most ``x_max`` in magnitude, without a forward pass: ``|Z_l| <= a ·
+    max_j ‖W_l[:, j]‖₁ + max |b_l|``, starting from ``a = x_max`` and taking ``a = bound
+    + 1`` after a hidden layer (``|g(z)| <= |z| + 1`` for every hidden activation: sigmoid
+    and tanh are at most 1, relu and the identity at most ``|z|``). A computed ``Z``
+    exceeds its exact value by a relative ``n·ε`` at most; an overflowed (inf or NaN)
+    bound says nothing."""
+    bounds = []
+    a = x_max
+    for layer in range(len(params) // 2):
+        W, b = params[2 * layer], params[2 * layer + 1]
+        bound = a * xp.max(xp.sum(xp.abs(W), axis=0)) + xp.max(xp.abs(b))
+        bounds.append(bound)
+        a = bound + 1
+    return bounds
+
+
+def loss_bound(arch: Architecture, xp: Any, params: list[Array], X: Array,
+               Y: Array) -> Array:
+    """An upper bound of :func:`training_loss` (a 0-d array) from :func:`layer_bounds`
+    and the largest entries of ``X`` and ``Y``, with no forward pass; finite only when
+    no sum the loss makes can come near overflowing, so that the loss is finite too.
+
+    With ``E = 2 (B + max|Y| + 1)``, ``B`` the output layer's bound (the factor 2 covers
+    the rounding of the forward pass), every output's loss term is at most ``P = 4E² +
+    log(n_out) + 1``, plus ``e^E`` for the exp output: softplus(z) - yz for the sigmoid,
+    lse(z) - z_y for the softmax, (z - y)²/2 for the identity, y log y - yz - y + e^z for
+    Poisson, all non-negative. The data term is at most ``n_out·P``, computed as ``4m·
+    n_out·P / (4m)`` (inf when the sum over the rows could overflow), plus the L2 term."""
+    m, n_out = X.shape[0], Y.shape[1]
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is the answer "unknown"
+        x_max = xp.maximum(xp.max(X), -xp.min(X))
+        y_max = xp.maximum(xp.max(Y), -xp.min(Y))
+        E = 2 * (layer_bounds(params, x_max, xp)[-1] + y_max + 1)
+        P = 4 * E * E + (math.log(n_out) + 1)
+        if arch.output.name == "exp":
+            P = P + xp.exp(E)
+        bound = (4 * m * n_out) * P / (4 * m)
+        return bound + penalty(arch.alpha, params, m, xp) if arch.alpha else bound
+
+
 class ArraySource:
     """Checked arrays in memory on the backend: ``X`` ``(m, n_in)`` (dense, or SciPy
     sparse on NumPy), ``Y`` ``(m, n_out)``, row weights ``w`` ``(m,)`` or None;
@@ -231,3 +275,13 @@ class ArraySource:
 
     def training_loss(self, params: list[Array], batch_size: int) -> Array:
         return training_loss(self.arch, self.xp, params, self.X, self.Y, batch_size)
+
+    def outputs_check(self, params: list[Array], batch_size: int) -> float:
+        """The guard's check of a network: a number finite exactly when its training
+        loss is: :func:`loss_bound` when that is finite (no forward pass over the data),
+        else the loss itself (sparse ``X``: always the loss)."""
+        if not is_sparse(self.X):
+            bound = float(loss_bound(self.arch, self.xp, params, self.X, self.Y))
+            if math.isfinite(bound):
+                return bound
+        return float(self.training_loss(params, batch_size))
