@@ -19,6 +19,9 @@ implementation lets us choose) and returns the last epoch's mean loss. The harne
   ``jax.random.permutation``; all epochs in one ``lax.fori_loop`` (one call per fit), or
   one jitted scan epoch per call (the loss read back once per epoch). The same network,
   starting weights, batches (sizes and order kind) and learning rate as xpnet's.
+- ``jax-explicit-fori`` / ``jax-explicit-scan``: the same two programs with xpnet's
+  explicit backprop (``Architecture.loss_and_grads``) in place of ``jax.value_and_grad``:
+  the cost of the math apart from the cost of xpnet's loop.
 - ``gemm-<backend>``: only the matrix products of the same steps, into preallocated
   buffers: the hardware floor for the dense cases. ``gemm-jax``: the same products in
   one XLA program per fit (XLA's own floor, for the compiled JAX targets).
