@@ -338,6 +338,34 @@ def test_chunks_started_ahead_equal_one_epoch_per_call_and_eager(name, batch_siz
     assert o_chunk.learning_rate == o_epoch.learning_rate
 
 
+@jax_only
+def test_the_last_chunks_started_ahead_are_cut_short(monkeypatch):
+    """The last call's records overlap nothing, so the chunks started ahead leave it an
+    eighth of what is left: 30 epochs in chunks of 16 run as 16, 13 and 1 (the loop
+    asked for 16, 14 and 1), with one epoch per call's numbers bit for bit."""
+    from xpnet.training import compiled as engine
+
+    monkeypatch.setattr(engine, "MAX_CHUNK_EPOCHS", 16)
+    asked, ran = [], []
+    run = engine.ChunkRunner.run
+
+    def counted(self, state, n):
+        asked.append(n)
+        results = run(self, state, n)
+        ran.append(len(results))
+        return results
+
+    monkeypatch.setattr(engine.ChunkRunner, "run", counted)
+    X, Y = make_problem("softmax", m=50, n_in=3, n_out=3, seed=1)
+    (h_eager, p_eager, _, _), (h_epoch, p_epoch, _, _), (h_chunk, p_chunk, _, _) = \
+        _fit_three_ways(SCHEDULES["invscaling"], X, Y, epochs=30)
+    assert asked == [16, 14, 1] and ran == [16, 13, 1]
+    assert h_chunk.loss == h_epoch.loss and h_chunk.n_iter == h_eager.n_iter == 30
+    for p, q, r in zip(p_chunk, p_epoch, p_eager):
+        np.testing.assert_array_equal(p, q)
+        assert_close(p, r, 1e-12, "parameters")
+
+
 def test_only_small_unshuffled_chunks_run_ahead():
     """A chunk started ahead is lost work when training stops: only chunks of at most
     MAX_AHEAD_WORK multiply-adds, and never shuffled ones (their permutations would have

@@ -503,9 +503,14 @@ class ChunkRunner:
         ahead, self.ahead = self.ahead, None
         if ahead is not None and self._matches(ahead, state, n):
             self.rates, self.call, outputs = ahead.rates, ahead.call, ahead.outputs
+            n = self.n = ahead.n  # (the last chunks are cut shorter: see below)
         else:
             outputs = self._start(state, n)
-        following = min(self.span, plan.epochs - plan.history.n_iter - n)
+        rest = plan.epochs - plan.history.n_iter - n
+        following = min(self.span, rest)
+        if following == rest >= 8:
+            # the last call's records overlap nothing: keep it an eighth of the rest
+            following = rest - rest // 8
         if self.runs_ahead and following > 0:
             # the next chunk queued behind this one, from its outputs: the device runs
             # it while the host reads this one back and records its epochs
@@ -556,9 +561,10 @@ class ChunkRunner:
 
     def _matches(self, ahead: _Ahead, state: TrainState, n: int) -> bool:
         """Whether the call started ahead is the one asked for: from these very
-        parameters and optimiser state, as many epochs, the rate and step predicted."""
+        parameters and optimiser state, at most as many epochs, the rate and step
+        predicted."""
         step0 = ahead.call[2]
-        return (n == ahead.n and self.carried is ahead.carried
+        return (ahead.n <= n and self.carried is ahead.carried
                 and len(state.params) == len(ahead.params)
                 and all(p is q for p, q in zip(state.params, ahead.params))
                 and self.plan.opt.state_learning_rate == ahead.rates[0]

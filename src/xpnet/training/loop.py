@@ -4,8 +4,9 @@ A *runner* trains epochs from a :class:`~xpnet.training.state.TrainState`:
 
 - ``span``: the most epochs per call (1 for :class:`EagerRunner`; ``K`` for the
   compiled chunk runner of :mod:`xpnet.training.compiled`);
-- ``run(state, n) -> [(epoch loss, non-finite parameter names), ...]``: ``n`` epochs,
-  the state left after the last one, each epoch's loss read back once;
+- ``run(state, n) -> [(epoch loss, non-finite parameter names), ...]``: ``n`` epochs
+  (or fewer, ``len`` of the list: the chunk runner cuts its last calls short), the
+  state left after the last one, each epoch's loss read back once;
 - ``rewind(state, k, attempted) -> bool``: the state after the first ``k`` epochs of the
   latest call (``k = -1``: the start of the epoch before it; False when the runner
   cannot), the shuffle generator left as if ``attempted`` epochs had run (None: as it
