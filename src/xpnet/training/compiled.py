@@ -285,9 +285,7 @@ def _epoch_function(
                                        stream(batch, batch_size, step0, i))
             return params, state, total + loss * batch_size
 
-        if n_full == 1:  # (a loop of one trip costs an XLA while loop per epoch)
-            params, state, total = body(0, (params, state, total))
-        elif n_full:
+        if n_full:
             params, state, total = lax.fori_loop(0, n_full, body, (params, state, total))
         if rest:  # the last, smaller batch: a static slice, in this same program
             batch = batch_at(X, Y, w, order, n_full * batch_size, rest)
@@ -466,10 +464,11 @@ class ChunkRunner:
     With ``ahead`` (:func:`runs_ahead`: small, unshuffled chunks), each call also queues
     the next one, from its outputs, before reading them back: the device trains the next
     chunk while the host records this one's epochs (on the tiny 2-4-1 network a third
-    of an epoch's time). The loop's next call uses it only if it asks for exactly that
-    chunk (these very parameters and optimiser state, as many epochs, the rate and
-    dropout step predicted); otherwise it is dropped, at most :data:`MAX_AHEAD_WORK`
-    multiply-adds of work lost.
+    of an epoch's time); the last calls of a fit are cut short, so that the one whose
+    records overlap nothing is an eighth of the epochs left. The loop's next call uses it
+    only if it follows on exactly (these very parameters and optimiser state, at most as
+    many epochs as asked, the rate and dropout step predicted); otherwise it is dropped,
+    at most :data:`MAX_AHEAD_WORK` multiply-adds of work lost.
     """
 
     note = (" (compiled, several epochs per call: the epochs of the running call were "
@@ -506,15 +505,16 @@ class ChunkRunner:
             n = self.n = ahead.n  # (the last chunks are cut shorter: see below)
         else:
             outputs = self._start(state, n)
-        rest = plan.epochs - plan.history.n_iter - n
-        following = min(self.span, rest)
-        if following == rest >= 8:
-            # the last call's records overlap nothing: keep it an eighth of the rest
-            following = rest - rest // 8
-        if self.runs_ahead and following > 0:
+        if self.runs_ahead:
             # the next chunk queued behind this one, from its outputs: the device runs
             # it while the host reads this one back and records its epochs
-            self.ahead = self._run_ahead(outputs, state, n, following)
+            rest = plan.epochs - plan.history.n_iter - n
+            following = min(self.span, rest)
+            if following == rest >= 8:
+                # the last call's records overlap nothing: keep it an eighth of the rest
+                following = rest - rest // 8
+            if following > 0:
+                self.ahead = self._run_ahead(outputs, state, n, following)
         params, carried, totals, finite = outputs
         self.result = (list(params), carried)
         state.params = list(params)
