@@ -492,3 +492,25 @@ def test_estimator_runs_chunks_and_stops_as_eager(solver):
     np.testing.assert_allclose(chunked.loss_curve_, eager.loss_curve_, rtol=1e-12)
     assert_close(chunked.predict_proba(X), eager.predict_proba(X), 1e-10, "proba")
     assert draw_chunked == draw_eager
+
+
+@jax_only
+def test_the_finished_check_of_a_chunked_fit_is_its_last_calls_bound():
+    """A chunked fit's last call returns the loss bound of its parameters: when finite,
+    the finished network's check runs no program of its own (a fresh process traces and
+    loads one program fewer); when it overflows (weights of 1e200 behind a saturated
+    sigmoid: the loss itself is finite) the loss program runs and the fit passes."""
+    from xpnet.training import compiled as engine
+
+    X, Y = make_problem("sigmoid", m=40, n_in=2, n_out=1, seed=3)
+    for scale, traced in ((1.0, 0), (1e200, 1)):
+        engine.PROGRAMS.clear()
+        net = xpnet.MLP([2, 3, 1], backend="jax", dtype="float64", seed=0)
+        (W1, b1), second = net.params
+        net.set_params([(np.asarray(W1) * scale, b1), second])
+        history = net.fit(X, Y, epochs=12, lr=0.1, compile=True)
+        assert history.n_iter == 12 and np.isfinite(history.loss[-1])
+        Xc, Yc = net.check_XY(X, Y)
+        program = engine.loss_program(net.architecture, net.xp, 40, (2, 1), net.array_dtype,
+                                      net.array_backend.device)
+        assert program._cache_size() == traced, scale  # (jax.jit's count of its traces)

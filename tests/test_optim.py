@@ -431,3 +431,25 @@ def test_history_continues_across_calls() -> None:
     assert history.epochs == 5 and history.n_iter == 2 and history.samples_seen == 500
     assert opt.learning_rate == pytest.approx(0.5 / 501**0.5)
     assert not math.isinf(history.best_loss)
+
+
+def test_epoch_schedule_says_whether_iteration_ends_moves_the_rate():
+    """A compiled chunk predicts its rates epoch by epoch only when the schedule may
+    change them: SGD's invscaling does, constant and adaptive (changed by the stopping
+    rule, checked after each epoch) do not, nor Adam; a subclass overriding
+    ``iteration_ends`` is assumed to."""
+    from xpnet.optim import SGD, Adam
+
+    assert SGD(0.1, schedule="invscaling").epoch_schedule
+    assert not SGD(0.1).epoch_schedule and not SGD(0.1, schedule="adaptive").epoch_schedule
+    assert not Adam(0.01).epoch_schedule
+
+    class Halving(Adam):
+        def iteration_ends(self, time_step: int) -> None:
+            self.learning_rate_init /= 2
+
+    assert Halving(0.01).epoch_schedule
+    opt = SGD(0.1, schedule="invscaling")
+    before = opt.learning_rate
+    opt.iteration_ends(100)
+    assert opt.learning_rate != before  # (what the flag stands for)

@@ -330,3 +330,64 @@ def test_set_params_keeps_a_jax_array_and_copies_host_data():
         net.set_params([(W_dev * jnp.nan, b), net.params[1]])
     with pytest.raises(ValueError, match=r"must have shape \(3, 4\); got \(4, 3\)"):
         net.set_params([(W_dev.T, b), net.params[1]])
+
+
+def test_a_jax_arrays_checks_are_remembered_while_it_lives():
+    """A JAX array is immutable: checking the same one again gives the very result of
+    the first check (the targets' encoding is not redone or moved again); NumPy data are
+    checked anew each time, a bad array is refused every time, and an entry goes with
+    its array."""
+    pytest.importorskip("jax")
+    import gc
+
+    import jax.numpy as jnp
+
+    from xpnet import _validation
+    from xpnet._validation import check_Y
+    from xpnet.backends import get_backend
+
+    be = get_backend("jax")
+    labels = jnp.asarray(LABELS, dtype=jnp.int32)
+    first = check_Y(be, labels, 6, "multiclass", 3, jnp.float32)
+    assert check_Y(be, labels, 6, "multiclass", 3, jnp.float32) is first
+    np.testing.assert_array_equal(np.asarray(first), np.eye(3)[LABELS])
+    # another array with the same values, another dtype, another task: checked anew
+    again = jnp.asarray(LABELS, dtype=jnp.int32)
+    assert check_Y(be, again, 6, "multiclass", 3, jnp.float32) is not first
+    wide = check_Y(be, labels, 6, "regression", 1, jnp.float32)
+    assert wide is not first and wide.shape == (6, 1)
+    host = np.asarray(LABELS)
+    assert check_Y(be, host, 6, "multiclass", 3, jnp.float32) is not check_Y(
+        be, host, 6, "multiclass", 3, jnp.float32)
+    bad = jnp.asarray([0.0, np.nan, 1.0, 0.0, 1.0, 2.0])
+    for _ in range(2):
+        with pytest.raises(ValueError, match="NaN"):
+            check_Y(be, bad, 6, "regression", 1, jnp.float32)
+    key = id(labels)
+    assert any(k[0] == key for k in _validation._MEMO)  # (the private detail on purpose)
+    del labels, first
+    gc.collect()
+    assert not any(k[0] == key for k in _validation._MEMO)
+
+
+def test_the_same_scalar_is_put_on_the_device_once():
+    """backends.scalar on JAX: one immutable 0-d array per value, dtype and device,
+    exact (0.0 and -0.0 are different values), a new one after a caller deleted it."""
+    pytest.importorskip("jax")
+    import jax
+    import jax.numpy as jnp
+
+    from xpnet.backends import scalar
+
+    device = jax.devices("cpu")[0]
+    a = scalar(jnp, 0.1, jnp.float32, device)
+    assert scalar(jnp, 0.1, jnp.float32, device) is a
+    assert float(a) == float(np.float32(0.1)) and a.dtype == jnp.float32
+    assert scalar(jnp, 0.2, jnp.float32, device) is not a
+    assert scalar(jnp, 0, jnp.int32, device).dtype == jnp.int32
+    zero, negative = scalar(jnp, 0.0, jnp.float32, device), scalar(jnp, -0.0, jnp.float32, device)
+    assert zero is not negative and np.signbit(float(negative)) and not np.signbit(float(zero))
+    assert zero.dtype == jnp.float32  # (the int32 0 above has the same bytes)
+    a.delete()
+    b = scalar(jnp, 0.1, jnp.float32, device)
+    assert b is not a and float(b) == float(np.float32(0.1))

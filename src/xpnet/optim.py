@@ -143,6 +143,13 @@ class Optimizer:
     def iteration_ends(self, time_step: int) -> None:
         """Called by the training loop after each epoch; ``time_step``: samples seen."""
 
+    @property
+    def epoch_schedule(self) -> bool:
+        """Whether :meth:`iteration_ends` may change the learning rate (a compiled
+        chunk's rates are then predicted epoch by epoch; else they are all the current
+        one): True for any subclass that overrides it."""
+        return type(self).iteration_ends is not Optimizer.iteration_ends
+
     def trigger_stopping(self) -> bool:
         """The loop found no improvement: return True to stop (the default)."""
         return True
@@ -322,6 +329,10 @@ class SGD(Optimizer):
             new_params.append(p + (momentum * v - step) if self.nesterov else p + v)
         new_state["velocities"] = velocities
         return new_params, new_state
+
+    @property
+    def epoch_schedule(self) -> bool:
+        return self.schedule == "invscaling"
 
     def iteration_ends(self, time_step: int) -> None:
         if self.schedule == "invscaling":

@@ -259,8 +259,8 @@ MUTANTS = [
       "uncast", ("    if checked is host and host is not obj:", "    if host is not obj:"),
       tests=("test_validation.py",)),
     m("set-params-host-uncopied", "_validation.py", "set_params keeps the caller's NumPy "
-      "array", ("        if host is not value and np.dtype(value.dtype) == checked.dtype:",
-                "        if np.dtype(value.dtype) == checked.dtype:"),
+      "array", ("    if host is not value and np.dtype(value.dtype) == checked.dtype:",
+                "    if np.dtype(value.dtype) == checked.dtype:"),
       tests=("test_validation.py",)),
     m("bound-hidden-plus-one", "training/sources.py", "a hidden layer's output bound without "
       "the +1 (a sigmoid's 1/2 at Z = 0)", ("        a = bound + 1", "        a = bound"),
@@ -285,6 +285,37 @@ MUTANTS = [
       "running chunk's rates", ("                                 n + following)[n:]",
                                 "                                 n + following)[:following]"),
       tests=("test_compiled.py",)),
+    m("memo-key-without-check", "_validation.py", "a remembered check answers another "
+      "check of the same array", ("    memo_key = (id(obj), backend.name, str(backend.device), "
+                                  "str(dtype), *key)",
+                                  "    memo_key = (id(obj), backend.name, str(backend.device))"),
+      tests=("test_validation.py",)),
+    m("memo-host-data", "_validation.py", "NumPy data (mutable) are remembered too",
+      ("    if host is obj:  # host data (mutable): checked each time",
+       "    if False:"), tests=("test_validation.py",)),
+    m("scalar-key-without-dtype", "backends.py", "a JAX scalar is remembered by its bytes "
+      "alone", ("        key = (host.tobytes(), host.dtype.str, str(device))",
+                "        key = (host.tobytes(), str(device))"), tests=("test_validation.py",)),
+    m("scalar-deleted-reused", "backends.py", "a deleted JAX scalar is handed out again",
+      ("        if placed is None or placed.is_deleted():", "        if placed is None:"),
+      tests=("test_validation.py",)),
+    m("finished-check-unwired", "training/api.py", "a chunked fit's end runs the loss "
+      "program", ("    if isinstance(plan.runner, ChunkRunner) and guard.outputs is not None:",
+                  "    if False:"), tests=("test_compiled.py",)),
+    m("finished-check-infinite-bound", "training/compiled.py", "the last call's bound is "
+      "taken when it overflows", ("            if (math.isfinite(bound) and len(params) == "
+                                  "len(last)", "            if (len(params) == len(last)"),
+      tests=("test_compiled.py",)),
+    m("chunk-epochs-any-finite", "training/compiled.py", "an epoch with one non-finite "
+      "parameter passes for finite", ("        return [(loss, [] if all(row) else",
+                                      "        return [(loss, [] if any(row) else"),
+      tests=("test_compiled.py", "test_divergence.py")),
+    m("sgd-schedule-constant", "optim.py", "invscaling's rates are predicted constant",
+      ("        return self.schedule == \"invscaling\"", "        return False"),
+      tests=("test_compiled.py", "test_optim.py")),
+    m("thread-limits-kept", "threads.py", "the pools keep the fit's thread count after it",
+      ("            pool.set_num_threads(before)", "            pass"),
+      tests=("test_threads.py",)),
 ]
 
 

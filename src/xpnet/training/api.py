@@ -214,6 +214,8 @@ def _train(model: Model, source: BatchSource, options: Options, state: TrainStat
                 batch_size, options.callback, options.verbose, stacklevel=4,
                 callback_params=options.callback is not None and takes_params(options.callback))
     plan.runner = _runner(plan, model, source, options)
+    if isinstance(plan.runner, ChunkRunner) and guard.outputs is not None:
+        guard.outputs = plan.runner.finished_check(guard.outputs)
     start = time.perf_counter()
     try:
         run(plan, state)

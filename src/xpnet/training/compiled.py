@@ -166,13 +166,16 @@ def chunk_program(
     dropout_key: tuple[int, int] | None = None,
 ) -> Callable[..., tuple[Any, ...]]:
     """The compiled chunk ``(params, state, X, Y, w, orders, rates, n, step) -> (params,
-    state, totals, finite)``: epochs ``0..n-1`` (``n ≤ chunk``, an input, so a shorter
+    state, totals, finite, bound)``: epochs ``0..n-1`` (``n ≤ chunk``, an input, so a shorter
     last chunk or a replay compiles nothing), epoch ``e`` with permutation ``orders[e]``
     (``orders`` is ``(chunk, m)`` int32, None when not shuffled) and learning rate
     ``rates[e]``; ``totals[e]`` is epoch ``e``'s Σ size·loss and ``finite[e, j]`` whether
     parameter ``j`` is finite after it (entries from ``n`` on are not written). With
     dropout, ``step`` is the network's step count at the chunk's start (epoch ``e``
-    starts at ``step + e · steps per epoch``); without, None."""
+    starts at ``step + e · steps per epoch``); without, None. ``bound``: the
+    :func:`~xpnet.training.sources.loss_bound` of the returned parameters on ``X``,
+    ``Y``, so the finished network's check after the last call needs no program of its
+    own when it is finite (:meth:`ChunkRunner.finished_check`)."""
     key = ("chunk", arch, m, batch_size, shapes, str(dtype), str(device), weighted,
            shuffled, _optimizer_key(opt), dropout_key, chunk)  # K last
     return _cached(key, lambda: _build_chunk(arch, opt, m, batch_size, chunk, dropout_key))
@@ -341,7 +344,10 @@ def _build_chunk(arch: Architecture, opt: Optimizer, m: int, batch_size: int,
             return params, state, totals.at[e].set(total), finite.at[e].set(flags)
 
         # n is traced (a while loop): one program for every chunk length up to `chunk`
-        return lax.fori_loop(0, n, body, (params, state, totals, finite))
+        params, state, totals, finite = lax.fori_loop(0, n, body,
+                                                      (params, state, totals, finite))
+        # the finished network's check, should this be the last call: a few reductions
+        return params, state, totals, finite, loss_bound(arch, jnp, params, X, Y)
 
     return jax.jit(epochs)
 
@@ -488,6 +494,23 @@ class ChunkRunner:
         self.rates: list[float] = []
         self.runs_ahead = ahead and not shuffled  # see runs_ahead()
         self.ahead: _Ahead | None = None
+        self.finished: tuple[list[Any], float] = ([], math.inf)  # last call's params, bound
+
+    def finished_check(self, check: Callable[[list[Array]], float],
+                       ) -> Callable[[list[Array]], float]:
+        """The guard's check of a network's outputs (``check``, the loss program) that
+        takes the last call's bound instead when it is finite and ``params`` are that
+        call's own results: the end of a fit then runs no program of its own (a fresh
+        process traces and loads one program fewer)."""
+
+        def checked(params: list[Array]) -> float:
+            last, bound = self.finished
+            if (math.isfinite(bound) and len(params) == len(last)
+                    and all(p is q for p, q in zip(params, last))):
+                return bound
+            return check(params)
+
+        return checked
 
     @staticmethod
     def supported(shuffled: bool, rng: Any) -> bool:
@@ -515,14 +538,16 @@ class ChunkRunner:
                 following = rest - rest // 8
             if following > 0:
                 self.ahead = self._run_ahead(outputs, state, n, following)
-        params, carried, totals, finite = outputs
+        params, carried, totals, finite, bound = outputs
         self.result = (list(params), carried)
         state.params = list(params)
-        totals_host, finite_host = (np.asarray(a) for a in _read_back(totals, finite))
+        totals_host, finite_host, bound_host = _read_back(totals, finite, bound)
+        flags: list[list[bool]] = np.asarray(finite_host)[:n].tolist()
+        self.finished = (self.result[0], float(bound_host))
         names = parameter_names(len(state.params) // 2)
-        return [(float(totals_host[e]) / m,
-                 [name for name, ok in zip(names, finite_host[e]) if not ok])
-                for e in range(n)]
+        losses = (np.asarray(totals_host)[:n].astype(np.float64) / m).tolist()  # float(t) / m
+        return [(loss, [] if all(row) else [name for name, ok in zip(names, row) if not ok])
+                for loss, row in zip(losses, flags)]
 
     def _start(self, state: TrainState, n: int) -> tuple[Any, ...]:
         """Draw the call's permutations, predict its rates, run it."""
@@ -582,7 +607,7 @@ class ChunkRunner:
         elif k == 0:
             params, carried = self.start
         else:
-            params, carried, _, _ = self._program(k)
+            params, carried = self._program(k)[:2]
         state.params, self.carried = list(params), carried
         spe = self.plan.steps_per_epoch
         self.plan.opt.import_state(carried, spe * k - self.imported)
@@ -601,6 +626,8 @@ def _predicted_rates(opt: Optimizer, samples_seen: int, m: int, n: int,
     """The learning rate of each of the chunk's ``n`` epochs if nothing but
     ``iteration_ends`` changes it (run on a shallow copy of ``opt``; rates after the
     ``n``-th repeat the last). The caller checks the real rate after each epoch."""
+    if not opt.epoch_schedule:
+        return [opt.state_learning_rate] * chunk
     probe = copy.copy(opt)
     rates = [probe.state_learning_rate]
     for e in range(1, n):
