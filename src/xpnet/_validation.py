@@ -181,16 +181,17 @@ def _checked_once(backend: Backend, obj: Any, dtype: Any, key: tuple[Any, ...],
     """``check(host backend, host view)`` placed on ``backend`` (``place(backend, obj,
     host, checked, dtype)``) when ``obj`` is checked on the host (else None), remembered
     while a JAX array ``obj`` lives."""
-    memo_key = (id(obj), backend.name, str(backend.device), str(dtype), *key)
-    hit = _MEMO.get(memo_key)
-    if hit is not None and hit[0]() is obj:
-        return obj if hit[1] is None else hit[1]
+    memo_key = (id(obj), str(backend.device), str(dtype), *key)
+    if backend.name == "jax":  # (the only backend whose arrays have a host view)
+        hit = _MEMO.get(memo_key)
+        if hit is not None and hit[0]() is obj:
+            return obj if hit[1] is None else hit[1]
     host = _on_host(backend, obj)
     if host is None:
         return None
-    if host is obj:  # host data (mutable): checked each time
-        return place(backend, obj, host, check(_host(), host), dtype)
     placed = place(backend, obj, host, check(_host(), host), dtype)
+    if host is obj:  # host data (mutable): checked each time; else a JAX array's view
+        return placed
     if len(_MEMO) >= _MEMO_SIZE:
         _MEMO.clear()  # (rarely reached: fits pass one X and one Y)
     _MEMO[memo_key] = (weakref.ref(obj, lambda _: _MEMO.pop(memo_key, None)),
