@@ -9,7 +9,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -68,11 +70,28 @@ def test_blocked_prediction_is_bit_identical_to_unblocked(backend, dtype, output
         assert np.array_equal(to_numpy(net.forward(X)), reference)
 
 
-# The fold moves sigmoid's ``0.5 t + 0.5`` into the next product, so the next layer's sum
-# rounds differently: a few units of the dtype's epsilon relative to the scale of the
-# terms (sum of |terms| over <= 9 inputs here, each term's rounding <= eps); outputs
-# are O(1) probabilities or values, so 50 eps absolute covers it with room, and would
-# not cover a wrong fold (an error of order 0.1).
+def test_the_rules_blocks_of_a_narrow_softmax_are_bit_identical(backend, dtype):
+    """A 1024-wide hidden layer makes the rule's blocks small, and three softmax outputs
+    make them narrow: XLA sums the rows of 1152 x 3 values another way than those of a
+    larger block, so the rule gives such a network 1536 rows per block (4096 values)."""
+    if backend == "jax" and dtype == "float64":
+        pytest.importorskip("jax")
+    net = xpnet.MLP([6, 1024, 3], activation="tanh", output="softmax", backend=backend,
+                    dtype=dtype, seed=0)
+    # 4 MiB / (4 or 8 B x 1024) rows is under the minimum for three outputs
+    assert block_rows_for(net.layer_sizes, np.dtype(dtype).itemsize) == 1536
+    X = _inputs(backend, dtype)
+    whole = to_numpy(net.predict_proba(X, block_rows=ROWS))
+    assert np.array_equal(to_numpy(net.predict_proba(X)), whole)
+    assert np.array_equal(to_numpy(net.predict(X)), to_numpy(net.predict(X, block_rows=ROWS)))
+
+
+# The fold computes a hidden sigmoid as 1 / (1 + exp(-z)) where training takes
+# 0.5 tanh(z/2) + 0.5: each hidden value differs by a few eps (absolute, both within
+# ~2 eps of the logistic function), and the next layer's sum carries that times
+# sum |W| over <= 9 inputs (|W| < 1 here); outputs are O(1) probabilities or values,
+# so 50 eps absolute covers it with room, and would not cover a wrong fold (the
+# sigmoid of z instead of -z: an error of order 0.1).
 FOLD_TOLERANCE = {"float32": 50 * 2.0**-23, "float64": 50 * 2.0**-52}
 
 
@@ -94,6 +113,31 @@ def test_folded_sigmoid_agrees_with_the_unfolded_forward(dtype, output):
                                        model.xp)
         assert np.array_equal(model.predict_proba(few),
                               model.output_loss.activation(model.xp, Z_few))
+
+
+@pytest.mark.parametrize("backend_name", ["numpy", "torch", "array_api_strict"])
+def test_the_folded_sigmoid_is_the_logistic_function(backend_name, dtype):
+    """The hidden values themselves: 1 / (1 + exp(-z)) against training's
+    0.5 tanh(z/2) + 0.5 within 4 eps absolute (each ~2 eps from the exact logistic),
+    over z from -1000 to 1000 (exp overflows below about -88 in float32, -709 in
+    float64: the value is 0, and NumPy does not warn)."""
+    backend = xpnet.get_backend(backend_name) if backend_name == "numpy" else None
+    if backend is None:
+        pytest.importorskip(backend_name)
+        backend = xpnet.get_backend(backend_name)
+    xp = backend.xp
+    z = np.concatenate([np.linspace(-1000, 1000, 4001), np.linspace(-20, 20, 4001)])
+    W = backend.asarray(np.eye(1), dtype=getattr(xp, dtype))
+    b = backend.asarray(np.zeros(1), dtype=getattr(xp, dtype))
+    hidden, params = folded(xp, [activations.get_activation("sigmoid")], [W, b, W, b])
+    Z = backend.asarray(z[:, None], dtype=getattr(xp, dtype)) @ params[0] + params[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning from exp
+        fast = to_numpy(hidden[0].forward(xp, Z))[:, 0]
+    reference = to_numpy(activations.logistic_tanh(
+        xp, backend.asarray(z, dtype=getattr(xp, dtype))))
+    assert np.abs(fast - reference).max() <= 4 * np.finfo(dtype).eps
+    assert fast.min() == 0 and fast.max() == 1 and np.all(np.diff(fast[:4001]) >= 0)
 
 
 def test_cast_per_block_equals_cast_of_all_rows():
@@ -176,9 +220,82 @@ def test_block_rule():
     assert block_rows_for([2, 4, 1], 8) == 130944
     assert block_rows_for([4096, 16, 1], 4) == 1152  # 4 MiB / (4 B * 1024) = 1024: at least 1152
     assert block_rows_for([10**6, 1], 8) == 1152
+    assert block_rows_for([6, 4096, 3], 4) == 1536  # 4096 output values: 1366 rows, to 192
+    assert block_rows_for([6, 4096, 2], 4) == 2112
+    assert block_rows_for([6, 4096, 4], 4) == 1152
     with pytest.raises(ValueError, match="block_rows must be a positive integer"):
         xpnet.MLP([2, 3, 1]).predict(np.ones((4, 2)), block_rows=0)
 
+
+
+# A multi-threaded BLAS splits a product among its threads where the rows of the call
+# fall, and OpenBLAS's float32 kernels then round some rows of a 5000x64 @ 64x64 product
+# differently from the same rows in blocks of 1152 (seen on its Haswell kernels: the
+# blocks were not the unblocked result before the products ran on one thread each).
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_blocks_are_bit_identical_whatever_the_blas_threads(dtype):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    net = xpnet.MLP([64, 64, 64, 3], output="softmax", dtype=dtype, seed=2)
+    X = np.random.default_rng(4).normal(size=(ROWS, 64)).astype(dtype)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        whole = net.predict_proba(X, block_rows=ROWS)
+        assert whole.dtype == np.dtype(dtype)
+        for rows in (None, *BLOCKS):
+            blocked = net.predict_proba(X, block_rows=rows)
+            assert np.array_equal(blocked, whole), (rows, np.abs(blocked - whole).max())
+        A, loss = xpnet.inference.outputs_and_loss(net, X, np.arange(ROWS) % 3,
+                                                  block_rows=1152)
+        assert np.array_equal(A, whole)
+
+
+def test_numpy_blocks_run_side_by_side_on_one_blas_thread_each():
+    """With a BLAS pool of 2, two blocks are computed at the same time (each waits at a
+    barrier for the other: a serial loop would never pass it), the pool is at 1 thread
+    while they run and back at 2 afterwards, and the rows land where they belong."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from xpnet.threads import blas_threads
+
+    net = xpnet.MLP([6, 16, 2], output="softmax", seed=0)
+    X = np.random.default_rng(0).normal(size=(4 * 1152, 6))
+    barrier = threading.Barrier(2, timeout=120)
+    seen = []
+
+    def finish(Z):
+        seen.append((threading.get_ident(), blas_threads()))
+        if len(seen) <= 2:
+            barrier.wait()  # BrokenBarrierError after 120 s if the blocks ran one by one
+        return net.output_loss.activation(net.xp, Z)
+
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        A = xpnet.inference.predict_blocks(net, X, finish, block_rows=1152)
+        assert blas_threads() == 2
+    assert len(seen) == 4 and len({ident for ident, _ in seen}) == 2
+    assert {threads for _, threads in seen} == {1}
+    assert np.array_equal(A, net.predict_proba(X, block_rows=X.shape[0]))
+
+
+def test_the_blas_cap_is_held_until_the_last_holder_leaves():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from xpnet.threads import blas_threads, one_blas_thread
+
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        first, second = one_blas_thread(), one_blas_thread()
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)
+        assert blas_threads() == 1  # the second holder still runs its products
+        second.__exit__(None, None, None)
+        assert blas_threads() == 2
+
+
+def test_the_rule_gives_each_blas_thread_as_many_blocks():
+    from xpnet.inference import balanced_rows
+
+    assert balanced_rows(4032, 10**4, 1) == 4032  # one thread: the rule as it is
+    assert balanced_rows(4032, 10**4, 2) == 2496  # 4 blocks (2496 x 3 + 2512), not 2 + 1
+    assert balanced_rows(4032, 10**5, 2) == 3840  # 26 blocks
+    assert balanced_rows(4032, 5000, 2) == 2496  # 2 blocks instead of one
+    assert balanced_rows(4032, 2000, 2) == 1152  # never under the minimum: one block
 
 def test_estimators_predict_the_same_in_small_blocks():
     sklearn = pytest.importorskip("sklearn", reason="scikit-learn is not installed")

@@ -49,6 +49,11 @@ torch's intra-op pool. XLA's CPU pool is sized once, when JAX starts its CPU bac
 cannot be changed afterwards: set ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false``
 (matrix products on the calling thread) before JAX starts; ``xpnet train --threads 1``
 does so when JAX is not started yet.
+
+Prediction on NumPy runs its blocks of rows side by side on threads of this process,
+each block's products on one BLAS thread (:func:`one_blas_thread`, sized from
+:func:`blas_threads`; see :mod:`xpnet.inference`): one thread's products round a row the
+same whatever the other rows, so every block size gives the same bits.
 """
 
 from __future__ import annotations
@@ -58,11 +63,12 @@ import math
 import numbers
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["SMALL_WORK", "busy_cores", "check_threads", "choose_threads",
-           "free_cores",
+__all__ = ["SMALL_WORK", "blas_threads", "busy_cores", "check_threads", "choose_threads",
+           "free_cores", "one_blas_thread",
            "resolve_threads", "runnable_elsewhere", "thread_limits", "xla_flags"]
 
 SMALL_WORK = 1 << 20  # multiply-adds of the largest per-step matrix product
@@ -185,6 +191,47 @@ def thread_limits(threads: int | None) -> Iterator[None]:
             pool.set_num_threads(before)
         if torch is not None and previous_torch is not None and previous_torch != threads:
             torch.set_num_threads(previous_torch)
+
+
+_one_blas = threading.Lock()
+_one_blas_holders = 0
+_one_blas_restore: list[tuple[Any, int]] = []
+
+
+def _blas_pools() -> list[Any]:
+    return [pool for pool in _threadpool_controller().lib_controllers
+            if pool.user_api == "blas"]
+
+
+def blas_threads() -> int:
+    """The BLAS pools' thread count now (the largest; 1 when no BLAS is loaded or
+    :func:`one_blas_thread` holds it at 1)."""
+    return max((pool.get_num_threads() or 1 for pool in _blas_pools()), default=1)
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """The BLAS pools on one thread (the calling one) inside the ``with``, for threads of
+    this process that run products side by side (:mod:`xpnet.inference`). Held by
+    several threads at once, the first sets the cap and the last one out restores the
+    previous counts, so no holder sees the pool grow under it and none leaves it capped."""
+    global _one_blas_holders
+    with _one_blas:
+        if _one_blas_holders == 0:
+            _one_blas_restore[:] = [(pool, before) for pool in _blas_pools()
+                                    if (before := pool.get_num_threads()) not in (1, None)]
+            for pool, _ in _one_blas_restore:
+                pool.set_num_threads(1)
+        _one_blas_holders += 1
+    try:
+        yield
+    finally:
+        with _one_blas:
+            _one_blas_holders -= 1
+            if _one_blas_holders == 0:
+                for pool, before in reversed(_one_blas_restore):
+                    pool.set_num_threads(before)
+                _one_blas_restore.clear()
 
 
 def xla_flags(threads: int, environ: Any = None) -> bool:

@@ -226,9 +226,29 @@ MUTANTS = [
        "scaler = Standardizer.fit(data.X) if args.standardize else None")),
     # ------------------------------------------------------------------ serving, threads
     # (their own test files: the fast suite does not predict in blocks or count threads)
-    m("folded-sigmoid-half", "inference.py", "the folded sigmoid's 0.5 t + 0.5 moved into "
-      "the next layer as 0.25 t",
-      ("0.5 * xp.sum(W, axis=0)", "0.25 * xp.sum(W, axis=0)"), tests=("test_inference.py",)),
+    m("folded-sigmoid-unnegated", "inference.py", "the folded sigmoid's weights not negated "
+      "(the logistic function of -z)",
+      ("params[2 * layer], params[2 * layer + 1] = -W, -b",
+       "params[2 * layer], params[2 * layer + 1] = W, b"), tests=("test_inference.py",)),
+    m("block-min-values-ignored", "inference.py", "a narrow output's blocks under 4096 "
+      "values (XLA sums their rows another way)",
+      ("values = -(-_MIN_ENTRIES // int(n_outputs)) if n_outputs >= 2 else 0", "values = 0"),
+      tests=("test_inference.py",)),
+    m("predict-blas-uncapped", "inference.py", "host blocks' products on the whole BLAS pool "
+      "(a row's bits then depend on the other rows of the product)",
+      ("one_thread = on_host and m >= _MIN_ROWS", "one_thread = False and m >= _MIN_ROWS"),
+      tests=("test_inference.py",)),
+    m("predict-blocks-serial", "inference.py", "NumPy's blocks run one after another",
+      ('workers = blas_threads() if one_thread and net.backend == "numpy" else 1',
+       "workers = 1"), tests=("test_inference.py",)),
+    m("predict-rows-unbalanced", "inference.py", "the block count not rounded up to a "
+      "multiple of the threads", ("blocks = -(-blocks // workers) * workers", "blocks = blocks"),
+      tests=("test_inference.py",)),
+    m("blas-cap-first-out-restores", "threads.py", "the first holder out restores the BLAS "
+      "pool while another still runs its products",
+      ("            if _one_blas_holders == 0:\n                for pool, before",
+       "            if _one_blas_holders >= 0:\n                for pool, before"),
+      tests=("test_inference.py",)),
     m("threads-busy-max", "threads.py", "busy cores: the larger of the runnable count and "
       "the load average, not the smaller",
       ("return min(elsewhere, math.ceil(load1))", "return max(elsewhere, math.ceil(load1))"),
@@ -313,7 +333,8 @@ MUTANTS = [
       ("        return self.schedule == \"invscaling\"", "        return False"),
       tests=("test_compiled.py", "test_optim.py")),
     m("thread-limits-kept", "threads.py", "the pools keep the fit's thread count after it",
-      ("            pool.set_num_threads(before)", "            pass"),
+      ("in reversed(changed):\n            pool.set_num_threads(before)",
+       "in reversed(changed):\n            pass"),
       tests=("test_threads.py",)),
 ]
 
