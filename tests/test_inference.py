@@ -288,6 +288,36 @@ def test_the_blas_cap_is_held_until_the_last_holder_leaves():
         assert blas_threads() == 2
 
 
+def test_the_cap_holds_from_any_thread_and_leaves_no_thread_in_control():
+    """threadpoolctl's OpenBLAS controller obeys only the first thread that set a count:
+    a prediction in a user thread after one in the main thread must still cap its
+    products (else its blocks are not the unblocked bits), and a fit's thread limits in
+    the main thread must still act after a prediction in a long-lived worker thread."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from xpnet.threads import blas_threads, thread_limits
+
+    net = xpnet.MLP([100, 128, 5], activation="tanh", output="softmax", dtype="float32",
+                    seed=0)
+    X = np.random.default_rng(0).normal(size=(9000, 100)).astype(np.float32)
+    seen = []
+
+    def finish(Z):
+        seen.append(blas_threads())
+        return net.output_loss.activation(net.xp, Z)
+
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        whole = net.predict_proba(X, block_rows=X.shape[0])  # the main thread sets first
+        with ThreadPoolExecutor(1) as worker:  # a thread that outlives its predictions
+            blocked = worker.submit(xpnet.inference.predict_blocks, net, X, finish).result()
+            assert set(seen) == {1} and np.array_equal(blocked, whole)
+            assert blas_threads() == 2  # restored by the worker
+            with thread_limits(1):
+                assert blas_threads() == 1  # the main thread's limit acts
+            assert blas_threads() == 2
+
+
 def test_the_rule_gives_each_blas_thread_as_many_blocks():
     from xpnet.inference import balanced_rows
 

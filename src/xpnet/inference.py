@@ -41,8 +41,9 @@ float32 kernels, on a 5000x64 @ 64x64 product as on 784-256). Hence, on the host
 **One BLAS thread per block, the blocks side by side.** On NumPy and array-api-strict a
 call of at least 1152 rows runs every product on one BLAS thread
 (:func:`xpnet.threads.one_blas_thread`, the previous counts restored when the last
-such call ends), where a row's bits do not depend on the other rows of the product, so
-any block size of the rule or the knobs gives the one-block result bit for bit. On
+such call ends), where a row's bits do not depend on the other rows of the product
+when the blocks keep the kernels' row panels (multiples of 192 rows, as the rule's):
+those give the one-block result bit for bit (a ``block_rows`` of 7 or 1153 may not). On
 NumPy the blocks then run on as many threads of this process as the BLAS pool had
 (NumPy releases the GIL in its products and element-wise kernels): the products are
 as fast as the pool's (8 products of 2496x784 @ 784x256 float32: 2 threads side by side

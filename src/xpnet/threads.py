@@ -167,6 +167,21 @@ def _threadpool_controller() -> Any:
     return _controller[1]
 
 
+def _set_threads(pool: Any, threads: int) -> None:
+    """``pool.set_num_threads(threads)`` from whichever thread calls it. threadpoolctl's
+    OpenBLAS controller obeys only the first thread that set a count while that thread
+    lives and silently ignores the others (OpenBLAS has one pool for the process): a
+    prediction or a fit in a worker thread would leave the cap unset, or the pool stuck
+    at the cap. The controlling thread is cleared around each change, so the caller's
+    change takes effect and no thread keeps control."""
+    clear = getattr(type(pool), "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
+    pool.set_num_threads(threads)
+    if clear is not None:
+        clear(force=True)
+
+
 @contextlib.contextmanager
 def thread_limits(threads: int | None) -> Iterator[None]:
     """Cap BLAS, OpenMP and torch's thread pools at ``threads`` inside the ``with``
@@ -182,13 +197,13 @@ def thread_limits(threads: int | None) -> Iterator[None]:
                if (before := pool.get_num_threads()) not in (threads, None)]
     try:
         for pool, _ in changed:
-            pool.set_num_threads(threads)
+            _set_threads(pool, threads)
         if torch is not None and previous_torch != threads:
             torch.set_num_threads(threads)
         yield
     finally:
         for pool, before in reversed(changed):
-            pool.set_num_threads(before)
+            _set_threads(pool, before)
         if torch is not None and previous_torch is not None and previous_torch != threads:
             torch.set_num_threads(previous_torch)
 
@@ -221,7 +236,7 @@ def one_blas_thread() -> Iterator[None]:
             _one_blas_restore[:] = [(pool, before) for pool in _blas_pools()
                                     if (before := pool.get_num_threads()) not in (1, None)]
             for pool, _ in _one_blas_restore:
-                pool.set_num_threads(1)
+                _set_threads(pool, 1)
         _one_blas_holders += 1
     try:
         yield
@@ -230,7 +245,7 @@ def one_blas_thread() -> Iterator[None]:
             _one_blas_holders -= 1
             if _one_blas_holders == 0:
                 for pool, before in reversed(_one_blas_restore):
-                    pool.set_num_threads(before)
+                    _set_threads(pool, before)
                 _one_blas_restore.clear()
 
 

@@ -234,6 +234,10 @@ MUTANTS = [
       "values (XLA sums their rows another way)",
       ("values = -(-_MIN_ENTRIES // int(n_outputs)) if n_outputs >= 2 else 0", "values = 0"),
       tests=("test_inference.py",)),
+    m("blas-control-kept", "threads.py", "the thread that set a BLAS count keeps "
+      "threadpoolctl's control (other threads' caps and restores then do nothing)",
+      ('clear = getattr(type(pool), "clear_controlling_thread", None)', "clear = None"),
+      tests=("test_inference.py",)),
     m("predict-blas-uncapped", "inference.py", "host blocks' products on the whole BLAS pool "
       "(a row's bits then depend on the other rows of the product)",
       ("one_thread = on_host and m >= _MIN_ROWS", "one_thread = False and m >= _MIN_ROWS"),
@@ -333,7 +337,7 @@ MUTANTS = [
       ("        return self.schedule == \"invscaling\"", "        return False"),
       tests=("test_compiled.py", "test_optim.py")),
     m("thread-limits-kept", "threads.py", "the pools keep the fit's thread count after it",
-      ("in reversed(changed):\n            pool.set_num_threads(before)",
+      ("in reversed(changed):\n            _set_threads(pool, before)",
        "in reversed(changed):\n            pass"),
       tests=("test_threads.py",)),
 ]
