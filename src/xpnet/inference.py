@@ -48,7 +48,7 @@ NumPy the blocks then run on as many threads of this process as the BLAS pool ha
 (NumPy releases the GIL in its products and element-wise kernels): the products are
 as fast as the pool's (8 products of 2496x784 @ 784x256 float32: 2 threads side by side
 52-59 ms, one 2-thread product after another 51-54 ms), and the element-wise work (the
-bias, the witness, the hidden ``tanh``, the output activation), single-threaded in
+bias, the witness, the hidden activation, the output activation), single-threaded in
 NumPy, is now split between the cores too. ``finish`` (:func:`predict_blocks`) must
 therefore be safe to call from several threads. Torch, JAX and CuPy keep their own
 pools and run the blocks one after another.

@@ -182,6 +182,18 @@ def _set_threads(pool: Any, threads: int) -> None:
         clear(force=True)
 
 
+def _changing(pools: list[Any], threads: int) -> list[tuple[Any, int]]:
+    """``(pool, count before)`` of the pools whose count ``threads`` would change."""
+    return [(pool, before) for pool in pools
+            if (before := pool.get_num_threads()) not in (threads, None)]
+
+
+def _restore(changed: list[tuple[Any, int]]) -> None:
+    """Put back the counts :func:`_changing` recorded, last changed first."""
+    for pool, before in reversed(changed):
+        _set_threads(pool, before)
+
+
 @contextlib.contextmanager
 def thread_limits(threads: int | None) -> Iterator[None]:
     """Cap BLAS, OpenMP and torch's thread pools at ``threads`` inside the ``with``
@@ -193,8 +205,7 @@ def thread_limits(threads: int | None) -> Iterator[None]:
     previous_torch = torch.get_num_threads() if torch is not None else None
     # each pool's own get/set (threadpoolctl's limit() builds its whole info first:
     # ~0.1 ms, a tenth of a warm tiny compiled fit), and only the pools that change
-    changed = [(pool, before) for pool in _threadpool_controller().lib_controllers
-               if (before := pool.get_num_threads()) not in (threads, None)]
+    changed = _changing(_threadpool_controller().lib_controllers, threads)
     try:
         for pool, _ in changed:
             _set_threads(pool, threads)
@@ -202,8 +213,7 @@ def thread_limits(threads: int | None) -> Iterator[None]:
             torch.set_num_threads(threads)
         yield
     finally:
-        for pool, before in reversed(changed):
-            _set_threads(pool, before)
+        _restore(changed)
         if torch is not None and previous_torch is not None and previous_torch != threads:
             torch.set_num_threads(previous_torch)
 
@@ -233,8 +243,7 @@ def one_blas_thread() -> Iterator[None]:
     global _one_blas_holders
     with _one_blas:
         if _one_blas_holders == 0:
-            _one_blas_restore[:] = [(pool, before) for pool in _blas_pools()
-                                    if (before := pool.get_num_threads()) not in (1, None)]
+            _one_blas_restore[:] = _changing(_blas_pools(), 1)
             for pool, _ in _one_blas_restore:
                 _set_threads(pool, 1)
         _one_blas_holders += 1
@@ -244,8 +253,7 @@ def one_blas_thread() -> Iterator[None]:
         with _one_blas:
             _one_blas_holders -= 1
             if _one_blas_holders == 0:
-                for pool, before in reversed(_one_blas_restore):
-                    _set_threads(pool, before)
+                _restore(_one_blas_restore)
                 _one_blas_restore.clear()
 
 

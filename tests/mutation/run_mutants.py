@@ -250,8 +250,8 @@ MUTANTS = [
       tests=("test_inference.py",)),
     m("blas-cap-first-out-restores", "threads.py", "the first holder out restores the BLAS "
       "pool while another still runs its products",
-      ("            if _one_blas_holders == 0:\n                for pool, before",
-       "            if _one_blas_holders >= 0:\n                for pool, before"),
+      ("            if _one_blas_holders == 0:\n                _restore(",
+       "            if _one_blas_holders >= 0:\n                _restore("),
       tests=("test_inference.py",)),
     m("threads-busy-max", "threads.py", "busy cores: the larger of the runnable count and "
       "the load average, not the smaller",
@@ -337,8 +337,8 @@ MUTANTS = [
       ("        return self.schedule == \"invscaling\"", "        return False"),
       tests=("test_compiled.py", "test_optim.py")),
     m("thread-limits-kept", "threads.py", "the pools keep the fit's thread count after it",
-      ("in reversed(changed):\n            _set_threads(pool, before)",
-       "in reversed(changed):\n            pass"),
+      ("    for pool, before in reversed(changed):\n        _set_threads(pool, before)",
+       "    for pool, before in reversed(changed):\n        pass"),
       tests=("test_threads.py",)),
 ]
 
