@@ -12,10 +12,10 @@ ratios xpnet/pandas; memory is also given against the parsed float64 arrays.
     python benchmarks/csv_read.py --quick         # 10^5 x 20 only
     python benchmarks/csv_read.py --out benchmarks/csv_read.json
 
-Thread settings and the load are recorded with the results: xpnet's reader uses
-pyarrow's threads when the process may run on more than one core, pandas' C parser is
-single threaded whatever the cores. ``--one-core`` runs every child pinned to one core
-(``sched_setaffinity``): both readers then parse in one thread.
+Thread settings and the load are recorded with the results: xpnet's reader parses one
+piece of the file per thread, a thread per core the process may run on (at most 8);
+pandas' C parser is single threaded whatever the cores. ``--one-core`` runs every child
+pinned to one core (``sched_setaffinity``): both readers then parse in one thread.
 """
 
 from __future__ import annotations
@@ -125,8 +125,9 @@ def main() -> None:
     record = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S"), "python": platform.python_version(),
         "load_average": os.getloadavg(), "cores": os.cpu_count(),
-        "threads": ("xpnet: pyarrow use_threads=True when more than one core is allowed, "
-                    "else False; pandas: C parser (one thread)"),
+        "threads": ("xpnet: one piece of the file parsed per thread, one thread per "
+                    "allowed core (at most 8), pyarrow use_threads=False in each; pandas: "
+                    "C parser (one thread)"),
         "one_core": args.one_core,
         "repeats": args.repeats, "results": results,
     }

@@ -1,9 +1,11 @@
 """CSV files read by pyarrow's CSV reader, with xpnet's strictness as validation.
 
-Why pyarrow: its ``read_csv`` converts blocks of text on every core at once in C++ (as
-fast as pandas' C parser on two cores), it decompresses gzip, bzip2 and zstd itself,
-and it has no dependencies besides NumPy. The file is handed to it in pieces of whole
-lines (:func:`_pieces`), so memory holds the float64 result plus one piece. It is the
+Why pyarrow: its ``read_csv`` converts text to float64 columns in C++ without the GIL,
+exactly (every bit of a ``%.17g`` number kept), it decompresses gzip, bzip2 and zstd
+itself, and it has no dependencies besides NumPy. The file is read in pieces of whole
+lines (:func:`_pieces`), each parsed on its own thread, one per core (:func:`_in_order`):
+memory holds the float64 result plus the pieces in flight, and two cores read 10^5 x 20
+numbers in about 1.2x the time of pandas' (single-threaded) C parser. It is the
 ``csv`` extra (``pip install 'xpnet[csv]'``); without it, reading a CSV is one clear
 error.
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import bz2
 import codecs
+import collections
 import contextlib
 import csv
 import gzip
@@ -39,8 +42,10 @@ import io
 import lzma
 import math
 import os
+import queue
 import re
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any, NoReturn
 
@@ -71,23 +76,24 @@ _NUMERIC = re.compile(f"{NUMBER.pattern}|(?i:{NON_FINITE.pattern})")
 CSV_SPACE = " \t"  # stripped around a cell; other (Unicode) spaces make it text
 # Text read ahead to judge the first line and estimate the row count.
 _HEAD_BYTES = 1 << 16
-# Text handed to pyarrow per call. A whole-file ``read_csv`` converts its blocks on every
-# core at once, pandas' speed on two cores (0.059 s against pandas' 0.054 s on 10^5 x 21
-# numbers, quiet machine), where the streaming reader ``open_csv`` converts one block at a
-# time (0.10-0.13 s, whatever the block size). So the file is cut into pieces of whole
-# lines (a line break always ends a record: newlines inside quoted cells are refused, as
-# pyarrow's default ``newlines_in_values=False`` does) and each piece is read by
-# ``read_csv`` in blocks of a quarter of it: memory holds the result plus one piece's
-# text and parse. Pieces of 4 MiB were as fast as one whole-file read (1.31x against
-# 1.31x pandas' time, paired, same run); 16 MiB ones slower (1.69x: caches), 1 MiB ones
-# too (1.39x: per-call costs). Wide lines need more: each call costs per column, and 4 MiB
-# of 785 numbers per line (260 lines) read 2 x 10^4 such lines in 2.74 s, 16 MiB pieces in
-# 1.47 s (pandas 1.26 s): a piece holds at least PIECE_ROWS lines, and a block BLOCK_ROWS.
-# A whole-file read caps a piece at 1/32 of the result, so memory stays under twice it.
+# Text handed to pyarrow per call. The streaming reader ``open_csv`` converts one block at
+# a time (0.15 s on 10^5 x 21 numbers, whatever the block size, against pandas' 0.09 s),
+# and a whole-file ``read_csv`` holds the whole table besides the result. So the file is
+# cut into pieces of whole lines (a line break always ends a record: newlines inside
+# quoted cells are refused, as pyarrow's default ``newlines_in_values=False`` does), and
+# each piece is read by a single-threaded ``read_csv`` on one of :func:`_workers`
+# threads, in blocks of PARSE_BYTES (64 KiB blocks: 1.44-1.72x pandas' time, 256 KiB
+# ones 1.06-1.43x, 1 MiB ones no faster; pieces from 512 KiB to 4 MiB, the larger the
+# faster). Wide lines need more: each call costs per column, and 4 MiB of 785 numbers per
+# line (260 lines) read 2 x 10^4 such lines in 2.74 s, 16 MiB pieces in 1.47 s (pandas
+# 1.26 s): a piece holds at least PIECE_ROWS lines, and a block BLOCK_ROWS. A whole-file
+# read caps a piece so that those in flight stay well under the result (:meth:`_gather`).
 BLOCK_BYTES = 1 << 16
 PIECE_BYTES = 1 << 22
 PIECE_ROWS = 1024
 BLOCK_ROWS = 128
+PARSE_BYTES = 1 << 18
+MAX_THREADS = 8  # pieces parsed at once, one per core up to this
 # Delimiters suggested when a file does not split on the one in use.
 _OTHER_DELIMITERS = (",", ";", "\t", "|", " ")
 _UNNAMED = re.compile(r"Unnamed: 0")  # what pandas calls a nameless column on reading
@@ -186,21 +192,6 @@ def _pyarrow() -> tuple[Any, Any]:
     return pyarrow, pyarrow.csv
 
 
-def _arrow_copy(text: bytes) -> Any:
-    """``text`` copied into memory pyarrow owns (its system pool). pyarrow's threaded
-    reader can drop its last hold on its input on one of its worker threads after
-    ``read_csv`` has returned; releasing a Python ``bytes`` there needs the GIL, and in a
-    process that is exiting meanwhile the worker aborts it ("terminate called without an
-    active exception", exit -6: 3 of 180 ``xpnet predict`` runs on two busy cores, after
-    the output was written). Memory pyarrow owns is released without the GIL. The copy
-    costs about 1 ms per 4 MiB piece, against some 20 ms to parse it."""
-    pa = _pyarrow()[0]
-    buffer = pa.allocate_buffer(len(text), memory_pool=pa.system_memory_pool())
-    if text:
-        np.frombuffer(buffer, dtype=np.uint8)[:] = np.frombuffer(text, dtype=np.uint8)
-    return buffer
-
-
 def _validity(array: Any) -> np.ndarray:
     """Which cells of a pyarrow array are present (not null), from its validity bitmap."""
     bitmap = array.buffers()[0]
@@ -219,10 +210,16 @@ def _floats(array: Any) -> np.ndarray:
                          offset=8 * array.offset)
 
 
-def _threads() -> int:
-    """The cores this process may run on (pyarrow parses with threads when above 1)."""
+def _workers() -> int:
+    """Pieces parsed at once: one per core this process may run on, at most
+    :data:`MAX_THREADS` (1: parsed in the calling thread)."""
     affinity = getattr(os, "sched_getaffinity", None)
-    return len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+    cores = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+    return max(1, min(cores, MAX_THREADS))
+
+
+class _BadCell(Exception):
+    """A block holds an empty or non-finite cell: :meth:`CsvReader._diagnose` names it."""
 
 
 class _TargetIsText(Exception):
@@ -459,27 +456,109 @@ def _choose_columns(layout: CsvLayout, target: str | int | None, n_features: int
 
 
 # --------------------------------------------------------------------------- reading
-def _pieces(source: Any, size: int, skip_rows: int) -> Iterator[tuple[bytes, int]]:
-    """The stream's bytes in pieces of whole lines, about ``size`` bytes each, with the
-    lines to skip at the start of each (``skip_rows`` for the first, then 0). A line
-    longer than ``size`` makes its piece longer; the last piece may lack a final line
-    break. The stream is closed at the end."""
-    rest = b""
+class _Buffers:
+    """The buffers pieces of text are read into, each used again once its piece is
+    parsed (:meth:`give`): fresh memory for every piece cost a page fault per 4 KiB
+    (10^6 x 20 numbers, 423 MB of text: 1.05-1.46 s against 0.86-0.96 s in buffers used
+    again), and the C heap kept some 15 freed pieces' worth. They are memory pyarrow owns
+    (its system pool): no Python ``bytes`` is handed to pyarrow. A reader can drop its
+    last hold on its input on one of pyarrow's threads after ``read_csv`` has returned;
+    releasing a Python object there needs the GIL, and in a process that is exiting
+    meanwhile the thread aborts it ("terminate called without an active exception", exit
+    -6: 3 of 180 ``xpnet predict`` runs on two busy cores, after the output was written).
+    Memory pyarrow owns is released without the GIL."""
+
+    def __init__(self) -> None:
+        self._free: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def take(self, size: int) -> Any:
+        """A buffer of at least ``size`` bytes (its contents: anything); a new one has a
+        quarter more, for the next piece's share of a line the last one cut."""
+        with contextlib.suppress(queue.Empty):
+            buffer = self._free.get_nowait()
+            if buffer.size >= size:
+                return buffer
+        pa = _pyarrow()[0]
+        return pa.allocate_buffer(size + size // 4, memory_pool=pa.system_memory_pool())
+
+    def give(self, buffer: Any) -> None:
+        """``buffer`` is read no more: :meth:`take` may hand it out again."""
+        self._free.put(buffer)
+
+
+def _pieces(source: Any, size: int, skip_rows: int,
+            buffers: _Buffers) -> Iterator[tuple[Any, int, int]]:
+    """The stream's bytes in pieces of whole lines, about ``size`` bytes each: a buffer
+    from ``buffers``, the length of the piece at its start, and the lines to skip there
+    (``skip_rows`` for the first, then 0). A line longer than ``size`` makes its piece
+    longer; the last piece may lack a final line break. The stream is closed at the
+    end; the consumer gives each buffer back once it has parsed the piece."""
+    carry = b""  # the start of a line the last piece did not end
+    more = size  # text to read for this piece: doubled while no line ends in it
     with source:
         while True:
-            chunk = source.read(size)
-            if not chunk:
-                if rest:
-                    yield rest, skip_rows
+            capacity = len(carry) + more
+            buffer = buffers.take(capacity)
+            view = memoryview(buffer).cast("B")[:capacity]
+            view[:len(carry)] = carry
+            filled = len(carry)
+            while filled < capacity:
+                n = source.readinto(view[filled:])
+                if not n:
+                    break
+                filled += n
+            if filled < capacity:  # the end of the stream
+                if filled:
+                    yield buffer, filled, skip_rows
                 return
-            text = rest + chunk
-            cut = text.rfind(b"\n") + 1
-            if cut == 0 or text.count(b"\n", 0, cut) < skip_rows:
-                rest = text  # no whole line yet, or not past the header: read on
+            cut = _after_last_line_break(view) if skip_rows == 0 else (
+                _after_line(view, skip_rows))
+            if cut == 0:  # no whole line yet, or not past the header: read on
+                carry, more = bytes(view), more * 2
+                buffers.give(buffer)
                 continue
-            rest = text[cut:]
-            yield text[:cut], skip_rows
+            carry, more = bytes(view[cut:]), size
+            yield buffer, cut, skip_rows
             skip_rows = 0
+
+
+def _after_last_line_break(view: memoryview) -> int:
+    """Where the text after its last line break starts (0: it has none)."""
+    tail = 1 << 12
+    while True:
+        start = max(0, len(view) - tail)
+        found = bytes(view[start:]).rfind(b"\n")
+        if found >= 0 or start == 0:
+            return start + found + 1
+        tail *= 16
+
+
+def _after_line(view: memoryview, lines: int) -> int:
+    """:func:`_after_last_line_break` if the text holds ``lines`` line breaks, else 0."""
+    text = bytes(view)
+    return text.rfind(b"\n") + 1 if text.count(b"\n") >= lines else 0
+
+
+def _in_order(function: Any, items: Iterator[Any], workers: int) -> Iterator[Any]:
+    """``function(*item)`` for each item, on ``workers`` threads at once, in order. At
+    most ``workers + 1`` items are taken ahead of the one returned (memory: as many
+    pieces); a consumer that stops early cancels the rest and waits for the running."""
+    if workers <= 1:
+        for item in items:
+            yield function(*item)
+        return
+    pending: collections.deque[Any] = collections.deque()
+    with ThreadPoolExecutor(workers, thread_name_prefix="xpnet-csv") as pool:
+        try:
+            for item in items:
+                pending.append(pool.submit(function, *item))
+                if len(pending) > workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 @dataclass
@@ -547,8 +626,10 @@ class CsvReader:
     # .................................................................. blocks
     def blocks(self, block_bytes: int | None = None,
                target_text: bool = True) -> Iterator[CsvBlock]:
-        """The data rows in blocks of about ``block_bytes`` of text each (whole lines;
-        default: the layout's :attr:`CsvLayout.block_bytes`).
+        """The data rows in blocks of whole lines, read in pieces of about
+        ``block_bytes`` of text (default: :data:`PARSE_BYTES`, or
+        :attr:`CsvLayout.block_bytes` if more), each piece parsed in blocks of that
+        default size.
 
         ``target_text``: the target's cells as read (strings, for :meth:`target_values`);
         ``False`` reads them as float64, and a cell that is not a number then raises
@@ -561,30 +642,40 @@ class CsvReader:
         if self.target_column is not None:
             types[names[self.target_column]] = (pa.string() if self.target_is_text
                                                 else pa.float64())
-        parse = pacsv.ParseOptions(delimiter=self.layout.delimiter)
+        parse_options = pacsv.ParseOptions(delimiter=self.layout.delimiter)
         convert = pacsv.ConvertOptions(column_types=types, include_columns=list(types),
                                        null_values=[""], strings_can_be_null=True,
                                        quoted_strings_can_be_null=True)
-        piece = block_bytes or self.layout.block_bytes
-        rows = 0
-        threaded = _threads() > 1  # the cores this process may use: once per read
-        try:
-            for text, skip in _pieces(_arrow_source(self.path), piece, self.layout.skip_rows):
-                read = pacsv.ReadOptions(skip_rows=skip, column_names=names,
-                                         block_size=max(BLOCK_BYTES, piece // 4),
-                                         use_threads=threaded)
-                # the system allocator: it hands freed blocks back (pyarrow's default
+        parse_bytes = max(PARSE_BYTES, self.layout.block_bytes)
+        piece = block_bytes or parse_bytes
+        buffers = _Buffers()
+
+        def parse(text: Any, length: int, skip: int) -> list[tuple[np.ndarray, Any]]:
+            read = pacsv.ReadOptions(skip_rows=skip, column_names=names,
+                                     block_size=parse_bytes,
+                                     use_threads=False)
+            try:  # the system allocator: it hands freed blocks back (pyarrow's default
                 # pool held 2x more memory on 10^5 x 20 numbers)
-                table = pacsv.read_csv(pa.BufferReader(_arrow_copy(text)),
-                                       read_options=read,
-                                       parse_options=parse, convert_options=convert,
+                table = pacsv.read_csv(pa.BufferReader(text.slice(0, length)),
+                                       read_options=read, parse_options=parse_options,
+                                       convert_options=convert,
                                        memory_pool=pa.system_memory_pool())
-                del text
-                for batch in table.combine_chunks().to_batches():
-                    block = self._block(batch, rows)
-                    if block is not None:
-                        rows += block.X.shape[0]
-                        yield block
+            finally:
+                buffers.give(text)
+            return [part for part in map(self._converted, table.to_batches())
+                    if part[0].shape[0]]
+
+        rows = 0
+        pieces = _pieces(_arrow_source(self.path), piece, self.layout.skip_rows, buffers)
+        try:  # the cores this process may use (once per read): one piece on each
+            for parts in _in_order(parse, pieces, _workers()):
+                for X, y in parts:
+                    block = CsvBlock(self._drop_index(X, rows) if self._index != "feature"
+                                     else X, y, rows)
+                    rows += X.shape[0]
+                    yield block
+        except _BadCell:
+            self._diagnose(None)
         except pa.ArrowInvalid as exc:
             if not self.target_is_text and self._is_target_error(exc):
                 raise _TargetIsText() from None
@@ -597,8 +688,10 @@ class CsvReader:
         match = re.search(r"In CSV column #(\d+):", str(error))
         return match is not None and int(match.group(1)) == self.target_column
 
-    def _block(self, batch: Any, rows: int) -> CsvBlock | None:
-        """One batch as a float64 block, every cell checked (a row of empty cells skipped).
+    def _converted(self, batch: Any) -> tuple[np.ndarray, Any]:
+        """One batch as a float64 block and the target's cells, every cell checked (a
+        row of empty cells skipped; :class:`_BadCell` for any other empty or non-finite
+        cell). Runs on the reader's threads: it reads nothing the reader changes.
 
         The batch's columns come by position: the features in order, then the target
         (``include_columns``); a numeric target rides in the block until split off."""
@@ -615,19 +708,15 @@ class CsvReader:
                 block = np.asarray(numbers.to_tensor(memory_pool=pa.system_memory_pool()))
         if block is None:
             block, nonempty = self._present(batch.columns, numbers.num_columns)
-        if block.shape[0] == 0:
-            return None
         if not np.isfinite(block).all():
-            self._diagnose(None)
+            raise _BadCell()
         y = None
         if target is not None:
             y = np.array(target.to_pylist(), dtype=object)
             y = y if nonempty is None else y[nonempty]
         elif self.target_column is not None:
             block, y = block[:, :-1], block[:, -1].copy()
-        if self._index != "feature":
-            block = self._drop_index(block, rows)
-        return CsvBlock(block, y, rows)
+        return block, y
 
     def _present(self, columns: list[Any], count: int) -> tuple[np.ndarray, np.ndarray | None]:
         """The first ``count`` columns side by side, without the rows whose every cell
@@ -638,7 +727,7 @@ class CsvReader:
         present = [_validity(column) for column in columns]
         nonempty = np.logical_or.reduce(present)  # a row of delimiters only: skipped
         if not all(p[nonempty].all() for p in present):
-            self._diagnose(None)
+            raise _BadCell()
         return block[nonempty], nonempty
 
     def _reset_index(self) -> None:
@@ -700,11 +789,14 @@ class CsvReader:
         targets: list[np.ndarray] = []
         self._reset_index()
         result = (self.layout.estimated_rows or 0) * self.bytes_per_row()
-        # pieces of PIECE_BYTES; for a smaller result, of 1/32 of it: the heap keeps
-        # about 15 pieces' worth once freed (2·10^5 x 21 numbers in 2 MiB pieces grew by
-        # 35 MiB beyond the 32 MiB result, in 64 KiB ones by 8), under the result
+        # pieces of PIECE_BYTES; for a smaller result, of less: some 2 pieces' text and
+        # numbers are held per piece in flight (the workers' and two more), which must
+        # stay well under the result (2·10^5 x 21 numbers, 2 workers: pieces of 1 MiB
+        # grew the peak by 48 MiB with the 32 MiB result, of 2 MiB by 64-68)
         wide = int(PIECE_ROWS * (self.layout.bytes_per_line or 0))
-        size = max(self.layout.block_bytes, min(max(PIECE_BYTES, wide), result // 32))
+        in_flight = _workers() + 2
+        size = max(self.layout.block_bytes,
+                   min(max(PIECE_BYTES, wide), result // (8 * in_flight)))
         for block in self.blocks(size, target_text):
             n = block.X.shape[0]
             if out is None:
